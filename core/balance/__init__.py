@@ -1,0 +1,22 @@
+"""The sans-io heart of the balancer: every routing decision, none of the I/O.
+
+* ``wrr``       — nginx's smooth weighted round robin (pure function over a small state list).
+* ``affinity``  — weighted rendezvous hashing of an affinity key (``sender-transfer-id``) over members.
+* ``group``     — :class:`GroupBalancer`: one connector group's members, their runtime admin state
+  (enabled / drain / disabled), their health (disabled for ``retryDelay`` after a failed connect, tried
+  anyway when all are disabled), and :class:`Selection`, the per-connection walk through candidates.
+
+No sockets, no asyncio, no clock: time is the ``now`` argument (monotonic seconds). Imports only the
+standard library and :mod:`balancedesk.core.model`.
+"""
+
+from balancedesk.core.balance.affinity import rendezvous_rank
+from balancedesk.core.balance.group import (
+    AdminState,
+    GroupBalancer,
+    MemberView,
+    Selection,
+)
+from balancedesk.core.balance.wrr import SmoothWRR
+
+__all__ = ["AdminState", "GroupBalancer", "MemberView", "Selection", "SmoothWRR", "rendezvous_rank"]

@@ -1,0 +1,201 @@
+"""One connector group's routing state and the per-connection walk through its members.
+
+Rules (HDP's connector-group documents, plus header affinity and runtime admin state):
+
+* Round Robin groups pick by smooth WRR over the *available* members; other groups take the available
+  member with the lowest ``sequence``.
+* A failed connect disables that member for ``retryDelay`` seconds (0 = never disable); the same client
+  moves on to the next candidate, each member at most once. A member that answers is enabled at once.
+* If every member is disabled at once, every member is tried anyway.
+* With an affinity key, candidates are ranked by weighted rendezvous hashing; a disabled choice falls to
+  the next-ranked member.
+* Admin state: ``DRAIN`` and ``DISABLED`` members get no new connections (existing ones are the shell's
+  business); only ``ENABLED`` members are candidates.
+
+Usage by the shell, per client connection or request::
+
+    sel = balancer.begin(now=now, affinity_key=key)
+    while (member := sel.next(now=now)) is not None:
+        ok = await connect(member)          # the shell's I/O, bounded by connectionTimeout
+        if ok: sel.succeeded(member, now=now); break
+        sel.failed(member, now=now)
+    # member None: every candidate was tried → error to the client (sel.tried lists them)
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from balancedesk.core.balance.affinity import rendezvous_rank
+from balancedesk.core.balance.wrr import SmoothWRR
+from balancedesk.core.model import ConnectorGroup
+
+
+class AdminState(enum.Enum):
+    ENABLED = "enabled"
+    DRAIN = "drain"
+    DISABLED = "disabled"
+
+
+@dataclass(frozen=True)
+class MemberView:
+    """A member as the admin endpoint shows it. ``disabled_until`` is None while healthy."""
+
+    member_id: str
+    sequence: int
+    weight: int
+    admin: AdminState
+    disabled_until: float | None
+    failures: int
+
+    def healthy(self, now: float) -> bool:
+        return self.disabled_until is None or now >= self.disabled_until
+
+
+class _Member:
+    __slots__ = ("admin", "disabled_until", "failures", "member_id", "sequence", "weight")
+
+    def __init__(self, member_id: str, sequence: int, weight: int) -> None:
+        self.member_id = member_id
+        self.sequence = sequence
+        self.weight = weight
+        self.admin = AdminState.ENABLED
+        self.disabled_until: float | None = None
+        self.failures = 0
+
+
+class GroupBalancer:
+    """Routing state of one group. Not thread-safe; one per event loop."""
+
+    def __init__(self, group: ConnectorGroup) -> None:
+        self._members: dict[str, _Member] = {}
+        self._wrr = SmoothWRR([])
+        self.apply(group)
+
+    # configuration -------------------------------------------------------------------------------
+    def apply(self, group: ConnectorGroup) -> None:
+        """Apply a (new) group definition; surviving members keep their health, admin state and rhythm."""
+        old = self._members
+        members: dict[str, _Member] = {}
+        for m in group.ordered():
+            cur = old.get(m.member_id) or _Member(m.member_id, m.sequence, m.weight)
+            cur.sequence = m.sequence
+            cur.weight = m.weight
+            members[m.member_id] = cur
+        self._members = members
+        self.group = group
+        self.round_robin = group.round_robin
+        self.retry_delay_s = float(group.retry_delay)
+        self.connection_timeout_s = float(group.connection_timeout) or None
+        self._order = list(members.values())
+        self._weights = tuple((m.member_id, m.weight) for m in self._order)
+        self._wrr.reweight(list(self._weights))
+
+    def set_admin(self, member_id: str, state: AdminState) -> None:
+        """Runtime admin state; raises KeyError for an unknown member."""
+        self._members[member_id].admin = state
+
+    def set_weight(self, member_id: str, weight: int) -> None:
+        if weight < 1:
+            raise ValueError("weight must be a positive integer")
+        self._members[member_id].weight = weight
+        self._weights = tuple((m.member_id, m.weight) for m in self._order)
+        self._wrr.reweight(list(self._weights))
+
+    # health --------------------------------------------------------------------------------------
+    def mark_failed(self, member_id: str, *, now: float) -> bool:
+        """A connect to the member failed. Returns True if it became disabled by this failure."""
+        m = self._members.get(member_id)
+        if m is None:
+            return False
+        m.failures += 1
+        if self.retry_delay_s <= 0:
+            return False
+        was_up = m.disabled_until is None or now >= m.disabled_until
+        m.disabled_until = now + self.retry_delay_s
+        return was_up
+
+    def mark_succeeded(self, member_id: str, *, now: float) -> bool:
+        """A connect succeeded. Returns True if the member was disabled and is enabled again."""
+        m = self._members.get(member_id)
+        if m is None or m.disabled_until is None:
+            return False
+        m.disabled_until = None
+        return True
+
+    def expire(self, *, now: float) -> list[str]:
+        """Members whose retryDelay has ended by ``now``: re-enabled (returned, for the event stream)."""
+        out = []
+        for m in self._order:
+            if m.disabled_until is not None and now >= m.disabled_until:
+                m.disabled_until = None
+                out.append(m.member_id)
+        return out
+
+    def next_expiry(self) -> float | None:
+        times = [m.disabled_until for m in self._order if m.disabled_until is not None]
+        return min(times) if times else None
+
+    # decisions -----------------------------------------------------------------------------------
+    def begin(self, *, now: float, affinity_key: str | None = None) -> Selection:
+        return Selection(self, affinity_key)
+
+    def _healthy(self, m: _Member, now: float) -> bool:
+        return m.disabled_until is None or now >= m.disabled_until
+
+    def _pick(self, tried: set[str], key: str | None, now: float) -> str | None:
+        enabled = [m for m in self._order if m.admin is AdminState.ENABLED]
+        untried = [m for m in enabled if m.member_id not in tried]
+        if not untried:
+            return None
+        healthy = [m for m in untried if self._healthy(m, now)]
+        if not healthy:
+            if any(self._healthy(m, now) for m in enabled):
+                # someone is up but was already tried: the rest are disabled and are skipped
+                return None
+            healthy = untried  # every member is disabled at once: try each anyway
+        if key is not None:
+            ids = {m.member_id for m in healthy}
+            for mid in rendezvous_rank(key, self._weights):
+                if mid in ids:
+                    return mid
+            return None
+        if self.round_robin:
+            return self._wrr.pick(m.member_id for m in healthy)
+        return healthy[0].member_id
+
+    # views ---------------------------------------------------------------------------------------
+    def members(self) -> list[MemberView]:
+        return [
+            MemberView(m.member_id, m.sequence, m.weight, m.admin, m.disabled_until, m.failures)
+            for m in self._order
+        ]
+
+    def member_ids(self) -> list[str]:
+        return [m.member_id for m in self._order]
+
+
+class Selection:
+    """The walk of one client connection (or request) through candidates, each member at most once."""
+
+    __slots__ = ("_balancer", "affinity_key", "tried")
+
+    def __init__(self, balancer: GroupBalancer, affinity_key: str | None) -> None:
+        self._balancer = balancer
+        self.affinity_key = affinity_key
+        self.tried: list[str] = []
+
+    def next(self, *, now: float) -> str | None:
+        """The next member to try, or None when every candidate has been tried."""
+        mid = self._balancer._pick(set(self.tried), self.affinity_key, now)
+        if mid is not None:
+            self.tried.append(mid)
+        return mid
+
+    def failed(self, member_id: str, *, now: float) -> bool:
+        return self._balancer.mark_failed(member_id, now=now)
+
+    def succeeded(self, member_id: str, *, now: float) -> bool:
+        return self._balancer.mark_succeeded(member_id, now=now)
+

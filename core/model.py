@@ -1,0 +1,367 @@
+"""The domain model: connectors, connector groups and their members, and the management API's rules.
+
+One vocabulary from API to pixels. JSON names follow HDP's management API (``connectorID``, ``memberID``,
+``connectionTimeout``…); Python names are their snake_case. Values are frozen pydantic models.
+
+The rules of the API live here, in one place, and are used by the server (to answer 400), by the client
+and by the GUI (to show an inline message before a save is even tried):
+
+* :func:`parse_connector` turns a JSON body into a :class:`Connector`, or raises :class:`RuleError`
+  listing every :class:`Problem` with the field (and member) it names.
+* :func:`check_group_rules` checks a group against what the store knows (which connectors exist, who
+  owns them, which group uses them) and returns the problems found.
+
+Imports: pydantic and the standard library only.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+ROUND_ROBIN = "Round Robin"
+DEFAULT_CONNECTION_TIMEOUT = 15
+DEFAULT_RETRY_DELAY = 120
+LABEL_MAX = 255
+DEFAULT_AFFINITY_HEADER = "sender-transfer-id"
+
+_ENDPOINT_RE = re.compile(r"^(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[A-Za-z0-9_.\-]+)):(?P<port>\d{1,5})$")
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One broken rule: ``field`` is a JSON path such as ``connectorGroup.members[2].weight``."""
+
+    field: str
+    message: str
+    member_id: str | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"field": self.field, "message": self.message}
+        if self.member_id is not None:
+            out["memberID"] = self.member_id
+        return out
+
+
+class RuleError(ValueError):
+    """Raised when input breaks one or more rules; ``problems`` names each one."""
+
+    def __init__(self, problems: Iterable[Problem]) -> None:
+        self.problems = list(problems)
+        super().__init__("; ".join(f"{p.field}: {p.message}" for p in self.problems))
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, populate_by_name=True, extra="forbid")
+
+
+def _seconds(value: Any, name: str) -> int:
+    """HDP types timeouts as String but samples send numbers: accept both, keep an int."""
+    if isinstance(value, bool):
+        raise ValueError(f"{name} must be a whole number of seconds, not a boolean")
+    if isinstance(value, int):
+        out = value
+    elif isinstance(value, float) and value.is_integer():
+        out = int(value)
+    elif isinstance(value, str) and value.strip().isdigit():
+        out = int(value.strip())
+    else:
+        raise ValueError(f"{name} must be a whole number of seconds (0 means never), got {value!r}")
+    if out < 0:
+        raise ValueError(f"{name} must be 0 (never) or a positive number of seconds, got {out}")
+    if out > 86_400 * 365:
+        raise ValueError(f"{name} must be at most one year in seconds, got {out}")
+    return out
+
+
+class Member(_Frozen):
+    """One connector in a group: tried in ``sequence`` order, or sharing load by ``weight``."""
+
+    member_id: str = Field(alias="memberID", min_length=1, max_length=255)
+    sequence: int = Field(ge=0, le=1_000_000)
+    weight: int = Field(default=1, ge=1, le=1_000_000)
+
+    @field_validator("sequence", "weight", mode="before")
+    @classmethod
+    def _strict_int(cls, value: Any) -> Any:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"must be a whole number, got {value!r}")
+        return value
+
+
+class ConnectorGroup(_Frozen):
+    """The ``connectorGroup`` object: timeouts, load-balancing mode and members."""
+
+    connection_timeout: int = Field(default=DEFAULT_CONNECTION_TIMEOUT, alias="connectionTimeout")
+    retry_delay: int = Field(default=DEFAULT_RETRY_DELAY, alias="retryDelay")
+    load_balancing: str | None = Field(default=None, alias="loadBalancing")
+    members: tuple[Member, ...]
+
+    @field_validator("connection_timeout", mode="before")
+    @classmethod
+    def _ct(cls, value: Any) -> int:
+        return _seconds(value, "connectionTimeout")
+
+    @field_validator("retry_delay", mode="before")
+    @classmethod
+    def _rd(cls, value: Any) -> int:
+        return _seconds(value, "retryDelay")
+
+    @field_validator("load_balancing", mode="before")
+    @classmethod
+    def _lb(cls, value: Any) -> str | None:
+        if value is None or value == ROUND_ROBIN:
+            return value  # type: ignore[no-any-return]
+        raise ValueError(f'loadBalancing must be "{ROUND_ROBIN}" or absent (sequence failover), got {value!r}')
+
+    @property
+    def round_robin(self) -> bool:
+        return self.load_balancing == ROUND_ROBIN
+
+    def ordered(self) -> list[Member]:
+        """Members in ``sequence`` order (failover order)."""
+        return sorted(self.members, key=lambda m: (m.sequence, m.member_id))
+
+    def shares(self) -> dict[str, float]:
+        """Each member's configured share of new connections (0..1); sequence groups: first gets all."""
+        ordered = self.ordered()
+        if not ordered:
+            return {}
+        if not self.round_robin:
+            return {m.member_id: (1.0 if i == 0 else 0.0) for i, m in enumerate(ordered)}
+        total = sum(m.weight for m in ordered)
+        return {m.member_id: m.weight / total for m in ordered}
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "connectionTimeout": self.connection_timeout,
+            "retryDelay": self.retry_delay,
+        }
+        if self.load_balancing is not None:
+            out["loadBalancing"] = self.load_balancing
+        out["members"] = [
+            {"memberID": m.member_id, "sequence": m.sequence, "weight": m.weight} for m in self.members
+        ]
+        return out
+
+
+class Connector(_Frozen):
+    """A plain connector (``connector_group`` is None) or a connector group.
+
+    ``endpoint`` is Balance Desk's extension: ``host:port`` where a balancer reaches a plain connector.
+    """
+
+    connector_id: str | None = Field(default=None, alias="connectorID")
+    owner: str = Field(min_length=1, max_length=255)
+    label: str = Field(min_length=1, max_length=LABEL_MAX)
+    connector_group: ConnectorGroup | None = Field(default=None, alias="connectorGroup")
+    auth_user: tuple[str, ...] = Field(default=(), alias="authUser")
+    endpoint: str | None = None
+
+    @field_validator("endpoint")
+    @classmethod
+    def _endpoint(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_endpoint(value)
+        return value
+
+    @property
+    def is_group(self) -> bool:
+        return self.connector_group is not None
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if self.connector_id is not None:
+            out["connectorID"] = self.connector_id
+        out["owner"] = self.owner
+        out["label"] = self.label
+        if self.connector_group is not None:
+            out["connectorGroup"] = self.connector_group.to_json()
+        out["authUser"] = list(self.auth_user)
+        if self.endpoint is not None:
+            out["endpoint"] = self.endpoint
+        return out
+
+
+def parse_endpoint(value: str) -> tuple[str, int]:
+    """``host:port`` or ``[v6]:port`` → (host, port); raises ValueError with a readable message."""
+    match = _ENDPOINT_RE.match(value.strip())
+    if not match:
+        raise ValueError(f"endpoint must be host:port (IPv6 as [addr]:port), got {value!r}")
+    port = int(match["port"])
+    if not 1 <= port <= 65535:
+        raise ValueError(f"endpoint port must be 1-65535, got {port}")
+    return (match["v6"] or match["host"], port)
+
+
+def _loc_to_field(loc: tuple[int | str, ...], body: Any) -> tuple[str, str | None]:
+    parts: list[str] = []
+    member_id: str | None = None
+    for i, item in enumerate(loc):
+        if isinstance(item, int):
+            parts[-1] = f"{parts[-1]}[{item}]" if parts else f"[{item}]"
+            if i >= 1 and loc[i - 1] == "members":
+                try:
+                    member_id = str(body["connectorGroup"]["members"][item].get("memberID"))
+                except (KeyError, TypeError, IndexError, AttributeError):
+                    try:
+                        member_id = str(body["members"][item].get("memberID"))
+                    except (KeyError, TypeError, IndexError, AttributeError):
+                        member_id = None
+        else:
+            parts.append(item)
+    return ".".join(parts) or "body", member_id
+
+
+def problems_from_validation(exc: ValidationError, body: Any) -> list[Problem]:
+    """Translate a pydantic error into Problems that name the JSON field (and member) at fault."""
+    problems = []
+    for err in exc.errors():
+        field, member_id = _loc_to_field(tuple(err["loc"]), body)
+        msg = err["msg"]
+        if msg.startswith("Value error, "):
+            msg = msg[len("Value error, ") :]
+        if err["type"] == "missing":
+            msg = "is required"
+        elif err["type"] == "extra_forbidden":
+            msg = "is not a known field"
+        problems.append(Problem(field=field, message=msg, member_id=member_id))
+    return problems
+
+
+def parse_connector(body: Any) -> Connector:
+    """Parse a Connector JSON body; raise RuleError naming every malformed field."""
+    if not isinstance(body, dict):
+        raise RuleError([Problem("body", "must be a JSON object")])
+    try:
+        return Connector.model_validate(body)
+    except ValidationError as exc:
+        raise RuleError(problems_from_validation(exc, body)) from exc
+
+
+def parse_members(body: Any) -> tuple[Member, ...]:
+    """Parse ``{"members": [...]}`` (the members sub-resource)."""
+    if not isinstance(body, dict) or "members" not in body or not isinstance(body["members"], list):
+        raise RuleError([Problem("members", 'is required: {"members": [{"memberID", "sequence", "weight"}]}')])
+    out = []
+    problems = []
+    for i, raw in enumerate(body["members"]):
+        try:
+            out.append(Member.model_validate(raw))
+        except ValidationError as exc:
+            for p in problems_from_validation(exc, raw):
+                mid = raw.get("memberID") if isinstance(raw, dict) else None
+                problems.append(Problem(f"members[{i}].{p.field}", p.message, str(mid) if mid else None))
+    if problems:
+        raise RuleError(problems)
+    return tuple(out)
+
+
+@dataclass(frozen=True)
+class KnownConnector:
+    """What the store knows about a registered connector, for the group rules."""
+
+    connector_id: str
+    owner: str
+    is_group: bool
+    group_id: str | None = None  # the group that uses it, if any
+
+
+def check_group_rules(
+    *,
+    group_id: str | None,
+    owner: str,
+    members: Iterable[Member],
+    known: Mapping[str, KnownConnector],
+    field_prefix: str = "connectorGroup.members",
+) -> list[Problem]:
+    """The documented group rules: members exist, are plain connectors registered to the group owner,
+    are in no other group, appear once; ``sequence`` values are unique; at least one member."""
+    members = list(members)
+    problems: list[Problem] = []
+    if not members:
+        problems.append(Problem(field_prefix, "a group needs at least one member (delete the group instead)"))
+    id_counts = Counter(m.member_id for m in members)
+    seq_counts = Counter(m.sequence for m in members)
+    for i, m in enumerate(members):
+        field = f"{field_prefix}[{i}]"
+        mid = m.member_id
+        if id_counts[mid] > 1:
+            problems.append(Problem(f"{field}.memberID", f"connector {mid} appears more than once in the group", mid))
+        if seq_counts[m.sequence] > 1:
+            problems.append(
+                Problem(f"{field}.sequence", f"sequence {m.sequence} is used by more than one member", mid)
+            )
+        info = known.get(mid)
+        if info is None:
+            problems.append(Problem(f"{field}.memberID", f"connector {mid} is not registered", mid))
+            continue
+        if info.is_group or (group_id is not None and mid == group_id):
+            problems.append(
+                Problem(f"{field}.memberID", f"{mid} is a connector group; nested groups are not supported", mid)
+            )
+            continue
+        if info.owner != owner:
+            problems.append(
+                Problem(
+                    f"{field}.memberID",
+                    f"connector {mid} is registered to {info.owner}, not to the group owner {owner}",
+                    mid,
+                )
+            )
+        if info.group_id is not None and info.group_id != group_id:
+            problems.append(
+                Problem(f"{field}.memberID", f"connector {mid} already belongs to group {info.group_id}", mid)
+            )
+    return problems
+
+
+class BalancerConfig(_Frozen):
+    """What ``balancedesk balance --config FILE`` reads: the group JSON exactly as the management API
+    returns it, plus ``endpoints`` mapping each memberID to ``host:port``."""
+
+    connector_id: str | None = Field(default=None, alias="connectorID")
+    owner: str | None = None
+    label: str = "group"
+    connector_group: ConnectorGroup = Field(alias="connectorGroup")
+    auth_user: tuple[str, ...] = Field(default=(), alias="authUser")
+    endpoints: dict[str, str]
+
+    @field_validator("endpoints")
+    @classmethod
+    def _endpoints(cls, value: dict[str, str]) -> dict[str, str]:
+        for mid, ep in value.items():
+            try:
+                parse_endpoint(ep)
+            except ValueError as exc:
+                raise ValueError(f"endpoints[{mid}]: {exc}") from None
+        return value
+
+    def missing_endpoints(self) -> list[str]:
+        return [m.member_id for m in self.connector_group.members if m.member_id not in self.endpoints]
+
+
+def parse_balancer_config(body: Any) -> BalancerConfig:
+    """Parse a balancer config; raise RuleError if malformed or a member has no endpoint."""
+    if not isinstance(body, dict):
+        raise RuleError([Problem("body", "must be a JSON object")])
+    try:
+        cfg = BalancerConfig.model_validate(body)
+    except ValidationError as exc:
+        raise RuleError(problems_from_validation(exc, body)) from exc
+    problems = [Problem(f"endpoints.{mid}", "no endpoint for this member", mid) for mid in cfg.missing_endpoints()]
+    members = cfg.connector_group.members
+    if not members:
+        problems.append(Problem("connectorGroup.members", "a group needs at least one member"))
+    seqs = Counter(m.sequence for m in members)
+    ids = Counter(m.member_id for m in members)
+    problems += [Problem("connectorGroup.members", f"sequence {s} is used twice") for s, n in seqs.items() if n > 1]
+    problems += [Problem("connectorGroup.members", f"member {i} appears twice", i) for i, n in ids.items() if n > 1]
+    if problems:
+        raise RuleError(problems)
+    return cfg

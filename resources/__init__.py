@@ -1,0 +1,1 @@
+"""Icons, the .desktop file, styles and demo data, installed as ``balancedesk.resources``."""
