@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# Balance Desk — the two commands of the README.
+#
+#   ./dev.sh app    set everything up (venv, Python packages) and start the app
+#   ./dev.sh test   set everything up and run the whole test suite (ruff, mypy, pytest offscreen + Xvfb)
+#
+# Setup is idempotent: the venv is made once and refreshed when pyproject.toml changes. As root on
+# Debian, the system libraries Qt needs for a real X display (and Xvfb for the tests) are installed
+# with apt-get when missing; otherwise the command that would install them is printed.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+PY=${PYTHON:-python3}
+VENV=.venv
+STAMP=$VENV/.installed-from
+
+APT_GUI=(libxcb-icccm4 libxcb-keysyms1 libxcb-cursor0 libxkbcommon-x11-0 libegl1 libgl1 libfontconfig1 libdbus-1-3)
+APT_TEST=(xvfb xauth nginx libnginx-mod-stream haproxy)
+
+need_apt() {
+  local missing=()
+  for p in "$@"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p"); done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "dev.sh: installing system packages: ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq >/dev/null
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  else
+    echo "dev.sh: missing system packages: ${missing[*]} (sudo apt-get install ${missing[*]})" >&2
+  fi
+}
+
+setup() {
+  if [ ! -x "$VENV/bin/python" ]; then
+    echo "dev.sh: creating $VENV"
+    "$PY" -m venv "$VENV"
+  fi
+  local want; want=$(sha256sum pyproject.toml setup.py | sha256sum | cut -c1-16)
+  if [ "$(cat "$STAMP" 2>/dev/null)" != "$want" ]; then
+    echo "dev.sh: installing Python packages into $VENV"
+    "$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null
+    "$VENV/bin/python" -m pip install -q -e ".[dev]"
+    echo "$want" > "$STAMP"
+  fi
+}
+
+cmd=${1:-app}; shift || true
+case "$cmd" in
+  app)
+    command -v dpkg-query >/dev/null && need_apt "${APT_GUI[@]}"
+    setup
+    if [ -z "${DISPLAY:-}${WAYLAND_DISPLAY:-}" ] && [ "${QT_QPA_PLATFORM:-}" != offscreen ]; then
+      echo "dev.sh: no display here, so the desktop app cannot open; starting the embedded management"
+      echo "        server with the demo data instead (Ctrl+C stops it). On a desktop, ./dev.sh app opens the window."
+      exec "$VENV/bin/balancedesk" serve --demo "$@"
+    fi
+    exec "$VENV/bin/balancedesk" "$@"
+    ;;
+  test)
+    command -v dpkg-query >/dev/null && need_apt "${APT_GUI[@]}" "${APT_TEST[@]}"
+    setup
+    echo "== ruff";  "$VENV/bin/ruff" check .
+    echo "== mypy";  "$VENV/bin/mypy" core gui
+    # The tests that need a real X server (mouse drag-and-drop) run first under Xvfb; the whole suite
+    # runs last, offscreen, so its summary is the closing line.
+    if command -v xvfb-run >/dev/null; then
+      echo "== pytest (real X server under Xvfb: mouse drag-and-drop)"
+      rc=0
+      xvfb-run -a -s "-screen 0 1280x800x24" env QT_QPA_PLATFORM=xcb \
+        "$VENV/bin/python" -m pytest -q -m xcb "$@" || rc=$?
+      [ "$rc" = 0 ] || [ "$rc" = 5 ] || exit "$rc"   # 5: no xcb test selected
+    else
+      echo "dev.sh: xvfb-run not found; the tests that need a real X server were not run" >&2
+      exit 1
+    fi
+    echo "== pytest (offscreen)"
+    QT_QPA_PLATFORM=offscreen "$VENV/bin/python" -m pytest -q -m "not xcb" "$@"
+    ;;
+  *)
+    echo "usage: ./dev.sh app|test [args…]" >&2; exit 2 ;;
+esac
