@@ -1,0 +1,276 @@
+"""Demo members: small upstream servers so a group can be watched end to end on a fresh machine.
+
+``balancedesk demo-member --listen HOST:PORT --mode tcp|http [--name NAME] [--control HOST:PORT]``
+
+* ``tcp``: an echo server (whatever a client sends comes back).
+* ``http``: HTTP/1.1 (keep-alive) answering every request ``200`` with its own name as the body and in an
+  ``X-Demo-Member`` header.
+* The control endpoint (HTTP, loopback) takes ``POST /mode {"mode": "ok"|"slow"|"refuse"}`` and answers
+  ``GET /status``. ``refuse`` stops listening (connects are refused) and resets open connections; ``slow``
+  delays every answer by ``--slow-ms`` (or ``"delay_ms"`` in the POST body); ``ok`` listens again on the
+  same port.
+* Once ready it prints ``balancedesk: demo member NAME on HOST:PORT control http://HOST:PORT``.
+
+Stop = kill the process. Imports: the standard library (uvloop when available); no Qt.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import signal
+import sys
+from typing import Any
+
+from balancedesk.core.model import parse_endpoint as _parse_model_endpoint
+
+
+def parse_endpoint(value: str) -> tuple[str, int]:
+    """``host:port`` where port 0 means "any free port" (the model's rule otherwise)."""
+    if value.strip().endswith(":0"):
+        host, _ = _parse_model_endpoint(value.strip()[:-1] + "1")
+        return host, 0
+    host, port = _parse_model_endpoint(value)
+    return str(host), int(port)
+
+MODES = ("ok", "slow", "refuse")
+_MAX_HEADER = 64 * 1024
+
+
+class DemoMember:
+    """One demo upstream: a data listener that can be switched ok/slow/refuse, and its counters."""
+
+    def __init__(self, *, name: str, host: str, port: int, mode: str, slow_ms: float) -> None:
+        self.name = name
+        self.host = host
+        self.port = port
+        self.proto = mode
+        self.mode = "ok"
+        self.slow_s = slow_ms / 1000.0
+        self.served = 0
+        self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+
+    # the data listener ---------------------------------------------------------------------------
+    async def listen(self) -> None:
+        if self._server is not None:
+            return
+        handler = self._echo if self.proto == "tcp" else self._http
+        self._server = await asyncio.start_server(
+            handler, self.host, self.port, reuse_address=True, backlog=1024
+        )
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def refuse(self) -> None:
+        server, self._server = self._server, None
+        if server is not None:
+            server.close()
+        for writer in list(self._writers):
+            transport = writer.transport
+            with contextlib.suppress(Exception):
+                transport.abort()
+        if server is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(server.wait_closed(), 2.0)
+
+    async def set_mode(self, mode: str, delay_ms: float | None = None) -> None:
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+        if delay_ms is not None:
+            self.slow_s = max(0.0, float(delay_ms)) / 1000.0
+        if mode == "refuse":
+            await self.refuse()
+        else:
+            await self.listen()
+        self.mode = mode
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "mode": self.mode,
+            "proto": self.proto,
+            "listen": f"{self.host}:{self.port}",
+            "slow_ms": round(self.slow_s * 1000.0, 3),
+            "served": self.served,
+            "active": len(self._writers),
+        }
+
+    async def _delay(self) -> None:
+        if self.mode == "slow" and self.slow_s > 0:
+            await asyncio.sleep(self.slow_s)
+
+    async def _echo(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._writers.add(writer)
+        try:
+            while data := await reader.read(65536):
+                await self._delay()
+                writer.write(data)
+                await writer.drain()
+                self.served += 1
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            self._writers.discard(writer)
+            with contextlib.suppress(Exception):
+                writer.close()
+
+    async def _http(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._writers.add(writer)
+        body = (self.name + "\n").encode()
+        try:
+            while True:
+                request = await _read_request(reader)
+                if request is None:
+                    break
+                _method, _path, headers, _body = request
+                await self._delay()
+                close = headers.get("connection", "").lower() == "close"
+                head = (
+                    "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
+                    f"X-Demo-Member: {self.name}\r\nContent-Length: {len(body)}\r\n"
+                    f"Connection: {'close' if close else 'keep-alive'}\r\n\r\n"
+                )
+                writer.write(head.encode() + body)
+                await writer.drain()
+                self.served += 1
+                if close:
+                    break
+        except (ConnectionError, OSError, ValueError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
+            pass
+        finally:
+            self._writers.discard(writer)
+            with contextlib.suppress(Exception):
+                writer.close()
+
+
+async def _read_request(
+    reader: asyncio.StreamReader,
+) -> tuple[str, str, dict[str, str], bytes] | None:
+    """Read one HTTP/1.1 request (headers + Content-Length body); None at a clean end of stream."""
+    try:
+        raw = await reader.readuntil(b"\r\n\r\n")
+    except asyncio.IncompleteReadError as exc:
+        if not exc.partial.strip():
+            return None
+        raise
+    if len(raw) > _MAX_HEADER:
+        raise ValueError("header too large")
+    lines = raw.decode("latin-1").split("\r\n")
+    parts = lines[0].split(" ")
+    if len(parts) != 3:
+        raise ValueError("bad request line")
+    headers: dict[str, str] = {}
+    for line in lines[1:]:
+        if ":" in line:
+            key, value = line.split(":", 1)
+            headers[key.strip().lower()] = value.strip()
+    length = int(headers.get("content-length", "0") or 0)
+    body = await reader.readexactly(length) if length else b""
+    return parts[0], parts[1], headers, body
+
+
+def _control_handler(member: DemoMember) -> Any:
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while (request := await _read_request(reader)) is not None:
+                method, path, _headers, body = request
+                status, answer = await _control(member, method, path, body)
+                payload = json.dumps(answer).encode()
+                writer.write(
+                    f"HTTP/1.1 {status}\r\nContent-Type: application/json\r\n"
+                    f"Content-Length: {len(payload)}\r\n\r\n".encode()
+                    + payload
+                )
+                await writer.drain()
+        except (ConnectionError, OSError, ValueError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
+            pass
+        finally:
+            with contextlib.suppress(Exception):
+                writer.close()
+
+    return handle
+
+
+async def _control(member: DemoMember, method: str, path: str, body: bytes) -> tuple[str, dict[str, Any]]:
+    if path == "/status" and method == "GET":
+        return "200 OK", member.status()
+    if path == "/mode" and method == "POST":
+        try:
+            data = json.loads(body or b"{}")
+            if not isinstance(data, dict):
+                raise ValueError("body must be a JSON object")
+            delay = data.get("delay_ms")
+            await member.set_mode(str(data.get("mode")), None if delay is None else float(delay))
+        except (ValueError, TypeError) as exc:
+            return "400 Bad Request", {"error": str(exc)}
+        except OSError as exc:  # could not listen again (port taken meanwhile)
+            return "409 Conflict", {"error": f"cannot listen on {member.host}:{member.port}: {exc}"}
+        return "200 OK", member.status()
+    if path in ("/status", "/mode"):
+        return "405 Method Not Allowed", {"error": f"{method} not allowed on {path}"}
+    return "404 Not Found", {"error": f"no such path {path}"}
+
+
+async def serve(args: argparse.Namespace) -> int:
+    host, port = parse_endpoint(args.listen)
+    chost, cport = parse_endpoint(args.control) if args.control else ("127.0.0.1", 0)
+    name = args.name or f"{args.mode}-{port}"
+    member = DemoMember(name=name, host=host, port=port, mode=args.mode, slow_ms=args.slow_ms)
+    try:
+        await member.listen()
+        control = await asyncio.start_server(_control_handler(member), chost, cport, reuse_address=True)
+    except OSError as exc:
+        print(f"balancedesk: demo member {name}: cannot listen: {exc}", file=sys.stderr)
+        return 1
+    if member.name == f"{args.mode}-0":
+        member.name = f"{args.mode}-{member.port}"
+    cport = control.sockets[0].getsockname()[1]
+    print(
+        f"balancedesk: demo member {member.name} on {host}:{member.port} control http://{chost}:{cport}",
+        flush=True,
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    control.close()
+    await member.refuse()
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.mode not in ("tcp", "http"):
+        print("balancedesk: demo-member --mode must be tcp or http", file=sys.stderr)
+        return 2
+    try:
+        parse_endpoint(args.listen)
+        if args.control:
+            parse_endpoint(args.control)
+    except ValueError as exc:
+        print(f"balancedesk: demo-member: {exc}", file=sys.stderr)
+        return 2
+    try:
+        import uvloop
+
+        return int(uvloop.run(serve(args)))
+    except ImportError:  # pragma: no cover - uvloop is optional
+        return asyncio.run(serve(args))
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "demo-member",
+        help="run a small demo upstream (TCP echo or HTTP) with a control endpoint",
+        description="A demo member for trying a group locally: TCP echo or HTTP 200 with its name. "
+        'Control: POST /mode {"mode": "ok"|"slow"|"refuse"}, GET /status.',
+    )
+    p.add_argument("--listen", required=True, metavar="HOST:PORT")
+    p.add_argument("--mode", required=True, choices=("tcp", "http"))
+    p.add_argument("--name", default=None)
+    p.add_argument("--control", default=None, metavar="HOST:PORT", help="default 127.0.0.1 on a free port")
+    p.add_argument("--slow-ms", type=float, default=400.0, help="delay per answer in slow mode (ms)")
+    p.set_defaults(func=_run)
