@@ -14,11 +14,19 @@ from collections.abc import Sequence
 from functools import lru_cache
 
 _SCALE = float(1 << 64)
+_BELOW_ONE = math.nextafter(1.0, 0.0)
+
+
+def unit_of(n: int) -> float:
+    """A 64-bit hash value as a float strictly inside (0, 1)."""
+    u = (n + 0.5) / _SCALE
+    # the top 2**10 values round to exactly 1.0 in a float; log(1.0) == 0 would divide by zero
+    return u if u < 1.0 else _BELOW_ONE
 
 
 def _unit(key: str, member_id: str) -> float:
     digest = hashlib.blake2b(f"{member_id}\x00{key}".encode(), digest_size=8).digest()
-    return (int.from_bytes(digest, "big") + 0.5) / _SCALE
+    return unit_of(int.from_bytes(digest, "big"))
 
 
 def score(key: str, member_id: str, weight: int) -> float:

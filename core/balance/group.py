@@ -75,7 +75,8 @@ class GroupBalancer:
 
     # configuration -------------------------------------------------------------------------------
     def apply(self, group: ConnectorGroup) -> None:
-        """Apply a (new) group definition; surviving members keep their health, admin state and rhythm."""
+        """Apply a (new) group definition: surviving members keep their health and admin state; the WRR
+        rhythm continues only if members and weights are unchanged (see :meth:`SmoothWRR.reweight`)."""
         old = self._members
         members: dict[str, _Member] = {}
         for m in group.ordered():
@@ -157,12 +158,14 @@ class GroupBalancer:
             healthy = untried  # every member is disabled at once: try each anyway
         if key is not None:
             ids = {m.member_id for m in healthy}
-            for mid in rendezvous_rank(key, self._weights):
+            ranked: tuple[str, ...] = rendezvous_rank(key, self._weights)
+            for mid in ranked:
                 if mid in ids:
                     return mid
             return None
         if self.round_robin:
-            return self._wrr.pick(m.member_id for m in healthy)
+            picked: str | None = self._wrr.pick(m.member_id for m in healthy)
+            return picked
         return healthy[0].member_id
 
     # views ---------------------------------------------------------------------------------------

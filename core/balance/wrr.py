@@ -26,11 +26,21 @@ class SmoothWRR:
         return list(self._order)
 
     def reweight(self, weights: Sequence[tuple[str, int]]) -> None:
-        """Apply new members/weights; surviving members keep their ``current`` so the rhythm continues."""
-        old = self._current
-        self._order = [k for k, _ in weights]
-        self._weights = dict(weights)
-        self._current = {k: old.get(k, 0) for k in self._order}
+        """Apply new members/weights.
+
+        The same members with the same weights (a reload that changed something else) keep their rhythm.
+        Any other change starts a fresh rhythm, as nginx does on reload: the leftover ``current`` values
+        of the old weights would skew the next windows (their sum is no longer 0 once a member with a
+        non-zero ``current`` leaves), so the first ``sum(weights)`` picks after a change would not match
+        the new weights exactly.
+        """
+        order = [k for k, _ in weights]
+        new = dict(weights)
+        if order == self._order and new == self._weights:
+            return
+        self._order = order
+        self._weights = new
+        self._current = dict.fromkeys(order, 0)
 
     def pick(self, candidates: Iterable[str] | None = None) -> str | None:
         """Pick among ``candidates`` (default: all), updating state; None if there is no candidate."""
