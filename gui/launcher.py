@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
-    if args and not args[0].startswith("-") or any(a in ("-h", "--help") for a in args[:1]):
+    if (args and not args[0].startswith("-")) or any(a in ("-h", "--help") for a in args[:1]):
         from balancedesk.core.cli import main as cli_main
 
         return cli_main(args)

@@ -8,6 +8,7 @@ calls ``QApplication.exit()`` and every later ``qtbot.wait*`` returns at once (s
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -27,10 +28,8 @@ def qloop(qapp: QApplication) -> Iterator[asyncio.AbstractEventLoop]:
     yield loop
     for task in asyncio.all_tasks(loop):
         task.cancel()
-    try:
+    with contextlib.suppress(RuntimeError, TypeError):
         qapp.aboutToQuit.disconnect(loop._after_run_forever)
-    except (RuntimeError, TypeError):
-        pass
     loop._after_run_forever()
     loop._QEventLoop__is_running = False  # type: ignore[attr-defined]
     asyncio.events._set_running_loop(None)
