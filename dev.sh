@@ -3,6 +3,7 @@
 #
 #   ./dev.sh app    set everything up (venv, Python packages) and start the app
 #   ./dev.sh test   set everything up and run the whole test suite (ruff, mypy, pytest offscreen + Xvfb)
+#   ./dev.sh setup  only set up the venv (used by packaging/build.sh)
 #
 # Setup is idempotent: the venv is made once and refreshed when pyproject.toml changes. As root on
 # Debian, the system libraries Qt needs for a real X display (and Xvfb for the tests) are installed
@@ -83,6 +84,8 @@ case "$cmd" in
     echo "== pytest (offscreen)"
     QT_QPA_PLATFORM=offscreen "$VENV/bin/python" -m pytest -q -m "not xcb" "$@"
     ;;
+  setup)
+    setup ;;
   *)
-    echo "usage: ./dev.sh app|test [args…]" >&2; exit 2 ;;
+    echo "usage: ./dev.sh app|test|setup [args…]" >&2; exit 2 ;;
 esac
