@@ -1,0 +1,160 @@
+"""``balancedesk serve``, ``balancedesk users …`` and ``balancedesk connectors …``.
+
+``users`` and ``connectors`` work on the data store directly (``--data DIR``, default: the user's data
+directory), not through the API: they are how an operator bootstraps or repairs a server that is not running
+or whose admin password is lost, and SQLite's WAL lets them run beside a live server safely. They go through
+the same :class:`~balancedesk.core.mgmt.service.Service` rules as the API. Errors: one line on stderr, exit 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+
+def register(subparsers: Any) -> None:
+    serve = subparsers.add_parser("serve", help="run the management API server")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8090, help="port (0 picks a free one; default 8090)")
+    serve.add_argument("--data", type=Path, help="data directory (default: the user's data directory)")
+    serve.add_argument("--demo", action="store_true", help="also register demo connectors and a demo group")
+    serve.add_argument("--cert", type=Path, help="TLS certificate (PEM)")
+    serve.add_argument("--key", type=Path, help="TLS private key (PEM)")
+    serve.add_argument("--insecure", action="store_true", help="allow plain HTTP on a non-loopback address")
+    serve.set_defaults(func=_guarded(_serve))
+
+    users = subparsers.add_parser("users", help="manage users (works on the data store directly)")
+    users_sub = users.add_subparsers(dest="users_command", metavar="ACTION", required=True)
+    add = users_sub.add_parser("add", help="add a user")
+    add.add_argument("name")
+    add.add_argument("--role", choices=("User", "Administrator"), default="User")
+    add.add_argument("--password-env", metavar="VAR", help="read the password from this environment variable")
+    add.add_argument("--data", type=Path)
+    add.set_defaults(func=_guarded(_users_add))
+    lst = users_sub.add_parser("list", help="list users")
+    lst.add_argument("--data", type=Path)
+    lst.set_defaults(func=_guarded(_users_list))
+    disable = users_sub.add_parser("disable", help="disable a user (they can no longer log in)")
+    disable.add_argument("name")
+    disable.add_argument("--data", type=Path)
+    disable.set_defaults(func=_guarded(_users_disable))
+
+    conns = subparsers.add_parser("connectors", help="register connectors (works on the data store directly)")
+    conns_sub = conns.add_subparsers(dest="connectors_command", metavar="ACTION", required=True)
+    clist = conns_sub.add_parser("list", help="list registered connectors and groups")
+    clist.add_argument("--json", action="store_true", help="print JSON")
+    clist.add_argument("--data", type=Path)
+    clist.set_defaults(func=_guarded(_connectors_list))
+    creg = conns_sub.add_parser("register", help="register a connector")
+    creg.add_argument("--label", required=True)
+    creg.add_argument("--owner", required=True)
+    creg.add_argument("--endpoint", help="host:port where a balancer reaches this connector")
+    creg.add_argument("--id", dest="connector_id", help="connector ID (default: a new UUID)")
+    creg.add_argument("--data", type=Path)
+    creg.set_defaults(func=_guarded(_connectors_register))
+    cun = conns_sub.add_parser("unregister", help="unregister a connector (or delete a group)")
+    cun.add_argument("connector_id")
+    cun.add_argument("--data", type=Path)
+    cun.set_defaults(func=_guarded(_connectors_unregister))
+
+
+def _guarded(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    def run(args: argparse.Namespace) -> int:
+        from balancedesk.core.mgmt.errors import ApiFailure
+        from balancedesk.core.mgmt.server import ServeError
+        from balancedesk.core.mgmt.store import StoreError
+
+        try:
+            return func(args)
+        except (ApiFailure, ServeError, StoreError) as exc:
+            print(f"balancedesk: {exc}", file=sys.stderr)
+            return 1
+
+    return run
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from balancedesk.core.mgmt.server import serve
+
+    return int(
+        serve(
+            host=args.host,
+            port=args.port,
+            data=args.data,
+            demo=args.demo,
+            cert=args.cert,
+            key=args.key,
+            insecure=args.insecure,
+        )
+    )
+
+
+def _service(args: argparse.Namespace) -> Any:
+    from balancedesk.core.mgmt.server import open_store
+    from balancedesk.core.mgmt.service import Service
+
+    return Service(open_store(args.data))
+
+
+def _admin() -> Any:
+    from balancedesk.core.mgmt.service import Caller
+
+    return Caller("(command line)", True)
+
+
+def _users_add(args: argparse.Namespace) -> int:
+    if args.password_env:
+        password = os.environ.get(args.password_env)
+        if password is None:
+            print(f"balancedesk: environment variable {args.password_env} is not set", file=sys.stderr)
+            return 1
+    else:
+        password = getpass.getpass(f"Password for {args.name}: ")
+    user = _service(args).add_user(None, {"name": args.name, "password": password, "role": args.role})
+    print(f"added {user['name']} ({user['role']})")
+    return 0
+
+
+def _users_list(args: argparse.Namespace) -> int:
+    for user in _service(args).list_users(_admin())["users"]:
+        state = "active" if user["active"] else "disabled"
+        print(f"{user['name']}\t{user['role']}\t{state}")
+    return 0
+
+
+def _users_disable(args: argparse.Namespace) -> int:
+    user = _service(args).update_user(None, args.name, {"active": False})
+    print(f"disabled {user['name']}")
+    return 0
+
+
+def _connectors_list(args: argparse.Namespace) -> int:
+    rows = _service(args).list_registered(_admin(), {})["connectors"]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    for r in rows:
+        kind = "group" if r["isGroup"] else (r["endpoint"] or "-")
+        print(f"{r['connectorID']}\t{r['owner']}\t{r['label']}\t{kind}")
+    return 0
+
+
+def _connectors_register(args: argparse.Namespace) -> int:
+    body: dict[str, Any] = {"label": args.label, "owner": args.owner, "endpoint": args.endpoint}
+    if args.connector_id:
+        body["connectorID"] = args.connector_id
+    row = _service(args).register_connector(_admin(), body)
+    print(row["connectorID"])
+    return 0
+
+
+def _connectors_unregister(args: argparse.Namespace) -> int:
+    _service(args).unregister(_admin(), args.connector_id)
+    print(f"unregistered {args.connector_id}")
+    return 0

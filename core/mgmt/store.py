@@ -1,0 +1,360 @@
+"""SQLite storage for users and connectors: WAL, one transaction per write, versioned schema.
+
+Durability: ``journal_mode=WAL`` with ``synchronous=FULL`` fsyncs the WAL at every commit, and the server
+commits before it answers, so a write that was acknowledged survives ``kill -9`` or a power cut, and
+SQLite's journal keeps the file consistent whatever moment the process dies. The schema version is
+``PRAGMA user_version``; :data:`MIGRATIONS` are applied in order, each in its own transaction.
+
+One :class:`Store` owns one connection and is used from one thread (the server's event loop), so a write
+transaction (``with store.write():``) never interleaves with another request.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from balancedesk.core.model import Connector, ConnectorGroup, KnownConnector, Member
+
+MIGRATIONS: tuple[str, ...] = (
+    # 1: users, connectors (plain and groups), members, authorized users
+    """
+    CREATE TABLE users (
+        name TEXT PRIMARY KEY,
+        pw_hash TEXT NOT NULL,
+        role TEXT NOT NULL CHECK (role IN ('Administrator', 'User')),
+        active INTEGER NOT NULL DEFAULT 1,
+        created REAL NOT NULL
+    );
+    CREATE TABLE connectors (
+        id TEXT PRIMARY KEY,
+        owner TEXT NOT NULL,
+        label TEXT NOT NULL,
+        endpoint TEXT,
+        is_group INTEGER NOT NULL,
+        connection_timeout INTEGER,
+        retry_delay INTEGER,
+        load_balancing TEXT,
+        rev INTEGER NOT NULL DEFAULT 1,
+        created REAL NOT NULL,
+        modified REAL NOT NULL
+    );
+    CREATE INDEX connectors_owner ON connectors (owner);
+    CREATE TABLE members (
+        group_id TEXT NOT NULL REFERENCES connectors (id) ON DELETE CASCADE,
+        member_id TEXT NOT NULL UNIQUE REFERENCES connectors (id),
+        sequence INTEGER NOT NULL,
+        weight INTEGER NOT NULL,
+        pos INTEGER NOT NULL,
+        PRIMARY KEY (group_id, member_id),
+        UNIQUE (group_id, sequence)
+    );
+    CREATE TABLE auth_users (
+        connector_id TEXT NOT NULL REFERENCES connectors (id) ON DELETE CASCADE,
+        user TEXT NOT NULL,
+        pos INTEGER NOT NULL,
+        PRIMARY KEY (connector_id, user)
+    );
+    CREATE INDEX auth_users_user ON auth_users (user);
+    """,
+)
+
+ROLES = ("Administrator", "User")
+
+
+class StoreError(Exception):
+    """The data store cannot be used (newer schema, unreadable file…); the message says why."""
+
+
+@dataclass(frozen=True)
+class UserRow:
+    name: str
+    pw_hash: str
+    role: str
+    active: bool
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == "Administrator"
+
+    def as_json(self) -> dict[str, Any]:
+        return {"name": self.name, "role": self.role, "active": self.active}
+
+
+@dataclass(frozen=True)
+class Stored:
+    """A connector as stored, with its revision (which makes the ETag)."""
+
+    connector: Connector
+    rev: int
+    created: float
+    modified: float
+    group_id: str | None = None  # for a plain connector: the group using it
+
+    @property
+    def etag(self) -> str:
+        return etag_for(self.connector.to_json(), self.rev)
+
+
+def etag_for(body: dict[str, Any], rev: int) -> str:
+    import json
+
+    digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode() + b"|" + str(rev).encode()).hexdigest()
+    return f'"{rev}-{digest[:16]}"'
+
+
+class Store:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10.0)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open the data store {path}: {exc}") from exc
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=FULL")
+        self.db.execute("PRAGMA foreign_keys=ON")
+        self.db.execute("PRAGMA busy_timeout=10000")
+        self._migrate()
+
+    def close(self) -> None:
+        self.db.close()
+
+    @property
+    def schema_version(self) -> int:
+        return int(self.db.execute("PRAGMA user_version").fetchone()[0])
+
+    def _migrate(self) -> None:
+        version = self.schema_version
+        if version > len(MIGRATIONS):
+            raise StoreError(
+                f"the data store {self.path} has schema version {version}, newer than this Balance Desk "
+                f"understands ({len(MIGRATIONS)}); use a newer balancedesk"
+            )
+        for number in range(version + 1, len(MIGRATIONS) + 1):
+            with self.write():
+                for statement in MIGRATIONS[number - 1].split(";"):
+                    if statement.strip():
+                        self.db.execute(statement)
+                self.db.execute(f"PRAGMA user_version={number}")
+
+    @contextmanager
+    def write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction: committed (durably) on success, rolled back on any exception."""
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.db
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
+    # -- users --------------------------------------------------------------------------------------
+
+    def user(self, name: str) -> UserRow | None:
+        row = self.db.execute("SELECT name, pw_hash, role, active FROM users WHERE name=?", (name,)).fetchone()
+        return UserRow(row[0], row[1], row[2], bool(row[3])) if row else None
+
+    def users(self) -> list[UserRow]:
+        rows = self.db.execute("SELECT name, pw_hash, role, active FROM users ORDER BY name").fetchall()
+        return [UserRow(r[0], r[1], r[2], bool(r[3])) for r in rows]
+
+    def existing_users(self, names: Iterable[str]) -> set[str]:
+        names = list(names)
+        if not names:
+            return set()
+        out: set[str] = set()
+        for i in range(0, len(names), 500):
+            chunk = names[i : i + 500]
+            marks = ",".join("?" * len(chunk))
+            out.update(r[0] for r in self.db.execute(f"SELECT name FROM users WHERE name IN ({marks})", chunk))
+        return out
+
+    def count_users(self) -> int:
+        return int(self.db.execute("SELECT COUNT(*) FROM users").fetchone()[0])
+
+    def insert_user(self, name: str, pw_hash: str, role: str) -> None:
+        self.db.execute(
+            "INSERT INTO users (name, pw_hash, role, active, created) VALUES (?, ?, ?, 1, ?)",
+            (name, pw_hash, role, time.time()),
+        )
+
+    def update_user(self, name: str, *, pw_hash: str | None, role: str | None, active: bool | None) -> None:
+        if pw_hash is not None:
+            self.db.execute("UPDATE users SET pw_hash=? WHERE name=?", (pw_hash, name))
+        if role is not None:
+            self.db.execute("UPDATE users SET role=? WHERE name=?", (role, name))
+        if active is not None:
+            self.db.execute("UPDATE users SET active=? WHERE name=?", (int(active), name))
+
+    # -- connectors ---------------------------------------------------------------------------------
+
+    def get(self, connector_id: str) -> Stored | None:
+        row = self.db.execute(
+            "SELECT id, owner, label, endpoint, is_group, connection_timeout, retry_delay, load_balancing, rev, "
+            "created, modified FROM connectors WHERE id=?",
+            (connector_id,),
+        ).fetchone()
+        if row is None:
+            return None
+        auth = tuple(
+            r[0]
+            for r in self.db.execute("SELECT user FROM auth_users WHERE connector_id=? ORDER BY pos", (connector_id,))
+        )
+        group: ConnectorGroup | None = None
+        group_id: str | None = None
+        if row[4]:
+            members = tuple(
+                Member.model_construct(member_id=r[0], sequence=r[1], weight=r[2])
+                for r in self.db.execute(
+                    "SELECT member_id, sequence, weight FROM members WHERE group_id=? ORDER BY pos", (connector_id,)
+                )
+            )
+            group = ConnectorGroup.model_construct(
+                connection_timeout=row[5], retry_delay=row[6], load_balancing=row[7], members=members
+            )
+        else:
+            found = self.db.execute("SELECT group_id FROM members WHERE member_id=?", (connector_id,)).fetchone()
+            group_id = found[0] if found else None
+        connector = Connector.model_construct(
+            connector_id=row[0],
+            owner=row[1],
+            label=row[2],
+            connector_group=group,
+            auth_user=auth,
+            endpoint=row[3],
+        )
+        return Stored(connector, row[8], row[9], row[10], group_id)
+
+    def known(self, ids: Iterable[str]) -> dict[str, KnownConnector]:
+        """What the group rules need to know about the given connector IDs (unknown IDs are absent)."""
+        ids = list(dict.fromkeys(ids))
+        out: dict[str, KnownConnector] = {}
+        for i in range(0, len(ids), 500):
+            chunk = ids[i : i + 500]
+            marks = ",".join("?" * len(chunk))
+            for r in self.db.execute(
+                f"SELECT c.id, c.owner, c.is_group, m.group_id FROM connectors c "
+                f"LEFT JOIN members m ON m.member_id = c.id WHERE c.id IN ({marks})",
+                chunk,
+            ):
+                out[r[0]] = KnownConnector(connector_id=r[0], owner=r[1], is_group=bool(r[2]), group_id=r[3])
+        return out
+
+    def list_ids(self, *, owner: str | None, shared_with: str | None) -> list[str]:
+        """IDs in creation order: all (owner None), or owned by ``owner`` (+ shared with ``shared_with``)."""
+        return [r[0] for r in self._select_ids(owner, shared_with)]
+
+    def _select_ids(self, owner: str | None, shared_with: str | None) -> Iterable[tuple[Any, ...]]:
+        if owner is None:
+            return self.db.execute("SELECT id FROM connectors ORDER BY created, id").fetchall()
+        if shared_with is None:
+            return self.db.execute("SELECT id FROM connectors WHERE owner=? ORDER BY created, id", (owner,)).fetchall()
+        return self.db.execute(
+            "SELECT id FROM connectors WHERE owner=? OR id IN (SELECT connector_id FROM auth_users WHERE user=?) "
+            "ORDER BY created, id",
+            (owner, shared_with),
+        ).fetchall()
+
+    def list_details(self, *, owner: str | None, shared_with: str | None) -> list[dict[str, Any]]:
+        """Full JSON of the listed connectors, built straight from rows (fast for thousands)."""
+        ids = {r[0] for r in self._select_ids(owner, shared_with)}
+        members: dict[str, list[dict[str, Any]]] = {}
+        for gid, mid, seq, weight in self.db.execute(
+            "SELECT group_id, member_id, sequence, weight FROM members ORDER BY group_id, pos"
+        ):
+            if gid in ids:
+                members.setdefault(gid, []).append({"memberID": mid, "sequence": seq, "weight": weight})
+        auth: dict[str, list[str]] = {}
+        for cid, user in self.db.execute("SELECT connector_id, user FROM auth_users ORDER BY connector_id, pos"):
+            if cid in ids:
+                auth.setdefault(cid, []).append(user)
+        out: list[dict[str, Any]] = []
+        for cid, own, label, endpoint, is_group, ct, rd, lb in self.db.execute(
+            "SELECT id, owner, label, endpoint, is_group, connection_timeout, retry_delay, load_balancing "
+            "FROM connectors ORDER BY created, id"
+        ):
+            if cid not in ids:
+                continue
+            item: dict[str, Any] = {"connectorID": cid, "owner": own, "label": label}
+            if is_group:
+                group: dict[str, Any] = {"connectionTimeout": ct, "retryDelay": rd}
+                if lb is not None:
+                    group["loadBalancing"] = lb
+                group["members"] = members.get(cid, [])
+                item["connectorGroup"] = group
+            item["authUser"] = auth.get(cid, [])
+            if endpoint is not None:
+                item["endpoint"] = endpoint
+            out.append(item)
+        return out
+
+    def admin_rows(self) -> list[dict[str, Any]]:
+        rows = self.db.execute(
+            "SELECT c.id, c.label, c.owner, c.endpoint, c.is_group, c.created, c.modified, m.group_id "
+            "FROM connectors c LEFT JOIN members m ON m.member_id = c.id ORDER BY c.created, c.id"
+        ).fetchall()
+        return [
+            {
+                "connectorID": r[0],
+                "label": r[1],
+                "owner": r[2],
+                "endpoint": r[3],
+                "isGroup": bool(r[4]),
+                "createdTime": r[5],
+                "lastModified": r[6],
+                "groupID": r[7],
+            }
+            for r in rows
+        ]
+
+    def save(self, connector: Connector, *, rev: int, created: float | None = None) -> None:
+        """Insert or fully replace a connector (its members and authorized users too). In a transaction."""
+        cid = connector.connector_id
+        assert cid is not None
+        now = time.time()
+        group = connector.connector_group
+        values = (
+            connector.owner,
+            connector.label,
+            connector.endpoint,
+            int(group is not None),
+            group.connection_timeout if group else None,
+            group.retry_delay if group else None,
+            group.load_balancing if group else None,
+            rev,
+            now,
+        )
+        if created is None:
+            self.db.execute(
+                "INSERT INTO connectors (owner, label, endpoint, is_group, connection_timeout, retry_delay, "
+                "load_balancing, rev, modified, id, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (*values, cid, now),
+            )
+        else:
+            self.db.execute(
+                "UPDATE connectors SET owner=?, label=?, endpoint=?, is_group=?, connection_timeout=?, "
+                "retry_delay=?, load_balancing=?, rev=?, modified=? WHERE id=?",
+                (*values, cid),
+            )
+            self.db.execute("DELETE FROM members WHERE group_id=?", (cid,))
+            self.db.execute("DELETE FROM auth_users WHERE connector_id=?", (cid,))
+        if group is not None:
+            self.db.executemany(
+                "INSERT INTO members (group_id, member_id, sequence, weight, pos) VALUES (?, ?, ?, ?, ?)",
+                [(cid, m.member_id, m.sequence, m.weight, i) for i, m in enumerate(group.members)],
+            )
+        self.db.executemany(
+            "INSERT INTO auth_users (connector_id, user, pos) VALUES (?, ?, ?)",
+            [(cid, u, i) for i, u in enumerate(connector.auth_user)],
+        )
+
+    def delete(self, connector_id: str) -> None:
+        self.db.execute("DELETE FROM members WHERE group_id=?", (connector_id,))
+        self.db.execute("DELETE FROM auth_users WHERE connector_id=?", (connector_id,))
+        self.db.execute("DELETE FROM connectors WHERE id=?", (connector_id,))
