@@ -11,6 +11,10 @@
   same port.
 * Once ready it prints ``balancedesk: demo member NAME on HOST:PORT control http://HOST:PORT``.
 
+``balancedesk demo-traffic --target HOST:PORT --mode tcp|http [--rate R] [--concurrency C] [--duration S]
+[--count N] [--affinity-header H --keys K]``: a bounded traffic generator (see the section below), used
+by the live view's traffic control and by ``bench/bench_live_view.py``.
+
 Stop = kill the process. Imports: the standard library (uvloop when available); no Qt.
 """
 
@@ -20,8 +24,10 @@ import argparse
 import asyncio
 import contextlib
 import json
+import random
 import signal
 import sys
+import time
 from typing import Any
 
 from balancedesk.core.model import parse_endpoint as _parse_model_endpoint
@@ -242,6 +248,158 @@ async def serve(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------------------------------------
+# demo-traffic: a bounded load generator, run as its own process so load never touches a UI thread.
+#
+# * tcp: each unit is one connection: connect, send a line, read the echo, close.
+# * http: each unit is one request on a keep-alive connection (reconnects after an error), optionally
+#   with an affinity header drawn from K keys.
+# * --rate 0 goes as fast as C workers can; otherwise units are paced to R per second.
+# * Always bounded: stops after --duration seconds (default 600, at most 3600) or --count units.
+# * Prints one JSON line of counters every --report seconds and a final one with "done": true.
+
+class _Stats:
+    def __init__(self) -> None:
+        self.ok = 0
+        self.failed = 0
+        self.lat_ms: list[float] = []
+
+    def record(self, ok: bool, ms: float) -> None:
+        if ok:
+            self.ok += 1
+            if len(self.lat_ms) < 20000:
+                self.lat_ms.append(ms)
+        else:
+            self.failed += 1
+
+
+class _Pacer:
+    """Hands out start times R per second to any number of workers (no burst after a stall)."""
+
+    def __init__(self, rate: float) -> None:
+        self.interval = 1.0 / rate if rate > 0 else 0.0
+        self.next_t = time.monotonic()
+
+    async def wait(self) -> None:
+        if not self.interval:
+            return
+        now = time.monotonic()
+        self.next_t = max(self.next_t + self.interval, now - 0.5)
+        delay = self.next_t - now
+        if delay > 0:
+            await asyncio.sleep(delay)
+
+
+async def _tcp_unit(host: str, port: int, limit_s: float) -> bool:
+    writer = None
+    try:
+        async with asyncio.timeout(limit_s):
+            reader, writer = await asyncio.open_connection(host, port)
+            writer.write(b"ping\n")
+            data = await reader.readexactly(5)
+            return data == b"ping\n"
+    except (OSError, TimeoutError, asyncio.IncompleteReadError):
+        return False
+    finally:
+        if writer is not None:
+            writer.close()
+
+
+class _HttpConn:
+    def __init__(self, host: str, port: int, header: str | None, keys: int) -> None:
+        self.host, self.port, self.header, self.keys = host, port, header, keys
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+        self.reader = self.writer = None
+
+    async def request(self, limit_s: float) -> bool:
+        extra = ""
+        if self.header and self.keys > 0:
+            extra = f"{self.header}: key-{random.randrange(self.keys)}\r\n"
+        try:
+            async with asyncio.timeout(limit_s):
+                if self.writer is None:
+                    self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+                assert self.reader is not None
+                self.writer.write(f"GET / HTTP/1.1\r\nHost: {self.host}\r\n{extra}\r\n".encode())
+                head = await self.reader.readuntil(b"\r\n\r\n")
+                status = head.split(b" ", 2)[1] if b" " in head else b""
+                length = 0
+                keep = True
+                for line in head.split(b"\r\n")[1:]:
+                    k, _, v = line.partition(b":")
+                    k = k.strip().lower()
+                    if k == b"content-length":
+                        length = int(v.strip() or 0)
+                    elif k == b"connection" and v.strip().lower() == b"close":
+                        keep = False
+                if length:
+                    await self.reader.readexactly(length)
+                if not keep:
+                    self.close()
+                return status.startswith(b"2")
+        except (OSError, TimeoutError, ValueError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
+            self.close()
+            return False
+
+
+async def traffic(args: argparse.Namespace) -> int:
+    host, _, port_s = args.target.rpartition(":")
+    port = int(port_s)
+    stats = _Stats()
+    pacer = _Pacer(args.rate)
+    deadline = time.monotonic() + args.duration
+    budget = [args.count if args.count > 0 else -1]
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+
+    def more() -> bool:
+        if stop.is_set() or time.monotonic() >= deadline or budget[0] == 0:
+            return False
+        if budget[0] > 0:
+            budget[0] -= 1
+        return True
+
+    async def worker() -> None:
+        conn = _HttpConn(host, port, args.affinity_header, args.keys) if args.mode == "http" else None
+        try:
+            while more():
+                await pacer.wait()
+                t0 = time.perf_counter()
+                ok = await (conn.request(args.timeout) if conn else _tcp_unit(host, port, args.timeout))
+                stats.record(ok, (time.perf_counter() - t0) * 1000.0)
+        finally:
+            if conn:
+                conn.close()
+
+    def report(done: bool) -> None:
+        lat = sorted(stats.lat_ms[-5000:])
+        p50 = lat[len(lat) // 2] if lat else None
+        elapsed = max(1e-6, time.monotonic() - started)
+        line = {"ok": stats.ok, "failed": stats.failed, "elapsed_s": round(elapsed, 3),
+                "rate": round((stats.ok + stats.failed) / elapsed, 1), "p50_ms": p50, "done": done}
+        print(json.dumps(line), flush=True)
+
+    started = time.monotonic()
+    workers = [asyncio.create_task(worker()) for _ in range(max(1, args.concurrency))]
+    everyone = asyncio.gather(*workers)
+    while not everyone.done():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(everyone), args.report)
+        if not everyone.done():
+            report(False)
+    report(True)
+    return 0
+
+
+
 def _run(args: argparse.Namespace) -> int:
     if args.mode not in ("tcp", "http"):
         print("balancedesk: demo-member --mode must be tcp or http", file=sys.stderr)
@@ -261,6 +419,16 @@ def _run(args: argparse.Namespace) -> int:
         return asyncio.run(serve(args))
 
 
+def _run_traffic(args: argparse.Namespace) -> int:
+    args.duration = min(max(0.0, args.duration), 3600.0)
+    try:
+        import uvloop
+
+        return int(uvloop.run(traffic(args)))
+    except ImportError:  # pragma: no cover
+        return asyncio.run(traffic(args))
+
+
 def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "demo-member",
@@ -274,3 +442,21 @@ def register(subparsers: Any) -> None:
     p.add_argument("--control", default=None, metavar="HOST:PORT", help="default 127.0.0.1 on a free port")
     p.add_argument("--slow-ms", type=float, default=400.0, help="delay per answer in slow mode (ms)")
     p.set_defaults(func=_run)
+
+    t = subparsers.add_parser(
+        "demo-traffic",
+        help="a bounded traffic generator for trying a balancer (TCP connections or HTTP requests)",
+        description="Connections (tcp) or requests (http) at --rate per second (0 = as fast as possible), "
+        "bounded by --duration and --count; prints a JSON line of counters every --report seconds.",
+    )
+    t.add_argument("--target", required=True, metavar="HOST:PORT")
+    t.add_argument("--mode", choices=("tcp", "http"), default="tcp")
+    t.add_argument("--rate", type=float, default=20.0, help="units per second; 0 = as fast as possible")
+    t.add_argument("--concurrency", type=int, default=8)
+    t.add_argument("--duration", type=float, default=600.0, help="seconds (at most 3600)")
+    t.add_argument("--count", type=int, default=0, help="stop after N units (0 = until --duration)")
+    t.add_argument("--timeout", type=float, default=5.0)
+    t.add_argument("--report", type=float, default=0.5)
+    t.add_argument("--affinity-header", default=None)
+    t.add_argument("--keys", type=int, default=0, help="number of distinct affinity keys (0 = no header)")
+    t.set_defaults(func=_run_traffic)

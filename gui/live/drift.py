@@ -1,0 +1,50 @@
+"""Drift: how the running balancer's config differs from the saved group (pure, no Qt)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from balancedesk.core.model import Connector
+from balancedesk.gui.live.admin import Snapshot
+
+
+def balancer_config(group: Connector, endpoints: Mapping[str, str]) -> dict[str, Any]:
+    """The ``PUT /admin/config`` body (and ``--config`` file) for a saved group: its JSON + endpoints."""
+    body = group.to_json()
+    body["endpoints"] = {k: v for k, v in endpoints.items()}
+    return body
+
+
+def differences(group: Connector, endpoints: Mapping[str, str], snap: Snapshot) -> list[str]:
+    """Human sentences, one per difference between the saved ``group`` and the running ``snap``."""
+    cg = group.connector_group
+    if cg is None:
+        return ["the saved connector is not a group"]
+    out: list[str] = []
+    running = snap.group
+    if "retryDelay" in running and int(running["retryDelay"]) != cg.retry_delay:
+        out.append(f"retryDelay: running {running['retryDelay']} s, saved {cg.retry_delay} s")
+    if "connectionTimeout" in running and int(running["connectionTimeout"]) != cg.connection_timeout:
+        out.append(f"connectionTimeout: running {running['connectionTimeout']} s, saved {cg.connection_timeout} s")
+    if "loadBalancing" in running and (running.get("loadBalancing") or None) != cg.load_balancing:
+        out.append(
+            f"loadBalancing: running {running.get('loadBalancing') or 'sequence'}, "
+            f"saved {cg.load_balancing or 'sequence'}"
+        )
+    saved = {m.member_id: m for m in cg.members}
+    live = {m.member_id: m for m in snap.members}
+    for mid in sorted(saved.keys() - live.keys()):
+        out.append(f"{mid}: saved but not in the running balancer")
+    for mid in sorted(live.keys() - saved.keys()):
+        out.append(f"{mid}: running but not in the saved group")
+    for mid in sorted(saved.keys() & live.keys()):
+        s, r = saved[mid], live[mid]
+        if s.weight != r.weight:
+            out.append(f"{mid}: weight running {r.weight}, saved {s.weight}")
+        if s.sequence != r.sequence:
+            out.append(f"{mid}: sequence running {r.sequence}, saved {s.sequence}")
+        ep = endpoints.get(mid)
+        if ep and r.endpoint and ep != r.endpoint:
+            out.append(f"{mid}: endpoint running {r.endpoint}, saved {ep}")
+    return out

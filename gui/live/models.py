@@ -1,0 +1,302 @@
+"""Qt item models of the live view. A plain Python list is the truth; the models adapt it.
+
+* :class:`MemberTableModel` — one row per member of the running balancer: state (with the countdown to
+  re-enable), weight (editable: a pending live weight), active / total, rate, errors, p50/p99, actual vs
+  configured share.
+* :class:`TimelineModel` — failover, health, admin and config events, newest first, bounded.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from balancedesk.gui.live.admin import MemberSnap
+from PySide6.QtCore import (
+    QAbstractListModel,
+    QAbstractTableModel,
+    QModelIndex,
+    QPersistentModelIndex,
+    Qt,
+    Signal,
+)
+from PySide6.QtGui import QBrush, QColor
+
+_Index = QModelIndex | QPersistentModelIndex
+
+STATE_COLORS = {
+    "up": QColor("#2e7d32"),
+    "down": QColor("#c62828"),
+    "draining": QColor("#ef6c00"),
+    "disabled": QColor("#616161"),
+}
+COLUMNS = ("Member", "Endpoint", "State", "Weight", "Active", "Total", "Rate/s", "Errors",
+           "p50 ms", "p99 ms", "Share (actual / configured)")
+COL_MEMBER, COL_ENDPOINT, COL_STATE, COL_WEIGHT = 0, 1, 2, 3
+
+
+def state_text(m: MemberSnap, retry_in_s: float | None) -> str:
+    state = m.state
+    if state == "down":
+        if retry_in_s is not None:
+            return f"down · retry in {max(0.0, retry_in_s):.1f} s"
+        return "down"
+    if m.health == "disabled":
+        return state
+    return state
+
+
+def _ms(v: float | None) -> str:
+    return "–" if v is None else f"{v:.1f}"
+
+
+class MemberTableModel(QAbstractTableModel):
+    """Members of the running balancer.
+
+    Signals: ``weightEdited(str, int)`` when a person types a new weight (pending until applied).
+    """
+
+    weightEdited = Signal(str, int)
+
+    def __init__(self, parent: Any = None) -> None:
+        super().__init__(parent)
+        self._rows: list[MemberSnap] = []
+        self._rates: dict[str, float] = {}
+        self._pending: dict[str, int] = {}
+        self._received = time.monotonic()
+
+    # the truth -----------------------------------------------------------------------------------
+    def members(self) -> list[MemberSnap]:
+        return list(self._rows)
+
+    def member_ids(self) -> list[str]:
+        return [m.member_id for m in self._rows]
+
+    def pending_weights(self) -> dict[str, int]:
+        return dict(self._pending)
+
+    def clear_pending(self) -> None:
+        self._pending.clear()
+        if self._rows:
+            self._changed(COL_WEIGHT, COL_WEIGHT)
+
+    def retry_in(self, m: MemberSnap) -> float | None:
+        """Seconds until ``m`` is tried again, counted down locally since the snapshot arrived."""
+        if m.retry_in_s is None:
+            return None
+        return max(0.0, m.retry_in_s - (time.monotonic() - self._received))
+
+    def update(self, members: Iterable[MemberSnap], rates: Mapping[str, float]) -> None:
+        rows = list(members)
+        self._received = time.monotonic()
+        self._rates = dict(rates)
+        if [m.member_id for m in rows] != [m.member_id for m in self._rows]:
+            self.beginResetModel()
+            self._rows = rows
+            self._pending = {k: v for k, v in self._pending.items() if k in self.member_ids()}
+            self.endResetModel()
+            return
+        self._rows = rows
+        for mid, w in list(self._pending.items()):
+            m = next(r for r in rows if r.member_id == mid)
+            if m.weight == w:  # applied
+                del self._pending[mid]
+        self._changed(0, len(COLUMNS) - 1)
+
+    def tick(self) -> None:
+        """Repaint the countdowns between snapshots."""
+        if any(m.retry_in_s is not None for m in self._rows):
+            self._changed(COL_STATE, COL_STATE)
+
+    def _changed(self, c0: int, c1: int) -> None:
+        if self._rows:
+            self.dataChanged.emit(self.index(0, c0), self.index(len(self._rows) - 1, c1))
+
+    # Qt model API --------------------------------------------------------------------------------
+    def rowCount(self, parent: _Index = QModelIndex()) -> int:  # noqa: B008
+        return 0 if parent.isValid() else len(self._rows)
+
+    def columnCount(self, parent: _Index = QModelIndex()) -> int:  # noqa: B008
+        return 0 if parent.isValid() else len(COLUMNS)
+
+    def headerData(self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        horizontal = orientation == Qt.Orientation.Horizontal
+        if role == Qt.ItemDataRole.DisplayRole and horizontal and 0 <= section < len(COLUMNS):
+            return COLUMNS[section]
+        return None
+
+    def flags(self, index: _Index) -> Qt.ItemFlag:
+        if not index.isValid():
+            return Qt.ItemFlag.NoItemFlags
+        base = Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable
+        if index.column() == COL_WEIGHT:
+            base |= Qt.ItemFlag.ItemIsEditable
+        return base
+
+    def data(self, index: _Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        if not index.isValid() or not (0 <= index.row() < len(self._rows)):
+            return None
+        m = self._rows[index.row()]
+        col = index.column()
+        if role == Qt.ItemDataRole.DisplayRole:
+            return self._display(m, col)
+        if role == Qt.ItemDataRole.EditRole and col == COL_WEIGHT:
+            return self._pending.get(m.member_id, m.weight)
+        if role == Qt.ItemDataRole.ForegroundRole and col == COL_STATE:
+            return QBrush(STATE_COLORS.get(m.state, QColor("black")))
+        if role == Qt.ItemDataRole.FontRole and col == COL_WEIGHT and m.member_id in self._pending:
+            from PySide6.QtGui import QFont
+
+            font = QFont()
+            font.setBold(True)
+            return font
+        if role == Qt.ItemDataRole.ToolTipRole and col == COL_WEIGHT and m.member_id in self._pending:
+            return f"pending: running weight is {m.weight}; press Apply weights"
+        if role == Qt.ItemDataRole.UserRole:
+            return m.member_id
+        if role == Qt.ItemDataRole.TextAlignmentRole and col >= COL_WEIGHT:
+            return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        return None
+
+    def _display(self, m: MemberSnap, col: int) -> str:
+        if col == COL_MEMBER:
+            return m.member_id
+        if col == COL_ENDPOINT:
+            return m.endpoint
+        if col == COL_STATE:
+            return state_text(m, self.retry_in(m))
+        if col == COL_WEIGHT:
+            pend = self._pending.get(m.member_id)
+            return f"{m.weight} → {pend}" if pend is not None else str(m.weight)
+        if col == 4:
+            return str(m.active)
+        if col == 5:
+            return str(m.total)
+        if col == 6:
+            return f"{self._rates.get(m.member_id, 0.0):.1f}"
+        if col == 7:
+            return str(m.failures)
+        if col == 8:
+            return _ms(m.latency_p50_ms)
+        if col == 9:
+            return _ms(m.latency_p99_ms)
+        return f"{m.actual_share * 100:.0f} % / {m.configured_share * 100:.0f} %"
+
+    def setData(self, index: _Index, value: Any, role: int = Qt.ItemDataRole.EditRole) -> bool:
+        if role != Qt.ItemDataRole.EditRole or not index.isValid() or index.column() != COL_WEIGHT:
+            return False
+        try:
+            weight = int(value)
+        except (TypeError, ValueError):
+            return False
+        if not 1 <= weight <= 1_000_000:
+            return False
+        m = self._rows[index.row()]
+        if weight == m.weight:
+            self._pending.pop(m.member_id, None)
+        else:
+            self._pending[m.member_id] = weight
+        self.dataChanged.emit(index, index)
+        self.weightEdited.emit(m.member_id, weight)
+        return True
+
+
+@dataclass(frozen=True)
+class TimelineEntry:
+    t: float  # the balancer's monotonic seconds
+    ago_base: float  # uptime at t, for display
+    kind: str  # health / admin / config / failover / info
+    member_id: str | None
+    text: str
+
+
+TIMELINE_COLORS = {"health": "#c62828", "failover": "#ef6c00", "admin": "#1565c0", "config": "#6a1b9a",
+                   "info": "#424242", "recovered": "#2e7d32"}
+
+
+class TimelineModel(QAbstractListModel):
+    """Failover and health events, newest first, at most ``limit``."""
+
+    def __init__(self, parent: Any = None, *, limit: int = 500) -> None:
+        super().__init__(parent)
+        self._rows: deque[TimelineEntry] = deque()
+        self.limit = limit
+
+    def entries(self) -> list[TimelineEntry]:
+        return list(self._rows)
+
+    def add(self, entries: list[TimelineEntry]) -> None:
+        if not entries:
+            return
+        entries = entries[-self.limit :]
+        self.beginInsertRows(QModelIndex(), 0, len(entries) - 1)
+        for e in entries:
+            self._rows.appendleft(e)
+        self.endInsertRows()
+        extra = len(self._rows) - self.limit
+        if extra > 0:
+            self.beginRemoveRows(QModelIndex(), self.limit, len(self._rows) - 1)
+            for _ in range(extra):
+                self._rows.pop()
+            self.endRemoveRows()
+
+    def rowCount(self, parent: _Index = QModelIndex()) -> int:  # noqa: B008
+        return 0 if parent.isValid() else len(self._rows)
+
+    def data(self, index: _Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        if not index.isValid() or not (0 <= index.row() < len(self._rows)):
+            return None
+        e = self._rows[index.row()]
+        if role == Qt.ItemDataRole.DisplayRole:
+            return f"{_clock(e.ago_base)}  {e.text}"
+        if role == Qt.ItemDataRole.ForegroundRole:
+            return QBrush(QColor(TIMELINE_COLORS.get(e.kind, "#000000")))
+        if role == Qt.ItemDataRole.UserRole:
+            return e.kind
+        return None
+
+
+def _clock(uptime_s: float) -> str:
+    s = max(0, int(uptime_s))
+    return f"+{s // 3600:d}:{s // 60 % 60:02d}:{s % 60:02d}.{int((uptime_s % 1) * 10)}"
+
+
+def timeline_entries(events: Iterable[Mapping[str, Any]], *, now: float, uptime_s: float) -> list[TimelineEntry]:
+    """The events a person wants in the timeline (not every routed connection: those go to the
+    topology): health changes, admin changes, config versions, and routes that failed over."""
+    out: list[TimelineEntry] = []
+    for ev in events:
+        kind = ev.get("kind")
+        t = float(ev.get("t") or now)
+        up = uptime_s - (now - t)
+        mid = ev.get("memberID")
+        if kind == "health":
+            state = ev.get("state")
+            if state == "disabled":
+                until = ev.get("until")
+                wait = f" for {float(until) - t:.1f} s" if until is not None else ""
+                reason = f" ({ev['reason']})" if ev.get("reason") else ""
+                out.append(TimelineEntry(t, up, "health", mid, f"{mid} disabled{wait}{reason}"))
+            else:
+                reason = f" ({ev['reason']})" if ev.get("reason") else ""
+                out.append(TimelineEntry(t, up, "recovered", mid, f"{mid} enabled again{reason}"))
+        elif kind == "admin":
+            out.append(TimelineEntry(t, up, "admin", mid, f"{mid} set to {ev.get('state')} by an admin"))
+        elif kind == "config":
+            err = f": {ev['error']}" if ev.get("error") else ""
+            out.append(TimelineEntry(t, up, "config", None, f"config version {ev.get('version')}{err}"))
+        elif kind == "route":
+            attempts = ev.get("attempts") or []
+            bad = [a for a in attempts if a.get("outcome") != "ok"]
+            if not bad:
+                continue
+            tried = ", ".join(f"{a.get('memberID')} {a.get('outcome')}" for a in bad)
+            if ev.get("outcome") == "ok":
+                text = f"failover: {tried} → {ev.get('memberID')}"
+            else:
+                text = f"connection failed: {tried}"
+            out.append(TimelineEntry(t, up, "failover", ev.get("memberID"), text))
+    return out

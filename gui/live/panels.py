@@ -1,0 +1,149 @@
+"""The live view's control panels: run locally, demo members, traffic, and the attach dialog."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from balancedesk.core.model import DEFAULT_AFFINITY_HEADER
+from balancedesk.gui.live.demos import DemoMembers
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QFormLayout,
+    QGridLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QSpinBox,
+    QWidget,
+)
+
+
+class RunPanel(QGroupBox):
+    """Run the balancer locally: port, L4/L7, affinity header; Run/Stop; Attach…. No signals of its own:
+    the window connects the buttons."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__("Balancer", parent)
+        lay = QHBoxLayout(self)
+        self.port = QSpinBox()
+        self.port.setRange(0, 65535)
+        self.port.setSpecialValueText("any")
+        self.port.setToolTip("port the balancer listens on (127.0.0.1); 'any' picks a free one")
+        self.mode = QComboBox()
+        self.mode.addItem("L4 (TCP)", "tcp")
+        self.mode.addItem("L7 (HTTP)", "http")
+        self.affinity = QCheckBox("affinity header")
+        self.header = QLineEdit(DEFAULT_AFFINITY_HEADER)
+        self.header.setMaximumWidth(170)
+        self.run = QPushButton("Run locally")
+        self.stop = QPushButton("Stop")
+        self.stop.setEnabled(False)
+        self.attach = QPushButton("Attach…")
+        self.status = QLabel("not running")
+        self.status.setObjectName("balancerStatus")
+        for w in (QLabel("port"), self.port, self.mode, self.affinity, self.header, self.run, self.stop,
+                  self.attach, self.status):
+            lay.addWidget(w)
+        lay.addStretch(1)
+        self.affinity.toggled.connect(self.header.setEnabled)
+        self.header.setEnabled(False)
+
+    def mode_value(self) -> str:
+        return str(self.mode.currentData())
+
+    def affinity_header(self) -> str | None:
+        return self.header.text().strip() or None if self.affinity.isChecked() else None
+
+
+class DemoPanel(QGroupBox):
+    """One row per local member: status and Start / Stop / Slow / Refuse / OK buttons."""
+
+    def __init__(self, demos: DemoMembers, parent: QWidget | None = None) -> None:
+        super().__init__("Demo members (on this machine)", parent)
+        self.demos = demos
+        grid = QGridLayout(self)
+        self.rows: dict[str, tuple[QLabel, dict[str, QPushButton]]] = {}
+        if not demos.slots:
+            grid.addWidget(QLabel("no member endpoint is on this machine"), 0, 0)
+        for r, (mid, slot) in enumerate(demos.slots.items()):
+            label = QLabel()
+            grid.addWidget(label, r, 0)
+            buttons: dict[str, QPushButton] = {}
+            for c, action in enumerate(("start", "stop", "slow", "refuse", "ok"), start=1):
+                b = QPushButton(action.capitalize())
+                b.setObjectName(f"demo_{action}_{mid}")
+                b.setToolTip(f"{action} the demo member for {mid} at {slot.endpoint}")
+                grid.addWidget(b, r, c)
+                buttons[action] = b
+            self.rows[mid] = (label, buttons)
+            self.refresh(mid)
+        demos.changed.connect(self.refresh)
+
+    def refresh(self, member_id: str) -> None:
+        if member_id not in self.rows:
+            return
+        slot = self.demos.slots[member_id]
+        label, buttons = self.rows[member_id]
+        words = {"free": "nothing listens — start a demo", "busy": "someone else listens there",
+                 "unknown": "checking…", "starting": "starting…", "stopped": "stopped (killed)",
+                 "ok": "demo running", "slow": "demo running, slow", "refuse": "demo refusing connects"}
+        label.setText(f"<b>{member_id}</b> {slot.endpoint}: {words.get(slot.status, slot.status)}")
+        ours = slot.ours
+        buttons["start"].setEnabled(not ours and slot.status != "busy")
+        for action in ("stop", "slow", "refuse", "ok"):
+            buttons[action].setEnabled(ours and slot.control is not None)
+
+
+class TrafficPanel(QGroupBox):
+    """The built-in generator: rate, affinity keys, Start/Stop, and its counters."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__("Traffic", parent)
+        lay = QHBoxLayout(self)
+        self.rate = QSpinBox()
+        self.rate.setRange(1, 20000)
+        self.rate.setValue(20)
+        self.rate.setSuffix(" /s")
+        self.keys = QSpinBox()
+        self.keys.setRange(0, 10000)
+        self.keys.setValue(0)
+        self.keys.setSpecialValueText("no keys")
+        self.keys.setToolTip("L7 with an affinity header: number of distinct affinity keys to send")
+        self.start = QPushButton("Start traffic")
+        self.stop = QPushButton("Stop traffic")
+        self.stop.setEnabled(False)
+        self.stats = QLabel("idle — or point real clients at the balancer port")
+        for w in (QLabel("rate"), self.rate, QLabel("affinity keys"), self.keys, self.start, self.stop, self.stats):
+            lay.addWidget(w)
+        lay.addStretch(1)
+
+
+class AttachDialog(QDialog):
+    """Attach to a balancer running elsewhere: its admin URL and token (or a token file)."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Attach to a balancer")
+        form = QFormLayout(self)
+        self.url = QLineEdit("http://127.0.0.1:9901")
+        self.token = QLineEdit()
+        self.token.setEchoMode(QLineEdit.EchoMode.Password)
+        self.token_file = QLineEdit()
+        self.token_file.setPlaceholderText("or a file holding the token")
+        form.addRow("admin URL", self.url)
+        form.addRow("token", self.token)
+        form.addRow("token file", self.token_file)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
+        buttons.accepted.connect(self.accept)
+        buttons.rejected.connect(self.reject)
+        form.addRow(buttons)
+
+    def values(self) -> tuple[str, str, Path | None]:
+        """URL, token, and the token file to read when no token was typed (read off the UI thread)."""
+        file = self.token_file.text().strip()
+        return self.url.text().strip(), self.token.text().strip(), Path(file).expanduser() if file else None

@@ -1,0 +1,520 @@
+"""The LiveWindow: one running balancer, watched and poked.
+
+Composition: a :class:`LiveWatcher` polls the admin endpoint; snapshots feed the member table, the
+topology, the rate chart and the drift banner; events feed the topology's moving dots and the timeline.
+"Run locally" starts ``balancedesk balance`` as a child; "Attach…" watches one elsewhere — same code,
+another URL. Every network call is awaited on the qasync loop; children are QProcesses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import secrets
+import shutil
+import tempfile
+from collections.abc import Coroutine, Mapping
+from pathlib import Path
+from typing import Any
+
+from balancedesk.core.model import Connector
+from balancedesk.gui.live.admin import AdminClient, AdminError, AdminUnavailable, EventBatch, Snapshot
+from balancedesk.gui.live.chart import RateChart
+from balancedesk.gui.live.children import ChildProcess
+from balancedesk.gui.live.demos import DemoMembers, TrafficGenerator
+from balancedesk.gui.live.drift import balancer_config, differences
+from balancedesk.gui.live.models import MemberTableModel, TimelineEntry, TimelineModel, timeline_entries
+from balancedesk.gui.live.panels import AttachDialog, DemoPanel, RunPanel, TrafficPanel
+from balancedesk.gui.live.rates import RateTracker
+from balancedesk.gui.live.topology import TopologyView
+from balancedesk.gui.live.watcher import LiveWatcher
+from PySide6.QtCore import QItemSelectionModel, Qt, QTimer, Signal
+from PySide6.QtGui import QCloseEvent
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QFrame,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QListView,
+    QMainWindow,
+    QPlainTextEdit,
+    QPushButton,
+    QSplitter,
+    QTableView,
+    QVBoxLayout,
+    QWidget,
+)
+
+_CLOSING: set[asyncio.Task[Any]] = set()  # closing calls still running after a window has gone
+BALANCER_READY = r"balancedesk: balancing (\S+) admin (http://\S+)"
+
+
+def _banner(color: str) -> tuple[QFrame, QLabel, QHBoxLayout]:
+    frame = QFrame()
+    frame.setStyleSheet(f"QFrame {{ background: {color}; border-radius: 4px; }}")
+    lay = QHBoxLayout(frame)
+    lay.setContentsMargins(8, 4, 8, 4)
+    label = QLabel()
+    label.setWordWrap(True)
+    lay.addWidget(label, 1)
+    frame.hide()
+    return frame, label, lay
+
+
+class LiveWindow(QMainWindow):
+    """Live view of one balancer.
+
+    Signals: ``attached(str)`` with the admin URL once watching; ``snapshotted(object)`` per snapshot
+    shown; ``balancerExited(int)`` when a balancer we started dies unasked (exit code);
+    ``actionFailed(str)`` with a message for a person.
+    """
+
+    attached = Signal(str)
+    snapshotted = Signal(object)
+    balancerExited = Signal(int)
+    actionFailed = Signal(str)
+
+    def __init__(self, *, group: Connector | None = None, endpoints: Mapping[str, str] | None = None,
+                 parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.group = group
+        self.endpoints = dict(endpoints or {})
+        self.client: AdminClient | None = None
+        self.watcher: LiveWatcher | None = None
+        self.balancer: ChildProcess | None = None
+        self.last: Snapshot | None = None
+        self.drift: list[str] = []
+        self.rates = RateTracker()
+        self._owned_client = False
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tmp = Path(tempfile.mkdtemp(prefix="balancedesk-live-"))
+        self._closed = False
+        label = group.label if group is not None else "balancer"
+        self.setWindowTitle(f"Live — {label}")
+        self.resize(1280, 860)
+
+        self.members = MemberTableModel(self)
+        self.timeline = TimelineModel(self)
+        self.demos = DemoMembers(self.endpoints, parent=self)
+        self.traffic = TrafficGenerator(self)
+        self._build()
+        self._wire()
+        self._countdown = QTimer(self)
+        self._countdown.setInterval(100)
+        self._countdown.timeout.connect(self.on_countdown_timeout)
+        self._countdown.start()
+        self._spawn(self.demos.probe())
+
+    # construction --------------------------------------------------------------------------------
+    def _build(self) -> None:
+        central = QWidget()
+        outer = QVBoxLayout(central)
+        self.run_panel = RunPanel()
+        outer.addWidget(self.run_panel)
+        self.death, self.death_label, death_lay = _banner("#ffcdd2")
+        self.death_log = QPlainTextEdit()
+        self.death_log.setReadOnly(True)
+        self.death_log.setMaximumHeight(110)
+        death_lay.setDirection(QHBoxLayout.Direction.TopToBottom)
+        death_lay.addWidget(self.death_log)
+        outer.addWidget(self.death)
+        self.drift_banner, self.drift_label, drift_lay = _banner("#fff3cd")
+        self.apply_config = QPushButton("Apply saved config")
+        drift_lay.addWidget(self.apply_config)
+        outer.addWidget(self.drift_banner)
+
+        top = QSplitter(Qt.Orientation.Horizontal)
+        self.topology = TopologyView()
+        top.addWidget(self.topology)
+        right = QWidget()
+        rlay = QVBoxLayout(right)
+        rlay.setContentsMargins(0, 0, 0, 0)
+        self.table = QTableView()
+        self.table.setModel(self.members)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
+        self.table.verticalHeader().hide()
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        self.table.horizontalHeader().setStretchLastSection(True)
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.DoubleClicked
+                                   | QAbstractItemView.EditTrigger.EditKeyPressed)
+        rlay.addWidget(self.table, 1)
+        actions = QHBoxLayout()
+        self.drain = QPushButton("Drain")
+        self.disable = QPushButton("Disable")
+        self.enable = QPushButton("Enable")
+        self.apply_weights = QPushButton("Apply weights")
+        self.apply_weights.setEnabled(False)
+        for b, tip in ((self.drain, "no new connections; existing ones finish"),
+                       (self.disable, "no new connections"), (self.enable, "back in rotation"),
+                       (self.apply_weights, "send the edited weights to the running balancer")):
+            b.setToolTip(tip)
+            actions.addWidget(b)
+        actions.addStretch(1)
+        rlay.addLayout(actions)
+        self.demo_panel = DemoPanel(self.demos)
+        rlay.addWidget(self.demo_panel)
+        top.addWidget(right)
+        top.setSizes([560, 700])
+
+        bottom = QSplitter(Qt.Orientation.Horizontal)
+        self.chart = RateChart()
+        bottom.addWidget(self.chart)
+        self.timeline_view = QListView()
+        self.timeline_view.setModel(self.timeline)
+        self.timeline_view.setUniformItemSizes(True)
+        bottom.addWidget(self.timeline_view)
+        bottom.setSizes([760, 500])
+
+        split = QSplitter(Qt.Orientation.Vertical)
+        split.addWidget(top)
+        split.addWidget(bottom)
+        split.setSizes([480, 260])
+        outer.addWidget(split, 1)
+        self.traffic_panel = TrafficPanel()
+        outer.addWidget(self.traffic_panel)
+        self.setCentralWidget(central)
+        self.status = QLabel("")
+        self.statusBar().addWidget(self.status, 1)
+
+    def _wire(self) -> None:
+        rp = self.run_panel
+        rp.run.clicked.connect(self.on_run_clicked)
+        rp.stop.clicked.connect(self.on_stop_clicked)
+        rp.attach.clicked.connect(self.on_attach_clicked)
+        rp.mode.currentIndexChanged.connect(lambda _i: setattr(self.demos, "proto", rp.mode_value()))
+        self.drain.clicked.connect(lambda: self.set_selected_state("drain"))
+        self.disable.clicked.connect(lambda: self.set_selected_state("disabled"))
+        self.enable.clicked.connect(lambda: self.set_selected_state("enabled"))
+        self.apply_weights.clicked.connect(self.on_apply_weights_clicked)
+        self.apply_config.clicked.connect(self.on_apply_config_clicked)
+        self.members.weightEdited.connect(
+            lambda *_: self.apply_weights.setEnabled(bool(self.members.pending_weights()))
+        )
+        for mid, (_label, buttons) in self.demo_panel.rows.items():
+            buttons["start"].clicked.connect(lambda _=False, m=mid: self.demos.start(m))
+            buttons["stop"].clicked.connect(lambda _=False, m=mid: self.demos.stop(m))
+            for mode in ("slow", "refuse", "ok"):
+                buttons[mode].clicked.connect(lambda _=False, m=mid, md=mode: self._spawn(self.demos.set_mode(m, md)))
+        self.demos.failed.connect(lambda _m, msg: self._say(msg))
+        tp = self.traffic_panel
+        tp.start.clicked.connect(self.on_traffic_start_clicked)
+        tp.stop.clicked.connect(self.on_traffic_stop_clicked)
+        tp.rate.valueChanged.connect(self.on_traffic_rate_valueChanged)
+        self.traffic.reported.connect(self.on_traffic_reported)
+        self.traffic.stopped.connect(self.on_traffic_stopped)
+
+    # helpers -------------------------------------------------------------------------------------
+    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            self._say(f"{exc.__class__.__name__}: {exc}")
+
+    def _say(self, message: str) -> None:
+        self.status.setText(message)
+        self.actionFailed.emit(message)
+
+    def selected_member_ids(self) -> list[str]:
+        rows = sorted({i.row() for i in self.table.selectionModel().selectedRows()})
+        ids = self.members.member_ids()
+        return [ids[r] for r in rows if r < len(ids)]
+
+    def select_members(self, member_ids: list[str]) -> None:
+        sel = self.table.selectionModel()
+        sel.clearSelection()
+        flags = QItemSelectionModel.SelectionFlag.Select | QItemSelectionModel.SelectionFlag.Rows
+        for r, mid in enumerate(self.members.member_ids()):
+            if mid in member_ids:
+                sel.select(self.members.index(r, 0), flags)
+
+    # run locally / attach ------------------------------------------------------------------------
+    def on_run_clicked(self) -> None:
+        self.run_local(port=self.run_panel.port.value(), mode=self.run_panel.mode_value(),
+                       affinity_header=self.run_panel.affinity_header())
+
+    def run_local(self, *, port: int = 0, mode: str = "tcp", affinity_header: str | None = None) -> None:
+        """Start ``balancedesk balance`` for the saved group as our child, then watch it."""
+        if self.group is None:
+            self._say("no saved group to run: attach to a running balancer instead")
+            return
+        self._spawn(self._run_local(port, mode, affinity_header))
+
+    async def _run_local(self, port: int, mode: str, affinity_header: str | None) -> None:
+        await self._detach()
+        if self.balancer is not None:
+            self.balancer.kill()
+        assert self.group is not None
+        config = balancer_config(self.group, self.endpoints)
+        token = secrets.token_urlsafe(24)
+        cfg_path, token_path = self._tmp / "balancer.json", self._tmp / "admin.token"
+        await asyncio.to_thread(_write_private, cfg_path, _json(config))
+        await asyncio.to_thread(_write_private, token_path, token)
+        args = ["balance", "--config", str(cfg_path), "--listen", f"127.0.0.1:{port}", "--mode", mode,
+                "--admin", "127.0.0.1:0", "--admin-token-file", str(token_path)]
+        args += ["--affinity-header", affinity_header] if affinity_header else ["--no-affinity"]
+        child = ChildProcess("balancer", ready_pattern=BALANCER_READY, parent=self)
+        child.readied.connect(lambda m: self._balancer_ready(m, token))
+        child.exited.connect(lambda code, asked, c=child: self._balancer_exited(c, code, asked))
+        self.balancer = child
+        self.demos.proto = mode
+        self.death.hide()
+        self.run_panel.status.setText("starting…")
+        self.run_panel.run.setEnabled(False)
+        self.run_panel.stop.setEnabled(True)
+        child.start(args)
+
+    def _balancer_ready(self, match: re.Match[str], token: str) -> None:
+        pid = self.balancer.pid if self.balancer else "?"
+        self.run_panel.status.setText(f"running on {match.group(1)} (pid {pid})")
+        self.attach_client(AdminClient(match.group(2), token), owned=True)
+
+    def _balancer_exited(self, child: ChildProcess, code: int, asked: bool) -> None:
+        if child is not self.balancer:
+            return
+        self.balancer = None
+        self.run_panel.run.setEnabled(True)
+        self.run_panel.stop.setEnabled(False)
+        self._spawn(self._detach())
+        if asked:
+            self.run_panel.status.setText("stopped")
+            self.topology.set_balancer("balancer", "stopped", "")
+            return
+        self.run_panel.status.setText(f"exited ({code})")
+        self.death_label.setText(f"<b>The balancer exited unexpectedly (exit code {code}).</b> Its last log lines:")
+        self.death_log.setPlainText("\n".join(child.tail(20)) or "(no output)")
+        self.death.show()
+        self.topology.set_balancer("balancer", f"EXITED ({code})", "see the log above")
+        self.balancerExited.emit(code)
+
+    def on_stop_clicked(self) -> None:
+        self.stop_balancer()
+
+    def stop_balancer(self) -> None:
+        if self.balancer is not None:
+            self.balancer.stop()
+        else:
+            self._spawn(self._detach())
+            self.run_panel.status.setText("detached")
+            self.run_panel.stop.setEnabled(False)
+            self.run_panel.run.setEnabled(self.group is not None)
+
+    def on_attach_clicked(self) -> None:
+        dialog = AttachDialog(self)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.accepted.connect(lambda: self._spawn(self._attach_from(dialog.values())))
+        dialog.open()
+
+    async def _attach_from(self, values: tuple[str, str, Path | None]) -> None:
+        url, token, file = values
+        if not token and file is not None:
+            token = (await asyncio.to_thread(file.read_text)).strip()
+        self.attach(url, token)
+
+    def attach(self, url: str, token: str) -> None:
+        """Watch a balancer running elsewhere (same view; stops a local one we started)."""
+        if self.balancer is not None:
+            self.balancer.stop()
+        self.attach_client(AdminClient(url, token), owned=True)
+        self.run_panel.status.setText(f"attached to {url}")
+        self.run_panel.stop.setEnabled(True)
+
+    def attach_client(self, client: AdminClient, *, owned: bool = False) -> None:
+        self._spawn(self._attach_client(client, owned))
+
+    async def _attach_client(self, client: AdminClient, owned: bool) -> None:
+        await self._detach()
+        self.client, self._owned_client = client, owned
+        self.rates = RateTracker()
+        self.watcher = LiveWatcher(client, parent=self)
+        self.watcher.snapshotted.connect(self.on_watcher_snapshotted)
+        self.watcher.evented.connect(self.on_watcher_evented)
+        self.watcher.reachabilityChanged.connect(self.on_watcher_reachabilityChanged)
+        self.watcher.start()
+        self.attached.emit(client.base_url)
+
+    async def _detach(self) -> None:
+        watcher, self.watcher = self.watcher, None
+        client, self.client = self.client, None
+        if watcher is not None:
+            await watcher.stop()
+            watcher.deleteLater()
+        if client is not None and self._owned_client:
+            await client.aclose()
+
+    # what the watcher brings ---------------------------------------------------------------------
+    def on_watcher_snapshotted(self, snap: Snapshot) -> None:
+        self.last = snap
+        rates = self.rates.update(snap)
+        self.members.update(snap.members, rates)
+        self.topology.show_snapshot(snap, rates, self.rates.total_rate)
+        self.chart.set_unit(snap.mode)
+        self.chart.show_history(self.rates.history, snap.now)
+        self._check_drift(snap)
+        self.snapshotted.emit(snap)
+
+    def on_watcher_evented(self, batch: EventBatch) -> None:
+        self.topology.add_events(batch.events, batch.dropped)
+        snap = self.last
+        if snap is None:  # the first batch can come before the first snapshot: use its own clock
+            latest = max((float(e.get("t") or 0) for e in batch.events), default=0.0)
+            self.timeline.add(timeline_entries(batch.events, now=latest, uptime_s=latest))
+        else:
+            self.timeline.add(timeline_entries(batch.events, now=snap.now, uptime_s=snap.uptime_s))
+
+    def on_watcher_reachabilityChanged(self, ok: bool, why: str) -> None:
+        url = self.client.base_url if self.client else "?"
+        self.status.setText(f"watching {url}" if ok else f"admin endpoint unreachable: {why}")
+        if not ok:
+            self.timeline.add([TimelineEntry(0, self.last.uptime_s if self.last else 0, "info", None,
+                                             f"admin endpoint unreachable: {why}")])
+
+    def on_countdown_timeout(self) -> None:
+        self.members.tick()
+        self.topology.tick_countdowns()
+
+    # drift ---------------------------------------------------------------------------------------
+    def _check_drift(self, snap: Snapshot) -> None:
+        if self.group is None:
+            return
+        diffs = differences(self.group, self.endpoints, snap)
+        if diffs != self.drift:
+            self.drift = diffs
+            more = f" (+{len(diffs) - 3} more)" if len(diffs) > 3 else ""
+            self.drift_label.setText("<b>The running balancer differs from the saved group:</b> "
+                                     + "; ".join(diffs[:3]) + more)
+            self.drift_banner.setVisible(bool(diffs))
+
+    def on_apply_config_clicked(self) -> None:
+        self._spawn(self.apply_saved_config())
+
+    async def apply_saved_config(self) -> None:
+        if self.group is None or self.client is None:
+            return
+        try:
+            version = await self.client.put_config(balancer_config(self.group, self.endpoints))
+        except (AdminError, AdminUnavailable) as exc:
+            self._say(f"apply failed: {exc}")
+            return
+        self.status.setText(f"applied the saved config (version {version})")
+
+    # acting on members ---------------------------------------------------------------------------
+    def set_selected_state(self, state: str) -> None:
+        ids = self.selected_member_ids()
+        if not ids:
+            self._say("select one or more members first")
+            return
+        self._spawn(self.set_state(ids, state))
+
+    async def set_state(self, member_ids: list[str], state: str) -> None:
+        if self.client is None:
+            self._say("not watching a balancer")
+            return
+        client = self.client
+        results = await asyncio.gather(*(client.set_state(m, state) for m in member_ids), return_exceptions=True)
+        bad = [f"{m}: {r}" for m, r in zip(member_ids, results, strict=True) if isinstance(r, Exception)]
+        if bad:
+            self._say(f"{state} failed for " + "; ".join(bad))
+        else:
+            self.status.setText(f"{', '.join(member_ids)} → {state}")
+
+    def on_apply_weights_clicked(self) -> None:
+        self._spawn(self.apply_weights_live())
+
+    async def apply_weights_live(self) -> None:
+        if self.client is None:
+            return
+        client = self.client
+        pending = self.members.pending_weights()
+        results = await asyncio.gather(*(client.set_weight(m, w) for m, w in pending.items()),
+                                       return_exceptions=True)
+        bad = [f"{m}: {r}" for m, r in zip(pending, results, strict=True) if isinstance(r, Exception)]
+        if bad:
+            self._say("weight failed for " + "; ".join(bad))
+        self.apply_weights.setEnabled(bool(bad))
+
+    # traffic -------------------------------------------------------------------------------------
+    def on_traffic_start_clicked(self) -> None:
+        self.start_traffic(self.traffic_panel.rate.value())
+
+    def start_traffic(self, rate: float, *, keys: int | None = None) -> None:
+        snap = self.last
+        if snap is None:
+            self._say("start or attach a balancer first")
+            return
+        keys = self.traffic_panel.keys.value() if keys is None else keys
+        self.traffic.start(target=snap.listen, mode=snap.mode, rate=rate,
+                           affinity_header=snap.affinity_header, keys=keys)
+        self.traffic_panel.start.setEnabled(False)
+        self.traffic_panel.stop.setEnabled(True)
+
+    def on_traffic_stop_clicked(self) -> None:
+        self.traffic.stop()
+
+    def on_traffic_rate_valueChanged(self, rate: int) -> None:
+        if self.traffic.running:
+            self.start_traffic(rate)
+
+    def on_traffic_reported(self, stats: dict[str, Any]) -> None:
+        p50 = stats.get("p50_ms")
+        lat = f" · p50 {p50:.1f} ms" if isinstance(p50, int | float) else ""
+        self.traffic_panel.stats.setText(f"{stats.get('rate', 0):.0f}/s · ok {stats.get('ok', 0)} · "
+                                         f"failed {stats.get('failed', 0)}{lat}")
+
+    def on_traffic_stopped(self) -> None:
+        if not self.traffic.running:
+            self.traffic_panel.start.setEnabled(True)
+            self.traffic_panel.stop.setEnabled(False)
+
+    # closing -------------------------------------------------------------------------------------
+    def shutdown(self) -> None:
+        """Stop every child we started (by its PID) and the watcher. Safe to call twice."""
+        if self._closed:
+            return
+        self._closed = True
+        self._countdown.stop()
+        if self.watcher is not None:
+            self.watcher.cancel()
+        self.traffic.kill_now()
+        if self.balancer is not None:
+            self.balancer.kill_now()
+            self.balancer = None
+        self.demos.kill_all()
+        for task in list(self._tasks):
+            task.cancel()
+        client = self.client
+        with contextlib.suppress(RuntimeError):
+            loop = asyncio.get_event_loop()
+            if not loop.is_closed():
+                if client is not None:
+                    _CLOSING.add(loop.create_task(client.aclose()))
+                _CLOSING.add(loop.create_task(self.demos.aclose()))
+                for task in _CLOSING:
+                    task.add_done_callback(_CLOSING.discard)
+        shutil.rmtree(self._tmp, ignore_errors=True)
+
+    def closeEvent(self, event: QCloseEvent) -> None:
+        self.shutdown()
+        super().closeEvent(event)
+
+
+def _json(value: Any) -> str:
+    import json
+
+    return json.dumps(value, indent=2)
+
+
+def _write_private(path: Path, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+
+
