@@ -1,1 +1,15 @@
-"""(being built)"""
+"""The asyncio shell around :mod:`balancedesk.core.balance`: it carries out, the balance core decides.
+
+* ``runtime``  — one worker's live state: GroupBalancer, endpoints, per-member counters and latency
+  reservoir, the event ring (sampled route events), the retryDelay re-enable timer, config apply.
+* ``tcp``      — L4: per-connection pick, connect with ``connectionTimeout``, byte-exact relay with flow
+  control and half-close.
+* ``http`` / ``upstream`` — L7 HTTP/1.1 (httptools): per-request pick, pooled keep-alive members,
+  streamed bodies, retries before the first answer byte, 400/408/431/502/503/504 answers.
+* ``admin``    — the admin endpoint (snapshot, events, member state/weight, PUT config, /metrics).
+* ``config``   — config file / management API sources and live reload.
+* ``server``   — listener, signals, graceful stop, ``--workers`` (SO_REUSEPORT), fd-aware connection cap.
+* ``cli``      — ``balancedesk balance``.
+
+Imports: asyncio, httptools, uvloop (optional), httpx (``--api`` only), ``core.balance``, ``core.model``.
+"""

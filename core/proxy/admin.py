@@ -1,0 +1,339 @@
+"""The admin endpoint: a tiny HTTP/1.1 JSON server (httptools) in the balancer's own loop.
+
+Routes (``Authorization: Bearer <token>`` on every one) are the contract in docs/ARCHITECTURE.md:
+``GET /admin/snapshot``, ``GET /admin/events?after=&limit=``, ``POST /admin/members/{id}/state``,
+``POST /admin/members/{id}/weight``, ``PUT /admin/config``, ``GET /metrics``. JSON is built here, only
+when asked; the proxy's hot path only appends tuples and bumps counters.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import httptools
+from balancedesk.core.balance import AdminState
+from balancedesk.core.model import RuleError
+from balancedesk.core.proxy.config import parse_config_bytes
+from balancedesk.core.proxy.runtime import Runtime
+
+BODY_LIMIT = 1 << 20
+REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 405: "Method Not Allowed",
+           413: "Payload Too Large", 500: "Internal Server Error"}
+
+
+def _peer(p: Any) -> str | None:
+    if isinstance(p, tuple) and len(p) >= 2:
+        host = str(p[0])
+        return f"[{host}]:{p[1]}" if ":" in host else f"{host}:{p[1]}"
+    return None
+
+
+def member_json(rt: Runtime, mid: str, now: float, shares: dict[str, float], total: int) -> dict[str, Any]:
+    view = next(v for v in rt.balancer.members() if v.member_id == mid)
+    st = rt.stats.get(mid)
+    host, port = rt.endpoints.get(mid, ("", 0))
+    healthy = view.healthy(now)
+    until = view.disabled_until if not healthy else None
+    p50, p99 = st.percentiles() if st is not None else (None, None)
+    picked = st.total if st is not None else 0
+    return {
+        "memberID": mid,
+        "endpoint": f"[{host}]:{port}" if ":" in host else f"{host}:{port}",
+        "sequence": view.sequence,
+        "weight": view.weight,
+        "admin": view.admin.value,
+        "health": "up" if healthy else "disabled",
+        "disabledUntil": until,
+        "retryIn_s": (until - now) if until is not None else None,
+        "active": st.active if st is not None else 0,
+        "total": picked,
+        "failures": view.failures,
+        "bytesIn": st.bytes_in if st is not None else 0,
+        "bytesOut": st.bytes_out if st is not None else 0,
+        "latencyP50_ms": p50,
+        "latencyP99_ms": p99,
+        "configuredShare": shares.get(mid, 0.0),
+        "actualShare": (picked / total) if total else 0.0,
+    }
+
+
+def _shares(rt: Runtime) -> dict[str, float]:
+    members = rt.balancer.members()
+    if rt.balancer.round_robin:
+        total = sum(m.weight for m in members) or 1
+        return {m.member_id: m.weight / total for m in members}
+    shares: dict[str, float] = rt.cfg.connector_group.shares()
+    return shares
+
+
+def snapshot(rt: Runtime) -> dict[str, Any]:
+    now = rt.loop.time()
+    cfg = rt.cfg
+    g = cfg.connector_group
+    shares = _shares(rt)
+    ids = rt.balancer.member_ids()
+    total = sum(rt.stats[m].total for m in ids if m in rt.stats)
+    return {
+        "version": rt.version,
+        "group": {
+            "connectorID": cfg.connector_id,
+            "label": cfg.label,
+            "loadBalancing": g.load_balancing,
+            "connectionTimeout": g.connection_timeout,
+            "retryDelay": g.retry_delay,
+        },
+        "mode": rt.mode,
+        "listen": rt.listen,
+        "affinityHeader": rt.affinity_header,
+        "now": now,
+        "uptime_s": now - rt.started,
+        "members": [member_json(rt, m, now, shares, total) for m in ids],
+        "totals": {
+            "accepted": rt.accepted,
+            "active": rt.active,
+            "refused": rt.refused,
+            "failed": rt.failed,
+            "sampledAway": rt.sampled_away,
+        },
+    }
+
+
+def event_json(ev: tuple[Any, ...]) -> dict[str, Any]:
+    seq, t, _sa, kind = ev[0], ev[1], ev[2], ev[3]
+    out: dict[str, Any] = {"seq": seq, "t": t, "kind": kind}
+    if kind == "route":
+        _, _, _, _, client, attempts, mid, outcome, key = ev
+        out["client"] = _peer(client)
+        out["attempts"] = [{"memberID": a, "outcome": o, "ms": round(ms, 3)} for a, o, ms in attempts]
+        out["memberID"] = mid
+        out["outcome"] = outcome
+        out["key"] = key
+    elif kind == "health":
+        out.update(memberID=ev[4], state=ev[5], until=ev[6], reason=ev[7])
+    elif kind == "admin":
+        out.update(memberID=ev[4], state=ev[5])
+    elif kind == "config":
+        out["version"] = ev[4]
+        if ev[5] is not None:
+            out["error"] = ev[5]
+    return out
+
+
+def events(rt: Runtime, after: int, limit: int) -> dict[str, Any]:
+    """Events after cursor ``after``, oldest first; ``dropped`` counts events lost to the ring's size and
+    route events sampled away since the cursor."""
+    ring = rt.events
+    out: list[dict[str, Any]] = []
+    dropped = 0
+    if ring and after < rt.seq:
+        first = ring[0][0]
+        if after + 1 < first:
+            dropped += first - (after + 1)  # fell off the ring
+        base_sa = ring[after - first][2] if after >= first else ring[0][2]
+        i = max(after + 1, first) - first
+        while i < len(ring) and len(out) < limit:
+            out.append(event_json(ring[i]))
+            i += 1
+        end_sa = ring[i][2] if i < len(ring) else rt.sampled_away
+        dropped += max(0, end_sa - base_sa)
+    cursor = out[-1]["seq"] if out else min(after, rt.seq)
+    return {"cursor": cursor, "events": out, "dropped": dropped}
+
+
+def metrics(rt: Runtime) -> str:
+    snap = snapshot(rt)
+    lines = [
+        "# HELP balancedesk_up 1 while the balancer runs",
+        "# TYPE balancedesk_up gauge",
+        "balancedesk_up 1",
+        f"balancedesk_config_version {rt.version}",
+    ]
+    for name, key, typ in (("accepted_total", "accepted", "counter"), ("active", "active", "gauge"),
+                           ("refused_total", "refused", "counter"), ("failed_total", "failed", "counter"),
+                           ("events_sampled_away_total", "sampledAway", "counter")):
+        lines.append(f"# TYPE balancedesk_{name} {typ}")
+        lines.append(f"balancedesk_{name} {snap['totals'][key]}")
+    per = (("member_active", "active", "gauge"), ("member_requests_total", "total", "counter"),
+           ("member_failures_total", "failures", "counter"), ("member_bytes_in_total", "bytesIn", "counter"),
+           ("member_bytes_out_total", "bytesOut", "counter"), ("member_weight", "weight", "gauge"),
+           ("member_latency_p50_ms", "latencyP50_ms", "gauge"),
+           ("member_latency_p99_ms", "latencyP99_ms", "gauge"))
+    for name, key, typ in per:
+        lines.append(f"# TYPE balancedesk_{name} {typ}")
+        for m in snap["members"]:
+            if m[key] is not None:
+                lines.append(f'balancedesk_{name}{{member="{_esc(m["memberID"])}"}} {m[key]}')
+    lines.append("# TYPE balancedesk_member_up gauge")
+    for m in snap["members"]:
+        up = int(m["health"] == "up" and m["admin"] == "enabled")
+        lines.append(f'balancedesk_member_up{{member="{_esc(m["memberID"])}",admin="{m["admin"]}"}} {up}')
+    return "\n".join(lines) + "\n"
+
+
+def _esc(s: str) -> str:
+    return s.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+class _Reply(Exception):
+    def __init__(self, status: int, body: Any) -> None:
+        self.status = status
+        self.body = body
+
+
+def _json_body(raw: bytes) -> Any:
+    try:
+        return json.loads(raw or b"null")
+    except ValueError:
+        raise _Reply(400, {"error": {"message": "body is not valid JSON"}}) from None
+
+
+def handle(rt: Runtime, token: str, method: str, target: str, headers: dict[str, str],
+           body: bytes) -> tuple[int, str, bytes]:
+    """One admin request → (status, content type, body)."""
+    try:
+        auth = headers.get("authorization", "")
+        if not (auth.startswith("Bearer ") and hmac.compare_digest(auth[7:].strip().encode(), token.encode())):
+            raise _Reply(401, {"error": {"message": "missing or wrong bearer token"}})
+        parts = urlsplit(target)
+        path = unquote(parts.path)
+        if path == "/metrics":
+            if method != "GET":
+                raise _Reply(405, {"error": {"message": "use GET"}})
+            return 200, "text/plain; version=0.0.4", metrics(rt).encode()
+        if path == "/admin/snapshot":
+            if method != "GET":
+                raise _Reply(405, {"error": {"message": "use GET"}})
+            raise _Reply(200, snapshot(rt))
+        if path == "/admin/events":
+            if method != "GET":
+                raise _Reply(405, {"error": {"message": "use GET"}})
+            q = parse_qs(parts.query)
+            try:
+                after = int(q.get("after", ["0"])[0])
+                limit = max(1, min(10000, int(q.get("limit", ["1000"])[0])))
+            except ValueError:
+                raise _Reply(400, {"error": {"message": "after and limit must be integers"}}) from None
+            raise _Reply(200, events(rt, after, limit))
+        if path == "/admin/config":
+            if method != "PUT":
+                raise _Reply(405, {"error": {"message": "use PUT"}})
+            try:
+                cfg = parse_config_bytes(body)
+            except RuleError as exc:
+                rt.record_config(str(exc))
+                raise _Reply(400, {"error": {"message": str(exc),
+                                             "problems": [p.as_json() for p in exc.problems]}}) from None
+            raise _Reply(200, {"version": rt.apply(cfg)})
+        seg = path.strip("/").split("/")
+        if len(seg) == 4 and seg[:2] == ["admin", "members"] and seg[3] in ("state", "weight"):
+            mid = seg[2]
+            if mid not in rt.endpoints:
+                raise _Reply(404, {"error": {"message": f"no member {mid} in this group"}})
+            if method != "POST":
+                raise _Reply(405, {"error": {"message": "use POST"}})
+            data = _json_body(body)
+            if seg[3] == "state":
+                try:
+                    state = AdminState(data.get("state") if isinstance(data, dict) else None)
+                except ValueError:
+                    raise _Reply(400, {"error": {"message": 'state must be "enabled", "drain" or "disabled"',
+                                                 "problems": [{"field": "state", "message":
+                                                               "must be enabled, drain or disabled"}]}}) from None
+                rt.set_admin(mid, state)
+            else:
+                w = data.get("weight") if isinstance(data, dict) else None
+                if isinstance(w, bool) or not isinstance(w, int) or not 1 <= w <= 1_000_000:
+                    raise _Reply(400, {"error": {"message": "weight must be a whole number 1-1000000",
+                                                 "problems": [{"field": "weight", "message":
+                                                               "must be a whole number 1-1000000"}]}})
+                rt.balancer.set_weight(mid, w)
+            now = rt.loop.time()
+            ids = rt.balancer.member_ids()
+            total = sum(rt.stats[m].total for m in ids if m in rt.stats)
+            raise _Reply(200, member_json(rt, mid, now, _shares(rt), total))
+        raise _Reply(404, {"error": {"message": f"no such admin resource {path}"}})
+    except _Reply as r:
+        return r.status, "application/json", json.dumps(r.body).encode()
+
+
+class AdminProtocol(asyncio.Protocol):
+    """HTTP/1.1 with keep-alive, one request at a time; bodies up to 1 MB."""
+
+    def __init__(self, rt: Runtime, token: str, conns: set[AdminProtocol]) -> None:
+        self.rt = rt
+        self.token = token
+        self.conns = conns
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpRequestParser(self)
+        self._url = b""
+        self._headers: dict[str, str] = {}
+        self._body: list[bytes] = []
+        self._size = 0
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.conns.add(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.transport = None
+        self.conns.discard(self)
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError:
+            self._send(400, "application/json", b'{"error":{"message":"malformed request"}}', close=True)
+        except _TooLarge:
+            self._send(413, "application/json", b'{"error":{"message":"body too large"}}', close=True)
+
+    def on_message_begin(self) -> None:
+        self._url = b""
+        self._headers = {}
+        self._body = []
+        self._size = 0
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._headers[name.decode("latin-1").lower()] = value.decode("latin-1")
+
+    def on_body(self, body: bytes) -> None:
+        self._size += len(body)
+        if self._size > BODY_LIMIT:
+            raise _TooLarge()
+        self._body.append(body)
+
+    def on_message_complete(self) -> None:
+        method = self.parser.get_method().decode()
+        try:
+            status, ctype, body = handle(self.rt, self.token, method, self._url.decode("latin-1"), self._headers,
+                                         b"".join(self._body))
+        except Exception as exc:  # a bug: answer 500 and say so, never kill the balancer
+            status, ctype, body = 500, "application/json", json.dumps({"error": {"message": repr(exc)}}).encode()
+        self._send(status, ctype, body, close=not self.parser.should_keep_alive())
+
+    def _send(self, status: int, ctype: str, body: bytes, *, close: bool) -> None:
+        t = self.transport
+        if t is None:
+            return
+        head = (f"HTTP/1.1 {status} {REASONS.get(status, 'Error')}\r\nContent-Type: {ctype}\r\n"
+                f"Content-Length: {len(body)}\r\nCache-Control: no-store\r\n"
+                + ("Connection: close\r\n" if close else "") + "\r\n")
+        t.writelines([head.encode(), body])
+        if close:
+            t.close()
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def admin_factory(rt: Runtime, token: str) -> tuple[Callable[[], AdminProtocol], set[AdminProtocol]]:
+    conns: set[AdminProtocol] = set()
+    return (lambda: AdminProtocol(rt, token, conns)), conns

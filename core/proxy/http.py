@@ -1,0 +1,644 @@
+"""L7 (HTTP/1.1): keep-alive on both sides, one pick per request, pooled upstream connections, bodies
+streamed both ways (Content-Length as is, chunked re-chunked), hop-by-hop headers dropped,
+``X-Forwarded-For`` added, ``Expect: 100-continue`` answered by the proxy once a member is connected.
+
+Limits: head over ``head_limit`` → 431; head not complete within ``head_timeout`` → 408; malformed → 400;
+every member failed → 502 (refused/reset/unreachable) or 504 (timeout) naming the group and members tried;
+no enabled member → 503. Retry on another member only before anything of the answer reached the client:
+always after a failed connect (the body was not sent yet); after a connection died before the answer only
+for idempotent methods whose body is still held (≤ ``REPLAY_LIMIT``) — nginx's rule.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+import httptools
+from balancedesk.core.proxy.runtime import MemberStats, classify
+from balancedesk.core.proxy.upstream import UpConn
+
+if TYPE_CHECKING:
+    from balancedesk.core.proxy.server import Shell
+
+PENDING_LIMIT = 256 * 1024  # request body held while no upstream is attached (client reading pauses)
+REPLAY_LIMIT = 64 * 1024  # request body kept for a retry after a dead connection
+IDEMPOTENT = frozenset({b"GET", b"HEAD", b"PUT", b"DELETE", b"OPTIONS", b"TRACE"})
+# request headers the proxy decides itself (hop-by-hop, framing, Expect) — handled in on_header
+REQ_SPECIAL = frozenset(
+    {b"connection", b"keep-alive", b"proxy-connection", b"te", b"trailer", b"transfer-encoding", b"upgrade",
+     b"expect", b"x-forwarded-for"}
+)
+NO_BODY_STATUS = frozenset({204, 304})
+_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+_END_CHUNKS = b"0\r\n\r\n"
+# pause reasons (bit mask) for the client's reading
+P_PENDING, P_UPSTREAM, P_QUEUE = 1, 2, 4
+
+REASONS = {400: "Bad Request", 408: "Request Timeout", 431: "Request Header Fields Too Large",
+           501: "Not Implemented", 502: "Bad Gateway", 503: "Service Unavailable", 504: "Gateway Timeout"}
+
+
+class _Req:
+    __slots__ = (
+        "attempts", "body_done", "body_n", "chunked", "conn_drop", "expect", "head", "head_only", "http10",
+        "keep_alive", "kept", "kept_n", "key", "method", "parts", "pending", "resp_framing", "resp_started",
+        "retried", "sel", "sent_100", "t0", "up", "url", "xff",
+    )
+
+    def __init__(self) -> None:
+        self.url = b""
+        self.parts: list[bytes] = []
+        self.method = b""
+        self.head = b""
+        self.key: str | None = None
+        self.chunked = False
+        self.expect = False
+        self.xff: bytes | None = None
+        self.conn_drop: list[bytes] | None = None
+        self.keep_alive = True
+        self.http10 = False
+        self.head_only = False
+        self.pending: list[bytes] = []
+        self.body_n = 0
+        self.body_done = False
+        self.kept: list[bytes] | None = []
+        self.kept_n = 0
+        self.up: UpConn | None = None
+        self.sel: Any = None
+        self.attempts: list[tuple[str, str, float]] = []
+        self.t0 = 0.0
+        self.resp_started = False
+        self.resp_framing = 0  # 0 none, 1 raw (content-length or until close), 2 chunked
+        self.sent_100 = False
+        self.retried = False
+
+
+class HttpClient(asyncio.Protocol):
+    """One client connection: parses requests, routes each, relays the answers in order."""
+
+    __slots__ = (
+        "active", "busy", "closing", "dead", "head_n", "head_t0", "idle", "ip", "linger", "out", "parser",
+        "paused", "peer", "queue", "req", "shell", "transport", "uout",
+    )
+
+    def __init__(self, shell: Shell) -> None:
+        self.shell = shell
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpRequestParser(self)
+        self.req: _Req | None = None  # being parsed
+        self.active: _Req | None = None  # being proxied
+        self.queue: deque[_Req] = deque()  # pipelined, waiting
+        self.out: list[bytes] = []  # to the client, flushed once per read
+        self.uout: list[bytes] = []  # to the active upstream, flushed once per read
+        self.busy = False
+        self.idle = 0.0
+        self.head_t0: float | None = None
+        self.head_n = 0
+        self.paused = 0
+        self.closing = False  # close after the active answer
+        self.dead = False  # stop parsing (after an error answer)
+        self.linger = False
+        self.ip = b""
+        self.peer: Any = None
+
+    # client transport -----------------------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        shell = self.shell
+        rt = shell.rt
+        self.transport = transport  # type: ignore[assignment]
+        if rt.active >= shell.max_connections or shell.closing:
+            rt.refused += 1
+            self.dead = True
+            body = b"balancedesk: too many connections, try again later\n"
+            transport.write(  # type: ignore[attr-defined]
+                b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n"
+                b"Content-Length: %d\r\nConnection: close\r\nRetry-After: 1\r\n\r\n%s" % (len(body), body))
+            transport.close()
+            self.transport = None
+            return
+        rt.accepted += 1
+        rt.active += 1
+        shell.conns.add(self)
+        peer = transport.get_extra_info("peername")
+        self.peer = peer
+        if isinstance(peer, tuple):
+            self.ip = str(peer[0]).encode()
+
+    def data_received(self, data: bytes) -> None:
+        self.busy = True
+        if self.dead:
+            return
+        if self.head_t0 is not None or self.req is None:
+            self.head_n += len(data)
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self.fail_request(501, "balancedesk: protocol upgrades (Upgrade, CONNECT) are not proxied\n")
+            return
+        except httptools.HttpParserError as exc:
+            ctx = exc.__context__
+            if isinstance(ctx, _HeadTooLarge):
+                self.fail_request(431, f"balancedesk: request head larger than {self.shell.head_limit} bytes\n")
+            else:
+                self.fail_request(400, f"balancedesk: malformed request: {exc}\n")
+            return
+        if self.head_t0 is not None and self.head_n > self.shell.head_limit:
+            self.fail_request(431, f"balancedesk: request head larger than {self.shell.head_limit} bytes\n")
+            return
+        self.kick()
+
+    def eof_received(self) -> bool:
+        if self.linger or (self.active is None and not self.queue):
+            return False  # close
+        self.closing = True  # half-closed by the client: finish the answers in flight, then close
+        return True
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.transport is None:
+            return
+        self.transport = None
+        self.dead = True
+        shell = self.shell
+        shell.rt.active -= 1
+        shell.conns.discard(self)
+        r = self.active
+        if r is not None:
+            self.active = None
+            u = r.up
+            if u is not None:
+                r.up = None
+                self._member_done(u.mid)
+                u.owner = None
+                u.abort()
+        self.queue.clear()
+
+    def pause_writing(self) -> None:
+        r = self.active
+        if r is not None and r.up is not None and r.up.transport is not None:
+            r.up.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        r = self.active
+        if r is not None and r.up is not None and r.up.transport is not None:
+            r.up.transport.resume_reading()
+
+    def pause(self, bit: int) -> None:
+        if not self.paused and self.transport is not None:
+            self.transport.pause_reading()
+        self.paused |= bit
+
+    def resume(self, bit: int) -> None:
+        if self.paused & bit:
+            self.paused &= ~bit
+            if not self.paused and self.transport is not None:
+                self.transport.resume_reading()
+
+    def kick(self) -> None:
+        """Write what the last event produced: one ``writelines`` per side."""
+        if self.uout:
+            self.flush_up()
+        if self.out:
+            self.flush()
+
+    def flush(self) -> None:
+        out = self.out
+        self.out = []
+        t = self.transport
+        if t is not None:
+            t.writelines(out)
+
+    def flush_up(self) -> None:
+        out = self.uout
+        self.uout = []
+        r = self.active
+        if r is not None and r.up is not None and r.up.transport is not None:
+            r.up.transport.writelines(out)
+
+    # request parsing ------------------------------------------------------------------------------
+    def on_message_begin(self) -> None:
+        self.req = _Req()
+        self.head_t0 = self.shell.rt.loop.time()
+
+    def on_url(self, url: bytes) -> None:
+        r = self.req
+        assert r is not None
+        r.url += url
+        self.head_n += 0  # counted in data_received
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        r = self.req
+        assert r is not None
+        ln = name.lower()
+        if ln in REQ_SPECIAL:
+            if ln == b"transfer-encoding":
+                r.chunked = b"chunked" in value.lower()
+            elif ln == b"expect":
+                r.expect = value.strip().lower() == b"100-continue"
+            elif ln == b"x-forwarded-for":
+                r.xff = value if r.xff is None else r.xff + b", " + value
+            elif ln == b"connection":
+                drop = [t.strip().lower() for t in value.split(b",")]
+                drop = [t for t in drop if t and t not in (b"close", b"keep-alive")]
+                if drop:
+                    r.conn_drop = (r.conn_drop or []) + drop
+            return
+        if ln == self.shell.affinity:
+            r.key = value.decode("latin-1")
+        r.parts += (name, b": ", value, b"\r\n")
+        if len(r.parts) > 4 * 200:
+            raise _HeadTooLarge()
+
+    def on_headers_complete(self) -> None:
+        r = self.req
+        assert r is not None
+        p = self.parser
+        self.head_t0 = None
+        if self.head_n > self.shell.head_limit:
+            raise _HeadTooLarge()
+        self.head_n = 0
+        r.method = method = p.get_method()
+        r.keep_alive = p.should_keep_alive()
+        r.http10 = p.get_http_version() == "1.0"
+        r.head_only = method == b"HEAD"
+        parts = r.parts
+        if r.conn_drop:
+            drop = set(r.conn_drop)
+            parts = [x for i in range(0, len(parts), 4) if parts[i].lower() not in drop for x in parts[i:i + 4]]
+        xff = self.ip if r.xff is None else r.xff + b", " + self.ip
+        r.head = b"".join((
+            method, b" ", r.url, b" HTTP/1.1\r\n", *parts, b"X-Forwarded-For: ", xff, b"\r\n",
+            b"Transfer-Encoding: chunked\r\n\r\n" if r.chunked else b"\r\n",
+        ))
+        r.parts = []
+        if self.active is None:
+            self.start(r)
+        else:
+            self.queue.append(r)
+            self.pause(P_QUEUE)
+
+    def on_body(self, data: bytes) -> None:
+        r = self.req
+        assert r is not None
+        n = len(data)
+        kept = r.kept
+        if kept is not None:
+            if r.kept_n + n <= REPLAY_LIMIT:
+                kept.append(data)
+                r.kept_n += n
+            else:
+                r.kept = None
+        r.body_n += n
+        u = r.up
+        if u is not None and self.active is r:
+            u.pool.rt.stats[u.mid].bytes_in += n
+            if r.chunked:
+                self.uout += (b"%x\r\n" % n, data, b"\r\n")
+            else:
+                self.uout.append(data)
+        else:
+            r.pending.append(data)
+            if r.body_n > PENDING_LIMIT:
+                self.pause(P_PENDING)
+
+    def on_message_complete(self) -> None:
+        r = self.req
+        assert r is not None
+        self.req = None
+        r.body_done = True
+        if r.chunked and r.up is not None and self.active is r:
+            self.uout.append(_END_CHUNKS)
+        if not r.keep_alive:
+            self.dead = True  # nothing after a request that closes the connection
+
+    # routing --------------------------------------------------------------------------------------
+    def start(self, r: _Req) -> None:
+        rt = self.shell.rt
+        self.active = r
+        r.t0 = now = rt.loop.time()
+        r.sel = rt.begin(now, r.key)
+        self.try_next(r, now)
+
+    def try_next(self, r: _Req, now: float) -> None:
+        rt = self.shell.rt
+        mid = r.sel.next(now=now)
+        if mid is None:
+            self.all_failed(r)
+            return
+        u = self.shell.pool.get(mid)
+        if u is not None:
+            self.attach(r, u)
+        else:
+            rt.loop.create_task(self.connect(r, mid, now))
+
+    async def connect(self, r: _Req, mid: str, t_start: float) -> None:
+        rt = self.shell.rt
+        loop = rt.loop
+        endpoint = rt.endpoints[mid]
+        pool = self.shell.pool
+        timeout = rt.balancer.connection_timeout_s
+        try:
+            if timeout is None:
+                _, u = await loop.create_connection(lambda: UpConn(pool, mid, endpoint), *endpoint)
+            else:
+                async with asyncio.timeout(timeout):
+                    _, u = await loop.create_connection(lambda: UpConn(pool, mid, endpoint), *endpoint)
+        except OSError as exc:
+            now = loop.time()
+            r.attempts.append((mid, classify(exc), (now - t_start) * 1000.0))
+            rt.connect_failed(r.sel, mid, now)
+            if self.active is r and self.transport is not None:
+                self.try_next(r, now)
+            return
+        now = loop.time()
+        rt.connect_succeeded(r.sel, mid, now)
+        if self.active is not r or self.transport is None:
+            pool.release(u)  # the client went away meanwhile: keep the fresh connection for others
+            return
+        r.attempts.append((mid, "ok", (now - t_start) * 1000.0))
+        self.attach(r, u)
+        self.kick()
+
+    def attach(self, r: _Req, u: UpConn) -> None:
+        """Send the request (head and body so far) on ``u``; the rest of the body follows as it comes."""
+        r.up = u
+        u.owner = self
+        u.head_only = r.head_only
+        st = self.shell.rt.stats[u.mid]
+        st.active += 1
+        st.total += 1
+        out = self.uout
+        out.append(r.head)
+        if r.pending:
+            st.bytes_in += sum(map(len, r.pending))
+            if r.chunked:
+                for d in r.pending:
+                    out += (b"%x\r\n" % len(d), d, b"\r\n")
+            else:
+                out += r.pending
+            r.pending = []
+        if r.body_done:
+            if r.chunked:
+                out.append(_END_CHUNKS)
+        elif r.expect and not r.sent_100 and not r.body_n:
+            r.sent_100 = True
+            self.out.append(_CONTINUE)
+        self.resume(P_PENDING)
+
+    def _member_done(self, mid: str) -> None:
+        st = self.shell.rt.stats.get(mid)
+        if st is not None:
+            st.active -= 1
+
+    # answers from the member ----------------------------------------------------------------------
+    def response_head(self, u: UpConn, status: int) -> None:
+        r = self.active
+        if r is None or r.up is None or r.up is not u:
+            return
+        rt = self.shell.rt
+        now = rt.loop.time()
+        r.resp_started = True
+        st: MemberStats = rt.stats[u.mid]
+        st.sample(now - r.t0)
+        if not r.attempts or r.attempts[-1][0] != u.mid or r.attempts[-1][1] != "ok":
+            r.attempts.append((u.mid, "ok", 0.0))
+        rt.record_route(now, self.peer, tuple(r.attempts), u.mid, r.key)
+        keep = r.keep_alive and r.body_done and not self.closing and not self.shell.closing
+        if r.head_only or status in NO_BODY_STATUS:
+            r.resp_framing = 0
+        elif u.chunked or not u.has_cl:
+            if r.http10:
+                r.resp_framing = 1
+                if not u.has_cl:
+                    keep = False
+            else:
+                r.resp_framing = 2
+        else:
+            r.resp_framing = 1
+        if not keep:
+            self.closing = True
+        self.out += (
+            b"HTTP/1.1 %d " % status, u.reason, b"\r\n", *u.parts,
+            b"Transfer-Encoding: chunked\r\n" if r.resp_framing == 2 and not r.head_only else b"",
+            (b"Connection: keep-alive\r\n\r\n" if r.http10 else b"\r\n") if keep else b"Connection: close\r\n\r\n",
+        )
+
+    def response_body(self, data: bytes) -> None:
+        r = self.active
+        if r is None:
+            return
+        if r.up is not None:
+            self.shell.rt.stats[r.up.mid].bytes_out += len(data)
+        if r.resp_framing == 2:
+            self.out += (b"%x\r\n" % len(data), data, b"\r\n")
+        else:
+            self.out.append(data)
+
+    def response_done(self, u: UpConn) -> None:
+        r = self.active
+        if r is None or r.up is None or r.up is not u:
+            return
+        if r.resp_framing == 2:
+            self.out.append(_END_CHUNKS)
+        r.up = None
+        self._member_done(u.mid)
+        reusable = r.body_done and u.keep and (u.has_cl or u.chunked or r.head_only
+                                                                     or u.status in NO_BODY_STATUS)
+        if reusable:
+            self.shell.pool.release(u)
+        else:
+            u.owner = None
+            u.close()
+        self.finish_request()
+
+    def finish_request(self) -> None:
+        self.active = None
+        if self.closing or (self.dead and not self.queue):
+            if self.out:
+                self.flush()
+            self.close_soon(linger=self.req is not None)
+            return
+        if self.queue:
+            nxt = self.queue.popleft()
+            if not self.queue:
+                self.resume(P_QUEUE)
+            self.start(nxt)
+
+    def upstream_lost(self, u: UpConn, exc: Exception | None) -> None:
+        r = self.active
+        if r is None or r.up is None or r.up is not u:
+            u.owner = None
+            return
+        u.owner = None
+        r.up = None
+        self._member_done(u.mid)
+        rt = self.shell.rt
+        if r.resp_started:
+            if not u.has_cl and not u.chunked:  # an answer delimited by the connection's end: complete
+                if r.resp_framing == 2:
+                    self.out.append(_END_CHUNKS)
+                self.finish_request()
+                return
+            rt.stats[u.mid].failures += 1
+            self.abort()  # the answer is cut: the client must see it as cut, not as complete
+            return
+        now = rt.loop.time()
+        outcome = classify(exc) if exc is not None else "reset"
+        r.attempts.append((u.mid, outcome, (now - r.t0) * 1000.0))
+        rt.stats[u.mid].total -= 1
+        self.uout = []
+        replayable = r.kept is not None and r.method in IDEMPOTENT
+        if u.reused and not r.retried and replayable:
+            # a pooled connection the member had closed: one more try on a fresh connection, same member
+            r.retried = True
+            r.pending = list(r.kept or ())
+            rt.loop.create_task(self.connect(r, u.mid, now))
+            return
+        if not u.reused:
+            rt.connect_failed(r.sel, u.mid, now)
+        if replayable:
+            r.pending = list(r.kept or ())
+            self.try_next(r, now)
+            return
+        self.fail_routed(r, 502, f"member {u.mid} closed the connection before answering "
+                                 f"and {r.method.decode()} with this body cannot be replayed")
+
+    def upstream_broken(self, u: UpConn, why: str) -> None:
+        r = self.active
+        if r is None or r.up is None or r.up is not u:
+            return
+        u.owner = None
+        r.up = None
+        self._member_done(u.mid)
+        self.shell.rt.stats[u.mid].failures += 1
+        if r.resp_started:
+            self.abort()
+        else:
+            r.attempts.append((u.mid, "reset", (self.shell.rt.loop.time() - r.t0) * 1000.0))
+            self.fail_routed(r, 502, why)
+
+    # failures -------------------------------------------------------------------------------------
+    def all_failed(self, r: _Req) -> None:
+        if not r.attempts:
+            self.fail_routed(r, 503, "no member is enabled")
+            return
+        status = 504 if r.attempts[-1][1] == "timeout" else 502
+        self.fail_routed(r, status, "every member failed")
+
+    def fail_routed(self, r: _Req, status: int, why: str) -> None:
+        rt = self.shell.rt
+        rt.failed += 1
+        rt.record_route(rt.loop.time(), self.peer, tuple(r.attempts), None, r.key)
+        cfg = rt.cfg
+        group = cfg.label + (f" ({cfg.connector_id})" if cfg.connector_id else "")
+        tried = ", ".join(f"{m} ({o}, {ms:.1f} ms)" for m, o, ms in r.attempts) or "none"
+        text = f"balancedesk: group {group}: {why}; members tried: {tried}\n"
+        keep = r.keep_alive and r.body_done and not self.closing and not self.shell.closing
+        self._error(status, text, keep=keep)
+        if keep:
+            self.finish_request()
+        else:
+            self.active = None
+            self.close_soon(linger=True)
+        if self.out:
+            self.flush()
+
+    def fail_request(self, status: int, text: str) -> None:
+        """An error of the client's own (400/408/431/501): answer, stop parsing, close."""
+        self.dead = True
+        if self.active is not None and self.active.resp_started:
+            self.abort()
+            return
+        r = self.active
+        if r is not None and r.up is not None:
+            u = r.up
+            r.up = None
+            self._member_done(u.mid)
+            u.owner = None
+            u.abort()
+        self.active = None
+        self.queue.clear()
+        self._error(status, text, keep=False)
+        self.flush()
+        self.close_soon(linger=True)
+
+    def _error(self, status: int, text: str, *, keep: bool) -> None:
+        body = text.encode()
+        self.out.append(
+            b"HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\n%s\r\n%s"
+            % (status, REASONS[status].encode(), len(body), b"" if keep else b"Connection: close\r\n", body)
+        )
+
+    def close_soon(self, *, linger: bool) -> None:
+        """Close after the answer is written; with ``linger`` read and drop what the client still sends
+        (for up to the linger time) so the answer is not destroyed by a reset."""
+        t = self.transport
+        if t is None:
+            return
+        self.dead = True
+        if linger and t.can_write_eof():
+            self.linger = True
+            self.idle = 0.0
+            t.write_eof()
+            self.resume(P_PENDING | P_UPSTREAM | P_QUEUE)
+        else:
+            t.close()
+
+    def abort(self) -> None:
+        r = self.active
+        if r is not None and r.up is not None:
+            u = r.up
+            r.up = None
+            self._member_done(u.mid)
+            u.owner = None
+            u.abort()
+        self.active = None
+        if self.transport is not None:
+            self.transport.abort()
+
+    # timers (called by the shell's sweeper) ---------------------------------------------------------
+    def tick(self, now: float, dt: float) -> None:
+        shell = self.shell
+        if self.linger:
+            self.idle += dt
+            if self.idle >= shell.linger_s and self.transport is not None:
+                self.transport.close()
+            return
+        if self.head_t0 is not None and self.active is None and now - self.head_t0 >= shell.head_timeout:
+            self.head_t0 = None
+            self.fail_request(408, f"balancedesk: request head not complete within {shell.head_timeout:g} s\n")
+            return
+        if self.busy:
+            self.busy = False
+            self.idle = 0.0
+            return
+        self.idle += dt
+        if self.idle < shell.idle_timeout:
+            return
+        r = self.active
+        if r is None:
+            if self.transport is not None:
+                self.transport.close()
+        elif not r.resp_started and r.up is not None:
+            u = r.up
+            r.attempts.append((u.mid, "timeout", (now - r.t0) * 1000.0))
+            r.up = None
+            self._member_done(u.mid)
+            u.owner = None
+            u.abort()
+            self.fail_routed(r, 504, f"member {u.mid} did not answer within {shell.idle_timeout:g} s")
+        else:
+            self.abort()
+
+    def stop_idle(self) -> None:
+        """Graceful stop: close now if between requests, else after the answer in flight."""
+        if self.active is None and self.req is None and not self.queue:
+            if self.transport is not None:
+                self.transport.close()
+        else:
+            self.closing = True
+
+
+class _HeadTooLarge(Exception):
+    pass

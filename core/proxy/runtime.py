@@ -1,0 +1,207 @@
+"""The balancer's live state in one event loop: the group balancer, endpoints, per-member counters, the
+event ring, the health re-enable timer and config apply. The L4/L7 shells and the admin endpoint share it.
+
+Hot-path rules: counters are plain attributes on ``__slots__`` objects; an event is one tuple appended to
+a bounded deque; JSON is built only when the admin endpoint is read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from balancedesk.core.balance import AdminState, GroupBalancer, Selection
+from balancedesk.core.model import BalancerConfig, parse_endpoint
+
+RESERVOIR = 512  # latency samples kept per member (a ring; p50/p99 computed when read)
+EVENT_RING = 8192  # events kept for the admin stream
+ROUTE_EVENTS_PER_TICK = 200  # route events recorded per 100 ms; the rest are counted in sampled_away
+
+# event tuple layouts (first two fields are seq and t, then kind):
+#   ("route", client, attempts, member_id|None, outcome, key)   attempts: tuple[(mid, outcome, ms), ...]
+#   ("health", member_id, state, until|None, reason)
+#   ("admin", member_id, state)
+#   ("config", version, error|None)
+Event = tuple[Any, ...]
+
+
+def classify(exc: BaseException) -> str:
+    """A failed connect/exchange → the attempt outcome the admin stream shows."""
+    if isinstance(exc, TimeoutError):
+        return "timeout"
+    if isinstance(exc, ConnectionRefusedError):
+        return "refused"
+    if isinstance(exc, ConnectionResetError | ConnectionAbortedError | BrokenPipeError):
+        return "reset"
+    if isinstance(exc, OSError) and exc.errno in (errno.ETIMEDOUT,):
+        return "timeout"
+    return "unreachable"
+
+
+class MemberStats:
+    """Counters of one member, kept across config reloads while the member exists."""
+
+    __slots__ = ("active", "bytes_in", "bytes_out", "conns", "failures", "lat", "lat_n", "total")
+
+    def __init__(self) -> None:
+        self.active = 0
+        self.total = 0
+        self.failures = 0
+        self.bytes_in = 0  # client → member
+        self.bytes_out = 0  # member → client
+        self.lat: list[float] = [0.0] * RESERVOIR
+        self.lat_n = 0
+        self.conns: set[Any] = set()  # live connections to this member (closed when it is disabled)
+
+    def sample(self, seconds: float) -> None:
+        self.lat[self.lat_n % RESERVOIR] = seconds
+        self.lat_n += 1
+
+    def percentiles(self) -> tuple[float | None, float | None]:
+        n = min(self.lat_n, RESERVOIR)
+        if not n:
+            return None, None
+        vals = sorted(self.lat[:n])
+        return vals[(n - 1) // 2] * 1000.0, vals[min(n - 1, int(n * 0.99))] * 1000.0
+
+
+class Runtime:
+    """Everything one worker knows. Created inside the running loop."""
+
+    def __init__(self, cfg: BalancerConfig, *, mode: str, listen: str = "", affinity_header: str | None) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.mode = mode
+        self.listen = listen
+        self.affinity_header = affinity_header
+        self.started = self.loop.time()
+        self.balancer = GroupBalancer(cfg.connector_group)
+        self.cfg = cfg
+        self.version = 1
+        self.endpoints: dict[str, tuple[str, int]] = {}
+        self.stats: dict[str, MemberStats] = {}
+        self._set_endpoints(cfg)
+        # totals
+        self.accepted = 0
+        self.active = 0
+        self.refused = 0
+        self.failed = 0
+        self.sampled_away = 0
+        # events
+        self.events: deque[Event] = deque(maxlen=EVENT_RING)
+        self.seq = 0
+        self._tick = -1
+        self._tick_n = 0
+        self._expiry: asyncio.TimerHandle | None = None
+        self._expiry_at: float | None = None
+        # called with (memberID, new admin state) on admin changes, and with DRAIN when a member left the
+        # group or moved to another endpoint: shells close pooled (DRAIN) or also live (DISABLED) connections
+        self.on_member_change: list[Callable[[str, AdminState], None]] = []
+        self.record_config(None)
+
+    # config -------------------------------------------------------------------------------------
+    def _set_endpoints(self, cfg: BalancerConfig) -> None:
+        eps = {mid: parse_endpoint(ep) for mid, ep in cfg.endpoints.items()}
+        self.endpoints = {m.member_id: eps[m.member_id] for m in cfg.connector_group.members}
+        for mid in self.endpoints:
+            self.stats.setdefault(mid, MemberStats())
+        self.admin = {v.member_id: v.admin for v in self.balancer.members()}
+
+    def apply(self, cfg: BalancerConfig) -> int:
+        """Apply a parsed, valid config; surviving members keep health, admin state and counters."""
+        old_eps = self.endpoints
+        self.balancer.apply(cfg.connector_group)
+        self.cfg = cfg
+        self._set_endpoints(cfg)
+        self.version += 1
+        for mid in list(self.stats):
+            if mid not in self.endpoints and not self.stats[mid].active:
+                del self.stats[mid]
+        for mid, ep in old_eps.items():
+            if self.endpoints.get(mid) != ep:  # gone or moved: its pooled connections are stale
+                for cb in self.on_member_change:
+                    cb(mid, AdminState.DRAIN)  # connections in flight finish; pooled ones are closed
+        self.record_config(None)
+        self._arm_expiry()
+        return self.version
+
+    def set_admin(self, member_id: str, state: AdminState) -> None:
+        self.balancer.set_admin(member_id, state)
+        self.admin[member_id] = state
+        self._emit(("admin", member_id, state.value))
+        for cb in self.on_member_change:
+            cb(member_id, state)
+
+    # decisions ----------------------------------------------------------------------------------
+    def begin(self, now: float, key: str | None) -> Selection:
+        return self.balancer.begin(now=now, affinity_key=key)
+
+    def connect_failed(self, sel: Selection, member_id: str, now: float) -> None:
+        st = self.stats.get(member_id)
+        if st is not None:
+            st.failures += 1
+        if sel.failed(member_id, now=now):
+            until = now + self.balancer.retry_delay_s
+            self._emit(("health", member_id, "disabled", until, "connect failed"))
+            self._arm_expiry()
+
+    def connect_succeeded(self, sel: Selection, member_id: str, now: float) -> None:
+        if sel.succeeded(member_id, now=now):
+            self._emit(("health", member_id, "enabled", None, "connect succeeded"))
+            self._arm_expiry()
+
+    def _arm_expiry(self) -> None:
+        when = self.balancer.next_expiry()
+        if when == self._expiry_at:
+            return
+        if self._expiry is not None:
+            self._expiry.cancel()
+            self._expiry = None
+        self._expiry_at = when
+        if when is not None:
+            self._expiry = self.loop.call_at(when + 0.001, self._on_expiry)
+
+    def _on_expiry(self) -> None:
+        self._expiry = None
+        self._expiry_at = None
+        now = self.loop.time()
+        for mid in self.balancer.expire(now=now):
+            self._emit(("health", mid, "enabled", None, "retryDelay ended"))
+        self._arm_expiry()
+
+    # events -------------------------------------------------------------------------------------
+    def _emit(self, ev: tuple[Any, ...]) -> None:
+        self.seq += 1
+        self.events.append((self.seq, self.loop.time(), self.sampled_away, *ev))
+
+    def record_config(self, error: str | None) -> None:
+        self._emit(("config", self.version, error))
+
+    def record_route(
+        self,
+        now: float,
+        client: Any,
+        attempts: tuple[tuple[str, str, float], ...],
+        member_id: str | None,
+        key: str | None,
+    ) -> None:
+        tick = int(now * 10.0)
+        if tick != self._tick:
+            self._tick = tick
+            self._tick_n = 0
+        elif self._tick_n >= ROUTE_EVENTS_PER_TICK:
+            self.sampled_away += 1
+            return
+        self._tick_n += 1
+        self.seq += 1
+        self.events.append(
+            (self.seq, now, self.sampled_away, "route", client, attempts, member_id,
+             "ok" if member_id is not None else "failed", key)
+        )
+
+    def close(self) -> None:
+        if self._expiry is not None:
+            self._expiry.cancel()
+            self._expiry = None

@@ -1,0 +1,330 @@
+"""Running a balancer: the listener, the admin endpoint, signals, graceful stop, and ``--workers N``.
+
+One worker = one process = one event loop (uvloop when installed) with its own :class:`Runtime`.
+With ``--workers N`` the parent reserves the port, forks N workers that each listen on it with
+``SO_REUSEPORT`` (the kernel spreads connections), prints the readiness line once all are listening, and
+forwards SIGTERM/SIGINT/SIGHUP to them. Only worker 0 serves the admin endpoint, so its snapshot, events
+and admin actions concern worker 0 alone (each worker balances on its own; health is not shared).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from balancedesk.core.balance import AdminState
+from balancedesk.core.model import BalancerConfig
+from balancedesk.core.proxy.admin import admin_factory
+from balancedesk.core.proxy.config import ApiSource, FileSource, log
+from balancedesk.core.proxy.runtime import Runtime
+from balancedesk.core.proxy.upstream import Pool
+
+STOP_GRACE_S = 10.0
+
+
+@dataclass
+class Options:
+    listen: tuple[str, int]
+    mode: str  # "tcp" | "http"
+    affinity_header: str | None
+    admin: tuple[str, int] | None = None
+    admin_token: str | None = None
+    workers: int = 1
+    max_connections: int = 10000
+    idle_timeout: float = 300.0
+    head_timeout: float = 15.0
+    head_limit: int = 32 * 1024
+    config_file: Path | None = None
+    api: ApiSource | None = None
+    stop_grace: float = STOP_GRACE_S
+
+
+class Shell:
+    """What a listener's connections share: runtime, live connections, limits, the idle sweeper."""
+
+    def __init__(self, rt: Runtime, opts: Options) -> None:
+        self.rt = rt
+        self.conns: set[Any] = set()
+        self.closing = False
+        self.drained = asyncio.Event()  # set once closing and the last connection is gone
+        self.max_connections = opts.max_connections
+        self.idle_timeout = opts.idle_timeout
+        self.head_timeout = opts.head_timeout
+        self.head_limit = opts.head_limit
+        self.linger_s = 2.0
+        self.affinity: bytes | None = opts.affinity_header.lower().encode() if opts.affinity_header else None
+        self.pool = Pool(rt)
+        self._dt = max(0.05, min(1.0, opts.head_timeout / 4, opts.idle_timeout / 4))
+        self._sweep_handle: asyncio.TimerHandle | None = None
+        if opts.mode == "tcp":
+            rt.on_member_change.append(self._tcp_member_changed)
+
+    def _tcp_member_changed(self, mid: str, state: AdminState) -> None:
+        if state is AdminState.DISABLED:
+            st = self.rt.stats.get(mid)
+            for c in list(st.conns if st is not None else ()):
+                c.abort()
+
+    def start(self) -> None:
+        self._sweep_handle = self.rt.loop.call_later(self._dt, self._sweep)
+
+    def _sweep(self) -> None:
+        loop = self.rt.loop
+        now = loop.time()
+        dt = self._dt
+        for c in list(self.conns):
+            c.tick(now, dt)
+        if self.closing and not self.conns:
+            self.drained.set()
+        self._sweep_handle = loop.call_later(dt, self._sweep)
+
+    def stop(self) -> None:
+        self.closing = True
+        self.pool.close_all()
+        for c in list(self.conns):
+            c.stop_idle()
+
+    def close(self) -> None:
+        if self._sweep_handle is not None:
+            self._sweep_handle.cancel()
+        for c in list(self.conns):
+            c.abort()
+
+
+def fd_cap(requested: int) -> int:
+    """The connection cap: as asked, but below RLIMIT_NOFILE/2 (a client and its upstream need 2 fds)."""
+    try:
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        want = hard if hard != resource.RLIM_INFINITY else max(soft, 65536)
+        if soft != resource.RLIM_INFINITY and soft < want:
+            try:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+                soft = want
+            except (ValueError, OSError):
+                pass
+        if soft == resource.RLIM_INFINITY:
+            return requested
+        return max(1, min(requested, soft // 2 - 32))
+    except ImportError:  # not POSIX
+        return requested
+
+
+def listen_socket(host: str, port: int, *, reuseport: bool, listen: bool = True) -> socket.socket:
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    family, kind, proto, _, addr = infos[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuseport:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind(addr)
+        if listen:
+            sock.listen(4096)
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def hostport(addr: Any) -> str:
+    host, port = str(addr[0]), int(addr[1])
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+async def serve(
+    opts: Options,
+    cfg: BalancerConfig,
+    *,
+    sock: socket.socket,
+    admin: bool,
+    ready: Callable[[str, str | None], None],
+) -> int:
+    """Run one worker until SIGTERM/SIGINT; then stop accepting, let in-flight work finish, return 0."""
+    from balancedesk.core.proxy.http import HttpClient
+    from balancedesk.core.proxy.tcp import TcpClient
+
+    loop = asyncio.get_running_loop()
+    rt = Runtime(cfg, mode=opts.mode, affinity_header=opts.affinity_header if opts.mode == "http" else None)
+    shell = Shell(rt, opts)
+    proto: type[TcpClient] | type[HttpClient] = TcpClient if opts.mode == "tcp" else HttpClient
+
+    def factory() -> asyncio.Protocol:
+        made: asyncio.Protocol = proto(shell)
+        return made
+
+    server = await loop.create_server(factory, sock=sock, backlog=4096)
+    listen = hostport(sock.getsockname())
+    rt.listen = listen
+    shell.start()
+    admin_server = None
+    admin_conns: set[Any] = set()
+    admin_url = None
+    if admin and opts.admin is not None and opts.admin_token:
+        make, admin_conns = admin_factory(rt, opts.admin_token)
+        admin_server = await loop.create_server(make, opts.admin[0], opts.admin[1])
+        admin_url = "http://" + hostport(admin_server.sockets[0].getsockname())
+
+    source: FileSource | ApiSource | None = None
+    if opts.config_file is not None:
+        source = FileSource(opts.config_file, rt)
+        source.start()
+    elif opts.api is not None:
+        source = opts.api
+        source.start(rt)
+
+    stop = asyncio.Event()
+    tasks: set[asyncio.Task[bool]] = set()
+
+    def on_hup() -> None:
+        if isinstance(source, FileSource):
+            source.reload()
+        elif isinstance(source, ApiSource):
+            tasks.add(task := loop.create_task(source.reload()))
+            task.add_done_callback(tasks.discard)
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, on_hup)
+
+    ready(listen, admin_url)
+    await stop.wait()
+
+    # graceful stop: no new connections, idle keep-alive ones closed, in-flight ones get a bound
+    server.close()
+    if source is not None:
+        source.stop()
+    shell.stop()
+    if shell.conns:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(shell.drained.wait(), opts.stop_grace)
+    shell.close()
+    rt.close()
+    if admin_server is not None:
+        admin_server.close()
+        for c in list(admin_conns):
+            if c.transport is not None:
+                c.transport.close()
+    return 0
+
+
+def run_worker(opts: Options, cfg: BalancerConfig, *, sock: socket.socket, admin: bool,
+               ready: Callable[[str, str | None], None]) -> int:
+    loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None
+    if not os.environ.get("BALANCEDESK_NO_UVLOOP"):
+        try:
+            import uvloop
+
+            loop_factory = uvloop.new_event_loop
+        except ImportError:
+            loop_factory = None
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        return runner.run(serve(opts, cfg, sock=sock, admin=admin, ready=ready))
+
+
+def ready_line(listen: str, admin_url: str | None) -> str:
+    return f"balancedesk: balancing {listen}" + (f" admin {admin_url}" if admin_url else "")
+
+
+def run(opts: Options, cfg: BalancerConfig) -> int:
+    """Run the balancer (forking workers if asked); returns the exit code."""
+    opts.max_connections = fd_cap(opts.max_connections)
+    host, port = opts.listen
+    if opts.workers <= 1:
+        sock = listen_socket(host, port, reuseport=False)
+
+        def ready(listen: str, admin_url: str | None) -> None:
+            print(ready_line(listen, admin_url), flush=True)
+
+        return run_worker(opts, cfg, sock=sock, admin=True, ready=ready)
+    return _run_workers(opts, cfg)
+
+
+def _run_workers(opts: Options, cfg: BalancerConfig) -> int:
+    host, port = opts.listen
+    reserve = listen_socket(host, port, reuseport=True, listen=False)  # fixes the port (0 → a real one)
+    port = reserve.getsockname()[1]
+    rfd, wfd = os.pipe()
+    pids: list[int] = []
+    for i in range(opts.workers):
+        pid = os.fork()
+        if pid == 0:  # worker i
+            code = 1
+            try:
+                os.close(rfd)
+                reserve.close()
+                sock = listen_socket(host, port, reuseport=True)
+
+                def ready(listen: str, admin_url: str | None, i: int = i) -> None:
+                    msg = f"{listen}|{admin_url or ''}\n" if i == 0 else "\n"
+                    os.write(wfd, msg.encode())
+
+                code = run_worker(opts, cfg, sock=sock, admin=i == 0, ready=ready)
+            except BaseException as exc:
+                print(f"balancedesk: worker {i} failed: {exc!r}", file=sys.stderr, flush=True)
+            finally:
+                os._exit(code)
+        pids.append(pid)
+    os.close(wfd)
+    got = 0
+    line = ""
+    buf = b""
+    with os.fdopen(rfd, "rb") as reader:
+        while got < opts.workers:
+            chunk = reader.readline()
+            if not chunk:
+                break
+            got += 1
+            if chunk.strip():
+                buf = chunk
+    reserve.close()
+    if got < opts.workers:
+        log("a worker failed to start")
+        for pid in pids:
+            _kill(pid, signal.SIGTERM)
+        _reap(pids)
+        return 1
+    listen, _, admin_url = buf.decode().strip().partition("|")
+    line = ready_line(listen, admin_url or None)
+    print(line, flush=True)
+
+    def forward(signum: int, _frame: Any) -> None:
+        for pid in pids:
+            _kill(pid, signum)
+
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, forward)
+    return _reap(pids)
+
+
+def _kill(pid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, sig)
+
+
+def _reap(pids: list[int]) -> int:
+    worst = 0
+    left = set(pids)
+    while left:
+        try:
+            pid, status = os.waitpid(-1, 0)
+        except ChildProcessError:
+            break
+        except InterruptedError:
+            continue
+        if pid in left:
+            left.discard(pid)
+            code = os.waitstatus_to_exitcode(status)
+            if code not in (0, -signal.SIGTERM, -signal.SIGINT):
+                worst = max(worst, abs(code) or 1)
+    return worst
