@@ -56,3 +56,63 @@ def mgmt_server(spawn: Callable[..., object], tmp_path: Path) -> Server:
     )
     match = child.wait_for(r"balancedesk: serving (https?://\S+)", timeout=30)  # type: ignore[attr-defined]
     return Server(url=match.group(1), data=data, user="admin", password=ADMIN_PASSWORD, child=child)
+
+
+# --- live view (issue 5) -----------------------------------------------------------------------------
+
+
+@dataclass
+class LiveGroup:
+    """A saved group of demo members on free 127.0.0.1 ports: ``group`` (a Connector), ``endpoints``,
+    and ``config`` (the ``balancedesk balance --config`` body)."""
+
+    group: object  # balancedesk.core.model.Connector
+    endpoints: dict[str, str]
+    config: dict[str, object]
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def live_group() -> Callable[..., LiveGroup]:
+    """``live_group(ids=("a", "b"), weights=None, retry_delay=2)`` → a round-robin LiveGroup."""
+    from balancedesk.core.model import Connector
+
+    def make(ids: tuple[str, ...] = ("a", "b"), weights: tuple[int, ...] | None = None,
+             retry_delay: int = 2) -> LiveGroup:
+        weights = weights or (1,) * len(ids)
+        endpoints = {mid: f"127.0.0.1:{_free_port()}" for mid in ids}
+        body = {
+            "connectorID": "live-group", "owner": "tester", "label": "live test group",
+            "connectorGroup": {
+                "connectionTimeout": 2, "retryDelay": retry_delay, "loadBalancing": "Round Robin",
+                "members": [{"memberID": m, "sequence": i + 1, "weight": w}
+                            for i, (m, w) in enumerate(zip(ids, weights, strict=True))],
+            },
+        }
+        group = Connector.model_validate(body)
+        return LiveGroup(group=group, endpoints=endpoints, config={**body, "endpoints": endpoints})
+
+    return make
+
+
+# --- group editor (issue 4) fixtures: added, nothing above changed -----------------------------------
+
+
+@pytest.fixture
+def arun(qloop: asyncio.AbstractEventLoop, qtbot: object) -> Callable[..., object]:
+    """``arun(coro, timeout_ms=15000)``: run a coroutine on the qasync loop, Qt events flowing, and return
+    its result (or raise its exception). Waits on the task with a deadline, never a sleep."""
+
+    def _run(coro: object, timeout_ms: int = 15000) -> object:
+        task = asyncio.ensure_future(coro)  # type: ignore[arg-type]
+        qtbot.waitUntil(task.done, timeout=timeout_ms)  # type: ignore[attr-defined]
+        return task.result()
+
+    return _run
