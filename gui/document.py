@@ -1,0 +1,215 @@
+"""One group being edited: its fields, its members model, its undo stack, and what a save would send.
+
+The fields are a plain dict and the members a plain list (adapted by :class:`MembersModel`); the undo
+stack's clean state is "equal to what the server last gave us". :meth:`GroupDocument.problems` runs the
+core's own rules (``parse_connector`` + ``check_group_rules``) so mistakes show before a save is tried.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from balancedesk.core.balance import SmoothWRR
+from balancedesk.core.model import (
+    DEFAULT_CONNECTION_TIMEOUT,
+    DEFAULT_RETRY_DELAY,
+    ROUND_ROBIN,
+    Connector,
+    Member,
+    Problem,
+    RuleError,
+    check_group_rules,
+    parse_connector,
+)
+from balancedesk.gui.catalog import Catalog
+from balancedesk.gui.commands import FIELD_TEXT, SetFieldCommand
+from balancedesk.gui.members_model import DraftMember, MembersModel
+from PySide6.QtCore import QObject, Signal
+from PySide6.QtGui import QUndoStack
+
+FIELDS = tuple(FIELD_TEXT)
+
+
+@dataclass(frozen=True)
+class Change:
+    """One line of the review: ``what`` changed from ``old`` to ``new`` (texts; "" = absent)."""
+
+    what: str
+    old: str
+    new: str
+
+
+class GroupDocument(QObject):
+    """The editor's truth for one group (new when ``base`` is None).
+
+    Signals:
+        field_changed(str): a field (name from ``FIELDS``) took a new value.
+        members_changed(): order, weights or membership changed.
+        refused(str): an add or a drop was refused; the argument says why.
+    """
+
+    field_changed = Signal(str)
+    members_changed = Signal()
+    refused = Signal(str)
+
+    def __init__(
+        self, *, base: Connector | None, etag: str | None, catalog: Catalog, owner: str, parent: QObject | None = None
+    ) -> None:
+        super().__init__(parent)
+        self.base = base
+        self.etag = etag
+        self.catalog = catalog
+        self.undo_stack = QUndoStack(self)
+        self.fields: dict[str, Any] = _fields_of(base, owner)
+        members = []
+        if base is not None and base.connector_group is not None:
+            members = [DraftMember(m.member_id, m.weight) for m in base.connector_group.ordered()]
+        self.members_model = MembersModel(self, members)
+        self.members_model.members_changed.connect(self.members_changed)
+        self.members_model.refused.connect(self.refused)
+
+    # fields -----------------------------------------------------------------------------------
+    @property
+    def group_id(self) -> str | None:
+        return self.base.connector_id if self.base is not None else None
+
+    @property
+    def owner(self) -> str:
+        return str(self.fields["owner"])
+
+    @property
+    def round_robin(self) -> bool:
+        return bool(self.fields["round_robin"])
+
+    @property
+    def members(self) -> list[DraftMember]:
+        return self.members_model.members
+
+    def set_field(self, name: str, value: Any) -> None:
+        if name not in self.fields:
+            raise KeyError(name)
+        if self.fields[name] != value:
+            self.undo_stack.push(SetFieldCommand(self, name, self.fields[name], value))
+
+    def _apply_field(self, name: str, value: Any) -> None:
+        self.fields[name] = value
+        self.field_changed.emit(name)
+        if name == "round_robin":
+            self.members_model.refresh()
+
+    # derived ----------------------------------------------------------------------------------
+    def to_json(self) -> dict[str, Any]:
+        group: dict[str, Any] = {
+            "connectionTimeout": self.fields["connection_timeout"],
+            "retryDelay": self.fields["retry_delay"],
+        }
+        if self.round_robin:
+            group["loadBalancing"] = ROUND_ROBIN
+        group["members"] = [
+            {"memberID": m.member_id, "sequence": i + 1, "weight": m.weight} for i, m in enumerate(self.members)
+        ]
+        out: dict[str, Any] = {}
+        if self.group_id is not None:
+            out["connectorID"] = self.group_id
+        out.update(
+            owner=self.fields["owner"],
+            label=self.fields["label"],
+            connectorGroup=group,
+            authUser=list(self.fields["auth_user"]),
+        )
+        return out
+
+    def to_connector(self) -> Connector:
+        """The group as a save would send it; raises RuleError if a field is malformed."""
+        return parse_connector(self.to_json())
+
+    def problems(self) -> list[Problem]:
+        """Every broken rule, found locally with the core's rules (empty: a save may be tried)."""
+        problems: list[Problem] = []
+        try:
+            self.to_connector()
+        except RuleError as exc:
+            problems += [p for p in exc.problems if not p.field.startswith("connectorGroup.members")]
+        members = [Member(member_id=m.member_id, sequence=i + 1, weight=m.weight) for i, m in enumerate(self.members)]
+        problems += check_group_rules(
+            group_id=self.group_id, owner=self.owner, members=members, known=self.catalog.known()
+        )
+        return list(problems)
+
+    def preview(self, count: int = 24) -> list[str]:
+        """The next ``count`` picks (memberIDs) the core's scheduler would make under these weights."""
+        if not self.members:
+            return []
+        if not self.round_robin:
+            return [self.members[0].member_id] * count
+        wrr = SmoothWRR([(m.member_id, m.weight) for m in self.members])
+        return [p for p in (wrr.pick() for _ in range(count)) if p is not None]
+
+    def changes(self) -> list[Change]:
+        """What a save changes, field by field and member by member (old → new)."""
+        old = _fields_of(self.base, self.owner)
+        out: list[Change] = []
+        if self.base is None:
+            out.append(Change("group", "", "new group"))
+        for name in FIELDS:
+            a, b = old[name], self.fields[name]
+            if self.base is None or a != b:
+                out.append(Change(FIELD_TEXT[name], _fmt(name, a) if self.base else "", _fmt(name, b)))
+        before: dict[str, Member] = {}
+        if self.base is not None and self.base.connector_group is not None:
+            before = {m.member_id: m for m in self.base.connector_group.members}
+        after = {m.member_id: (i + 1, m.weight) for i, m in enumerate(self.members)}
+        for mid, (seq, weight) in after.items():
+            name = f"member {self.catalog.label(mid)}"
+            if mid not in before:
+                out.append(Change(name, "", f"added at #{seq}, weight {weight}"))
+                continue
+            b4 = before[mid]
+            if b4.sequence != seq:
+                out.append(Change(f"{name}: sequence", str(b4.sequence), str(seq)))
+            if b4.weight != weight:
+                out.append(Change(f"{name}: weight", str(b4.weight), str(weight)))
+        for mid, b4 in before.items():
+            if mid not in after:
+                out.append(Change(f"member {self.catalog.label(mid)}", f"#{b4.sequence}, weight {b4.weight}", "removed"))
+        return out
+
+    def saved(self, connector: Connector, etag: str | None, catalog: Catalog) -> None:
+        """The server accepted ``connector``: it becomes the base and the clean state."""
+        self.base = connector
+        self.etag = etag
+        self.catalog = catalog
+        self.undo_stack.setClean()
+        self.members_model.refresh()
+
+
+def _fields_of(base: Connector | None, owner: str) -> dict[str, Any]:
+    if base is None or base.connector_group is None:
+        return {
+            "label": "",
+            "owner": owner,
+            "auth_user": (),
+            "connection_timeout": DEFAULT_CONNECTION_TIMEOUT,
+            "retry_delay": DEFAULT_RETRY_DELAY,
+            "round_robin": True,
+        }
+    g = base.connector_group
+    return {
+        "label": base.label,
+        "owner": base.owner,
+        "auth_user": tuple(base.auth_user),
+        "connection_timeout": g.connection_timeout,
+        "retry_delay": g.retry_delay,
+        "round_robin": g.round_robin,
+    }
+
+
+def _fmt(name: str, value: Any) -> str:
+    if name in ("connection_timeout", "retry_delay"):
+        return "never" if value == 0 else f"{value} s"
+    if name == "round_robin":
+        return "on" if value else "off (sequence failover)"
+    if name == "auth_user":
+        return ", ".join(value) or "(nobody)"
+    return str(value)

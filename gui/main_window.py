@@ -1,0 +1,709 @@
+"""The main window: profile picker, the connector browser, the group editor, and every network call.
+
+All network work is a coroutine on the qasync loop started through :meth:`MainWindow.spawn`, which shows
+the busy state and turns failures into sentences in the status bar — the window never waits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import os
+import sys
+import traceback
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from balancedesk.core.client import ApiError, ApiUnavailable, MgmtClient, Whoami
+from balancedesk.core.model import Connector, ConnectorGroup
+from balancedesk.gui.browser_model import BrowserFilter, BrowserModel
+from balancedesk.gui.catalog import Catalog
+from balancedesk.gui.document import GroupDocument
+from balancedesk.gui.editor import GroupEditor
+from balancedesk.gui.local_server import LocalServer, LocalServerError, admin_password
+from balancedesk.gui.profiles import Profile, ProfileStore, data_dir, remember_password, stored_password
+from balancedesk.gui.prompts import Candidate, Conflict, Prompter, Unsaved
+from balancedesk.gui.tls import CertificateProblem, fetch_certificate, save_certificate
+from PySide6.QtCore import QModelIndex, QSettings, Qt, Signal
+from PySide6.QtGui import QAction, QCloseEvent, QIcon, QKeySequence, QUndoGroup
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QComboBox,
+    QHeaderView,
+    QLabel,
+    QLineEdit,
+    QMainWindow,
+    QProgressBar,
+    QSplitter,
+    QStackedWidget,
+    QToolBar,
+    QTreeView,
+    QVBoxLayout,
+    QWidget,
+)
+
+T = TypeVar("T")
+BENCH_ENV = "BALANCEDESK_BENCH_EXIT"
+
+
+def explain(exc: BaseException) -> str:
+    """A failure as a sentence for the status bar (never a traceback)."""
+    if isinstance(exc, ApiError):
+        if exc.status == 401:
+            return "The server did not accept the user name or password. Reconnect with the right password."
+        if exc.status == 403:
+            return f"Not allowed: {exc.message}"
+        if exc.status == 404:
+            return f"Not found: {exc.message} It may have been deleted; reload the list."
+        return exc.message if exc.message.endswith(".") else exc.message + "."
+    if isinstance(exc, (ApiUnavailable, LocalServerError)):
+        return str(exc)
+    return f"Something went wrong ({type(exc).__name__}: {exc}). The details are in the log."
+
+
+class MainWindow(QMainWindow):
+    """Balance Desk's one window.
+
+    Signals:
+        connected(str): a profile is connected; the argument is the server URL.
+        catalog_loaded(int): the browser shows a fresh listing; the argument is the number of groups.
+        group_opened(str): a group is in the editor (its connectorID, "" for a new group).
+        saved(str): a group was saved (its connectorID).
+        deleted(str): a group was deleted (its connectorID).
+        failed(str): something failed; the argument is the sentence shown to the user.
+    """
+
+    connected = Signal(str)
+    catalog_loaded = Signal(int)
+    group_opened = Signal(str)
+    saved = Signal(str)
+    deleted = Signal(str)
+    failed = Signal(str)
+
+    def __init__(self, *, profiles: ProfileStore | None = None, local_data: Path | None = None) -> None:
+        super().__init__()
+        self.setObjectName("MainWindow")
+        self.prompter = Prompter(self)
+        self.profile_store = profiles or ProfileStore()
+        self.local_data = local_data or data_dir()
+        self.local_server: LocalServer | None = None
+        self.client: MgmtClient | None = None
+        self.whoami: Whoami | None = None
+        self.profile: Profile | None = None
+        self.catalog = Catalog()
+        self.doc: GroupDocument | None = None
+        self.editor: GroupEditor | None = None
+        self.tasks: set[asyncio.Task[Any]] = set()
+        self._busy = 0
+        self._close_ok = False
+        self._live_import_failed = False
+        self.undo_group = QUndoGroup(self)
+        self._build()
+        self._update_actions()
+        self._update_title()
+
+    # construction -----------------------------------------------------------------------------------
+    def _build(self) -> None:
+        icon_path = Path(__file__).resolve().parent.parent / "resources" / "balancedesk.svg"
+        if icon_path.exists():
+            self.setWindowIcon(QIcon(str(icon_path)))
+        tb = QToolBar("Main", self)
+        tb.setObjectName("mainToolbar")
+        tb.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        self.addToolBar(tb)
+        self.profile_combo = QComboBox()
+        self.profile_combo.setAccessibleName("Connection profile")
+        self.profile_combo.setMinimumContentsLength(14)
+        for p in self.profile_store.load():
+            self.profile_combo.addItem(p.name, p)
+        self.profile_combo.addItem("New connection…", None)
+        tb.addWidget(QLabel(" Server: "))
+        tb.addWidget(self.profile_combo)
+
+        def action(text: str, slot: Callable[[], None], shortcut: QKeySequence | str | None = None,
+                   tip: str = "") -> QAction:
+            a = QAction(text, self)
+            if shortcut is not None:
+                a.setShortcut(QKeySequence(shortcut))
+            a.setToolTip(tip or text.replace("&", "").rstrip("…"))
+            a.triggered.connect(slot)
+            return a
+
+        self.connect_action = action("&Connect", self.on_connect_action_triggered, None, "Connect to the chosen server")
+        self.reload_action = action("&Reload", self.on_reload_action_triggered, QKeySequence.StandardKey.Refresh)
+        self.new_action = action("&New group", self.on_new_action_triggered, QKeySequence.StandardKey.New)
+        self.save_action = action("&Save", self.on_save_action_triggered, QKeySequence.StandardKey.Save)
+        self.delete_action = action("&Delete group…", self.on_delete_action_triggered, "Ctrl+Shift+Delete")
+        self.undo_action = self.undo_group.createUndoAction(self, "&Undo")
+        self.undo_action.setShortcut(QKeySequence.StandardKey.Undo)
+        self.redo_action = self.undo_group.createRedoAction(self, "&Redo")
+        self.redo_action.setShortcut(QKeySequence.StandardKey.Redo)
+        self.run_local_action = action("Run &locally…", self.on_run_local_action_triggered, None,
+                                       "Run this group in a local balancer and watch it live")
+        self.attach_action = action("A&ttach…", self.on_attach_action_triggered, None,
+                                    "Watch a running balancer for this group")
+        self.quit_action = action("&Quit", self.close, QKeySequence.StandardKey.Quit)
+        for a in (self.connect_action, self.reload_action):
+            tb.addAction(a)
+        tb.addSeparator()
+        for a in (self.new_action, self.save_action, self.undo_action, self.redo_action, self.delete_action):
+            tb.addAction(a)
+        tb.addSeparator()
+        tb.addAction(self.run_local_action)
+        tb.addAction(self.attach_action)
+
+        menu = self.menuBar()
+        file_menu = menu.addMenu("&File")
+        for a in (self.connect_action, self.reload_action, self.new_action, self.save_action, self.delete_action):
+            file_menu.addAction(a)
+        file_menu.addSeparator()
+        file_menu.addAction(self.quit_action)
+        edit_menu = menu.addMenu("&Edit")
+        edit_menu.addAction(self.undo_action)
+        edit_menu.addAction(self.redo_action)
+        group_menu = menu.addMenu("&Group")
+        group_menu.addAction(self.run_local_action)
+        group_menu.addAction(self.attach_action)
+
+        # browser
+        self.browser_model = BrowserModel(self)
+        self.browser_filter = BrowserFilter(self)
+        self.browser_filter.setSourceModel(self.browser_model)
+        self.filter_edit = QLineEdit()
+        self.filter_edit.setPlaceholderText("Filter by label, owner, endpoint, group or ID  (Ctrl+F)")
+        self.filter_edit.setAccessibleName("Filter connectors")
+        self.filter_edit.setClearButtonEnabled(True)
+        find = QAction(self)
+        find.setShortcut(QKeySequence.StandardKey.Find)
+        find.triggered.connect(self.filter_edit.setFocus)
+        self.addAction(find)
+        self.browser = QTreeView()
+        self.browser.setModel(self.browser_filter)
+        self.browser.setAccessibleName("Groups and connectors")
+        self.browser.setDragEnabled(True)
+        self.browser.setDragDropMode(QAbstractItemView.DragDropMode.DragOnly)
+        self.browser.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
+        self.browser.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.browser.setAlternatingRowColors(True)
+        self.browser.setUniformRowHeights(True)
+        self.browser.header().setSectionResizeMode(0, QHeaderView.ResizeMode.Interactive)
+        self.browser.header().resizeSection(0, 250)
+        self.browser.setColumnHidden(BrowserModel.COL_ID, True)
+        self.filter_edit.textChanged.connect(self.on_filter_edit_text_changed)
+        self.browser.selectionModel().currentChanged.connect(self.on_browser_current_changed)
+        left = QWidget()
+        llay = QVBoxLayout(left)
+        llay.setContentsMargins(6, 6, 0, 6)
+        llay.addWidget(self.filter_edit)
+        llay.addWidget(self.browser)
+
+        self.stack = QStackedWidget()
+        self.placeholder = QLabel("Choose a group on the left, or create one with New group (Ctrl+N).")
+        self.placeholder.setObjectName("placeholder")
+        self.placeholder.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.placeholder.setWordWrap(True)
+        self.stack.addWidget(self.placeholder)
+        self.splitter = QSplitter()
+        self.splitter.addWidget(left)
+        self.splitter.addWidget(self.stack)
+        self.splitter.setStretchFactor(0, 2)
+        self.splitter.setStretchFactor(1, 3)
+        self.splitter.setSizes([520, 760])
+        self.setCentralWidget(self.splitter)
+
+        self.busy_bar = QProgressBar()
+        self.busy_bar.setRange(0, 0)
+        self.busy_bar.setMaximumWidth(120)
+        self.busy_bar.setAccessibleName("Working")
+        self.busy_bar.hide()
+        self.status_label = QLabel()
+        self.status_label.setAccessibleName("Status")
+        self.statusBar().addWidget(self.status_label, 1)
+        self.statusBar().addPermanentWidget(self.busy_bar)
+        self.profile_combo.activated.connect(self.on_profile_combo_activated)
+        self.resize(1280, 800)
+
+    # async plumbing ---------------------------------------------------------------------------------
+    def spawn(self, coro: Awaitable[T], what: str) -> asyncio.Task[T]:
+        """Run ``coro`` on the loop with the busy state shown; failures become a status sentence."""
+
+        async def wrapped() -> T:
+            self._set_busy(+1, what)
+            try:
+                return await coro
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.show_error(exc)
+                raise
+            finally:
+                self._set_busy(-1, "")
+
+        task = asyncio.ensure_future(wrapped())
+        self.tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self.tasks.discard(task)
+        if not task.cancelled():
+            task.exception()  # retrieved: already shown
+
+    def _set_busy(self, delta: int, what: str) -> None:
+        self._busy = max(0, self._busy + delta)
+        self.busy_bar.setVisible(self._busy > 0)
+        if what:
+            self.status_label.setText(what)
+        elif self._busy == 0 and self.status_label.text().endswith("…"):
+            self.status_label.setText("Ready.")
+        self._update_actions()
+
+    @property
+    def busy(self) -> bool:
+        return self._busy > 0
+
+    def show_error(self, exc: BaseException) -> None:
+        text = explain(exc)
+        if not isinstance(exc, (ApiError, ApiUnavailable, LocalServerError, CertificateProblem)):
+            traceback.print_exception(exc, file=sys.stderr)
+        self.show_message(text, error=True)
+        self.failed.emit(text)
+
+    def show_message(self, text: str, *, error: bool = False) -> None:
+        self.status_label.setText(("⚠ " if error else "") + text)
+
+    # connecting -------------------------------------------------------------------------------------
+    def on_profile_combo_activated(self, index: int) -> None:
+        self.spawn(self.connect_chosen(), "Connecting…")
+
+    def on_connect_action_triggered(self) -> None:
+        self.spawn(self.connect_chosen(), "Connecting…")
+
+    async def connect_chosen(self) -> None:
+        profile = self.profile_combo.currentData()
+        if not await self.confirm_leave():
+            return
+        if profile is None:
+            answer = await self.prompter.login(url="https://", user="admin")
+            if answer is None:
+                return
+            url, user, password = answer
+            profile = Profile(name=f"{user}@{url.split('://')[-1]}", url=url, user=user)
+            await self.connect_profile(profile, password=password, remember=True)
+            self.profile_combo.blockSignals(True)
+            self.profile_combo.clear()
+            for p in self.profile_store.upsert(profile):
+                self.profile_combo.addItem(p.name, p)
+            self.profile_combo.addItem("New connection…", None)
+            self.profile_combo.setCurrentIndex(self.profile_combo.findText(profile.name))
+            self.profile_combo.blockSignals(False)
+            return
+        await self.connect_profile(profile)
+
+    async def connect_profile(self, profile: Profile, *, password: str | None = None, remember: bool = False) -> None:
+        """Connect (starting the embedded server for the local profile) and list the connectors."""
+        await self.disconnect_client()
+        if profile.local:
+            if self.local_server is None:
+                self.local_server = LocalServer(self.local_data, self)
+            self.show_message("Starting the local management server…")
+            url = await self.local_server.start()
+            password = admin_password(self.local_data)
+            if password is None:
+                raise LocalServerError(
+                    f"The local server's admin password is not in {self.local_data / 'admin-password.txt'}; "
+                    "set BALANCEDESK_ADMIN_PASSWORD or reset it with `balancedesk users`."
+                )
+            profile = Profile(name=profile.name, url=url, user="admin", local=True)
+        else:
+            password = password or stored_password(profile)
+            if password is None:
+                answer = await self.prompter.login(url=profile.url, user=profile.user,
+                                                   message="No password is stored for this profile.")
+                if answer is None:
+                    return
+                _, _, password = answer
+                remember = True
+        client = MgmtClient(profile.url, profile.user, password, verify=profile.verify, timeout=10.0)
+        try:
+            who = await client.whoami()
+        except ApiUnavailable as exc:
+            await client.aclose()
+            if "CERTIFICATE_VERIFY_FAILED" in str(exc) and profile.verify is True:
+                accepted = await self.trust_certificate(profile)
+                if accepted is not None:
+                    await self.connect_profile(accepted, password=password, remember=remember)
+                    return
+            raise
+        except BaseException:
+            await client.aclose()
+            raise
+        if remember and not profile.local and not remember_password(profile, password):
+            self.show_message("No keyring on this computer: the password will be asked each time.")
+        self.client, self.whoami, self.profile = client, who, profile
+        self.connected.emit(profile.url)
+        await self.refresh_catalog()
+
+    async def trust_certificate(self, profile: Profile) -> Profile | None:
+        cert = await fetch_certificate(profile.url)
+        if not await self.prompter.accept_certificate(profile.url, cert.fingerprint, cert.subject):
+            self.show_message("Not connected: the server's certificate was not accepted.", error=True)
+            return None
+        path = save_certificate(cert)
+        trusted = Profile(name=profile.name, url=profile.url, user=profile.user, verify=str(path))
+        self.profile_store.upsert(trusted)
+        return trusted
+
+    async def disconnect_client(self) -> None:
+        client, self.client = self.client, None
+        if client is not None:
+            await client.aclose()
+
+    async def refresh_catalog(self) -> Catalog:
+        client = self._client()
+        connectors = list(await client.list_connectors(details=True, accessible=True))
+        used_by: dict[str, str] = {}
+        if self.whoami is not None and self.whoami.is_admin:
+            seen = {c.connector_id for c in connectors}
+            for r in await client.list_registered():
+                if r.group_id:
+                    used_by[r.connector_id] = r.group_id
+                if r.connector_id in seen:
+                    continue
+                group = ConnectorGroup(members=()) if r.is_group else None
+                connectors.append(Connector(connector_id=r.connector_id, owner=r.owner, label=r.label,
+                                            endpoint=r.endpoint, connector_group=group))
+        self.catalog = Catalog.from_connectors(connectors, used_by=used_by)
+        self.browser_model.set_catalog(self.catalog)
+        self.browser.expandAll()
+        if self.doc is not None:
+            self.doc.catalog = self.catalog
+            self.doc.members_model.refresh()
+        groups = len(self.catalog.groups)
+        self.show_message(f"{groups} groups, {len(self.catalog.plain)} connectors on {self._client().base_url}.")
+        self._update_actions()
+        self.catalog_loaded.emit(groups)
+        if os.environ.get(BENCH_ENV):
+            print(f"balancedesk-gui: groups listed {groups}", flush=True)
+        return self.catalog
+
+    def _client(self) -> MgmtClient:
+        if self.client is None:
+            raise ApiUnavailable("Not connected: choose a server and press Connect.")
+        return self.client
+
+    # browsing and opening ----------------------------------------------------------------------------
+    def on_filter_edit_text_changed(self, text: str) -> None:
+        self.browser_filter.setFilterFixedString(text)
+        if text:
+            self.browser.expandAll()
+
+    def on_browser_current_changed(self, current: QModelIndex, previous: QModelIndex) -> None:
+        src = self.browser_filter.mapToSource(current)
+        cid = self.browser_model.connector_id(src)
+        if cid is None or src.parent().isValid():
+            return
+        c = self.catalog.connectors.get(cid)
+        if c is None or not c.is_group or (self.doc is not None and self.doc.group_id == cid):
+            return
+        self.spawn(self.open_group(cid), f"Opening {c.label}…")
+
+    def select_in_browser(self, connector_id: str) -> None:
+        row = self.browser_model.group_row(connector_id)
+        if row < 0:
+            return
+        idx = self.browser_filter.mapFromSource(self.browser_model.index(row, 0))
+        self.browser.selectionModel().blockSignals(True)
+        self.browser.setCurrentIndex(idx)
+        self.browser.selectionModel().blockSignals(False)
+        self.browser.viewport().update()
+
+    async def confirm_leave(self) -> bool:
+        """True when the editor may be replaced (nothing unsaved, saved now, or discarded)."""
+        doc = self.doc
+        if doc is None or not self.is_dirty():
+            return True
+        answer = await self.prompter.unsaved(doc.fields["label"] or "The new group")
+        if answer is Unsaved.CANCEL:
+            return False
+        if answer is Unsaved.SAVE:
+            return await self.save()
+        return True
+
+    async def open_group(self, connector_id: str) -> None:
+        if not await self.confirm_leave():
+            if self.doc is not None and self.doc.group_id:
+                self.select_in_browser(self.doc.group_id)
+            return
+        connector, etag = await self._client().get_connector(connector_id)
+        self.set_document(GroupDocument(base=connector, etag=etag, catalog=self.catalog,
+                                        owner=connector.owner, parent=self))
+
+    def set_document(self, doc: GroupDocument | None) -> None:
+        old_doc, old_editor = self.doc, self.editor
+        self.doc, self.editor = doc, None
+        if doc is not None:
+            is_admin = self.whoami is not None and self.whoami.is_admin
+            self.editor = GroupEditor(doc, can_change_owner=is_admin)
+            self.editor.add_member_requested.connect(self.on_editor_add_member_requested)
+            self.stack.addWidget(self.editor)
+            self.stack.setCurrentWidget(self.editor)
+            self.undo_group.addStack(doc.undo_stack)
+            self.undo_group.setActiveStack(doc.undo_stack)
+            doc.undo_stack.cleanChanged.connect(self.on_undo_stack_clean_changed)
+            doc.field_changed.connect(self.on_doc_field_changed)
+            self.editor.show_problems()
+            if doc.group_id:
+                self.select_in_browser(doc.group_id)
+            self.group_opened.emit(doc.group_id or "")
+        else:
+            self.stack.setCurrentWidget(self.placeholder)
+        if old_editor is not None:
+            self.stack.removeWidget(old_editor)
+            old_editor.deleteLater()
+        if old_doc is not None:
+            self.undo_group.removeStack(old_doc.undo_stack)
+            old_doc.deleteLater()
+        self._update_actions()
+        self._update_title()
+
+    def on_doc_field_changed(self, name: str) -> None:
+        if name == "label":
+            self._update_title()
+
+    def on_undo_stack_clean_changed(self, clean: bool) -> None:
+        self._update_actions()
+        self._update_title()
+
+    def is_dirty(self) -> bool:
+        return self.doc is not None and (self.doc.base is None or not self.doc.undo_stack.isClean())
+
+    def _update_title(self) -> None:
+        where = self.profile.name if self.profile is not None else "not connected"
+        if self.doc is None:
+            self.setWindowTitle(f"Balance Desk — {where}")
+        else:
+            label = self.doc.fields["label"] or "New group"
+            self.setWindowTitle(f"{label}[*] — Balance Desk — {where}")
+        self.setWindowModified(self.is_dirty())
+
+    def _update_actions(self) -> None:
+        connected = self.client is not None
+        has_doc = self.doc is not None
+        saved_group = has_doc and self.doc is not None and self.doc.group_id is not None
+        self.reload_action.setEnabled(connected)
+        self.new_action.setEnabled(connected)
+        self.save_action.setEnabled(connected and self.is_dirty() and not self.busy)
+        self.delete_action.setEnabled(connected and saved_group and not self.busy)
+        live = connected and saved_group and not self._live_import_failed and self._live_available()
+        self.run_local_action.setEnabled(live)
+        self.attach_action.setEnabled(live)
+
+    @staticmethod
+    def _live_available() -> bool:
+        try:
+            return importlib.util.find_spec("balancedesk.gui.live") is not None
+        except (ImportError, ValueError):
+            return False
+
+    # editing ----------------------------------------------------------------------------------------
+    def on_new_action_triggered(self) -> None:
+        self.spawn(self.new_group(), "")
+
+    async def new_group(self) -> None:
+        if not await self.confirm_leave():
+            return
+        owner = self.whoami.user if self.whoami is not None else "admin"
+        self.set_document(GroupDocument(base=None, etag=None, catalog=self.catalog, owner=owner, parent=self))
+        self.browser.selectionModel().blockSignals(True)
+        self.browser.clearSelection()
+        self.browser.setCurrentIndex(QModelIndex())
+        self.browser.selectionModel().blockSignals(False)
+        if self.editor is not None:
+            self.editor.label_edit.setFocus()
+
+    def on_editor_add_member_requested(self) -> None:
+        self.spawn(self.pick_member(), "")
+
+    def candidates(self) -> list[Candidate]:
+        doc = self.doc
+        assert doc is not None
+        out = []
+        for c in self.catalog.plain:
+            assert c.connector_id is not None
+            detail = f"{c.owner} · {c.endpoint or 'no endpoint'}"
+            out.append(Candidate(c.connector_id, c.label, detail, doc.members_model.refusal(c.connector_id)))
+        out.sort(key=lambda c: (c.refusal is not None, c.label.casefold()))
+        return out
+
+    async def pick_member(self) -> None:
+        if self.doc is None:
+            return
+        chosen = await self.prompter.pick_connector(self.candidates())
+        if chosen is not None and self.doc is not None:
+            self.doc.members_model.add_member(chosen)
+
+    def on_reload_action_triggered(self) -> None:
+        self.spawn(self.reload(), "Reloading…")
+
+    async def reload(self) -> None:
+        await self.refresh_catalog()
+        if self.doc is not None and self.doc.group_id and not self.is_dirty():
+            await self.open_group_fresh(self.doc.group_id)
+
+    async def open_group_fresh(self, connector_id: str) -> None:
+        connector, etag = await self._client().get_connector(connector_id)
+        self.set_document(GroupDocument(base=connector, etag=etag, catalog=self.catalog,
+                                        owner=connector.owner, parent=self))
+
+    # saving -----------------------------------------------------------------------------------------
+    def on_save_action_triggered(self) -> None:
+        self.spawn(self.save(), "Saving…")
+
+    async def save(self, *, overwrite: bool = False) -> bool:
+        """Validate, review, send; True when the server holds the editor's group."""
+        doc, editor = self.doc, self.editor
+        if doc is None or editor is None:
+            return False
+        problems = editor.show_problems()
+        if problems:
+            n = len(problems)
+            self.show_message(f"Not saved: fix the {n} problem{'s' if n > 1 else ''} shown in the editor.",
+                              error=True)
+            return False
+        label = doc.fields["label"]
+        if not overwrite and not await self.prompter.review(label, doc.changes()):
+            return False
+        connector = doc.to_connector()
+        client = self._client()
+        index_at_send = doc.undo_stack.index()
+        try:
+            if doc.group_id is None:
+                saved, etag = await client.create_group(connector)
+            else:
+                saved, etag = await client.put_connector(connector, if_match=doc.etag)
+        except ApiError as exc:
+            if exc.status == 412:
+                return await self._conflict(doc, label)
+            editor.set_server_problems(exc.problems, explain(exc))
+            raise
+        if doc is not self.doc:
+            return True
+        assert saved.connector_id is not None
+        self.catalog = self.catalog.with_connector(saved)
+        if doc.undo_stack.index() == index_at_send:
+            doc.saved(saved, etag, self.catalog)
+        else:  # edited while saving: the new base is the server's; the extra edits stay unsaved
+            doc.base, doc.etag, doc.catalog = saved, etag, self.catalog
+            doc.undo_stack.resetClean()
+        self.browser_model.set_catalog(self.catalog)
+        self.browser.expandAll()
+        self.select_in_browser(saved.connector_id)
+        self.show_message(f"Saved “{saved.label}”.")
+        self._update_actions()
+        self._update_title()
+        self.group_opened.emit(saved.connector_id)
+        self.saved.emit(saved.connector_id)
+        return True
+
+    async def _conflict(self, doc: GroupDocument, label: str) -> bool:
+        choice = await self.prompter.conflict(label)
+        if choice is Conflict.RELOAD and doc.group_id:
+            await self.refresh_catalog()
+            await self.open_group_fresh(doc.group_id)
+            self.show_message(f"Reloaded “{label}” from the server; your edits were dropped.")
+            return False
+        if choice is Conflict.OVERWRITE and doc.group_id:
+            _, etag = await self._client().get_connector(doc.group_id)
+            doc.etag = etag
+            return await self.save(overwrite=True)
+        self.show_message("Not saved: the group changed on the server. Reload or overwrite when ready.", error=True)
+        return False
+
+    def on_delete_action_triggered(self) -> None:
+        self.spawn(self.delete_group(), "Deleting…")
+
+    async def delete_group(self) -> bool:
+        doc = self.doc
+        if doc is None or doc.group_id is None or doc.base is None:
+            return False
+        if not await self.prompter.confirm_delete(doc.base.label):
+            return False
+        gid, label = doc.group_id, doc.base.label
+        try:
+            await self._client().delete_connector(gid, if_match=doc.etag)
+        except ApiError as exc:
+            if exc.status == 412:
+                self.show_message(f"“{label}” changed on the server since you opened it; reload before deleting.",
+                                  error=True)
+                return False
+            raise
+        self.set_document(None)
+        await self.refresh_catalog()
+        self.show_message(f"Deleted “{label}”.")
+        self.deleted.emit(gid)
+        return True
+
+    # live view (issue 5) ----------------------------------------------------------------------------------
+    def on_run_local_action_triggered(self) -> None:
+        self._open_live()
+
+    def on_attach_action_triggered(self) -> None:
+        self._open_live()
+
+    def _open_live(self) -> None:
+        doc = self.doc
+        if doc is None or doc.base is None or self.client is None:
+            return
+        try:
+            from balancedesk.gui.live import open_live_view
+        except ImportError as exc:
+            self._live_import_failed = True
+            self._update_actions()
+            self.show_message(f"The live view is not available in this installation ({exc}).", error=True)
+            return
+        group = doc.base
+        members = group.connector_group.members if group.connector_group is not None else ()
+        endpoints = {m.member_id: self.catalog.endpoint(m.member_id) for m in members
+                     if self.catalog.endpoint(m.member_id)}
+        open_live_view(parent=self, group=group, endpoints=endpoints, client=self.client)
+
+    # closing ----------------------------------------------------------------------------------------
+    def closeEvent(self, event: QCloseEvent) -> None:
+        if self._close_ok or not self.is_dirty():
+            self._save_geometry()
+            event.accept()
+            return
+        event.ignore()
+
+        async def ask() -> None:
+            if await self.confirm_leave():
+                self._close_ok = True
+                self.close()
+
+        self.spawn(ask(), "")
+
+    def _save_geometry(self) -> None:
+        if os.environ.get(BENCH_ENV):
+            return
+        settings = QSettings("balancedesk", "balancedesk")
+        settings.setValue("main/geometry", self.saveGeometry())
+        settings.setValue("main/splitter", self.splitter.saveState())
+
+    def restore_geometry(self) -> None:
+        settings = QSettings("balancedesk", "balancedesk")
+        geo = settings.value("main/geometry")
+        if geo is not None:
+            self.restoreGeometry(geo)  # type: ignore[arg-type]
+        state = settings.value("main/splitter")
+        if state is not None:
+            self.splitter.restoreState(state)  # type: ignore[arg-type]
+
+    async def shutdown(self) -> None:
+        """Close the client, cancel work, stop the embedded server."""
+        for task in list(self.tasks):
+            task.cancel()
+        await self.disconnect_client()
+        if self.local_server is not None:
+            self.local_server.stop()
