@@ -44,11 +44,12 @@ class _Req:
     __slots__ = (
         "attempts", "body_done", "body_n", "chunked", "conn_drop", "expect", "head", "head_only", "http10",
         "keep_alive", "kept", "kept_n", "key", "method", "parts", "pending", "resp_framing", "resp_started",
-        "retried", "sel", "sent_100", "t0", "up", "url", "xff",
+        "retried", "sel", "sent_100", "size", "t0", "up", "url", "xff",
     )
 
     def __init__(self) -> None:
         self.url = b""
+        self.size = 0  # bytes of the head seen so far (URL and headers)
         self.parts: list[bytes] = []
         self.method = b""
         self.head = b""
@@ -225,7 +226,7 @@ class HttpClient(asyncio.Protocol):
         r = self.req
         assert r is not None
         r.url += url
-        self.head_n += 0  # counted in data_received
+        r.size += len(url)
 
     def on_header(self, name: bytes, value: bytes) -> None:
         r = self.req
@@ -247,7 +248,8 @@ class HttpClient(asyncio.Protocol):
         if ln == self.shell.affinity:
             r.key = value.decode("latin-1")
         r.parts += (name, b": ", value, b"\r\n")
-        if len(r.parts) > 4 * 200:
+        r.size += len(name) + len(value) + 4
+        if r.size > self.shell.head_limit:
             raise _HeadTooLarge()
 
     def on_headers_complete(self) -> None:
@@ -255,8 +257,6 @@ class HttpClient(asyncio.Protocol):
         assert r is not None
         p = self.parser
         self.head_t0 = None
-        if self.head_n > self.shell.head_limit:
-            raise _HeadTooLarge()
         self.head_n = 0
         r.method = method = p.get_method()
         r.keep_alive = p.should_keep_alive()

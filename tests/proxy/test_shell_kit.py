@@ -85,6 +85,7 @@ class _HttpMemberProto(asyncio.Protocol):
         self.m = m
         self.parser = httptools.HttpRequestParser(self)
         self.t: asyncio.Transport | None = None
+        self.drop_next = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.t = transport  # type: ignore[assignment]
@@ -122,6 +123,10 @@ class _HttpMemberProto(asyncio.Protocol):
         info = {"member": self.m.name, "method": method, "url": url, "headers": self.headers,
                 "length": self.n, "sha256": self.h.hexdigest()}
         self.m.requests.append(info)
+        if self.drop_next:  # as if the member closed this keep-alive connection just as the request came
+            self.t.close()
+            return
+        self.drop_next = url.startswith("/drop-next")
         body = json.dumps(info).encode() if url.startswith("/echo") else self.m.name.encode()
         if url.startswith("/chunked"):
             parts = [b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"]

@@ -1,0 +1,301 @@
+"""L7 shell: keep-alive both sides, streaming (Content-Length, chunked), 100-continue, header rules,
+affinity, and the limits with their answers (400/408/431/502/503/504)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from test_shell_kit import (
+    BlackHole,
+    Members,
+    chunks,
+    connect,
+    group_config,
+    read_response,
+    refused_endpoint,
+    request,
+    start_balancer,
+    wait_until,
+)
+
+
+@pytest.fixture
+def members() -> Iterator[Members]:
+    m = Members()
+    yield m
+    m.close()
+
+
+def test_keep_alive_both_sides_and_round_robin(spawn: Any, tmp_path: Path, members: Members) -> None:
+    a, b = members.http("a"), members.http("b")
+    cfg = group_config({"a": a.endpoint, "b": b.endpoint}, weights={"a": 3, "b": 1})
+    bal = start_balancer(spawn, tmp_path, cfg, mode="http")
+    s = connect(bal.addr)
+    names = []
+    for _ in range(40):
+        status, headers, body = request(s, "GET", "/")
+        assert status == 200 and "connection" not in headers
+        names.append(body.decode())
+    assert names.count("a") == 30 and names.count("b") == 10  # smooth WRR: exact shares per window
+    assert a.connections == 1 and b.connections == 1  # pooled: one upstream connection each
+    snap = bal.snapshot()
+    assert snap["totals"]["accepted"] == 1
+    ma = next(m for m in snap["members"] if m["memberID"] == "a")
+    assert ma["total"] == 30 and ma["configuredShare"] == 0.75 and ma["actualShare"] == 0.75
+    assert ma["latencyP50_ms"] is not None and ma["latencyP99_ms"] >= ma["latencyP50_ms"]
+    s.close()
+
+
+def test_hop_by_hop_dropped_and_x_forwarded_for_added(spawn: Any, tmp_path: Path, members: Members) -> None:
+    a = members.http("a")
+    bal = start_balancer(spawn, tmp_path, group_config({"a": a.endpoint}), mode="http")
+    s = connect(bal.addr)
+    status, _, body = request(s, "GET", "/echo?q=1", headers={
+        "Connection": "keep-alive, X-Secret", "X-Secret": "drop me", "Keep-Alive": "timeout=5",
+        "X-Forwarded-For": "10.0.0.1", "X-Kept": "yes", "TE": "trailers"})
+    assert status == 200
+    seen = json.loads(body)
+    names = {k.lower(): v for k, v in seen["headers"]}
+    assert seen["url"] == "/echo?q=1"
+    assert names["x-kept"] == "yes" and names["host"] == "test"
+    assert names["x-forwarded-for"] == "10.0.0.1, 127.0.0.1"
+    for hop in ("connection", "keep-alive", "x-secret", "te"):
+        assert hop not in names, hop
+    s.close()
+
+
+def test_http10_client_and_connection_close(spawn: Any, tmp_path: Path, members: Members) -> None:
+    a = members.http("a")
+    bal = start_balancer(spawn, tmp_path, group_config({"a": a.endpoint}), mode="http")
+    s = connect(bal.addr)
+    s.sendall(b"GET / HTTP/1.0\r\n\r\n")
+    status, headers, body = read_response(s)
+    assert status == 200 and body == b"a" and headers["connection"].lower() == "close"
+    assert s.recv(10) == b""
+    s = connect(bal.addr)
+    status, headers, body = request(s, "GET", "/", headers={"Connection": "close"})
+    assert status == 200 and headers["connection"].lower() == "close"
+    assert s.recv(10) == b""
+
+
+def test_large_put_is_streamed_both_framings(spawn: Any, tmp_path: Path, members: Members) -> None:
+    a = members.http("a")
+    bal = start_balancer(spawn, tmp_path, group_config({"a": a.endpoint}), mode="http")
+    payload = os.urandom(8 << 20)
+    digest = hashlib.sha256(payload).hexdigest()
+    s = connect(bal.addr)
+    # Content-Length
+    s.sendall(b"PUT /echo HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n\r\n" % len(payload))
+    for part in chunks(payload, 1 << 16):
+        s.sendall(part)
+    status, _, body = read_response(s)
+    info = json.loads(body)
+    assert status == 200 and info["length"] == len(payload) and info["sha256"] == digest
+    # chunked, on the same client connection
+    s.sendall(b"PUT /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n")
+    for part in chunks(payload, 100_000):
+        s.sendall(b"%x\r\n%s\r\n" % (len(part), part))
+    s.sendall(b"0\r\n\r\n")
+    status, _, body = read_response(s)
+    info = json.loads(body)
+    assert status == 200 and info["length"] == len(payload) and info["sha256"] == digest
+    assert bal.member("a")["bytesIn"] >= 2 * len(payload)
+    s.close()
+
+
+def test_upload_reaches_member_before_it_is_complete(spawn: Any, tmp_path: Path, members: Members) -> None:
+    """Streaming, not buffering: the member sees body bytes while the client still holds most of them."""
+    a = members.http("a")
+    bal = start_balancer(spawn, tmp_path, group_config({"a": a.endpoint}), mode="http")
+    s = connect(bal.addr)
+    s.sendall(b"PUT /echo HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n\r\n" % (8 << 20))
+    s.sendall(b"x" * (1 << 20))
+    wait_until(lambda: a.first_body_at, what="member got body bytes before the client sent the rest")
+    s.sendall(b"x" * (7 << 20))
+    status, _, body = read_response(s)
+    assert status == 200 and json.loads(body)["length"] == 8 << 20
+    s.close()
+
+
+def test_chunked_response_and_until_close_response(spawn: Any, tmp_path: Path, members: Members) -> None:
+    a = members.http("a")
+    bal = start_balancer(spawn, tmp_path, group_config({"a": a.endpoint}), mode="http")
+    s = connect(bal.addr)
+    status, headers, body = request(s, "GET", "/chunked")
+    assert status == 200 and headers["transfer-encoding"] == "chunked" and body == b"a-a"
+    status, headers, body = request(s, "GET", "/close")  # member ends the body by closing
+    assert status == 200 and body == b"a" and headers.get("transfer-encoding") == "chunked"
+    status, _, body = request(s, "GET", "/")  # the client connection lives on
+    assert status == 200 and body == b"a"
+    status, headers, body = request(s, "HEAD", "/")
+    assert status == 200 and headers["content-length"] == "1" and body == b""
+    status, _, body = request(s, "GET", "/")
+    assert status == 200 and body == b"a"
+    s.close()
+
+
+def test_expect_100_continue(spawn: Any, tmp_path: Path, members: Members) -> None:
+    a = members.http("a")
+    bal = start_balancer(spawn, tmp_path, group_config({"a": a.endpoint}), mode="http")
+    s = connect(bal.addr)
+    s.sendall(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n")
+    assert s.recv(100) == b"HTTP/1.1 100 Continue\r\n\r\n"  # only then does the client send the body
+    s.sendall(b"hello")
+    status, _, body = read_response(s)
+    info = json.loads(body)
+    assert status == 200 and info["length"] == 5
+    assert "expect" not in {k.lower() for k, _ in info["headers"]}
+    s.close()
+
+
+def test_affinity_header_routes_by_value(spawn: Any, tmp_path: Path, members: Members) -> None:
+    ms = {n: members.http(n) for n in ("a", "b", "c")}
+    bal = start_balancer(spawn, tmp_path, group_config({n: m.endpoint for n, m in ms.items()}), mode="http",
+                         args=["--affinity-header", "X-Transfer"])
+    assert bal.snapshot()["affinityHeader"] == "X-Transfer"
+    s = connect(bal.addr)
+    for key in ("t1", "t2", "t3", "t4"):
+        seen = {request(s, "GET", "/", headers={"x-transfer": key})[2] for _ in range(6)}
+        assert len(seen) == 1, key
+    ev = bal.admin("GET", "/admin/events").json()["events"]
+    assert {e["key"] for e in ev if e["kind"] == "route"} == {"t1", "t2", "t3", "t4"}
+    s.close()
+
+
+def test_malformed_request_400(spawn: Any, tmp_path: Path, members: Members) -> None:
+    bal = start_balancer(spawn, tmp_path, group_config({"a": members.http("a").endpoint}), mode="http")
+    s = connect(bal.addr)
+    s.sendall(b"GET / HTTP/1.1\r\nHost t\r\nbroken header\r\n\r\n")
+    status, headers, body = read_response(s)
+    assert status == 400 and headers["connection"] == "close" and b"malformed" in body
+
+
+def test_oversized_head_431(spawn: Any, tmp_path: Path, members: Members) -> None:
+    bal = start_balancer(spawn, tmp_path, group_config({"a": members.http("a").endpoint}), mode="http",
+                         args=["--max-header-bytes", "4096"])
+    s = connect(bal.addr)
+    s.sendall(b"GET / HTTP/1.1\r\nHost: t\r\nX-Big: " + b"v" * 8000 + b"\r\n\r\n")
+    status, _, _ = read_response(s)
+    assert status == 431
+    s = connect(bal.addr)  # the same, dribbled in small pieces
+    s.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n")
+    with pytest.raises((ConnectionResetError, BrokenPipeError, AssertionError)):
+        for _ in range(200):
+            s.sendall(b"X-Many: " + b"v" * 50 + b"\r\n")
+        raise AssertionError("never refused")
+    status, _, _ = read_response(s)
+    assert status == 431
+
+
+def test_slow_head_408(spawn: Any, tmp_path: Path, members: Members) -> None:
+    bal = start_balancer(spawn, tmp_path, group_config({"a": members.http("a").endpoint}), mode="http",
+                         args=["--header-timeout", "0.5"])
+    s = connect(bal.addr)
+    s.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n")  # and nothing more
+    status, _, body = read_response(s)
+    assert status == 408 and b"not complete" in body
+
+
+def test_every_member_refused_502_names_group_and_members(spawn: Any, tmp_path: Path) -> None:
+    cfg = group_config({"m1": refused_endpoint(), "m2": refused_endpoint()}, label="payments")
+    bal = start_balancer(spawn, tmp_path, cfg, mode="http")
+    s = connect(bal.addr)
+    status, _, body = request(s, "GET", "/")
+    text = body.decode()
+    assert status == 502 and "payments" in text and "grp-1" in text
+    assert "m1 (refused" in text and "m2 (refused" in text
+    # the client connection stays usable; every member disabled at once → both tried again
+    status, _, body = request(s, "GET", "/")
+    assert status == 502
+    snap = bal.snapshot()
+    assert snap["totals"]["failed"] == 2
+    ev = bal.admin("GET", "/admin/events").json()["events"]
+    failed = [e for e in ev if e["kind"] == "route" and e["outcome"] == "failed"]
+    assert failed and failed[0]["memberID"] is None and len(failed[0]["attempts"]) == 2
+
+
+def test_connect_timeout_504(spawn: Any, tmp_path: Path) -> None:
+    hole = BlackHole()
+    try:
+        bal = start_balancer(spawn, tmp_path, group_config({"slow": hole.endpoint}, timeout=1), mode="http")
+        s = connect(bal.addr)
+        status, _, body = request(s, "GET", "/")
+        assert status == 504 and b"slow (timeout" in body
+    finally:
+        hole.close()
+
+
+def test_refused_member_fails_over_per_request(spawn: Any, tmp_path: Path, members: Members) -> None:
+    a = members.http("a")
+    cfg = group_config({"dead": refused_endpoint(), "a": a.endpoint})
+    bal = start_balancer(spawn, tmp_path, cfg, mode="http")
+    s = connect(bal.addr)
+    for _ in range(5):
+        assert request(s, "POST", "/", body=b"data")[:3:2] == (200, b"a")
+    assert bal.member("dead")["health"] == "disabled"
+
+
+def test_dead_pooled_connection_retried_only_when_idempotent(
+    spawn: Any, tmp_path: Path, members: Members
+) -> None:
+    """A pooled connection the member closed just as the request came: GET is retried on a fresh
+    connection (the client sees nothing), POST is not (nginx's rule) and gets a 502."""
+    a = members.http("a")
+    bal = start_balancer(spawn, tmp_path, group_config({"a": a.endpoint}), mode="http")
+    s = connect(bal.addr)
+    assert request(s, "GET", "/drop-next")[0] == 200
+    assert request(s, "GET", "/")[:3:2] == (200, b"a")
+    assert a.connections == 2
+    assert request(s, "GET", "/drop-next")[0] == 200
+    status, _, body = request(s, "POST", "/", body=b"not twice")
+    assert status == 502 and b"cannot be replayed" in body
+    assert bal.member("a")["health"] == "up"  # a dead pooled connection is not the member's failure
+    s.close()
+
+
+def test_max_connections_503(spawn: Any, tmp_path: Path, members: Members) -> None:
+    bal = start_balancer(spawn, tmp_path, group_config({"a": members.http("a").endpoint}), mode="http",
+                         args=["--max-connections", "1"])
+    s = connect(bal.addr)
+    assert request(s, "GET", "/")[0] == 200
+    t = connect(bal.addr)
+    status, headers, _ = read_response(t)
+    assert status == 503 and headers["connection"] == "close"
+    assert bal.snapshot()["totals"]["refused"] == 1
+    s.close()
+    wait_until(lambda: bal.snapshot()["totals"]["active"] == 0, what="slot freed")
+    u = connect(bal.addr)
+    assert request(u, "GET", "/")[0] == 200
+
+
+def test_pipelined_requests_answered_in_order(spawn: Any, tmp_path: Path, members: Members) -> None:
+    a, b = members.http("a"), members.http("b")
+    bal = start_balancer(spawn, tmp_path, group_config({"a": a.endpoint, "b": b.endpoint}), mode="http")
+    s = connect(bal.addr)
+    s.sendall(b"".join(b"GET /echo/%d HTTP/1.1\r\nHost: t\r\n\r\n" % i for i in range(6)))
+    urls = [json.loads(read_response(s)[2])["url"] for _ in range(6)]
+    assert urls == [f"/echo/{i}" for i in range(6)]
+    s.close()
+
+
+def test_graceful_stop_finishes_in_flight(spawn: Any, tmp_path: Path, members: Members) -> None:
+    a = members.http("a")
+    bal = start_balancer(spawn, tmp_path, group_config({"a": a.endpoint}), mode="http")
+    s = connect(bal.addr)
+    s.sendall(b"PUT /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nhello")
+    wait_until(lambda: a.first_body_at, what="request in flight")
+    bal.child.proc.send_signal(15)
+    with pytest.raises(OSError):
+        wait_until(lambda: socket.create_connection(bal.addr, timeout=1).close() and False,
+                   timeout=5, what="listener closed")
+    s.sendall(b"world")
+    status, headers, body = read_response(s)
+    assert status == 200 and json.loads(body)["length"] == 10 and headers["connection"] == "close"
+    assert bal.child.proc.wait(15) == 0
