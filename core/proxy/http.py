@@ -42,7 +42,7 @@ REASONS = {400: "Bad Request", 408: "Request Timeout", 431: "Request Header Fiel
 
 class _Req:
     __slots__ = (
-        "attempts", "body_done", "body_n", "chunked", "conn_drop", "expect", "head", "head_only", "http10",
+        "attempts", "body_done", "body_n", "chunked", "cl", "conn_drop", "expect", "head", "head_only", "http10",
         "keep_alive", "kept", "kept_n", "key", "method", "parts", "pending", "resp_framing", "resp_started",
         "retried", "sel", "sent_100", "size", "t0", "up", "url", "xff",
     )
@@ -55,6 +55,7 @@ class _Req:
         self.head = b""
         self.key: str | None = None
         self.chunked = False
+        self.cl: bytes | None = None
         self.expect = False
         self.xff: bytes | None = None
         self.conn_drop: list[bytes] | None = None
@@ -247,6 +248,8 @@ class HttpClient(asyncio.Protocol):
             return
         if ln == self.shell.affinity:
             r.key = value.decode("latin-1")
+        elif ln == b"content-length":
+            r.cl = value
         r.parts += (name, b": ", value, b"\r\n")
         r.size += len(name) + len(value) + 4
         if r.size > self.shell.head_limit:
@@ -262,6 +265,8 @@ class HttpClient(asyncio.Protocol):
         r.keep_alive = p.should_keep_alive()
         r.http10 = p.get_http_version() == "1.0"
         r.head_only = method == b"HEAD"
+        if not r.chunked and (r.cl is None or r.cl.strip() == b"0"):
+            r.body_done = True  # no body: complete already (routing may answer before message_complete)
         parts = r.parts
         if r.conn_drop:
             drop = set(r.conn_drop)
@@ -540,6 +545,7 @@ class HttpClient(asyncio.Protocol):
             self.finish_request()
         else:
             self.active = None
+            self.flush()
             self.close_soon(linger=True)
         if self.out:
             self.flush()
