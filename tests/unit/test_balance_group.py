@@ -397,3 +397,13 @@ def test_random_operations_obey_the_rules(ops: list[tuple[Any, ...]], rr: bool, 
                     sel.succeeded(m, now=now)
                     assert {v.member_id: v for v in b.members()}[m].disabled_until is None
                     break
+
+
+def test_a_config_change_mid_window_gives_exact_windows_of_the_new_weights_at_once() -> None:
+    """Regression: leftover WRR state of a removed member (a: -3, b: +3 after 7 picks of 3:3) used to skew
+    the windows after the change (b got 21 of 60 picks instead of 20)."""
+    b = GroupBalancer(group([("a", 1, 3), ("b", 2, 3)]))
+    assert Counter(picks(b, 7, T0)) == {"a": 4, "b": 3}
+    b.apply(group([("b", 2, 1), ("c", 3, 2)]))
+    seq = picks(b, 60, T0)
+    assert all(Counter(seq[i : i + 3]) == {"b": 1, "c": 2} for i in range(58)), seq

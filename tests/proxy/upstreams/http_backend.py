@@ -32,6 +32,7 @@ NAME = ""
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body are two writes: no 40 ms Nagle + delayed-ACK stall
 
     def log_message(self, format: str, *args: Any) -> None:  # quiet
         pass
