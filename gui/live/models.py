@@ -34,7 +34,7 @@ STATE_COLORS = {
     "disabled": QColor("#616161"),
 }
 COLUMNS = ("Member", "Endpoint", "State", "Weight", "Active", "Total", "Rate/s", "Errors",
-           "p50 ms", "p99 ms", "Share (actual / configured)")
+           "p50 ms", "p99 ms", "Share act / cfg")
 COL_MEMBER, COL_ENDPOINT, COL_STATE, COL_WEIGHT = 0, 1, 2, 3
 
 
@@ -126,6 +126,8 @@ class MemberTableModel(QAbstractTableModel):
         horizontal = orientation == Qt.Orientation.Horizontal
         if role == Qt.ItemDataRole.DisplayRole and horizontal and 0 <= section < len(COLUMNS):
             return COLUMNS[section]
+        if role == Qt.ItemDataRole.ToolTipRole and horizontal and section == len(COLUMNS) - 1:
+            return "share of new connections: actual (so far) / configured (by weight or sequence)"
         return None
 
     def flags(self, index: _Index) -> Qt.ItemFlag:

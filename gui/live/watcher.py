@@ -61,9 +61,9 @@ class LiveWatcher(QObject):
                 self.polls += 1
                 self._reach(True, "")
                 self.last = snap
+                self.snapshotted.emit(snap)  # first, so event times can be placed on the snapshot's clock
                 if batch.events or batch.dropped:
                     self.evented.emit(batch)
-                self.snapshotted.emit(snap)
             await asyncio.sleep(max(0.02, self.interval_s - (loop.time() - started)))
 
     async def _events(self) -> EventBatch:

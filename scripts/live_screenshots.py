@@ -1,0 +1,115 @@
+"""Screenshots of the live view mid-failover, for docs/screenshots/live-*.png.
+
+Runs a real balancer (``balancedesk balance``, L4) over three demo members on 127.0.0.1, traffic at
+120 connections/s (above what the eye can follow, so the topology samples and says so), kills member
+``b`` and grabs the window while it is down with its countdown, then restarts it and grabs the recovery.
+
+    xvfb-run -a -s "-screen 0 1400x950x24" env QT_QPA_PLATFORM=xcb .venv/bin/python scripts/live_screenshots.py
+    (QT_QPA_PLATFORM=offscreen works too: the window is grabbed, not the screen)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import qasync
+from PySide6.QtWidgets import QApplication
+
+from balancedesk.core.model import Connector
+from balancedesk.gui.live import LiveWindow
+
+OUT = Path(__file__).resolve().parents[1] / "docs" / "screenshots"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def _until(cond: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise SystemExit(f"live_screenshots: timed out waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+def _grab(win: LiveWindow, name: str) -> None:
+    path = OUT / name
+    win.grab().save(str(path))
+    print(f"live_screenshots: wrote {path}", flush=True)
+
+
+async def scenario(win: LiveWindow) -> None:
+    await _until(lambda: all(s.status == "free" for s in win.demos.slots.values()), "the port probe")
+    for mid in win.demos.slots:
+        win.demos.start(mid)
+    await _until(lambda: all(s.status == "ok" for s in win.demos.slots.values()), "demo members")
+    await win.demos.set_mode("c", "slow")
+    win.run_local(port=0, mode="tcp")
+    await _until(lambda: win.last is not None and len(win.last.members) == 3, "the balancer")
+    win.traffic_panel.rate.setValue(120)
+    win.start_traffic(120)
+    await _until(lambda: win.last is not None and all(m.total > 40 for m in win.last.members), "traffic")
+    await asyncio.sleep(3.0)  # let the chart fill a little
+    _grab(win, "live-running.png")
+
+    win.demos.stop("b")
+    await _until(lambda: win.last is not None and (b := win.last.member("b")) is not None and b.state == "down",
+                 "b down")
+    await asyncio.sleep(0.6)
+    _grab(win, "live-failover.png")
+    await asyncio.sleep(2.6)  # retryDelay 3 s: the balancer probes b again and it fails again
+    _grab(win, "live-failover-retry.png")
+
+    win.demos.start("b")
+    await _until(lambda: win.last is not None and (b := win.last.member("b")) is not None and b.state == "up"
+                 and b.active + b.total > 0, "b back", timeout=40)
+    await asyncio.sleep(2.0)
+    win.select_members(["a"])
+    await win.set_state(["a"], "drain")
+    await asyncio.sleep(1.5)
+    _grab(win, "live-recovered-drain.png")
+
+
+def main() -> int:
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    OUT.mkdir(parents=True, exist_ok=True)
+    ids = ("a", "b", "c")
+    endpoints = {mid: f"127.0.0.1:{_free_port()}" for mid in ids}
+    group = Connector.model_validate({
+        "connectorID": "orders-in", "owner": "ops", "label": "orders inbound",
+        "connectorGroup": {"connectionTimeout": 2, "retryDelay": 3, "loadBalancing": "Round Robin",
+                           "members": [{"memberID": m, "sequence": i + 1, "weight": w}
+                                       for i, (m, w) in enumerate(zip(ids, (2, 1, 1), strict=True))]},
+    })
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    loop = qasync.QEventLoop(app)
+    asyncio.set_event_loop(loop)
+    win = LiveWindow(group=group, endpoints=endpoints)
+    win.resize(1400, 950)
+    win.show()
+    code = 0
+    with loop:
+        try:
+            loop.run_until_complete(scenario(win))
+        except SystemExit as exc:
+            print(exc, file=sys.stderr)
+            code = 1
+        finally:
+            win.shutdown()
+            loop.run_until_complete(asyncio.sleep(0.2))
+    win.deleteLater()
+    del win
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
