@@ -116,9 +116,8 @@ class Runtime:
         self.cfg = cfg
         self._set_endpoints(cfg)
         self.version += 1
-        for mid in list(self.stats):
-            if mid not in self.endpoints and not self.stats[mid].active:
-                del self.stats[mid]
+        # counters of members that left stay (connections in flight still count into them; a member
+        # that comes back goes on counting); snapshot and metrics show only current members
         for mid, ep in old_eps.items():
             if self.endpoints.get(mid) != ep:  # gone or moved: its pooled connections are stale
                 for cb in self.on_member_change:

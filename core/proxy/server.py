@@ -55,6 +55,7 @@ class Shell:
         self.conns: set[Any] = set()
         self.closing = False
         self.drained = asyncio.Event()  # set once closing and the last connection is gone
+        self.now = rt.loop.time()  # refreshed by the sweeper; for coarse timers (slow head)
         self.max_connections = opts.max_connections
         self.idle_timeout = opts.idle_timeout
         self.head_timeout = opts.head_timeout
@@ -78,7 +79,7 @@ class Shell:
 
     def _sweep(self) -> None:
         loop = self.rt.loop
-        now = loop.time()
+        self.now = now = loop.time()
         dt = self._dt
         for c in list(self.conns):
             c.tick(now, dt)

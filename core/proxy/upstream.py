@@ -23,6 +23,8 @@ RESP_HOP = frozenset(
     {b"connection", b"keep-alive", b"proxy-connection", b"te", b"trailer", b"transfer-encoding", b"upgrade"}
 )
 
+_SPECIAL_LENGTHS = frozenset(len(n) for n in (*RESP_HOP, b"content-length"))
+
 
 class UpConn(asyncio.Protocol):
     __slots__ = (
@@ -111,13 +113,14 @@ class UpConn(asyncio.Protocol):
         self.reason = reason
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        ln = name.lower()
-        if ln in RESP_HOP:
-            if ln == b"transfer-encoding" and b"chunked" in value.lower():
-                self.chunked = True
-            return
-        if ln == b"content-length":
-            self.has_cl = True
+        if len(name) in _SPECIAL_LENGTHS:  # cheap filter before lower()
+            ln = name.lower()
+            if ln in RESP_HOP:
+                if ln == b"transfer-encoding" and b"chunked" in value.lower():
+                    self.chunked = True
+                return
+            if ln == b"content-length":
+                self.has_cl = True
         self.parts += (name, b": ", value, b"\r\n")
 
     def on_headers_complete(self) -> None:
@@ -190,6 +193,8 @@ class Pool:
                 or rt.endpoints.get(u.mid) != u.endpoint):
             u.close()
             return
+        if not t.is_reading():  # paused for a slow client: an idle connection must notice a close
+            t.resume_reading()
         lst = self.idle.get(u.mid)
         if lst is None:
             lst = self.idle[u.mid] = []
