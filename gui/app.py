@@ -72,5 +72,4 @@ def run(argv: list[str]) -> int:
     with loop:
         loop.run_until_complete(main())
     window.deleteLater()
-    del window
     return 0

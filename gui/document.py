@@ -25,6 +25,7 @@ from balancedesk.core.model import (
 from balancedesk.gui.catalog import Catalog
 from balancedesk.gui.commands import FIELD_TEXT, SetFieldCommand
 from balancedesk.gui.members_model import DraftMember, MembersModel
+from balancedesk.gui.signals import emit
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QUndoStack
 
@@ -94,7 +95,7 @@ class GroupDocument(QObject):
 
     def _apply_field(self, name: str, value: Any) -> None:
         self.fields[name] = value
-        self.field_changed.emit(name)
+        emit(self.field_changed, name)
         if name == "round_robin":
             self.members_model.refresh()
 
@@ -172,7 +173,8 @@ class GroupDocument(QObject):
                 out.append(Change(f"{name}: weight", str(b4.weight), str(weight)))
         for mid, b4 in before.items():
             if mid not in after:
-                out.append(Change(f"member {self.catalog.label(mid)}", f"#{b4.sequence}, weight {b4.weight}", "removed"))
+                was = f"#{b4.sequence}, weight {b4.weight}"
+                out.append(Change(f"member {self.catalog.label(mid)}", was, "removed"))
         return out
 
     def saved(self, connector: Connector, etag: str | None, catalog: Catalog) -> None:

@@ -283,7 +283,8 @@ class GroupEditor(QWidget):
     def _update_title(self) -> None:
         label = self.doc.fields["label"] or "(no label)"
         gid = self.doc.group_id
-        self.title.setText(f"<b>{_escape(label)}</b>" + (f"  <small>{gid}</small>" if gid else "  <small>new group</small>"))
+        sub = gid if gid else "new group"
+        self.title.setText(f"<b>{_escape(label)}</b>  <small>{sub}</small>")
 
     def on_doc_members_changed(self) -> None:
         shares = self.model.shares()

@@ -14,6 +14,7 @@ import re
 from pathlib import Path
 
 from balancedesk.core.command import balancedesk_argv
+from balancedesk.gui.signals import emit
 from PySide6.QtCore import QObject, QProcess, Signal
 
 ADMIN_PASSWORD_ENV = "BALANCEDESK_ADMIN_PASSWORD"
@@ -61,7 +62,7 @@ class LocalServer(QObject):
     def running(self) -> bool:
         return self.process.state() != QProcess.ProcessState.NotRunning
 
-    async def start(self, timeout: float = 30.0) -> str:
+    async def start(self, deadline_s: float = 30.0) -> str:
         """Start the server (if not already) and return its URL."""
         if self.url is not None and self.running:
             return self.url
@@ -77,12 +78,12 @@ class LocalServer(QObject):
         self.process.setProcessEnvironment(env)
         self.process.start(argv[0], argv[1:])
         try:
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout(deadline_s):
                 self.url = await self._ready
         except TimeoutError:
             self.stop()
             raise LocalServerError(
-                f"The local management server did not start within {timeout:.0f} s."
+                f"The local management server did not start within {deadline_s:.0f} s."
                 + self._tail()
             ) from None
         return self.url
@@ -107,7 +108,7 @@ class LocalServer(QObject):
             self._ready.set_exception(
                 LocalServerError(f"The local management server stopped (exit code {code})." + self._tail())
             )
-        self.exited.emit(code)
+        emit(self.exited, code)
 
     def on_process_error_occurred(self, error: QProcess.ProcessError) -> None:
         if error == QProcess.ProcessError.FailedToStart and self._ready is not None and not self._ready.done():

@@ -24,6 +24,7 @@ from balancedesk.gui.editor import GroupEditor
 from balancedesk.gui.local_server import LocalServer, LocalServerError, admin_password
 from balancedesk.gui.profiles import Profile, ProfileStore, data_dir, remember_password, stored_password
 from balancedesk.gui.prompts import Candidate, Conflict, Prompter, Unsaved
+from balancedesk.gui.signals import emit
 from balancedesk.gui.tls import CertificateProblem, fetch_certificate, save_certificate
 from PySide6.QtCore import QModelIndex, QSettings, Qt, Signal
 from PySide6.QtGui import QAction, QCloseEvent, QIcon, QKeySequence, QUndoGroup
@@ -229,7 +230,6 @@ class MainWindow(QMainWindow):
         """Run ``coro`` on the loop with the busy state shown; failures become a status sentence."""
 
         async def wrapped() -> T:
-            self._set_busy(+1, what)
             try:
                 return await coro
             except asyncio.CancelledError:
@@ -240,6 +240,7 @@ class MainWindow(QMainWindow):
             finally:
                 self._set_busy(-1, "")
 
+        self._set_busy(+1, what)
         task = asyncio.ensure_future(wrapped())
         self.tasks.add(task)
         task.add_done_callback(self._task_done)
@@ -268,7 +269,7 @@ class MainWindow(QMainWindow):
         if not isinstance(exc, (ApiError, ApiUnavailable, LocalServerError, CertificateProblem)):
             traceback.print_exception(exc, file=sys.stderr)
         self.show_message(text, error=True)
-        self.failed.emit(text)
+        emit(self.failed, text)
 
     def show_message(self, text: str, *, error: bool = False) -> None:
         self.status_label.setText(("⚠ " if error else "") + text)
@@ -342,7 +343,7 @@ class MainWindow(QMainWindow):
         if remember and not profile.local and not remember_password(profile, password):
             self.show_message("No keyring on this computer: the password will be asked each time.")
         self.client, self.whoami, self.profile = client, who, profile
-        self.connected.emit(profile.url)
+        emit(self.connected, profile.url)
         await self.refresh_catalog()
 
     async def trust_certificate(self, profile: Profile) -> Profile | None:
@@ -383,7 +384,7 @@ class MainWindow(QMainWindow):
         groups = len(self.catalog.groups)
         self.show_message(f"{groups} groups, {len(self.catalog.plain)} connectors on {self._client().base_url}.")
         self._update_actions()
-        self.catalog_loaded.emit(groups)
+        emit(self.catalog_loaded, groups)
         if os.environ.get(BENCH_ENV):
             print(f"balancedesk-gui: groups listed {groups}", flush=True)
         return self.catalog
@@ -456,7 +457,7 @@ class MainWindow(QMainWindow):
             self.editor.show_problems()
             if doc.group_id:
                 self.select_in_browser(doc.group_id)
-            self.group_opened.emit(doc.group_id or "")
+            emit(self.group_opened, doc.group_id or "")
         else:
             self.stack.setCurrentWidget(self.placeholder)
         if old_editor is not None:
@@ -603,8 +604,8 @@ class MainWindow(QMainWindow):
         self.show_message(f"Saved “{saved.label}”.")
         self._update_actions()
         self._update_title()
-        self.group_opened.emit(saved.connector_id)
-        self.saved.emit(saved.connector_id)
+        emit(self.group_opened, saved.connector_id)
+        emit(self.saved, saved.connector_id)
         return True
 
     async def _conflict(self, doc: GroupDocument, label: str) -> bool:
@@ -642,7 +643,7 @@ class MainWindow(QMainWindow):
         self.set_document(None)
         await self.refresh_catalog()
         self.show_message(f"Deleted “{label}”.")
-        self.deleted.emit(gid)
+        emit(self.deleted, gid)
         return True
 
     # live view (issue 5) ----------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from balancedesk.gui.commands import (
     RemoveMemberCommand,
     SetWeightCommand,
 )
+from balancedesk.gui.signals import emit
 from PySide6.QtCore import (
     QAbstractTableModel,
     QByteArray,
@@ -239,7 +240,7 @@ class MembersModel(QAbstractTableModel):
         """Add a connector (refused, with :attr:`refused` emitted, when the rules forbid it)."""
         reason = self.refusal(member_id)
         if reason is not None:
-            self.refused.emit(reason)
+            emit(self.refused, reason)
             return False
         row = len(self.members) if row is None or not 0 <= row <= len(self.members) else row
         self._doc.undo_stack.push(InsertMemberCommand(self, row, DraftMember(member_id, weight)))
@@ -299,7 +300,7 @@ class MembersModel(QAbstractTableModel):
             ids = connector_ids(data)
             reason = self.drop_refusal(data)
             if reason is not None or not ids:
-                self.refused.emit(reason or "Nothing to add.")
+                emit(self.refused, reason or "Nothing to add.")
                 return False
             if len(ids) > 1:
                 self._doc.undo_stack.beginMacro(f"Add {len(ids)} members")
@@ -308,7 +309,7 @@ class MembersModel(QAbstractTableModel):
             if len(ids) > 1:
                 self._doc.undo_stack.endMacro()
             return True
-        self.refused.emit("Only connectors from the browser can be dropped here.")
+        emit(self.refused, "Only connectors from the browser can be dropped here.")
         return False
 
     # the only mutators, called by undo commands ---------------------------------------------------
@@ -344,13 +345,13 @@ class MembersModel(QAbstractTableModel):
     def _all_rows_changed(self) -> None:
         """Sequence, letters and shares depend on every row: refresh them all."""
         if self.members:
-            self.dataChanged.emit(self.index(0, 0), self.index(len(self.members) - 1, len(self.COLUMNS) - 1))
-        self.members_changed.emit()
+            emit(self.dataChanged, self.index(0, 0), self.index(len(self.members) - 1, len(self.COLUMNS) - 1))
+        emit(self.members_changed)
 
     def set_problems(self, problems: dict[str, str]) -> None:
         self.problems = dict(problems)
         if self.members:
-            self.dataChanged.emit(self.index(0, 0), self.index(len(self.members) - 1, len(self.COLUMNS) - 1))
+            emit(self.dataChanged, self.index(0, 0), self.index(len(self.members) - 1, len(self.COLUMNS) - 1))
 
     def refresh(self) -> None:
         """Round Robin toggled or catalog changed: display text and flags change everywhere."""

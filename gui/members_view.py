@@ -7,6 +7,7 @@ as it hovers, and the reason is emitted so the editor can show it next to the ta
 from __future__ import annotations
 
 from balancedesk.gui.members_model import MembersModel
+from balancedesk.gui.signals import emit
 from PySide6.QtCore import QItemSelectionModel, Qt, Signal
 from PySide6.QtGui import QDrag, QDragEnterEvent, QDragMoveEvent, QDropEvent, QKeyEvent
 from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QTableView, QWidget
@@ -82,7 +83,7 @@ class MembersView(QTableView):
             event.accept()
             return
         if row >= 0 and event.key() == Qt.Key.Key_Delete:
-            self.delete_requested.emit(row)
+            emit(self.delete_requested, row)
             event.accept()
             return
         super().keyPressEvent(event)
@@ -100,7 +101,7 @@ class MembersView(QTableView):
     def _check(self, event: QDragEnterEvent | QDragMoveEvent) -> bool:
         reason = self.members_model().drop_refusal(event.mimeData())
         if reason is not None:
-            self.drag_refused.emit(reason)
+            emit(self.drag_refused, reason)
             event.ignore()
             return False
         return True

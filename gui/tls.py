@@ -40,7 +40,7 @@ class Certificate:
         return ssl.DER_cert_to_PEM_cert(self.der)
 
 
-async def fetch_certificate(url: str, timeout: float = 10.0) -> Certificate:
+async def fetch_certificate(url: str, deadline_s: float = 10.0) -> Certificate:
     parts = urlsplit(url)
     host = parts.hostname or ""
     port = parts.port or 443
@@ -48,7 +48,7 @@ async def fetch_certificate(url: str, timeout: float = 10.0) -> Certificate:
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE
     try:
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(deadline_s):
             _, writer = await asyncio.open_connection(host, port, ssl=ctx, server_hostname=host)
     except (OSError, TimeoutError) as exc:
         raise CertificateProblem(f"Could not read the certificate of {host}:{port}: {exc}") from exc

@@ -239,3 +239,16 @@ def test_review_lists_old_and_new_per_field_and_member(editor: GroupEditor) -> N
     assert ("member c: sequence", "3", "1") in changes
     assert ("member b: weight", "2", "5") in changes
     assert ("member e", "", "added at #4, weight 1") in changes
+
+
+def test_editing_does_not_leak_references_to_true(editor: GroupEditor) -> None:
+    """PySide6 6.12's emit() drops a reference to True each call; thousands of edits would abort the
+    interpreter at exit. gui.signals.emit compensates: many edits leave True's refcount where it was."""
+    import sys
+
+    before = sys.getrefcount(True)
+    for i in range(300):
+        editor.model.set_weight("a", 2 + i % 7)
+        editor.doc.set_field("retry_delay", i)
+    editor.doc.undo_stack.clear()
+    assert sys.getrefcount(True) >= before - 20
