@@ -19,10 +19,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import qasync
-from PySide6.QtWidgets import QApplication
-
 from balancedesk.core.model import Connector
 from balancedesk.gui.live import LiveWindow
+from PySide6.QtWidgets import QApplication
 
 OUT = Path(__file__).resolve().parents[1] / "docs" / "screenshots"
 
@@ -33,8 +32,8 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-async def _until(cond: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
+async def _until(cond: Callable[[], bool], what: str, limit_s: float = 30.0) -> None:
+    deadline = time.monotonic() + limit_s
     while not cond():
         if time.monotonic() > deadline:
             raise SystemExit(f"live_screenshots: timed out waiting for {what}")
@@ -71,7 +70,7 @@ async def scenario(win: LiveWindow) -> None:
 
     win.demos.start("b")
     await _until(lambda: win.last is not None and (b := win.last.member("b")) is not None and b.state == "up"
-                 and b.active + b.total > 0, "b back", timeout=40)
+                 and b.active + b.total > 0, "b back", limit_s=40)
     await asyncio.sleep(2.0)
     win.select_members(["a"])
     await win.set_state(["a"], "drain")

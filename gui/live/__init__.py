@@ -27,10 +27,10 @@ from balancedesk.core.model import Connector
 from balancedesk.gui.live.admin import AdminClient
 from balancedesk.gui.live.none_guard import keep_none_alive
 from balancedesk.gui.live.window import LiveWindow
-
-keep_none_alive()  # PySide6 6.12 on CPython 3.11 drops references to None: see none_guard
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QWidget
+
+keep_none_alive()  # PySide6 6.12 on CPython 3.11 drops references to None: see none_guard
 
 __all__ = ["AdminClient", "LiveWindow", "open_live_view"]
 

@@ -137,7 +137,9 @@ class LiveWindow(QMainWindow):
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
         self.table.verticalHeader().hide()
-        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        # Interactive, sized once per member set: ResizeToContents re-measures every cell on every update
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
+        self.members.modelReset.connect(self.on_members_modelReset)
         self.table.horizontalHeader().setStretchLastSection(True)
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.DoubleClicked
                                    | QAbstractItemView.EditTrigger.EditKeyPressed)
@@ -376,6 +378,12 @@ class LiveWindow(QMainWindow):
         if not ok:
             self.timeline.add([TimelineEntry(0, self.last.uptime_s if self.last else 0, "info", None,
                                              f"admin endpoint unreachable: {why}")])
+
+    def on_members_modelReset(self) -> None:
+        self.table.resizeColumnsToContents()
+        state_col = self.table.horizontalHeader()
+        state_col.resizeSection(2, max(state_col.sectionSize(2), self.fontMetrics().horizontalAdvance(
+            "down · retry in 120.0 s") + 12))
 
     def on_countdown_timeout(self) -> None:
         self.members.tick()

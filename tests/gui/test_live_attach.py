@@ -11,12 +11,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import Qt
-from pytestqt.qtbot import QtBot
-
 from balancedesk.gui.live import LiveWindow, open_live_view
 from balancedesk.gui.live.admin import MemberSnap
 from balancedesk.gui.live.models import COL_WEIGHT, MemberTableModel, TimelineModel, timeline_entries
+from PySide6.QtCore import Qt
+from pytestqt.qtbot import QtBot
 
 LONG = 20_000
 CMD = [sys.executable, "-m", "balancedesk.gui.launcher"]

@@ -11,12 +11,11 @@ import socket
 from collections.abc import Callable
 from typing import Any
 
-from PySide6.QtCore import Qt
-from pytestqt.qtbot import QtBot
-
 from balancedesk.gui.live import LiveWindow
 from balancedesk.gui.live.admin import MemberSnap
 from balancedesk.gui.live.models import COL_STATE
+from PySide6.QtCore import Qt
+from pytestqt.qtbot import QtBot
 
 LONG = 20_000
 
