@@ -112,6 +112,7 @@ def etag_for(body: dict[str, Any], rev: int) -> str:
 class Store:
     def __init__(self, path: Path) -> None:
         self.path = path
+        self.generation = 0  # bumped at every commit through this Store
         try:
             self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10.0)
         except sqlite3.Error as exc:
@@ -153,6 +154,11 @@ class Store:
             self.db.execute("ROLLBACK")
             raise
         self.db.execute("COMMIT")
+        self.generation += 1
+
+    def stamp(self) -> tuple[int, int]:
+        """Changes whenever the data may have changed: our commits, or another process's (data_version)."""
+        return self.generation, int(self.db.execute("PRAGMA data_version").fetchone()[0])
 
     # -- users --------------------------------------------------------------------------------------
 

@@ -81,3 +81,13 @@ def test_users_and_connectors_commands(tmp_path: Path) -> None:
     assert cid not in _run("connectors", "list", *data).stdout
     r = _run("connectors", "unregister", cid, *data)
     assert r.returncode == 1 and "no connector" in r.stderr
+
+
+def test_cli_writes_beside_a_running_server_are_seen_at_once(start_server: Any) -> None:
+    server = start_server()
+    before = server.admin.get("/api/mgmt/connectors", params={"details": "true"}).json()["connectors"]
+    r = _run("connectors", "register", "--label", "live", "--owner", "admin", "--endpoint", "127.0.0.1:9", "--data",
+             str(server.data))  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    after = server.admin.get("/api/mgmt/connectors", params={"details": "true"}).json()["connectors"]
+    assert [c["connectorID"] for c in after] == [c["connectorID"] for c in before] + [r.stdout.strip()]
