@@ -241,7 +241,7 @@ def stub_requests(port: int) -> int:
 
 
 def wrk(port: int, seconds: int, conns: int, close: bool) -> tuple[str, int]:
-    cmd = ["wrk", "-t1", f"-c{conns}", f"-d{round(seconds)}s", "--latency", f"http://127.0.0.1:{port}/"]
+    cmd = ["wrk", "-t1", f"-c{conns}", f"-d{seconds}s", "--latency", f"http://127.0.0.1:{port}/"]
     if close:
         cmd[1:1] = ["-H", "Connection: close"]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 30)
@@ -305,6 +305,10 @@ def started(tmp: Path, only: set[str]) -> Iterator[tuple[list[Cell], list[int], 
                        "--listen", f"127.0.0.1:{port}", "--mode", "tcp" if layer == "L4" else "http"]
                 cells.append(Cell("balancedesk", layer, port,
                                   launch(f"balancedesk-{layer}", cmd, port, cwd=ROOT)))
+            if "minimal" in only and layer == "L4":
+                port = free_port()
+                cmd = [sys.executable, str(ROOT / "bench" / "minimal_l4.py"), str(port), *map(str, be_ports)]
+                cells.append(Cell("minimal", layer, port, launch("minimal-L4", cmd, port)))
         yield cells, be_ports, procs
     finally:
         for p in reversed(procs):
@@ -324,7 +328,8 @@ def report(res: Results, args: argparse.Namespace) -> str:
         "| be1 share | errors |",
         "|---|---|---|---:|---|---:|---:|---:|---:|---:|---:|",
     ]
-    order = [("-", "direct")] + [(la, c) for la in ("L4", "L7") for c in ("nginx", "haproxy", "balancedesk")]
+    order = [("-", "direct")] + [(la, c) for la in ("L4", "L7")
+                                 for c in ("nginx", "haproxy", "balancedesk", "minimal")]
     verdicts = []
     for layer, config in order:
         for mode in ("ka", "close"):
@@ -337,7 +342,7 @@ def report(res: Results, args: argparse.Namespace) -> str:
                           if i in ref and r.cpu_us and ref[i].cpu_us]
             rs = [r for _, r in runs]
             ratio_s = (f"{statistics.median(ratios):.2f}× [{min(ratios):.2f}–{max(ratios):.2f}]"
-                       if ratios and config != "nginx" else ("1.00×" if config == "nginx" else "-"))
+                       if ratios and config not in ("nginx", "direct") else ("1.00×" if config == "nginx" else "-"))
             cpu = [r.cpu_us for r in rs if r.cpu_us is not None]
             shares = [r.be1_share for r in rs if r.be1_share is not None]
             lines.append(
@@ -362,7 +367,9 @@ def main() -> int:
     ap.add_argument("--passes", type=int, default=3, help="interleaved passes (default 3)")
     ap.add_argument("--connections", type=int, default=50)
     ap.add_argument("--quick", action="store_true", help="-d2s, 1 pass: a smoke run")
-    ap.add_argument("--only", default="", help="comma list of configs to run (direct,nginx,haproxy,balancedesk)")
+    ap.add_argument("--only", default="",
+                    help="comma list of configs (direct,nginx,haproxy,balancedesk; minimal = a bare uvloop L4 "
+                    "relay as a control). Default: all but minimal")
     ap.add_argument("--keep", action="store_true", help="keep the temp dir with configs and logs")
     args = ap.parse_args()
     if args.quick:

@@ -92,10 +92,19 @@ class GroupBalancer:
         self._order = list(members.values())
         self._weights = tuple((m.member_id, m.weight) for m in self._order)
         self._wrr.reweight(list(self._weights))
+        self._recheck()
+
+    def _recheck(self) -> None:
+        """``_all_clear``: every member is admin-enabled and has no health mark, so a fresh pick needs no
+        filtering (the hot path: one WRR step or one cached rendezvous rank). Kept by every mutator."""
+        self._all_clear = bool(self._order) and all(
+            m.admin is AdminState.ENABLED and m.disabled_until is None for m in self._order
+        )
 
     def set_admin(self, member_id: str, state: AdminState) -> None:
         """Runtime admin state; raises KeyError for an unknown member."""
         self._members[member_id].admin = state
+        self._recheck()
 
     def set_weight(self, member_id: str, weight: int) -> None:
         if weight < 1:
@@ -115,6 +124,7 @@ class GroupBalancer:
             return False
         was_up = m.disabled_until is None or now >= m.disabled_until
         m.disabled_until = now + self.retry_delay_s
+        self._all_clear = False
         return was_up
 
     def mark_succeeded(self, member_id: str, *, now: float) -> bool:
@@ -123,6 +133,7 @@ class GroupBalancer:
         if m is None or m.disabled_until is None:
             return False
         m.disabled_until = None
+        self._recheck()
         return True
 
     def expire(self, *, now: float) -> list[str]:
@@ -132,6 +143,8 @@ class GroupBalancer:
             if m.disabled_until is not None and now >= m.disabled_until:
                 m.disabled_until = None
                 out.append(m.member_id)
+        if out:
+            self._recheck()
         return out
 
     def next_expiry(self) -> float | None:
@@ -145,7 +158,16 @@ class GroupBalancer:
     def _healthy(self, m: _Member, now: float) -> bool:
         return m.disabled_until is None or now >= m.disabled_until
 
-    def _pick(self, tried: set[str], key: str | None, now: float) -> str | None:
+    def _pick(self, tried: list[str], key: str | None, now: float) -> str | None:
+        if self._all_clear and not tried:
+            # fast path, same answer as below when every member is enabled and unmarked
+            if key is not None:
+                ranked: tuple[str, ...] = rendezvous_rank(key, self._weights)
+                return ranked[0]
+            if self.round_robin:
+                picked: str | None = self._wrr.pick()
+                return picked
+            return self._order[0].member_id
         enabled = [m for m in self._order if m.admin is AdminState.ENABLED]
         untried = [m for m in enabled if m.member_id not in tried]
         if not untried:
@@ -158,13 +180,13 @@ class GroupBalancer:
             healthy = untried  # every member is disabled at once: try each anyway
         if key is not None:
             ids = {m.member_id for m in healthy}
-            ranked: tuple[str, ...] = rendezvous_rank(key, self._weights)
+            ranked = rendezvous_rank(key, self._weights)
             for mid in ranked:
                 if mid in ids:
                     return mid
             return None
         if self.round_robin:
-            picked: str | None = self._wrr.pick(m.member_id for m in healthy)
+            picked = self._wrr.pick(m.member_id for m in healthy)
             return picked
         return healthy[0].member_id
 
@@ -191,7 +213,7 @@ class Selection:
 
     def next(self, *, now: float) -> str | None:
         """The next member to try, or None when every candidate has been tried."""
-        mid = self._balancer._pick(set(self.tried), self.affinity_key, now)
+        mid = self._balancer._pick(self.tried, self.affinity_key, now)
         if mid is not None:
             self.tried.append(mid)
         return mid

@@ -407,3 +407,34 @@ def test_a_config_change_mid_window_gives_exact_windows_of_the_new_weights_at_on
     b.apply(group([("b", 2, 1), ("c", 3, 2)]))
     seq = picks(b, 60, T0)
     assert all(Counter(seq[i : i + 3]) == {"b": 1, "c": 2} for i in range(58)), seq
+
+
+@settings(max_examples=300, deadline=None)
+@given(ops=OPS, rr=st.booleans(), retry_delay=st.integers(min_value=0, max_value=10),
+       key=st.one_of(st.none(), st.text(max_size=8)))
+def test_the_fast_path_gives_the_same_answers_as_the_full_rules(
+    ops: list[tuple[Any, ...]], rr: bool, retry_delay: int, key: str | None
+) -> None:
+    """The all-clear shortcut in _pick must agree with the filtered path on every fresh pick."""
+    import copy
+
+    ids = ["a", "b", "c", "d"]
+    b = GroupBalancer(group([(m, i + 1, i + 1) for i, m in enumerate(ids)], rr=rr, retry_delay=retry_delay))
+    now = T0
+    for op in ops:
+        if op[0] == "advance":
+            now += op[1]
+        elif op[0] == "fail":
+            b.mark_failed(ids[op[1]], now=now)
+        elif op[0] in ("ok", "select"):
+            b.mark_succeeded(ids[op[1] if op[0] == "ok" else 0], now=now)
+        else:
+            b.set_admin(ids[op[1]], op[2])
+        slow = copy.deepcopy(b)
+        slow._all_clear = False
+        views = b.members()
+        clear = all(v.admin is AdminState.ENABLED and v.disabled_until is None for v in views)
+        assert b._all_clear == clear
+        for _ in range(3):
+            assert b.begin(now=now, affinity_key=key).next(now=now) == \
+                slow.begin(now=now, affinity_key=key).next(now=now)
