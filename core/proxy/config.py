@@ -141,9 +141,10 @@ class ApiSource:
             await asyncio.sleep(POLL_S * 2)
             await self.reload()
 
-    async def reload(self) -> bool:
+    async def reload(self, *, force: bool = False) -> bool:
+        """Poll (``If-None-Match``) or, with ``force`` (SIGHUP), fetch group and endpoints unconditionally."""
         try:
-            cfg = await self.fetch(conditional=True)
+            cfg = await self.fetch(conditional=not force)
         except RuleError as exc:
             log(f"group {self.group_id} from {self.url} refused, the old config keeps serving: {exc}")
             self.rt.record_config(str(exc))

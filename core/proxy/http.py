@@ -12,6 +12,7 @@ for idempotent methods whose body is still held (≤ ``REPLAY_LIMIT``) — nginx
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
@@ -326,7 +327,8 @@ class HttpClient(asyncio.Protocol):
     def start(self, r: _Req) -> None:
         rt = self.shell.rt
         self.active = r
-        r.t0 = now = rt.loop.time()
+        now = rt.loop.time()
+        r.t0 = time.monotonic()  # latency: precise clock (uvloop's loop time has 1 ms steps)
         r.sel = rt.begin(now, r.key)
         self.try_next(r, now)
 
@@ -410,7 +412,7 @@ class HttpClient(asyncio.Protocol):
         now = rt.loop.time()
         r.resp_started = True
         st: MemberStats = rt.stats[u.mid]
-        st.sample(now - r.t0)
+        st.sample(time.monotonic() - r.t0)
         if not r.attempts or r.attempts[-1][0] != u.mid or r.attempts[-1][1] != "ok":
             r.attempts.append((u.mid, "ok", 0.0))
         rt.record_route(now, self.peer, tuple(r.attempts), u.mid, r.key)
@@ -497,7 +499,7 @@ class HttpClient(asyncio.Protocol):
             return
         now = rt.loop.time()
         outcome = classify(exc) if exc is not None else "reset"
-        r.attempts.append((u.mid, outcome, (now - r.t0) * 1000.0))
+        r.attempts.append((u.mid, outcome, (time.monotonic() - r.t0) * 1000.0))
         rt.stats[u.mid].total -= 1
         self.uout = []
         replayable = r.kept is not None and r.method in IDEMPOTENT
@@ -527,7 +529,7 @@ class HttpClient(asyncio.Protocol):
         if r.resp_started:
             self.abort()
         else:
-            r.attempts.append((u.mid, "reset", (self.shell.rt.loop.time() - r.t0) * 1000.0))
+            r.attempts.append((u.mid, "reset", (time.monotonic() - r.t0) * 1000.0))
             self.fail_routed(r, 502, why)
 
     # failures -------------------------------------------------------------------------------------
@@ -635,7 +637,7 @@ class HttpClient(asyncio.Protocol):
                 self.transport.close()
         elif not r.resp_started and r.up is not None:
             u = r.up
-            r.attempts.append((u.mid, "timeout", (now - r.t0) * 1000.0))
+            r.attempts.append((u.mid, "timeout", (time.monotonic() - r.t0) * 1000.0))
             r.up = None
             self._member_done(u.mid)
             u.owner = None

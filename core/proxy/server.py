@@ -191,7 +191,7 @@ async def serve(
         if isinstance(source, FileSource):
             source.reload()
         elif isinstance(source, ApiSource):
-            tasks.add(task := loop.create_task(source.reload()))
+            tasks.add(task := loop.create_task(source.reload(force=True)))
             task.add_done_callback(tasks.discard)
 
     for sig in (signal.SIGTERM, signal.SIGINT):

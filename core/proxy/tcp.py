@@ -6,6 +6,7 @@ half-close passed through (EOF from one side → ``write_eof`` on the other) and
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import TYPE_CHECKING, Any
 
 from balancedesk.core.proxy.runtime import MemberStats, classify
@@ -159,7 +160,7 @@ class TcpClient(asyncio.Protocol):
         rt = shell.rt
         loop = rt.loop
         now = loop.time()
-        self.t0 = now
+        self.t0 = time.monotonic()  # latency: precise clock (uvloop's loop time has 1 ms steps)
         sel = rt.begin(now, None)
         attempts: list[tuple[str, str, float]] = []
         timeout = rt.balancer.connection_timeout_s
@@ -228,7 +229,7 @@ class TcpClient(asyncio.Protocol):
     def first_byte(self) -> None:
         self.t_first = False
         if self.st is not None:
-            self.st.sample(self.shell.rt.loop.time() - self.t0)
+            self.st.sample(time.monotonic() - self.t0)
 
     def upstream_eof(self) -> None:
         t = self.transport
