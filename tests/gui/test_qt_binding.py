@@ -1,0 +1,20 @@
+"""The Qt binding must not leak references away from None: PySide6 6.12.0 on CPython 3.11 drops one on
+every void call, and a window that repaints for a minute then dies with ``Fatal Python error:
+none_dealloc``. pyproject.toml excludes that version; this test catches any other that does the same."""
+
+from __future__ import annotations
+
+import sys
+
+from PySide6.QtWidgets import QWidget
+from pytestqt.qtbot import QtBot
+
+
+def test_void_calls_keep_none_references(qtbot: QtBot) -> None:
+    w = QWidget()
+    qtbot.addWidget(w)
+    before = sys.getrefcount(None)
+    for _ in range(2000):
+        w.update()
+    after = sys.getrefcount(None)
+    assert after - before > -100, f"None lost {before - after} references over 2000 void calls"
