@@ -28,8 +28,22 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def _preload() -> None:
+    """Import the network and model stack while Qt builds the window (imports release nothing, but Qt's
+    C++ start-up work — fonts, platform plugin, first paint — runs without the GIL)."""
+    import balancedesk.core.client  # noqa: F401
+
+
 def run(argv: list[str]) -> int:
     args = parse_args(argv)
+    if "httpx" not in sys.modules:
+        # httpx imports its command-line tool (click, rich, pygments: ~0.3 s) when those are installed;
+        # the app never uses it, so let that optional import fail and httpx skips it.
+        sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
+    import threading
+
+    preload = threading.Thread(target=_preload, name="preload", daemon=True)
+    preload.start()
     import qasync
     from balancedesk.gui.main_window import MainWindow
     from balancedesk.gui.profiles import Profile, local_profile
@@ -44,6 +58,7 @@ def run(argv: list[str]) -> int:
     apply_theme(app, args.theme)
     loop = qasync.QEventLoop(app)
     asyncio.set_event_loop(loop)
+    preload.join()
     window = MainWindow(local_data=args.data)
     if not os.environ.get("BALANCEDESK_BENCH_EXIT"):
         window.restore_geometry()

@@ -6,6 +6,7 @@ drag out as connector IDs, which the editor's members table accepts (or refuses,
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from balancedesk.core.model import Connector
@@ -98,7 +99,8 @@ class BrowserModel(QAbstractItemModel):
             return None
         pid = index.internalId()
         if pid == 0:
-            return self._rows[index.row()].connector_id
+            cid = self._rows[index.row()].connector_id
+            return None if cid is None else str(cid)
         return self._children[pid - 1][index.row()]
 
     def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
@@ -148,9 +150,10 @@ class BrowserModel(QAbstractItemModel):
     def mimeTypes(self) -> list[str]:
         return [CONNECTOR_MIME]
 
-    def mimeData(self, indexes: list[QModelIndex]) -> QMimeData:
+    def mimeData(self, indexes: Sequence[QModelIndex]) -> QMimeData:
         ids = list(dict.fromkeys(cid for i in indexes if (cid := self.connector_id(i)) is not None))
-        return connector_mime(ids)
+        mime: QMimeData = connector_mime(ids)
+        return mime
 
     def supportedDragActions(self) -> Qt.DropAction:
         return Qt.DropAction.CopyAction

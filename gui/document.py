@@ -85,7 +85,8 @@ class GroupDocument(QObject):
 
     @property
     def members(self) -> list[DraftMember]:
-        return self.members_model.members
+        members: list[DraftMember] = self.members_model.members
+        return members
 
     def set_field(self, name: str, value: Any) -> None:
         if name not in self.fields:

@@ -247,7 +247,7 @@ class GroupEditor(QWidget):
         self.show_refusal(reason)
 
     def show_refusal(self, reason: str) -> None:
-        self.refusal.setText(f"✋ Refused: {reason}")
+        self.refusal.setText(f"Refused — {reason}")
         self.refusal.setAccessibleName(reason)
         self.refusal.show()
 
@@ -366,7 +366,7 @@ class GroupEditor(QWidget):
             label.setText("\n".join(f"⚠ {m}" for m in msgs))
             label.setVisible(bool(msgs))
         self.model.set_problems(member_texts)
-        return problems
+        return list(problems)
 
     def field_error(self, key: str) -> str:
         label = self.errors[key]

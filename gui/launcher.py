@@ -12,10 +12,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if (args and not args[0].startswith("-")) or any(a in ("-h", "--help") for a in args[:1]):
         from balancedesk.core.cli import main as cli_main
 
-        return cli_main(args)
+        return int(cli_main(args))
     from balancedesk.gui.app import run
 
-    return run(args)
+    return int(run(args))
 
 
 if __name__ == "__main__":

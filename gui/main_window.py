@@ -7,6 +7,7 @@ the busy state and turns failures into sentences in the status bar — the windo
 from __future__ import annotations
 
 import asyncio
+import importlib.resources
 import importlib.util
 import os
 import sys
@@ -57,7 +58,8 @@ def explain(exc: BaseException) -> str:
             return f"Not allowed: {exc.message}"
         if exc.status == 404:
             return f"Not found: {exc.message} It may have been deleted; reload the list."
-        return exc.message if exc.message.endswith(".") else exc.message + "."
+        message = str(exc.message)
+        return message if message.endswith(".") else message + "."
     if isinstance(exc, (ApiUnavailable, LocalServerError)):
         return str(exc)
     return f"Something went wrong ({type(exc).__name__}: {exc}). The details are in the log."
@@ -106,7 +108,7 @@ class MainWindow(QMainWindow):
 
     # construction -----------------------------------------------------------------------------------
     def _build(self) -> None:
-        icon_path = Path(__file__).resolve().parent.parent / "resources" / "balancedesk.svg"
+        icon_path = Path(str(importlib.resources.files("balancedesk.resources") / "balancedesk.svg"))
         if icon_path.exists():
             self.setWindowIcon(QIcon(str(icon_path)))
         tb = QToolBar("Main", self)
@@ -122,7 +124,8 @@ class MainWindow(QMainWindow):
         tb.addWidget(QLabel(" Server: "))
         tb.addWidget(self.profile_combo)
 
-        def action(text: str, slot: Callable[[], None], shortcut: QKeySequence | str | None = None,
+        def action(text: str, slot: Callable[[], object],
+                   shortcut: QKeySequence | QKeySequence.StandardKey | str | None = None,
                    tip: str = "") -> QAction:
             a = QAction(text, self)
             if shortcut is not None:
@@ -189,7 +192,9 @@ class MainWindow(QMainWindow):
         self.browser.setAlternatingRowColors(True)
         self.browser.setUniformRowHeights(True)
         self.browser.header().setSectionResizeMode(0, QHeaderView.ResizeMode.Interactive)
-        self.browser.header().resizeSection(0, 250)
+        self.browser.header().resizeSection(BrowserModel.COL_LABEL, 190)
+        self.browser.header().resizeSection(BrowserModel.COL_OWNER, 70)
+        self.browser.header().resizeSection(BrowserModel.COL_ENDPOINT, 115)
         self.browser.setColumnHidden(BrowserModel.COL_ID, True)
         self.filter_edit.textChanged.connect(self.on_filter_edit_text_changed)
         self.browser.selectionModel().currentChanged.connect(self.on_browser_current_changed)
@@ -363,18 +368,24 @@ class MainWindow(QMainWindow):
 
     async def refresh_catalog(self) -> Catalog:
         client = self._client()
-        connectors = list(await client.list_connectors(details=True, accessible=True))
+        is_admin = self.whoami is not None and self.whoami.is_admin
+        if is_admin:  # both listings at once: the admin one adds other owners' connectors and group use
+            listed, registered = await asyncio.gather(
+                client.list_connectors(details=True, accessible=True), client.list_registered()
+            )
+        else:
+            listed, registered = await client.list_connectors(details=True, accessible=True), []
+        connectors = list(listed)
         used_by: dict[str, str] = {}
-        if self.whoami is not None and self.whoami.is_admin:
-            seen = {c.connector_id for c in connectors}
-            for r in await client.list_registered():
-                if r.group_id:
-                    used_by[r.connector_id] = r.group_id
-                if r.connector_id in seen:
-                    continue
-                group = ConnectorGroup(members=()) if r.is_group else None
-                connectors.append(Connector(connector_id=r.connector_id, owner=r.owner, label=r.label,
-                                            endpoint=r.endpoint, connector_group=group))
+        seen = {c.connector_id for c in connectors}
+        for r in registered:
+            if r.group_id:
+                used_by[r.connector_id] = r.group_id
+            if r.connector_id in seen:
+                continue
+            group = ConnectorGroup(members=()) if r.is_group else None
+            connectors.append(Connector(connector_id=r.connector_id, owner=r.owner, label=r.label,
+                                        endpoint=r.endpoint, connector_group=group))
         self.catalog = Catalog.from_connectors(connectors, used_by=used_by)
         self.browser_model.set_catalog(self.catalog)
         self.browser.expandAll()
@@ -382,7 +393,9 @@ class MainWindow(QMainWindow):
             self.doc.catalog = self.catalog
             self.doc.members_model.refresh()
         groups = len(self.catalog.groups)
-        self.show_message(f"{groups} groups, {len(self.catalog.plain)} connectors on {self._client().base_url}.")
+        plain = len(self.catalog.plain)
+        self.show_message(f"{groups} group{'' if groups == 1 else 's'}, {plain} connector{'' if plain == 1 else 's'} "
+                          f"on {self._client().base_url}.")
         self._update_actions()
         emit(self.catalog_loaded, groups)
         if os.environ.get(BENCH_ENV):
@@ -589,7 +602,7 @@ class MainWindow(QMainWindow):
                 return await self._conflict(doc, label)
             editor.set_server_problems(exc.problems, explain(exc))
             raise
-        if doc is not self.doc:
+        if doc is not self.doc or doc is None:
             return True
         assert saved.connector_id is not None
         self.catalog = self.catalog.with_connector(saved)
@@ -696,10 +709,10 @@ class MainWindow(QMainWindow):
         settings = QSettings("balancedesk", "balancedesk")
         geo = settings.value("main/geometry")
         if geo is not None:
-            self.restoreGeometry(geo)  # type: ignore[arg-type]
+            self.restoreGeometry(geo)
         state = settings.value("main/splitter")
         if state is not None:
-            self.splitter.restoreState(state)  # type: ignore[arg-type]
+            self.splitter.restoreState(state)
 
     async def shutdown(self) -> None:
         """Close the client, cancel work, stop the embedded server."""

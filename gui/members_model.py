@@ -8,6 +8,7 @@ calls one of the ``_apply_*`` methods here, which alone mutate the list and emit
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -115,7 +116,7 @@ class MembersModel(QAbstractTableModel):
 
     # read side --------------------------------------------------------------------------------
     def display_name(self, member_id: str) -> str:
-        return self._doc.catalog.label(member_id)
+        return str(self._doc.catalog.label(member_id))
 
     def row_of(self, member_id: str) -> int:
         for i, m in enumerate(self.members):
@@ -234,7 +235,8 @@ class MembersModel(QAbstractTableModel):
     def refusal(self, member_id: str) -> str | None:
         if self.row_of(member_id) >= 0:
             return f"“{self.display_name(member_id)}” is already a member of this group."
-        return self._doc.catalog.refusal(member_id, group_id=self._doc.group_id, owner=self._doc.owner)
+        reason = self._doc.catalog.refusal(member_id, group_id=self._doc.group_id, owner=self._doc.owner)
+        return None if reason is None else str(reason)
 
     def add_member(self, member_id: str, row: int | None = None, weight: int = 1) -> bool:
         """Add a connector (refused, with :attr:`refused` emitted, when the rules forbid it)."""
@@ -256,7 +258,7 @@ class MembersModel(QAbstractTableModel):
     def mimeTypes(self) -> list[str]:
         return [MEMBER_MIME, CONNECTOR_MIME]
 
-    def mimeData(self, indexes: list[QModelIndex]) -> QMimeData:
+    def mimeData(self, indexes: Sequence[QModelIndex]) -> QMimeData:
         rows = sorted({i.row() for i in indexes if i.isValid()})
         mime = QMimeData()
         mime.setData(MEMBER_MIME, QByteArray(json.dumps(rows).encode()))

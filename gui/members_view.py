@@ -46,7 +46,7 @@ class MembersView(QTableView):
         assert isinstance(model, MembersModel)
         return model
 
-    def setModel(self, model: MembersModel | None) -> None:  # type: ignore[override]
+    def setModel(self, model: MembersModel | None) -> None:
         super().setModel(model)
         if model is None:
             return

@@ -99,7 +99,7 @@ class PickConnectorDialog(QDialog):
         self.list = QListWidget(self)
         self.list.setAccessibleName("Connectors")
         for c in candidates:
-            text = f"{c.label}    {c.detail}" + (f"\n    ✋ {c.refusal}" if c.refusal else "")
+            text = f"{c.label}    {c.detail}" + (f"\n    refused: {c.refusal}" if c.refusal else "")
             item = QListWidgetItem(text)
             item.setData(Qt.ItemDataRole.UserRole, c.connector_id)
             if c.refusal:

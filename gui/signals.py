@@ -40,6 +40,6 @@ EMIT_STEALS_TRUE = _emit_steals_true()
 
 def emit(signal: SignalInstance, *args: Any) -> None:
     """``signal.emit(*args)``, compensating the PySide6 6.12 reference leak when present."""
-    result = signal.emit(*args)
+    result = signal.emit(*args)  # type: ignore[func-returns-value]
     if EMIT_STEALS_TRUE and result is True:
         _incref(True)

@@ -5,13 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from PySide6.QtCore import QModelIndex, Qt
-from PySide6.QtGui import QUndoStack
-
 from balancedesk.core.balance import SmoothWRR
 from balancedesk.gui.browser_model import BrowserFilter, BrowserModel
 from balancedesk.gui.editor import GroupEditor
 from balancedesk.gui.members_model import MEMBER_MIME, MembersModel, connector_mime
+from PySide6.QtCore import QModelIndex, Qt
+from PySide6.QtGui import QUndoStack
+
 from tests.gui.editor_support import demo_catalog, demo_doc, member_ids
 
 

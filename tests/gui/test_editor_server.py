@@ -7,8 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from PySide6.QtCore import QModelIndex
-
 from balancedesk.core.client import ApiError, MgmtClient
 from balancedesk.core.model import ROUND_ROBIN, Connector, ConnectorGroup, Member
 from balancedesk.gui.browser_model import BrowserModel
@@ -16,6 +14,8 @@ from balancedesk.gui.main_window import MainWindow
 from balancedesk.gui.members_model import MembersModel
 from balancedesk.gui.profiles import Profile, ProfileStore, local_profile
 from balancedesk.gui.prompts import Conflict, Prompter, ReviewDialog, Unsaved
+from PySide6.QtCore import QModelIndex
+
 from tests.gui.editor_support import CannedPrompter
 
 Run = Callable[..., Any]
