@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -36,3 +37,35 @@ def start_server(spawn: Callable[..., Any], tmp_path: Path) -> Iterator[StartSer
 @pytest.fixture
 def server(start_server: StartServer) -> Server:
     return start_server()
+
+
+def _root_conftest() -> Any:
+    """tests/conftest.py, loaded under its own name, for its ``start_child`` (``spawn`` is per test)."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parent.parent / "conftest.py"
+    spec = importlib.util.spec_from_file_location("balancedesk_tests_root_conftest", path)
+    assert spec and spec.loader
+    module = sys.modules.get(spec.name)
+    if module is None:
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module  # dataclasses look their module up here
+        spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def shared_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """One server for a whole module whose tests keep to their own users (cheaper than one per test).
+    Started like ``spawn`` does and killed by its PID at the end of the module."""
+    folder = tmp_path_factory.mktemp("shared") / "data"
+    child = _root_conftest().start_child(
+        [*SERVE, "--port", "0", "--data", str(folder)], env={"BALANCEDESK_ADMIN_PASSWORD": ADMIN_PASSWORD}
+    )
+    try:
+        url = child.wait_for(SERVING_RX, timeout=30).group(1)
+        server = Server(url=url, data=folder, child=child)
+        yield server
+        server.close()
+    finally:
+        child.kill()

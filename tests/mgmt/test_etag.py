@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 
 import httpx
-from mgmt_helpers import PASSWORD, Server, error_of
+from mgmt_helpers import Server, error_of
 
 
 def _group(server: Server) -> tuple[httpx.Client, str, list[str]]:
-    alice = server.add_user("alice")
-    a = [server.register(f"a{i}", "alice", port=9101 + i) for i in range(3)]
+    name = f"alice{uuid.uuid4().hex[:6]}"
+    alice = server.add_user(name)
+    a = [server.register(f"a{i}", name, port=9101 + i) for i in range(3)]
     r = alice.post(
         "/api/mgmt/connectors", json={"label": "g", "connectorGroup": {"members": [{"memberID": a[0], "sequence": 1}]}}
     )
@@ -18,7 +20,8 @@ def _group(server: Server) -> tuple[httpx.Client, str, list[str]]:
     return alice, r.json()["connectorID"], a
 
 
-def test_two_concurrent_puts_with_the_same_etag_exactly_one_wins(server: Server) -> None:
+def test_two_concurrent_puts_with_the_same_etag_exactly_one_wins(shared_server: Server) -> None:
+    server = shared_server
     alice, gid, _ = _group(server)
     url = f"/api/mgmt/connectors/{gid}"
 
@@ -26,8 +29,8 @@ def test_two_concurrent_puts_with_the_same_etag_exactly_one_wins(server: Server)
         current = alice.get(url)
         etag, body = current.headers["ETag"], current.json()
         async with (
-            httpx.AsyncClient(base_url=server.url, auth=("alice", PASSWORD), timeout=15) as one,
-            httpx.AsyncClient(base_url=server.url, auth=("alice", PASSWORD), timeout=15) as two,
+            httpx.AsyncClient(base_url=server.url, auth=alice.auth, timeout=15) as one,
+            httpx.AsyncClient(base_url=server.url, auth=alice.auth, timeout=15) as two,
         ):
             return list(
                 await asyncio.gather(
@@ -48,7 +51,8 @@ def test_two_concurrent_puts_with_the_same_etag_exactly_one_wins(server: Server)
         assert now.headers["ETag"] == winner.headers["ETag"] == loser.headers["ETag"]
 
 
-def test_stale_if_match_is_refused_everywhere_and_changes_nothing(server: Server) -> None:
+def test_stale_if_match_is_refused_everywhere_and_changes_nothing(shared_server: Server) -> None:
+    server = shared_server
     alice, gid, a = _group(server)
     url = f"/api/mgmt/connectors/{gid}"
     first = alice.get(url)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,6 +12,9 @@ from mgmt_helpers import Server, error_of
 
 @dataclass
 class World:
+    al: str  # user names, unique per test (the server is shared by this module)
+    bo: str
+    ca: str
     alice: httpx.Client
     a: list[str]  # alice's plain connectors: a[0], a[1] in group g1; a[2], a[3] free
     b1: str  # bob's connector
@@ -19,15 +23,17 @@ class World:
 
 
 def _world(server: Server) -> World:
-    alice = server.add_user("alice")
-    server.add_user("bob")
-    server.add_user("carol")
-    a = [server.register(f"a{i}", "alice", port=9101 + i) for i in range(5)]
-    b1 = server.register("b1", "bob", port=9200)
+    sfx = uuid.uuid4().hex[:6]
+    al, bo, ca = f"alice{sfx}", f"bob{sfx}", f"carol{sfx}"
+    alice = server.add_user(al)
+    server.add_user(bo)
+    server.add_user(ca)
+    a = [server.register(f"a{i}", al, port=9101 + i) for i in range(5)]
+    b1 = server.register("b1", bo, port=9200)
     g1 = alice.post(
         "/api/mgmt/connectors",
         json={
-            "owner": "alice",
+            "owner": al,
             "label": "g1",
             "connectorGroup": {"members": [{"memberID": a[0], "sequence": 1}, {"memberID": a[1], "sequence": 2}]},
         },
@@ -35,14 +41,14 @@ def _world(server: Server) -> World:
     assert g1.status_code == 201, g1.text
     g2 = alice.post(
         "/api/mgmt/connectors",
-        json={"owner": "alice", "label": "g2", "connectorGroup": {"members": [{"memberID": a[4], "sequence": 1}]}},
+        json={"owner": al, "label": "g2", "connectorGroup": {"members": [{"memberID": a[4], "sequence": 1}]}},
     )
     assert g2.status_code == 201, g2.text
-    return World(alice, a, b1, g1.json()["connectorID"], g2.json()["connectorID"])
+    return World(al, bo, ca, alice, a, b1, g1.json()["connectorID"], g2.json()["connectorID"])
 
 
 def _group(w: World, members: list[dict[str, Any]], **group: Any) -> dict[str, Any]:
-    return {"owner": "alice", "label": "g1", "connectorGroup": {**group, "members": members}, "authUser": []}
+    return {"owner": w.al, "label": "g1", "connectorGroup": {**group, "members": members}, "authUser": []}
 
 
 def _refused(w: World, response: httpx.Response, field: str, words: str, member: str | None = None) -> None:
@@ -57,8 +63,8 @@ def _refused(w: World, response: httpx.Response, field: str, words: str, member:
     assert field in err["message"]["value"]
 
 
-def test_each_group_rule_is_refused_with_its_own_message_and_changes_nothing(server: Server) -> None:
-    w = _world(server)
+def test_each_group_rule_is_refused_with_its_own_message_and_changes_nothing(shared_server: Server) -> None:
+    w = _world(shared_server)
     a = w.a
     before = w.alice.get(f"/api/mgmt/connectors/{w.g1}")
     url = f"/api/mgmt/connectors/{w.g1}"
@@ -87,7 +93,7 @@ def test_each_group_rule_is_refused_with_its_own_message_and_changes_nothing(ser
         w,
         put(_group(w, [{"memberID": w.b1, "sequence": 1}])),
         "connectorGroup.members[0].memberID",
-        "registered to bob, not to the group owner alice",
+        f"registered to {w.bo}, not to the group owner {w.al}",
         w.b1,
     )
     # no nested groups
@@ -130,10 +136,10 @@ def test_each_group_rule_is_refused_with_its_own_message_and_changes_nothing(ser
         "nope",
     )
     # members required for a group
-    _refused(w, put({"owner": "alice", "label": "g1", "authUser": []}), "connectorGroup", "is required for a group")
+    _refused(w, put({"owner": w.al, "label": "g1", "authUser": []}), "connectorGroup", "is required for a group")
     _refused(
         w,
-        put({"owner": "alice", "label": "g1", "connectorGroup": {}, "authUser": []}),
+        put({"owner": w.al, "label": "g1", "connectorGroup": {}, "authUser": []}),
         "connectorGroup.members",
         "is required",
     )
@@ -160,7 +166,7 @@ def test_each_group_rule_is_refused_with_its_own_message_and_changes_nothing(ser
     )
     # unknown authUser names
     body = _group(w, [{"memberID": a[0], "sequence": 1}])
-    body["authUser"] = ["carol", "mallory"]
+    body["authUser"] = [w.ca, "mallory"]
     _refused(w, put(body), "authUser[1]", "no user named 'mallory'")
     # unknown fields
     _refused(w, put({**_group(w, [{"memberID": a[0], "sequence": 1}]), "colour": "red"}), "colour", "not a known field")
@@ -172,8 +178,8 @@ def test_each_group_rule_is_refused_with_its_own_message_and_changes_nothing(ser
     assert [m["memberID"] for m in members] == [a[4]]
 
 
-def test_members_are_refused_on_a_plain_connector(server: Server) -> None:
-    w = _world(server)
+def test_members_are_refused_on_a_plain_connector(shared_server: Server) -> None:
+    w = _world(shared_server)
     url = f"/api/mgmt/connectors/{w.a[3]}"
     plain = w.alice.get(url).json()
     body = {**plain, "connectorGroup": {"members": [{"memberID": w.a[2], "sequence": 1}]}}
@@ -185,8 +191,8 @@ def test_members_are_refused_on_a_plain_connector(server: Server) -> None:
     assert renamed.json() == {**plain, "label": "renamed"}
 
 
-def test_timeouts_accept_numbers_or_numeric_strings_and_default_to_15_and_120(server: Server) -> None:
-    w = _world(server)
+def test_timeouts_accept_numbers_or_numeric_strings_and_default_to_15_and_120(shared_server: Server) -> None:
+    w = _world(shared_server)
     url = f"/api/mgmt/connectors/{w.g1}"
     members = [{"memberID": w.a[0], "sequence": 1}]
 
@@ -206,8 +212,8 @@ def test_timeouts_accept_numbers_or_numeric_strings_and_default_to_15_and_120(se
     assert numbers.json()["connectorGroup"]["retryDelay"] == 45
 
 
-def test_invalid_json_is_400_with_its_own_code(server: Server) -> None:
-    w = _world(server)
+def test_invalid_json_is_400_with_its_own_code(shared_server: Server) -> None:
+    w = _world(shared_server)
     r = w.alice.put(f"/api/mgmt/connectors/{w.g1}", content=b"{not json", headers={"Content-Type": "application/json"})
     assert r.status_code == 400
     err = error_of(r)
@@ -216,8 +222,8 @@ def test_invalid_json_is_400_with_its_own_code(server: Server) -> None:
     assert r.status_code == 400 and error_of(r)["problems"][0]["field"] == "body"
 
 
-def test_create_group_rules(server: Server) -> None:
-    w = _world(server)
+def test_create_group_rules(shared_server: Server) -> None:
+    w = _world(shared_server)
     ids_before = w.alice.get("/api/mgmt/connectors").json()["connectorIDs"]
     # a member already in a group is not added, and no group is created
     r = w.alice.post(
@@ -229,19 +235,19 @@ def test_create_group_rules(server: Server) -> None:
     )
     _refused(w, r, "connectorGroup.members[1].memberID", f"already belongs to group {w.g1}", w.a[0])
     # a group needs members
-    r = w.alice.post("/api/mgmt/connectors", json={"owner": "alice", "label": "g3"})
+    r = w.alice.post("/api/mgmt/connectors", json={"owner": w.al, "label": "g3"})
     _refused(w, r, "connectorGroup", "is required")
     # a user creates groups only for themselves
     r = w.alice.post(
         "/api/mgmt/connectors",
-        json={"owner": "bob", "label": "x", "connectorGroup": {"members": [{"memberID": w.b1, "sequence": 1}]}},
+        json={"owner": w.bo, "label": "x", "connectorGroup": {"members": [{"memberID": w.b1, "sequence": 1}]}},
     )
     assert r.status_code == 403 and "only for yourself" in error_of(r)["message"]["value"]
     assert w.alice.get("/api/mgmt/connectors").json()["connectorIDs"] == ids_before
 
 
-def test_members_subresource(server: Server) -> None:
-    w = _world(server)
+def test_members_subresource(shared_server: Server) -> None:
+    w = _world(shared_server)
     url = f"/api/mgmt/connectors/{w.g1}/members"
     got = w.alice.get(url)
     assert got.status_code == 200 and got.headers["ETag"]
@@ -292,22 +298,22 @@ def test_members_subresource(server: Server) -> None:
     }
 
 
-def test_authuser_subresource_is_all_or_nothing(server: Server) -> None:
-    w = _world(server)
+def test_authuser_subresource_is_all_or_nothing(shared_server: Server) -> None:
+    w = _world(shared_server)
     url = f"/api/mgmt/connectors/{w.g1}/authuser"
     assert w.alice.get(url).json() == {"authUser": []}
-    assert w.alice.post(url, json={"authUser": ["bob"]}).json() == {"success": True}
-    _refused(w, w.alice.post(url, json={"authUser": ["carol", "nobody"]}), "authUser[1]", "no user named 'nobody'")
-    assert w.alice.get(url).json() == {"authUser": ["bob"]}  # carol was not added
-    assert w.alice.put(url, json={"authUser": ["carol", "bob"]}).json() == {"success": True}
-    assert w.alice.get(url).json() == {"authUser": ["carol", "bob"]}
-    _refused(w, w.alice.request("DELETE", url, json={"authUser": ["bob", "ghost"]}), "authUser[1]", "no user named")
-    assert w.alice.request("DELETE", url, json={"authUser": ["bob"]}).json() == {"success": True}
-    assert w.alice.get(url).json() == {"authUser": ["carol"]}
+    assert w.alice.post(url, json={"authUser": [w.bo]}).json() == {"success": True}
+    _refused(w, w.alice.post(url, json={"authUser": [w.ca, "nobody"]}), "authUser[1]", "no user named 'nobody'")
+    assert w.alice.get(url).json() == {"authUser": [w.bo]}  # carol was not added
+    assert w.alice.put(url, json={"authUser": [w.ca, w.bo]}).json() == {"success": True}
+    assert w.alice.get(url).json() == {"authUser": [w.ca, w.bo]}
+    _refused(w, w.alice.request("DELETE", url, json={"authUser": [w.bo, "ghost"]}), "authUser[1]", "no user named")
+    assert w.alice.request("DELETE", url, json={"authUser": [w.bo]}).json() == {"success": True}
+    assert w.alice.get(url).json() == {"authUser": [w.ca]}
 
 
-def test_delete_group_frees_its_members(server: Server) -> None:
-    w = _world(server)
+def test_delete_group_frees_its_members(shared_server: Server) -> None:
+    w = _world(shared_server)
     r = w.alice.delete(f"/api/mgmt/connectors/{w.g1}")
     assert r.status_code == 200 and r.json() == {"success": True}
     assert w.alice.get(f"/api/mgmt/connectors/{w.g1}").status_code == 404
