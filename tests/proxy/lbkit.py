@@ -74,7 +74,12 @@ class Balancer:
         r = httpx.request(method, self.admin_url + path, json=body, timeout=10,
                           headers={"Authorization": f"Bearer {self.token}"})
         r.raise_for_status()
-        return r.json()
+        try:
+            return r.json()
+        except ValueError:
+            raise AssertionError(f"admin {method} {path}: {r.status_code}, {len(r.content)} bytes, "
+                                 f"headers {dict(r.headers)}, not JSON: {r.content[:200]!r}…{r.content[-200:]!r}"
+                                 ) from None
 
     def snapshot(self) -> dict[str, Any]:
         out: dict[str, Any] = self.admin("GET", "/admin/snapshot")
