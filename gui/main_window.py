@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+import shiboken6
 from balancedesk.core.client import ApiError, ApiUnavailable, MgmtClient, Whoami
 from balancedesk.core.model import Connector, ConnectorGroup
 from balancedesk.gui.browser_model import BrowserFilter, BrowserModel
@@ -719,5 +720,6 @@ class MainWindow(QMainWindow):
         for task in list(self.tasks):
             task.cancel()
         await self.disconnect_client()
-        if self.local_server is not None:
-            self.local_server.stop()
+        server, self.local_server = self.local_server, None
+        if server is not None and shiboken6.isValid(server):
+            server.stop()

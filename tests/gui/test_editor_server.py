@@ -259,8 +259,9 @@ def test_local_profile_starts_the_embedded_server(window: MainWindow, qtbot: Any
     assert window.local_server is not None and window.local_server.running
     assert window.client is not None and window.client.base_url.startswith("http://127.0.0.1:")
     assert len(window.catalog.groups) == 1
+    server = window.local_server
     arun(window.shutdown())
-    assert not window.local_server.running
+    assert not server.running
 
 
 def test_real_review_dialog_lists_changes_and_answers(window: MainWindow, qtbot: Any, arun: Run) -> None:
