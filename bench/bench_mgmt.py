@@ -70,7 +70,7 @@ async def populate(client: httpx.AsyncClient, connectors: int, groups: int) -> l
 
 def pct(samples: list[float], p: float) -> float:
     ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
 async def measure(name: str, n: int, op: Callable[[int], Awaitable[None]]) -> dict[str, Any]:
@@ -108,7 +108,9 @@ async def run(args: argparse.Namespace) -> None:
             async with httpx.AsyncClient(base_url=url, auth=("admin", PASSWORD), timeout=60, limits=limits) as c:
                 t0 = time.perf_counter()
                 group_ids = await populate(c, args.connectors, args.groups)
-                print(f"populated {args.connectors} connectors + {args.groups} groups in {time.perf_counter() - t0:.1f} s")
+                print(
+                    f"populated {args.connectors} connectors + {args.groups} groups in {time.perf_counter() - t0:.1f} s"
+                )
                 listed = (await c.get("/api/mgmt/connectors", params={"details": "true"})).json()["connectors"]
                 assert len(listed) == args.connectors + args.groups, len(listed)
                 etags: dict[str, str] = {}
@@ -143,8 +145,10 @@ async def run(args: argparse.Namespace) -> None:
     print(f"\n{'operation':<32} {'n':>6} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>8}  (req/s: {CONCURRENCY} clients)")
     for r in results:
         print(f"{r['name']:<32} {r['n']:>6} {r['p50']:>8.2f} {r['p99']:>8.2f} {r['rps']:>8.0f}")
-    print(f"\ntargets: PUT p99 <= 20 ms ({'met' if results[2]['p99'] <= 20 else 'MISSED'}), "
-          f"list-with-details p99 <= 50 ms ({'met' if results[0]['p99'] <= 50 else 'MISSED'})")
+    print(
+        f"\ntargets: PUT p99 <= 20 ms ({'met' if results[2]['p99'] <= 20 else 'MISSED'}), "
+        f"list-with-details p99 <= 50 ms ({'met' if results[0]['p99'] <= 50 else 'MISSED'})"
+    )
 
 
 def main() -> None:
