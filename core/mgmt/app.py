@@ -281,7 +281,7 @@ def create_app(store: Store) -> FastAPI:
         stored = service.change_auth_users(caller, connector_id, body, if_match(request), how=how)
         return _json_response({"success": True}, etag=stored.etag)
 
-    auth_doc = {
+    auth_doc: dict[str, Any] = {
         "tags": ["mgmt"],
         "openapi_extra": schemas.body(schemas.AUTH_USERS_BODY),
         "responses": schemas.errors(400, 401, 403, 404, 412),

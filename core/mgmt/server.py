@@ -88,18 +88,18 @@ def load_demo(store: Store, owner: str = "admin") -> None:
         for i, port in enumerate(DEMO_PORTS, start=1):
             if store.get(demo_id(i)) is None:
                 store.save(
-                    Connector(connectorID=demo_id(i), owner=owner, label=f"demo-{i}", endpoint=f"127.0.0.1:{port}"),
+                    Connector(connector_id=demo_id(i), owner=owner, label=f"demo-{i}", endpoint=f"127.0.0.1:{port}"),
                     rev=1,
                 )
         if store.get(DEMO_GROUP_ID) is None:
             members = tuple(
-                Member(memberID=demo_id(i), sequence=i, weight=w) for i, w in enumerate(DEMO_WEIGHTS, start=1)
+                Member(member_id=demo_id(i), sequence=i, weight=w) for i, w in enumerate(DEMO_WEIGHTS, start=1)
             )
             known = store.known(m.member_id for m in members)
             if all(k.group_id is None and k.owner == owner for k in known.values()) and len(known) == len(members):
-                group = ConnectorGroup(loadBalancing=ROUND_ROBIN, members=members)
+                group = ConnectorGroup(load_balancing=ROUND_ROBIN, members=members)
                 store.save(
-                    Connector(connectorID=DEMO_GROUP_ID, owner=owner, label="Demo Round Robin", connectorGroup=group),
+                    Connector(connector_id=DEMO_GROUP_ID, owner=owner, label="Demo Round Robin", connector_group=group),
                     rev=1,
                 )
 

@@ -373,6 +373,7 @@ class Service:
             raise ApiFailure(
                 409, f"A connector with ID {cid} is already registered.", [Problem("connectorID", "is taken")]
             )
+        assert isinstance(owner, str) and isinstance(label, str)  # checked above: problems otherwise
         connector = Connector.model_construct(
             connector_id=cid, owner=owner, label=label, connector_group=None, auth_user=(), endpoint=endpoint
         )
