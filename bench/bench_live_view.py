@@ -35,7 +35,6 @@ from pathlib import Path
 import qasync
 from balancedesk.core.command import balancedesk_argv
 from balancedesk.gui.live import LiveWindow
-from balancedesk.gui.live.none_guard import keep_none_alive
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import QApplication
 
@@ -184,7 +183,6 @@ def main() -> int:
     p.add_argument("--concurrency", type=int, default=32)
     args = p.parse_args()
     args.seconds = min(args.seconds, 120.0)
-    keep_none_alive()
     app = QApplication.instance() or QApplication(sys.argv[:1])
     assert isinstance(app, QApplication)
     app.setQuitOnLastWindowClosed(False)  # closing a phase's window must not stop the loop

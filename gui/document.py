@@ -25,7 +25,6 @@ from balancedesk.core.model import (
 from balancedesk.gui.catalog import Catalog
 from balancedesk.gui.commands import FIELD_TEXT, SetFieldCommand
 from balancedesk.gui.members_model import DraftMember, MembersModel
-from balancedesk.gui.signals import emit
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QUndoStack
 
@@ -96,7 +95,7 @@ class GroupDocument(QObject):
 
     def _apply_field(self, name: str, value: Any) -> None:
         self.fields[name] = value
-        emit(self.field_changed, name)
+        self.field_changed.emit(name)
         if name == "round_robin":
             self.members_model.refresh()
 

@@ -14,7 +14,6 @@ import re
 from pathlib import Path
 
 from balancedesk.core.command import balancedesk_argv
-from balancedesk.gui.signals import emit
 from PySide6.QtCore import QObject, QProcess, Signal
 
 ADMIN_PASSWORD_ENV = "BALANCEDESK_ADMIN_PASSWORD"
@@ -108,7 +107,7 @@ class LocalServer(QObject):
             self._ready.set_exception(
                 LocalServerError(f"The local management server stopped (exit code {code})." + self._tail())
             )
-        emit(self.exited, code)
+        self.exited.emit(code)
 
     def on_process_error_occurred(self, error: QProcess.ProcessError) -> None:
         if error == QProcess.ProcessError.FailedToStart and self._ready is not None and not self._ready.done():

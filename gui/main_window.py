@@ -26,7 +26,6 @@ from balancedesk.gui.editor import GroupEditor
 from balancedesk.gui.local_server import LocalServer, LocalServerError, admin_password
 from balancedesk.gui.profiles import Profile, ProfileStore, data_dir, remember_password, stored_password
 from balancedesk.gui.prompts import Candidate, Conflict, Prompter, Unsaved
-from balancedesk.gui.signals import emit
 from balancedesk.gui.tls import CertificateProblem, fetch_certificate, save_certificate
 from PySide6.QtCore import QModelIndex, QSettings, Qt, Signal
 from PySide6.QtGui import QAction, QCloseEvent, QIcon, QKeySequence, QUndoGroup
@@ -275,7 +274,7 @@ class MainWindow(QMainWindow):
         if not isinstance(exc, (ApiError, ApiUnavailable, LocalServerError, CertificateProblem)):
             traceback.print_exception(exc, file=sys.stderr)
         self.show_message(text, error=True)
-        emit(self.failed, text)
+        self.failed.emit(text)
 
     def show_message(self, text: str, *, error: bool = False) -> None:
         self.status_label.setText(("⚠ " if error else "") + text)
@@ -349,7 +348,7 @@ class MainWindow(QMainWindow):
         if remember and not profile.local and not remember_password(profile, password):
             self.show_message("No keyring on this computer: the password will be asked each time.")
         self.client, self.whoami, self.profile = client, who, profile
-        emit(self.connected, profile.url)
+        self.connected.emit(profile.url)
         await self.refresh_catalog()
 
     async def trust_certificate(self, profile: Profile) -> Profile | None:
@@ -398,7 +397,7 @@ class MainWindow(QMainWindow):
         self.show_message(f"{groups} group{'' if groups == 1 else 's'}, {plain} connector{'' if plain == 1 else 's'} "
                           f"on {self._client().base_url}.")
         self._update_actions()
-        emit(self.catalog_loaded, groups)
+        self.catalog_loaded.emit(groups)
         if os.environ.get(BENCH_ENV):
             print(f"balancedesk-gui: groups listed {groups}", flush=True)
         return self.catalog
@@ -471,7 +470,7 @@ class MainWindow(QMainWindow):
             self.editor.show_problems()
             if doc.group_id:
                 self.select_in_browser(doc.group_id)
-            emit(self.group_opened, doc.group_id or "")
+            self.group_opened.emit(doc.group_id or "")
         else:
             self.stack.setCurrentWidget(self.placeholder)
         if old_editor is not None:
@@ -618,8 +617,8 @@ class MainWindow(QMainWindow):
         self.show_message(f"Saved “{saved.label}”.")
         self._update_actions()
         self._update_title()
-        emit(self.group_opened, saved.connector_id)
-        emit(self.saved, saved.connector_id)
+        self.group_opened.emit(saved.connector_id)
+        self.saved.emit(saved.connector_id)
         return True
 
     async def _conflict(self, doc: GroupDocument, label: str) -> bool:
@@ -657,7 +656,7 @@ class MainWindow(QMainWindow):
         self.set_document(None)
         await self.refresh_catalog()
         self.show_message(f"Deleted “{label}”.")
-        emit(self.deleted, gid)
+        self.deleted.emit(gid)
         return True
 
     # live view (issue 5) ----------------------------------------------------------------------------------

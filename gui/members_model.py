@@ -18,7 +18,6 @@ from balancedesk.gui.commands import (
     RemoveMemberCommand,
     SetWeightCommand,
 )
-from balancedesk.gui.signals import emit
 from PySide6.QtCore import (
     QAbstractTableModel,
     QByteArray,
@@ -242,7 +241,7 @@ class MembersModel(QAbstractTableModel):
         """Add a connector (refused, with :attr:`refused` emitted, when the rules forbid it)."""
         reason = self.refusal(member_id)
         if reason is not None:
-            emit(self.refused, reason)
+            self.refused.emit(reason)
             return False
         row = len(self.members) if row is None or not 0 <= row <= len(self.members) else row
         self._doc.undo_stack.push(InsertMemberCommand(self, row, DraftMember(member_id, weight)))
@@ -302,7 +301,7 @@ class MembersModel(QAbstractTableModel):
             ids = connector_ids(data)
             reason = self.drop_refusal(data)
             if reason is not None or not ids:
-                emit(self.refused, reason or "Nothing to add.")
+                self.refused.emit(reason or "Nothing to add.")
                 return False
             if len(ids) > 1:
                 self._doc.undo_stack.beginMacro(f"Add {len(ids)} members")
@@ -311,7 +310,7 @@ class MembersModel(QAbstractTableModel):
             if len(ids) > 1:
                 self._doc.undo_stack.endMacro()
             return True
-        emit(self.refused, "Only connectors from the browser can be dropped here.")
+        self.refused.emit("Only connectors from the browser can be dropped here.")
         return False
 
     # the only mutators, called by undo commands ---------------------------------------------------
@@ -347,13 +346,13 @@ class MembersModel(QAbstractTableModel):
     def _all_rows_changed(self) -> None:
         """Sequence, letters and shares depend on every row: refresh them all."""
         if self.members:
-            emit(self.dataChanged, self.index(0, 0), self.index(len(self.members) - 1, len(self.COLUMNS) - 1))
-        emit(self.members_changed)
+            self.dataChanged.emit(self.index(0, 0), self.index(len(self.members) - 1, len(self.COLUMNS) - 1))
+        self.members_changed.emit()
 
     def set_problems(self, problems: dict[str, str]) -> None:
         self.problems = dict(problems)
         if self.members:
-            emit(self.dataChanged, self.index(0, 0), self.index(len(self.members) - 1, len(self.COLUMNS) - 1))
+            self.dataChanged.emit(self.index(0, 0), self.index(len(self.members) - 1, len(self.COLUMNS) - 1))
 
     def refresh(self) -> None:
         """Round Robin toggled or catalog changed: display text and flags change everywhere."""

@@ -7,7 +7,6 @@ as it hovers, and the reason is emitted so the editor can show it next to the ta
 from __future__ import annotations
 
 from balancedesk.gui.members_model import MembersModel
-from balancedesk.gui.signals import emit
 from PySide6.QtCore import QItemSelectionModel, Qt, Signal
 from PySide6.QtGui import QDrag, QDragEnterEvent, QDragMoveEvent, QDropEvent, QKeyEvent
 from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QTableView, QWidget
@@ -83,7 +82,7 @@ class MembersView(QTableView):
             event.accept()
             return
         if row >= 0 and event.key() == Qt.Key.Key_Delete:
-            emit(self.delete_requested, row)
+            self.delete_requested.emit(row)
             event.accept()
             return
         super().keyPressEvent(event)
@@ -101,7 +100,7 @@ class MembersView(QTableView):
     def _check(self, event: QDragEnterEvent | QDragMoveEvent) -> bool:
         reason = self.members_model().drop_refusal(event.mimeData())
         if reason is not None:
-            emit(self.drag_refused, reason)
+            self.drag_refused.emit(reason)
             event.ignore()
             return False
         return True

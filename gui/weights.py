@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from balancedesk.gui.members_model import WEIGHT_MAX
-from balancedesk.gui.signals import emit
 from PySide6.QtCore import QRectF, QSize, Qt, Signal
 from PySide6.QtGui import QColor, QFont, QPainter, QPaintEvent, QPalette
 from PySide6.QtWidgets import QHBoxLayout, QSizePolicy, QSlider, QSpinBox, QWidget
@@ -52,10 +51,10 @@ class WeightEditor(QWidget):
     def on_slider_value_changed(self, value: int) -> None:
         if value == min(self.spin.value(), SLIDER_MAX):
             return
-        emit(self.weight_edited, self.member_id, value)
+        self.weight_edited.emit(self.member_id, value)
 
     def on_spin_value_changed(self, value: int) -> None:
-        emit(self.weight_edited, self.member_id, value)
+        self.weight_edited.emit(self.member_id, value)
 
 
 class ShareBar(QWidget):

@@ -13,7 +13,6 @@ Map (imports ``balancedesk.core`` and Qt; nothing in core imports this):
 * ``demos``     — demo members (``balancedesk demo-member``) and the traffic generator (``demo-traffic``).
 * ``panels``    — run / demo / traffic controls and the attach dialog.
 * ``window``    — :class:`LiveWindow`, the composition.
-* ``none_guard``— works around PySide6 6.12 dropping references to ``None`` on CPython 3.11.
 
 Entry point for the main window: :func:`open_live_view`. Standalone: ``python -m balancedesk.gui.live
 --config FILE`` or ``--attach URL --token-file F``.
@@ -25,12 +24,9 @@ from collections.abc import Mapping
 
 from balancedesk.core.model import Connector
 from balancedesk.gui.live.admin import AdminClient
-from balancedesk.gui.live.none_guard import keep_none_alive
 from balancedesk.gui.live.window import LiveWindow
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QWidget
-
-keep_none_alive()  # PySide6 6.12 on CPython 3.11 drops references to None: see none_guard
 
 __all__ = ["AdminClient", "LiveWindow", "open_live_view"]
 

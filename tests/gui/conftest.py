@@ -116,12 +116,3 @@ def arun(qloop: asyncio.AbstractEventLoop, qtbot: object) -> Callable[..., objec
         return task.result()
 
     return _run
-
-
-@pytest.fixture(autouse=True, scope="session")
-def _keep_none_alive() -> None:
-    """PySide6 6.12 on CPython 3.11 drops a reference to None per void call (see gui/live/none_guard.py);
-    without this a long GUI test run ends in ``none_dealloc`` (rc 134) at exit."""
-    from balancedesk.gui.live.none_guard import keep_none_alive
-
-    keep_none_alive()

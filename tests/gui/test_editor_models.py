@@ -242,8 +242,8 @@ def test_review_lists_old_and_new_per_field_and_member(editor: GroupEditor) -> N
 
 
 def test_editing_does_not_leak_references_to_true(editor: GroupEditor) -> None:
-    """PySide6 6.12's emit() drops a reference to True each call; thousands of edits would abort the
-    interpreter at exit. gui.signals.emit compensates: many edits leave True's refcount where it was."""
+    """PySide6 6.12.0's emit() dropped a reference to True each call (excluded in pyproject.toml);
+    thousands of edits would abort the interpreter at exit. Many edits leave True's refcount in place."""
     import sys
 
     before = sys.getrefcount(True)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import sys
 
+from PySide6.QtCore import QObject, Signal
 from PySide6.QtWidgets import QWidget
 from pytestqt.qtbot import QtBot
 
@@ -18,3 +19,19 @@ def test_void_calls_keep_none_references(qtbot: QtBot) -> None:
         w.update()
     after = sys.getrefcount(None)
     assert after - before > -100, f"None lost {before - after} references over 2000 void calls"
+
+
+class _Emitter(QObject):
+    fired = Signal(int)
+
+
+def test_emit_keeps_true_references(qtbot: QtBot) -> None:
+    """6.12.0 also dropped a reference to True per Python-side emit() (bool_dealloc at exit)."""
+    emitter = _Emitter()
+    got: list[int] = []
+    emitter.fired.connect(got.append)
+    before = sys.getrefcount(True)
+    for i in range(2000):
+        emitter.fired.emit(i)
+    assert len(got) == 2000
+    assert sys.getrefcount(True) - before > -100
