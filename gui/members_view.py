@@ -7,7 +7,7 @@ as it hovers, and the reason is emitted so the editor can show it next to the ta
 from __future__ import annotations
 
 from balancedesk.gui.members_model import MembersModel
-from PySide6.QtCore import QItemSelectionModel, Qt, Signal
+from PySide6.QtCore import QAbstractItemModel, QItemSelectionModel, Qt, Signal
 from PySide6.QtGui import QDrag, QDragEnterEvent, QDragMoveEvent, QDropEvent, QKeyEvent
 from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QTableView, QWidget
 
@@ -45,9 +45,9 @@ class MembersView(QTableView):
         assert isinstance(model, MembersModel)
         return model
 
-    def setModel(self, model: MembersModel | None) -> None:
+    def setModel(self, model: QAbstractItemModel | None) -> None:
         super().setModel(model)
-        if model is None:
+        if not isinstance(model, MembersModel):
             return
         header = self.horizontalHeader()
         header.setSectionResizeMode(MembersModel.COL_SEQ, QHeaderView.ResizeMode.ResizeToContents)

@@ -32,10 +32,9 @@ def main() -> int:
 
 def shoot(theme: str) -> int:
     import qasync
-    from PySide6.QtWidgets import QApplication
-
     from balancedesk.gui.main_window import MainWindow
     from balancedesk.gui.theme import apply_theme
+    from PySide6.QtWidgets import QApplication
 
     OUT.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix="bd-shots-"))
@@ -68,13 +67,13 @@ def shoot(theme: str) -> int:
         await asyncio.sleep(0.5)  # let layouts and paints settle before grabbing (a script, not a test)
         window.grab().save(str(OUT / f"editor-{theme}.png"))
         if shutil.which("import") and os.environ.get("DISPLAY"):
-            subprocess.run(["import", "-window", "root", str(OUT / f"screen-{theme}.png")], check=False)
+            shot = ["import", "-window", "root", str(OUT / f"screen-{theme}.png")]
+            await asyncio.to_thread(subprocess.run, shot, check=False)
         await window.shutdown()
 
     with loop:
         loop.run_until_complete(scene())
     window.deleteLater()
-    del window
     shutil.rmtree(tmp, ignore_errors=True)
     print(f"wrote {OUT}/editor-{theme}.png")
     return 0
