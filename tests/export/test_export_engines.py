@@ -40,7 +40,8 @@ class NameServer:
                 conn, _ = self.sock.accept()
             except OSError:
                 return
-            with conn:
+            # a health check may hang up first: that costs this connection, never the listener
+            with conn, contextlib.suppress(OSError):
                 conn.sendall(self.name.encode())
 
     def close(self) -> None:
