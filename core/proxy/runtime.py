@@ -186,14 +186,31 @@ class Runtime:
         member_id: str | None,
         key: str | None,
     ) -> None:
+        if self.route_wanted(now):
+            self.add_route(now, client, attempts, member_id, key)
+
+    def route_wanted(self, now: float) -> bool:
+        """Whether a route event at ``now`` is recorded (at most ROUTE_EVENTS_PER_TICK per 100 ms); if not,
+        it is counted in ``sampled_away``. Lets a caller skip building an event that would be dropped."""
         tick = int(now * 10.0)
         if tick != self._tick:
             self._tick = tick
             self._tick_n = 0
         elif self._tick_n >= ROUTE_EVENTS_PER_TICK:
             self.sampled_away += 1
-            return
+            return False
         self._tick_n += 1
+        return True
+
+    def add_route(
+        self,
+        now: float,
+        client: Any,
+        attempts: tuple[tuple[str, str, float], ...],
+        member_id: str | None,
+        key: str | None,
+    ) -> None:
+        """Append a route event (after :meth:`route_wanted` said yes)."""
         self.seq += 1
         self.events.append(
             (self.seq, now, self.sampled_away, "route", client, attempts, member_id,

@@ -18,7 +18,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from balancedesk.core.balance import AdminState
 from balancedesk.core.model import BalancerConfig
@@ -26,6 +26,9 @@ from balancedesk.core.proxy.admin import admin_factory
 from balancedesk.core.proxy.config import ApiSource, FileSource, log
 from balancedesk.core.proxy.runtime import Runtime
 from balancedesk.core.proxy.upstream import Pool
+
+if TYPE_CHECKING:
+    from balancedesk.core.proxy.tcp import ConnectDeadlines
 
 STOP_GRACE_S = 10.0
 
@@ -65,7 +68,11 @@ class Shell:
         self.pool = Pool(rt)
         self._dt = max(0.05, min(1.0, opts.head_timeout / 4, opts.idle_timeout / 4))
         self._sweep_handle: asyncio.TimerHandle | None = None
+        self.connect_deadlines: ConnectDeadlines | None = None
         if opts.mode == "tcp":
+            from balancedesk.core.proxy.tcp import ConnectDeadlines
+
+            self.connect_deadlines = ConnectDeadlines(rt.loop)
             rt.on_member_change.append(self._tcp_member_changed)
 
     def _tcp_member_changed(self, mid: str, state: AdminState) -> None:
@@ -96,6 +103,8 @@ class Shell:
     def close(self) -> None:
         if self._sweep_handle is not None:
             self._sweep_handle.cancel()
+        if self.connect_deadlines is not None:
+            self.connect_deadlines.close()
         for c in list(self.conns):
             c.abort()
 

@@ -1,20 +1,78 @@
 """L4 (TCP): one pick per client connection, connect bounded by ``connectionTimeout``, then a byte-exact
 relay both ways with flow control (a full write buffer on one side pauses reading on the other),
 half-close passed through (EOF from one side → ``write_eof`` on the other) and an idle timeout.
+
+Per-connection cost is what matters here (a new connection per request is a common L4 load), so the
+connect path has no asyncio Task and no per-connection timer: the client protocol drives the loop's
+``create_connection`` coroutine itself (one done-callback on the future it waits for), and every
+connect's deadline goes into one heap per shell (:class:`ConnectDeadlines`) served by a single loop timer.
 """
 
 from __future__ import annotations
 
 import asyncio
+import heapq
 import time
+from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
 from balancedesk.core.proxy.runtime import MemberStats, classify
 
 if TYPE_CHECKING:
+    from balancedesk.core.balance import Selection
     from balancedesk.core.proxy.server import Shell
 
 PENDING_LIMIT = 256 * 1024  # client bytes held while the upstream connect is in progress
+
+_Connect = Coroutine[Any, Any, tuple[asyncio.Transport, asyncio.BaseProtocol]]
+
+
+class ConnectDeadlines:
+    """Deadlines of the connects in progress: a heap of ``(when, seq, client)`` and one loop timer for
+    the earliest. A connect that finishes just makes its entry stale (``client.cseq != seq``); stale
+    entries are dropped from the top as new ones arrive, so the heap holds about the connects in flight."""
+
+    __slots__ = ("_at", "_handle", "_heap", "_loop", "_seq")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._heap: list[tuple[float, int, TcpClient]] = []
+        self._seq = 0
+        self._handle: asyncio.TimerHandle | None = None
+        self._at = 0.0
+
+    def add(self, when: float, client: TcpClient) -> int:
+        heap = self._heap
+        while heap and heap[0][2].cseq != heap[0][1]:
+            heapq.heappop(heap)
+        self._seq = seq = self._seq + 1
+        heapq.heappush(heap, (when, seq, client))
+        if self._handle is None or when < self._at:
+            self._arm(when)
+        return seq
+
+    def _arm(self, when: float) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+        self._at = when
+        self._handle = self._loop.call_at(when + 0.001, self._fire)
+
+    def _fire(self) -> None:
+        self._handle = None
+        heap = self._heap
+        now = self._loop.time()
+        while heap and (heap[0][0] <= now or heap[0][2].cseq != heap[0][1]):
+            _, seq, client = heapq.heappop(heap)
+            if client.cseq == seq:
+                client.connect_timed_out()
+        if heap:
+            self._arm(heap[0][0])
+
+    def close(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+        self._heap.clear()
 
 
 class TcpUpstream(asyncio.Protocol):
@@ -25,6 +83,9 @@ class TcpUpstream(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.eof = False
         self.lost = False
+
+    def __call__(self) -> TcpUpstream:
+        return self  # its own protocol factory (no lambda per connect)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -67,8 +128,8 @@ class TcpClient(asyncio.Protocol):
     """One client connection and (once connected) its upstream."""
 
     __slots__ = (
-        "busy", "client_eof", "idle", "member", "peer", "pending", "pending_n", "proto", "shell", "st",
-        "t0", "t_first", "task", "transport", "up",
+        "attempts", "busy", "client_eof", "cmid", "coro", "cproto", "cseq", "cstart", "fut", "idle", "member",
+        "pending", "pending_n", "proto", "sel", "shell", "st", "t0", "t_first", "transport", "up",
     )
 
     def __init__(self, shell: Shell) -> None:
@@ -85,8 +146,15 @@ class TcpClient(asyncio.Protocol):
         self.member: str | None = None
         self.t0 = 0.0
         self.t_first = False
-        self.peer: Any = None
-        self.task: asyncio.Task[None] | None = None
+        # the connect in progress: its coroutine, the future it waits on, member, start, protocol, deadline
+        self.sel: Selection | None = None
+        self.attempts: list[tuple[str, str, float]] | None = None  # failed attempts so far
+        self.coro: _Connect | None = None
+        self.fut: asyncio.Future[Any] | None = None
+        self.cmid = ""
+        self.cstart = 0.0
+        self.cproto: TcpUpstream | None = None
+        self.cseq = 0  # ConnectDeadlines entry of the connect in progress (0: none)
 
     # client side --------------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -100,7 +168,10 @@ class TcpClient(asyncio.Protocol):
         rt.active += 1
         self.transport = transport  # type: ignore[assignment]
         shell.conns.add(self)
-        self.task = rt.loop.create_task(self._connect())
+        now = rt.loop.time()
+        self.t0 = time.monotonic()  # latency: precise clock (uvloop's loop time has 1 ms steps)
+        self.sel = rt.begin(now, None)
+        self._attempt(now)
 
     def data_received(self, data: bytes) -> None:
         self.busy = True
@@ -143,8 +214,8 @@ class TcpClient(asyncio.Protocol):
                 up.close()  # flush what the client sent last
             else:
                 up.abort()
-        elif self.task is not None:
-            self.task.cancel()
+        elif self.coro is not None:
+            self._abandon()  # the client went away while connecting: no route event, no health mark
 
     def pause_writing(self) -> None:
         if self.up is not None:
@@ -154,50 +225,105 @@ class TcpClient(asyncio.Protocol):
         if self.up is not None:
             self.up.resume_reading()
 
-    # upstream side ------------------------------------------------------------------------------
-    async def _connect(self) -> None:
-        shell = self.shell
-        rt = shell.rt
-        loop = rt.loop
-        now = loop.time()
-        self.t0 = time.monotonic()  # latency: precise clock (uvloop's loop time has 1 ms steps)
-        sel = rt.begin(now, None)
-        attempts: list[tuple[str, str, float]] = []
-        timeout = rt.balancer.connection_timeout_s
-        while (mid := sel.next(now=now)) is not None:
-            host, port = rt.endpoints[mid]
-            proto = TcpUpstream(self)
-            try:
-                if timeout is None:
-                    up, _ = await loop.create_connection(lambda p=proto: p, host, port)
-                else:
-                    async with asyncio.timeout(timeout):
-                        up, _ = await loop.create_connection(lambda p=proto: p, host, port)
-            except asyncio.CancelledError:
-                if self.transport is None:  # client went away
-                    return
-                raise
-            except OSError as exc:  # TimeoutError included
-                end = loop.time()
-                attempts.append((mid, classify(exc), (end - now) * 1000.0))
-                rt.connect_failed(sel, mid, end)
-                now = end
-                if self.transport is None:
-                    return
-                continue
-            end = loop.time()
-            rt.connect_succeeded(sel, mid, end)
-            attempts.append((mid, "ok", (end - now) * 1000.0))
-            rt.record_route(end, self.peer_of(), tuple(attempts), mid, None)
-            if self.transport is None:
-                up.close()
-                return
-            self._connected(mid, up, proto)
+    # upstream connect ---------------------------------------------------------------------------
+    def _attempt(self, now: float) -> None:
+        """Start a connect to the next candidate, or give up when every candidate was tried."""
+        rt = self.shell.rt
+        mid = self.sel.next(now=now)  # type: ignore[union-attr]
+        if mid is None:
+            rt.failed += 1
+            rt.record_route(now, self.peer_of(), tuple(self.attempts or ()), None, None)
+            if self.transport is not None:
+                self.transport.close()
             return
-        rt.failed += 1
-        rt.record_route(now, self.peer_of(), tuple(attempts), None, None)
+        host, port = rt.endpoints[mid]
+        proto = TcpUpstream(self)
+        self.cmid = mid
+        self.cstart = now
+        self.cproto = proto
+        self.coro = rt.loop.create_connection(proto, host, port)
+        timeout = rt.balancer.connection_timeout_s
+        deadlines = self.shell.connect_deadlines
+        if timeout is not None and deadlines is not None:
+            self.cseq = deadlines.add(now + timeout, self)
+        self._step(None)
+
+    def _step(self, _fut: asyncio.Future[Any] | None) -> None:
+        """Run the connect coroutine up to its next wait (what a Task step does, without the Task)."""
+        coro = self.coro
+        if coro is None:
+            return
+        self.fut = None
+        try:
+            fut = coro.send(None)
+        except StopIteration as done:
+            self.coro = None
+            self.cseq = 0
+            self._up_connected(done.value[0])
+            return
+        except OSError as exc:
+            self.coro = None
+            self.cseq = 0
+            self._up_failed(exc, self.shell.rt.loop.time())
+            return
+        if fut is None:  # a bare yield (sleep(0)): run again on the next loop pass
+            self.shell.rt.loop.call_soon(self._step, None)
+            return
+        fut._asyncio_future_blocking = False
+        self.fut = fut
+        fut.add_done_callback(self._step)
+
+    def _abandon(self) -> None:
+        """Stop the connect in progress as ``Task.cancel`` would: the coroutine closes what it opened."""
+        coro = self.coro
+        if coro is None:
+            return
+        self.coro = None
+        self.cseq = 0
+        fut = self.fut
+        self.fut = None
+        if fut is not None:
+            fut.remove_done_callback(self._step)
+            fut.cancel()
+        try:
+            coro.throw(asyncio.CancelledError())
+        except (asyncio.CancelledError, StopIteration, OSError):
+            pass
+        else:  # it went on waiting: close it (GeneratorExit at that wait)
+            coro.close()
+
+    def connect_timed_out(self) -> None:
+        """Called by :class:`ConnectDeadlines` when ``connectionTimeout`` ran out for the connect in progress."""
+        self._abandon()
+        self._up_failed(TimeoutError(), self.shell.rt.loop.time())
+
+    def _up_failed(self, exc: BaseException, end: float) -> None:
+        rt = self.shell.rt
+        mid = self.cmid
+        self.cproto = None
+        attempt = (mid, classify(exc), (end - self.cstart) * 1000.0)
+        if self.attempts is None:
+            self.attempts = [attempt]
+        else:
+            self.attempts.append(attempt)
+        rt.connect_failed(self.sel, mid, end)
         if self.transport is not None:
-            self.transport.close()
+            self._attempt(end)
+
+    def _up_connected(self, up: asyncio.Transport) -> None:
+        rt = self.shell.rt
+        end = rt.loop.time()
+        mid = self.cmid
+        proto = self.cproto
+        self.cproto = None
+        rt.connect_succeeded(self.sel, mid, end)
+        if rt.route_wanted(end):
+            ok = (mid, "ok", (end - self.cstart) * 1000.0)
+            rt.add_route(end, self.peer_of(), (*self.attempts, ok) if self.attempts else (ok,), mid, None)
+        if self.transport is None or proto is None:
+            up.close()
+            return
+        self._connected(mid, up, proto)
 
     def peer_of(self) -> Any:
         t = self.transport
@@ -212,9 +338,10 @@ class TcpClient(asyncio.Protocol):
         self.member = mid
         self.proto = proto
         self.t_first = True
-        if self.pending:
+        pending = self.pending
+        if pending:
             st.bytes_in += self.pending_n
-            up.writelines(self.pending)
+            up.write(pending[0] if len(pending) == 1 else b"".join(pending))  # one buffer: uvloop's fastest
             self.pending = []
             if self.pending_n > PENDING_LIMIT and self.transport is not None:
                 self.transport.resume_reading()
@@ -226,6 +353,7 @@ class TcpClient(asyncio.Protocol):
         elif proto.eof:
             self.upstream_eof()
 
+    # relay events -------------------------------------------------------------------------------
     def first_byte(self) -> None:
         self.t_first = False
         if self.st is not None:
