@@ -14,6 +14,7 @@ import socket
 import sys
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -286,35 +287,69 @@ def connect(addr: tuple[str, int]) -> socket.socket:
     return s
 
 
+_LEFTOVER: weakref.WeakKeyDictionary[socket.socket, bytes] = weakref.WeakKeyDictionary()
+
+
+class _Response:
+    """Parser callbacks collecting one final (non-1xx) response; interim 100 answers are skipped."""
+
+    def __init__(self, *, head_request: bool) -> None:
+        self.head_request = head_request
+        self.parser = httptools.HttpResponseParser(self)
+        self.complete = False
+        self.headers: dict[str, str] = {}
+        self.body: list[bytes] = []
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if not self.complete:
+            self.headers[name.decode().lower()] = value.decode()
+
+    def on_headers_complete(self) -> None:
+        if self.head_request and self.parser.get_status_code() != 100:
+            self.complete = True
+
+    def on_body(self, body: bytes) -> None:
+        if not self.complete:
+            self.body.append(body)
+
+    def on_message_complete(self) -> None:
+        if self.complete:
+            return
+        if self.parser.get_status_code() == 100:
+            self.headers, self.body = {}, []
+        else:
+            self.complete = True
+
+
 def read_response(sock: socket.socket, *, head_request: bool = False) -> tuple[int, dict[str, str], bytes]:
-    """Read one HTTP/1.1 response (Content-Length, chunked, or until close) from ``sock``."""
-    done: dict[str, Any] = {"complete": False, "body": [], "headers": {}}
+    """Read one HTTP/1.1 response (Content-Length, chunked, or until close) from ``sock``.
 
-    class P:
-        def on_header(self, name: bytes, value: bytes) -> None:
-            done["headers"][name.decode().lower()] = value.decode()
-
-        def on_headers_complete(self) -> None:
-            if head_request:
-                done["complete"] = True
-
-        def on_body(self, body: bytes) -> None:
-            done["body"].append(body)
-
-        def on_message_complete(self) -> None:
-            done["complete"] = True
-
-    parser = httptools.HttpResponseParser(P())
-    while not done["complete"]:
-        data = sock.recv(1 << 16)
+    Pipelined answers may arrive in one segment: bytes past the end of this response are kept for the
+    next call on the same socket (the chunk where it ends is re-fed byte by byte to find that end)."""
+    chunks: list[bytes] = []
+    watch = _Response(head_request=head_request)
+    data = _LEFTOVER.pop(sock, b"")
+    while not watch.complete:
         if not data:
-            if "content-length" not in done["headers"] and "transfer-encoding" not in done["headers"]:
-                break
+            data = sock.recv(1 << 16)
+        if not data:
+            if "content-length" not in watch.headers and "transfer-encoding" not in watch.headers:
+                return (watch.parser.get_status_code() if chunks else 0), watch.headers, b"".join(watch.body)
             raise AssertionError("connection closed mid-response")
-        parser.feed_data(data)
-        if parser.get_status_code() in (100,) and done["complete"]:
-            done = {"complete": False, "body": [], "headers": {}}
-    return parser.get_status_code(), done["headers"], b"".join(done["body"])
+        chunks.append(data)
+        watch.parser.feed_data(data)
+        data = b""
+    exact = _Response(head_request=head_request)
+    for chunk in chunks[:-1]:
+        exact.parser.feed_data(chunk)
+    last = chunks[-1]
+    for i in range(len(last)):
+        exact.parser.feed_data(last[i:i + 1])
+        if exact.complete:
+            if last[i + 1:]:
+                _LEFTOVER[sock] = last[i + 1:]
+            break
+    return exact.parser.get_status_code(), exact.headers, b"".join(exact.body)
 
 
 def request(sock: socket.socket, method: str, path: str, *, headers: dict[str, str] | None = None,
