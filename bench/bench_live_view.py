@@ -1,28 +1,50 @@
 """Does the live view stay responsive while the balancer runs flat out — and does watching cost the
 balancer throughput?
 
-Starts two demo members (TCP echo) and ``balancedesk balance`` (L4, one worker) on 127.0.0.1, then drives
-the balancer at its maximum rate (``wrk`` is HTTP-only, so L4 load always comes from ``balancedesk
-demo-traffic --rate 0``, a separate multi-connection process) in alternating phases:
+Starts two demo members and ``balancedesk balance`` (one worker) on 127.0.0.1 for each load, then drives
+the balancer at its maximum rate in interleaved phases (ABBA: odd rounds run ``without`` first, even
+rounds ``with`` first, so drift in the box's load falls on both sides):
 
 * ``without``: nobody watches;
-* ``with``: a LiveWindow attached to the admin endpoint is open (snapshot 5×/s, events by cursor,
-  moving dots, chart, table), with a 10 ms QTimer lag probe and the topology's paint times recorded.
+* ``with``: a LiveWindow attached to the admin endpoint is open (snapshots, events by cursor, moving dots,
+  chart, table).
 
-Prints throughput per phase, the ratio with/without (target ≥ 0.9), frame interval p95 (target ≤ 33 ms)
-and UI event-loop lag p99 (target ≤ 50 ms). Never part of the test run; every load is bounded.
+Loads (``--loads``, default ``l4-wrk,l7-wrk``):
 
-    QT_QPA_PLATFORM=offscreen .venv/bin/python bench/bench_live_view.py [--seconds 8] [--rounds 2]
+* ``l4-wrk``: balancer ``--mode tcp`` in front of HTTP members, ``wrk -H 'Connection: close'`` — one new
+  TCP connection (one L4 route) per request;
+* ``l7-wrk``: balancer ``--mode http``, ``wrk`` keep-alive — one L7 route per request;
+* ``l4-py``: balancer ``--mode tcp`` in front of echo members, ``balancedesk demo-traffic --rate 0`` (the
+  Python generator the first version of this bench used; noisier, and it costs the box more CPU).
+
+Measured per phase: throughput (from the load tool), the balancer's CPU-µs per request (utime+stime
+from /proc/PID/stat of the balancer and its children, over requests served — the cost the view imposes
+on the core itself, e.g. the admin endpoint serialising events, independent of how busy the box is), the
+view process's CPU, and the 1-minute load average. During ``with`` phases three probes run on the UI
+thread:
+
+* frame interval: time between the topology view's real paints (``drawForeground`` of each paint event);
+* UI loop lag: a 10 ms precise QTimer, lateness of each tick;
+* 16 ms frame probe: a 16 ms precise QTimer, lateness of each tick (what a 60 Hz animation would see).
+
+Reported: per-round lines, then medians over rounds (ratio = median of per-round with/without ratios) and
+pooled percentiles of the probes. Targets: throughput ratio ≥ 0.9, frame interval p95 ≤ 33 ms, lag
+p99 ≤ 50 ms. Never part of the test run; every load is bounded; every child is killed by its PID.
+
+    QT_QPA_PLATFORM=offscreen .venv/bin/python bench/bench_live_view.py [--seconds 6] [--rounds 4]
+    xvfb-run -a -s "-screen 0 1600x1000x24" env QT_QPA_PLATFORM=xcb .venv/bin/python bench/bench_live_view.py
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import itertools
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import statistics
@@ -30,6 +52,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import qasync
@@ -38,11 +62,37 @@ from balancedesk.gui.live import LiveWindow
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import QApplication
 
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+LOADS = ("l4-wrk", "l7-wrk", "l4-py")
+
 
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def _loadavg() -> float:
+    return float(Path("/proc/loadavg").read_text().split()[0])
+
+
+def _tree(pid: int) -> list[int]:
+    out = [pid]
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        with contextlib.suppress(OSError):
+            for child in (task / "children").read_text().split():
+                out += _tree(int(child))
+    return out
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of ``pid`` and its children, in seconds."""
+    total = 0
+    for p in _tree(pid):
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+    return total / CLK_TCK
 
 
 class Proc:
@@ -76,120 +126,231 @@ def pct(values: list[float], q: float) -> float:
     return s[min(len(s) - 1, round(q / 100 * (len(s) - 1)))]
 
 
-async def load(target: str, seconds: float, concurrency: int) -> float:
-    """Run one bounded max-rate load process; return its throughput (connections/s)."""
-    args = balancedesk_argv("demo-traffic", "--target", target, "--mode", "tcp", "--rate", "0",
-                            "--concurrency", str(concurrency), "--duration", str(seconds), "--report", "1",
-                            "--timeout", "5")
-    proc = await asyncio.create_subprocess_exec(*args, stdout=asyncio.subprocess.PIPE)
-    out, _ = await proc.communicate()
-    last = json.loads([ln for ln in out.decode().splitlines() if ln.startswith("{")][-1])
-    return float(last["ok"]) / float(last["elapsed_s"])
+async def run_load(kind: str, target: str, seconds: float, concurrency: int) -> tuple[float, int]:
+    """One bounded max-rate load; (requests or connections per second, how many)."""
+    if kind == "l4-py":
+        args = balancedesk_argv("demo-traffic", "--target", target, "--mode", "tcp", "--rate", "0",
+                                "--concurrency", str(concurrency), "--duration", str(seconds), "--report", "1",
+                                "--timeout", "5")
+        proc = await asyncio.create_subprocess_exec(*args, stdout=asyncio.subprocess.PIPE)
+        out, _ = await proc.communicate()
+        last = json.loads([ln for ln in out.decode().splitlines() if ln.startswith("{")][-1])
+        return float(last["ok"]) / float(last["elapsed_s"]), int(last["ok"])
+    cmd = ["wrk", "-t1", f"-c{concurrency}", f"-d{max(1, round(seconds))}s", f"http://{target}/"]
+    if kind == "l4-wrk":
+        cmd[1:1] = ["-H", "Connection: close"]
+    proc = await asyncio.create_subprocess_exec(*cmd, stdout=asyncio.subprocess.PIPE)
+    out_b, _ = await proc.communicate()
+    text = out_b.decode()
+    m_rps, m_n = re.search(r"Requests/sec:\s+([\d.]+)", text), re.search(r"(\d+) requests in", text)
+    if proc.returncode != 0 or m_rps is None or m_n is None:
+        raise SystemExit(f"bench: wrk failed: {text}")
+    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+    n = int(m_n[1]) - (int(bad[1]) if bad else 0)
+    return float(m_rps[1]) * n / max(1, int(m_n[1])), n
 
 
-async def run(args: argparse.Namespace, app: QApplication) -> int:
-    tmp = Path(tempfile.mkdtemp(prefix="bench-live-"))
+@dataclass
+class Phase:
+    rate: float
+    cpu_us: float  # balancer CPU-µs per request
+    bal_cpu: float  # balancer CPU, % of a core
+    load: float
+
+
+@dataclass
+class Probes:
+    frames: list[float] = field(default_factory=list)
+    lags: list[float] = field(default_factory=list)
+    probe16: list[float] = field(default_factory=list)
+    view_cpu: list[float] = field(default_factory=list)
+
+
+class Lateness:
+    """A precise QTimer of ``ms``; records how late each tick came (ms)."""
+
+    def __init__(self, ms: int, out: list[float]) -> None:
+        self.ms, self.out = ms, out
+        self.timer = QTimer()
+        self.timer.setTimerType(Qt.TimerType.PreciseTimer)
+        self.timer.setInterval(ms)
+        self.timer.timeout.connect(self.on_timer_timeout)
+        self.last = 0.0
+
+    def start(self) -> None:
+        self.last = time.perf_counter()
+        self.timer.start()
+
+    def stop(self) -> None:
+        self.timer.stop()
+
+    def on_timer_timeout(self) -> None:
+        now = time.perf_counter()
+        self.out.append(max(0.0, (now - self.last) * 1000.0 - self.ms))
+        self.last = now
+
+
+async def phase(kind: str, bal: Proc, target: str, args: argparse.Namespace,
+                view: Callable[[], LiveWindow] | None, probes: Probes) -> tuple[Phase, str]:
+    win = view() if view is not None else None
+    lag, p16 = Lateness(10, []), Lateness(16, [])
+    if win is not None:
+        t0 = time.monotonic()
+        while win.last is None and time.monotonic() - t0 < 10:  # noqa: ASYNC110 - a Qt-side condition
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.5)
+        win.topology.frame_times.clear()
+        lag.start()
+        p16.start()
+    load0, c0, v0, w0 = _loadavg(), cpu_seconds(bal.p.pid), time.process_time(), time.monotonic()
+    rate, n = await run_load(kind, target, args.seconds, args.concurrency)
+    c1, v1, wall = cpu_seconds(bal.p.pid), time.process_time(), time.monotonic() - w0
+    ph = Phase(rate, (c1 - c0) / max(1, n) * 1e6, (c1 - c0) / wall * 100.0, (load0 + _loadavg()) / 2)
+    note = ""
+    if win is not None:
+        lag.stop()
+        p16.stop()
+        ft = list(win.topology.frame_times)
+        probes.frames += [(b - a) * 1000.0 for a, b in itertools.pairwise(ft)]
+        probes.lags += lag.out
+        probes.probe16 += p16.out
+        probes.view_cpu.append((v1 - v0) / wall * 100.0)
+        w = win.watcher
+        note = (f"view CPU {probes.view_cpu[-1]:.0f} %, {len(ft)} paints, {w.polls if w else 0} polls, "
+                f"lag p99 {pct(lag.out, 99):.0f} ms, shown {win.topology.shown} of {win.topology.routed} routes")
+        win.shutdown()
+        win.close()
+        win.deleteLater()
+        await asyncio.sleep(0.3)
+    return ph, note
+
+
+async def bench_load(kind: str, args: argparse.Namespace, tmp: Path) -> dict[str, float]:
+    member_mode = "tcp" if kind == "l4-py" else "http"
+    bal_mode = "http" if kind == "l7-wrk" else "tcp"
     eps = {m: f"127.0.0.1:{_free_port()}" for m in ("a", "b")}
     cfg = {"connectorID": "bench", "owner": "bench", "label": "bench",
            "connectorGroup": {"connectionTimeout": 2, "retryDelay": 2, "loadBalancing": "Round Robin",
                               "members": [{"memberID": m, "sequence": i + 1, "weight": 1}
                                           for i, m in enumerate(eps)]},
            "endpoints": eps}
-    (tmp / "cfg.json").write_text(json.dumps(cfg))
+    (tmp / f"{kind}.json").write_text(json.dumps(cfg))
     (tmp / "token").write_text("bench-token")
     procs: list[Proc] = []
     try:
         for mid, ep in eps.items():
-            procs.append(Proc(["demo-member", "--listen", ep, "--mode", "tcp", "--name", mid]))
+            procs.append(Proc(["demo-member", "--listen", ep, "--mode", member_mode, "--name", mid]))
             procs[-1].wait_line("demo member")
-        bal = Proc(["balance", "--config", str(tmp / "cfg.json"), "--listen", "127.0.0.1:0", "--mode", "tcp",
-                    "--admin", "127.0.0.1:0", "--admin-token-file", str(tmp / "token")])
+        bal = Proc(["balance", "--config", str(tmp / f"{kind}.json"), "--listen", "127.0.0.1:0", "--mode", bal_mode,
+                    "--admin", "127.0.0.1:0", "--admin-token-file", str(tmp / "token"), "--no-affinity"])
         procs.append(bal)
         m = bal.wait_line(r"balancedesk: balancing (\S+) admin (http://\S+)")
         target, admin = m.group(1), m.group(2)
-        print(f"bench: balancer {target}, {os.cpu_count()} CPUs, load = demo-traffic --rate 0 "
-              f"--concurrency {args.concurrency}, {args.seconds:.0f} s per phase, {args.rounds} rounds", flush=True)
-        await load(target, 1.0, args.concurrency)  # warm-up
+        await run_load(kind, target, 1.0, args.concurrency)  # warm-up
 
-        without: list[float] = []
-        with_view: list[float] = []
-        frames: list[float] = []
-        lags: list[float] = []
-        for r in range(args.rounds):
-            without.append(await load(target, args.seconds, args.concurrency))
+        def view() -> LiveWindow:
             win = LiveWindow()
-            win.setAttribute(Qt.WidgetAttribute.WA_DontShowOnScreen, False)
             win.resize(1400, 950)
             win.show()
             win.attach(admin, "bench-token")
-            t0 = time.monotonic()
-            while win.last is None and time.monotonic() - t0 < 10:  # noqa: ASYNC110 - a Qt-side condition
-                await asyncio.sleep(0.05)
-            probe_last = [time.perf_counter()]
-            phase_lags: list[float] = []
+            return win
 
-            def probe(last: list[float] = probe_last, out: list[float] = phase_lags) -> None:
-                now = time.perf_counter()
-                out.append(max(0.0, (now - last[0]) * 1000.0 - 10.0))
-                last[0] = now
-
-            timer = QTimer()
-            timer.setTimerType(Qt.TimerType.PreciseTimer)
-            timer.setInterval(10)
-            timer.timeout.connect(probe)
-            await asyncio.sleep(0.5)
-            win.topology.frame_times.clear()
-            probe_last[0] = time.perf_counter()
-            timer.start()
-            cpu0 = time.process_time()
-            with_view.append(await load(target, args.seconds, args.concurrency))
-            cpu_pct = (time.process_time() - cpu0) / args.seconds * 100.0
-            timer.stop()
-            ft = list(win.topology.frame_times)
-            frames += [(b - a) * 1000.0 for a, b in itertools.pairwise(ft)]
-            lags += phase_lags
-            polls = win.watcher.polls if win.watcher else 0
-            print(f"bench: round {r + 1}: without {without[-1]:.0f}/s, with view {with_view[-1]:.0f}/s, "
-                  f"view process CPU {cpu_pct:.0f} % of a core, {len(ft)} frames, {polls} polls, "
-                  f"shown {win.topology.shown} of {win.topology.routed} "
-                  "route events", flush=True)
-            win.shutdown()
-            win.close()
-            win.deleteLater()
-            await asyncio.sleep(0.3)
-        ratio = statistics.mean(with_view) / statistics.mean(without)
-        f95, l99 = pct(frames, 95), pct(lags, 99)
-        print()
-        print("| measure | value | target |")
-        print("|---|---|---|")
-        print(f"| throughput without view (conn/s, mean) | {statistics.mean(without):.0f} | |")
-        print(f"| throughput with view (conn/s, mean) | {statistics.mean(with_view):.0f} | |")
-        print(f"| ratio with / without | {ratio:.3f} | ≥ 0.9 {'✓' if ratio >= 0.9 else '✗'} |")
-        print(f"| frame interval p50 / p95 (ms) | {pct(frames, 50):.1f} / {f95:.1f} | p95 ≤ 33 "
-              f"{'✓' if f95 <= 33 else '✗'} |")
-        print(f"| UI loop lag p50 / p99 / max (ms) | {pct(lags, 50):.1f} / {l99:.1f} / {max(lags):.1f} | p99 ≤ 50 "
-              f"{'✓' if l99 <= 50 else '✗'} |")
-        return 0
+        without: list[Phase] = []
+        with_view: list[Phase] = []
+        probes = Probes()
+        for r in range(args.rounds):
+            order = (False, True) if r % 2 == 0 else (True, False)
+            notes = ""
+            for watched in order:
+                ph, note = await phase(kind, bal, target, args, view if watched else None, probes)
+                (with_view if watched else without).append(ph)
+                notes = note or notes
+            a, b = without[-1], with_view[-1]
+            print(f"bench: {kind} round {r + 1} ({'without first' if r % 2 == 0 else 'with first'}, load "
+                  f"{(a.load + b.load) / 2:.1f}): without {a.rate:.0f}/s {a.cpu_us:.0f} µs/req, "
+                  f"with {b.rate:.0f}/s {b.cpu_us:.0f} µs/req, ratio {b.rate / a.rate:.2f}; {notes}", flush=True)
+        med = statistics.median
+        return {
+            "without": med(p.rate for p in without), "with": med(p.rate for p in with_view),
+            "ratio": med(b.rate / a.rate for a, b in zip(without, with_view, strict=True)),
+            "ratio_min": min(b.rate / a.rate for a, b in zip(without, with_view, strict=True)),
+            "ratio_max": max(b.rate / a.rate for a, b in zip(without, with_view, strict=True)),
+            "us_without": med(p.cpu_us for p in without), "us_with": med(p.cpu_us for p in with_view),
+            "bal_cpu_without": med(p.bal_cpu for p in without), "bal_cpu_with": med(p.bal_cpu for p in with_view),
+            "view_cpu": med(probes.view_cpu),
+            "frame50": pct(probes.frames, 50), "frame95": pct(probes.frames, 95),
+            "lag50": pct(probes.lags, 50), "lag99": pct(probes.lags, 99), "lagmax": max(probes.lags, default=0),
+            "p16_95": pct(probes.probe16, 95), "p16_99": pct(probes.probe16, 99),
+            "load": med([p.load for p in without + with_view]),
+        }
     finally:
         for p in procs:
             p.kill()
 
 
+def _mark(ok: bool) -> str:
+    return "✓" if ok else "✗"
+
+
+async def run(args: argparse.Namespace) -> int:
+    tmp = Path(tempfile.mkdtemp(prefix="bench-live-"))
+    platform = QApplication.platformName()
+    print(f"bench: {os.cpu_count()} CPUs, QPA {platform}, load average {_loadavg():.2f} at start, "
+          f"-c{args.concurrency}, {args.seconds:.0f} s per phase, {args.rounds} rounds (ABBA)", flush=True)
+    results: dict[str, dict[str, float]] = {}
+    try:
+        for kind in args.loads:
+            results[kind] = await bench_load(kind, args, tmp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    print(f"\nload average {_loadavg():.2f} at the end; medians over {args.rounds} rounds, QPA {platform}\n")
+    kinds = list(results)
+    print("| measure | " + " | ".join(kinds) + " | target |")
+    print("|---|" + "---|" * len(kinds) + "---|")
+
+    def row(name: str, fmt: Callable[[dict[str, float]], str], target: str = "") -> None:
+        print(f"| {name} | " + " | ".join(fmt(results[k]) for k in kinds) + f" | {target} |")
+
+    row("load average (median of phases)", lambda r: f"{r['load']:.1f}")
+    row("throughput without view (/s)", lambda r: f"{r['without']:.0f}")
+    row("throughput with view (/s)", lambda r: f"{r['with']:.0f}")
+    row("ratio with / without [min–max]",
+        lambda r: f"{r['ratio']:.3f} {_mark(r['ratio'] >= 0.9)} [{r['ratio_min']:.2f}–{r['ratio_max']:.2f}]", "≥ 0.9")
+    row("balancer CPU-µs / request without → with",
+        lambda r: f"{r['us_without']:.0f} → {r['us_with']:.0f} ({r['us_with'] / r['us_without'] - 1:+.1%})")
+    row("balancer CPU % of a core without → with",
+        lambda r: f"{r['bal_cpu_without']:.0f} → {r['bal_cpu_with']:.0f}")
+    row("view process CPU (% of a core)", lambda r: f"{r['view_cpu']:.0f}")
+    row("frame interval p50 / p95 (ms)",
+        lambda r: f"{r['frame50']:.1f} / {r['frame95']:.1f} {_mark(r['frame95'] <= 33)}", "p95 ≤ 33")
+    row("UI loop lag p50 / p99 / max (ms)",
+        lambda r: f"{r['lag50']:.1f} / {r['lag99']:.1f} / {r['lagmax']:.0f} {_mark(r['lag99'] <= 50)}", "p99 ≤ 50")
+    row("16 ms probe lateness p95 / p99 (ms)", lambda r: f"{r['p16_95']:.1f} / {r['p16_99']:.1f}")
+    return 0
+
+
 def main() -> int:
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--seconds", type=float, default=8.0)
-    p.add_argument("--rounds", type=int, default=2)
+    p = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    p.add_argument("--seconds", type=float, default=6.0)
+    p.add_argument("--rounds", type=int, default=4)
     p.add_argument("--concurrency", type=int, default=32)
+    p.add_argument("--loads", default="l4-wrk,l7-wrk", help=f"comma-separated, from {', '.join(LOADS)}")
     args = p.parse_args()
     args.seconds = min(args.seconds, 120.0)
+    args.rounds = max(1, min(args.rounds, 20))
+    args.loads = [k for k in args.loads.split(",") if k]
+    if bad := [k for k in args.loads if k not in LOADS]:
+        p.error(f"unknown load {bad}")
+    if any(k.endswith("wrk") for k in args.loads) and shutil.which("wrk") is None:
+        p.error("wrk is not installed (apt-get install wrk), or use --loads l4-py")
     app = QApplication.instance() or QApplication(sys.argv[:1])
     assert isinstance(app, QApplication)
     app.setQuitOnLastWindowClosed(False)  # closing a phase's window must not stop the loop
     loop = qasync.QEventLoop(app)
     asyncio.set_event_loop(loop)
     with loop:
-        return loop.run_until_complete(run(args, app))
+        return loop.run_until_complete(run(args))
 
 
 if __name__ == "__main__":

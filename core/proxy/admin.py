@@ -1,9 +1,14 @@
 """The admin endpoint: a tiny HTTP/1.1 JSON server (httptools) in the balancer's own loop.
 
 Routes (``Authorization: Bearer <token>`` on every one) are the contract in docs/ARCHITECTURE.md:
-``GET /admin/snapshot``, ``GET /admin/events?after=&limit=``, ``POST /admin/members/{id}/state``,
+``GET /admin/snapshot``, ``GET /admin/events?after=&limit=[&newest=1]``, ``POST /admin/members/{id}/state``,
 ``POST /admin/members/{id}/weight``, ``PUT /admin/config``, ``GET /metrics``. JSON is built here, only
 when asked; the proxy's hot path only appends tuples and bumps counters.
+
+``newest=1`` (an addition for viewers that draw a sample): instead of the oldest ``limit`` events after the
+cursor, answer every non-route event after it, the newest ``limit`` route events that failed or failed
+over, and the newest ``limit`` other route events — oldest first, the cursor at the newest event — plus
+``skipped``, the route events after the cursor left out. Only what is sent is turned into JSON.
 """
 
 from __future__ import annotations
@@ -145,6 +150,45 @@ def events(rt: Runtime, after: int, limit: int) -> dict[str, Any]:
     return {"cursor": cursor, "events": out, "dropped": dropped}
 
 
+def _loud(ev: tuple[Any, ...]) -> bool:
+    """A route event a person should see: it failed, or an attempt before the chosen one failed."""
+    attempts = ev[5]
+    return ev[7] != "ok" or len(attempts) != 1 or attempts[0][1] != "ok"
+
+
+def newest_events(rt: Runtime, after: int, limit: int) -> dict[str, Any]:
+    """``GET /admin/events?newest=1``: see the module docstring. Walks the ring from its newest end and
+    stops at the cursor, so the cost is the events after the cursor, not the ring."""
+    ring = rt.events
+    if not ring or after >= rt.seq:
+        return {"cursor": min(after, rt.seq), "events": [], "dropped": 0, "skipped": 0}
+    first = ring[0][0]
+    dropped = first - (after + 1) if after + 1 < first else 0  # fell off the ring
+    base_sa = ring[after - first][2] if after >= first else ring[0][2]
+    dropped += max(0, rt.sampled_away - base_sa)
+    kept: list[tuple[Any, ...]] = []
+    plain = loud = skipped = 0
+    for ev in reversed(ring):
+        if ev[0] <= after:
+            break
+        if ev[3] != "route":
+            kept.append(ev)
+        elif _loud(ev):
+            if loud < limit:
+                kept.append(ev)
+                loud += 1
+            else:
+                skipped += 1
+        elif plain < limit:
+            kept.append(ev)
+            plain += 1
+        else:
+            skipped += 1
+    kept.reverse()
+    return {"cursor": ring[-1][0], "events": [event_json(e) for e in kept], "dropped": dropped,
+            "skipped": skipped}
+
+
 def metrics(rt: Runtime) -> str:
     snap = snapshot(rt)
     lines = [
@@ -218,6 +262,11 @@ def handle(rt: Runtime, token: str, method: str, target: str, headers: dict[str,
                 limit = max(1, min(10000, int(q.get("limit", ["1000"])[0])))
             except ValueError:
                 raise _Reply(400, {"error": {"message": "after and limit must be integers"}}) from None
+            newest = q.get("newest", ["0"])[0].lower()
+            if newest not in ("0", "1", "false", "true"):
+                raise _Reply(400, {"error": {"message": "newest must be 0 or 1"}})
+            if newest in ("1", "true"):
+                raise _Reply(200, newest_events(rt, after, limit))
             raise _Reply(200, events(rt, after, limit))
         if path == "/admin/config":
             if method != "PUT":
@@ -258,7 +307,10 @@ def handle(rt: Runtime, token: str, method: str, target: str, headers: dict[str,
             raise _Reply(200, member_json(rt, mid, now, _shares(rt), total))
         raise _Reply(404, {"error": {"message": f"no such admin resource {path}"}})
     except _Reply as r:
-        return r.status, "application/json", json.dumps(r.body).encode()
+        return r.status, "application/json", _dumps(r.body).encode()
+
+
+_dumps = json.JSONEncoder(separators=(",", ":"), check_circular=False).encode  # compact: fewer bytes to send
 
 
 class AdminProtocol(asyncio.Protocol):

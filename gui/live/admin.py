@@ -126,9 +126,15 @@ class Snapshot:
 
 @dataclass(frozen=True)
 class EventBatch:
+    """Events after a cursor. ``dropped``: lost to the ring or sampled away by the balancer; ``skipped``:
+    route events a newest-only read left out; ``newest``: the endpoint honoured ``newest=1`` (a balancer
+    older than that answers the oldest ``limit`` events instead)."""
+
     cursor: int
     events: tuple[Mapping[str, Any], ...]
     dropped: int
+    skipped: int = 0
+    newest: bool = False
 
 
 class AdminClient:
@@ -171,15 +177,21 @@ class AdminClient:
     async def snapshot(self) -> Snapshot:
         return Snapshot.from_json(await self._call("GET", "/admin/snapshot"))
 
-    async def events(self, after: int | None, limit: int = 500) -> EventBatch:
+    async def events(self, after: int | None, limit: int = 500, *, newest: bool = False) -> EventBatch:
+        """Events after ``after`` (None: from the start). ``newest``: every non-route event, but only the
+        newest ``limit`` route events (and ``limit`` failed ones) — what a sampling viewer draws."""
         params: dict[str, int] = {"limit": limit}
         if after is not None:
             params["after"] = after
+        if newest:
+            params["newest"] = 1
         d = await self._call("GET", "/admin/events", params=params)
         return EventBatch(
             cursor=int(d.get("cursor") or 0),
             events=tuple(d.get("events") or ()),
             dropped=int(d.get("dropped") or 0),
+            skipped=int(d.get("skipped") or 0),
+            newest="skipped" in d,
         )
 
     async def set_state(self, member_id: str, state: str) -> Any:

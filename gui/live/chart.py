@@ -2,7 +2,10 @@
 
 Cheap to keep open under load: redrawn at most ``max_hz`` times a second, no grid, and a sticky y range
 that only changes when the data outgrows it (or shrinks below a quarter), so the axes are not re-laid
-out on every update — a pyqtgraph axis repaint costs tens of milliseconds.
+out on every update — a pyqtgraph axis repaint costs tens of milliseconds. The axis label is set only
+when the unit changes (``setLabel`` re-lays out the plot). Each member's points live in preallocated
+numpy arrays (appended as snapshots come, compacted when full); a redraw writes x/y into preallocated
+output arrays and hands them to ``setData`` without the finite check.
 """
 
 from __future__ import annotations
@@ -11,12 +14,59 @@ import math
 import time
 from collections import deque
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtWidgets import QWidget
 
 PALETTE = ("#1e88e5", "#43a047", "#fb8c00", "#8e24aa", "#e53935", "#00897b", "#6d4c41", "#3949ab")
+
+
+class _Series:
+    """One member's (t, rate) points in preallocated arrays; ``lo:hi`` is the live window."""
+
+    def __init__(self, capacity: int = 2048) -> None:
+        self.t = np.empty(capacity)
+        self.v = np.empty(capacity)
+        self.x_out = np.empty(capacity)
+        self.y_out = np.empty(capacity)
+        self.lo = self.hi = 0
+
+    def extend(self, points: deque[tuple[float, float]]) -> None:
+        """Take the points of ``points`` newer than the last one held (a shorter clock: start over)."""
+        if not points:
+            return
+        if self.hi > self.lo and points[-1][0] < self.t[self.hi - 1]:
+            self.lo = self.hi = 0  # another balancer
+        last = self.t[self.hi - 1] if self.hi > self.lo else -math.inf
+        new: list[tuple[float, float]] = []
+        for p in reversed(points):
+            if p[0] <= last:
+                break
+            new.append(p)
+        for t, v in reversed(new):
+            if self.hi == len(self.t):
+                n = self.hi - self.lo
+                keep = min(n, len(self.t) // 2)
+                self.t[:keep] = self.t[self.hi - keep : self.hi]
+                self.v[:keep] = self.v[self.hi - keep : self.hi]
+                self.lo, self.hi = 0, keep
+            self.t[self.hi] = t
+            self.v[self.hi] = v
+            self.hi += 1
+
+    def trim(self, oldest: float) -> None:
+        self.lo += int(np.searchsorted(self.t[self.lo : self.hi], oldest, side="left"))
+
+    def xy(self, now: float) -> tuple[Any, Any]:
+        n = self.hi - self.lo
+        np.subtract(self.t[self.lo : self.hi], now, out=self.x_out[:n])
+        np.copyto(self.y_out[:n], self.v[self.lo : self.hi])
+        return self.x_out[:n], self.y_out[:n]
+
+    def top(self) -> float:
+        return float(self.v[self.lo : self.hi].max()) if self.hi > self.lo else 0.0
 
 
 class RateChart(pg.PlotWidget):  # type: ignore[misc]
@@ -39,16 +89,31 @@ class RateChart(pg.PlotWidget):  # type: ignore[misc]
         self.getPlotItem().setMenuEnabled(False)
         self._legend = self.addLegend(offset=(10, 5))
         self._curves: dict[str, pg.PlotDataItem] = {}
+        self._series: dict[str, _Series] = {}
+        self._unit = ""
 
     def set_unit(self, mode: str) -> None:
-        self.setLabel("left", "requests/s" if mode == "http" else "connections/s")
+        unit = "requests/s" if mode == "http" else "connections/s"
+        if unit != self._unit:
+            self._unit = unit
+            self.setLabel("left", unit)
 
     def show_history(self, history: Mapping[str, deque[tuple[float, float]]], now: float) -> None:
+        for mid, points in history.items():
+            series = self._series.get(mid)
+            if series is None:
+                series = self._series[mid] = _Series()
+            series.extend(points)
         t = time.monotonic()
         if t - self._drawn_at < 1.0 / self.max_hz and set(history) == set(self._curves):
             return
         self._drawn_at = t
-        top = max((v for points in history.values() for _, v in points), default=0.0)
+        for mid in list(self._series):
+            if mid not in history:
+                del self._series[mid]
+        for series in self._series.values():
+            series.trim(now - self.history_s)
+        top = max((s.top() for s in self._series.values()), default=0.0)
         if top > self._y_top or (top < self._y_top / 4 and self._y_top > 10):
             self._y_top = _nice(max(10.0, top * 1.3))
             self.setYRange(0, self._y_top, padding=0)
@@ -56,18 +121,19 @@ class RateChart(pg.PlotWidget):  # type: ignore[misc]
             if mid not in history:
                 self.removeItem(self._curves.pop(mid))
                 self._legend.removeItem(mid)
-        for i, (mid, points) in enumerate(history.items()):
+        for i, mid in enumerate(history):
             curve = self._curves.get(mid)
             if curve is None:
                 pen = pg.mkPen(PALETTE[i % len(PALETTE)], width=2)
                 pen.setCosmetic(True)
                 curve = self._curves[mid] = self.plot([], [], pen=pen, name=mid)
-            if points:
-                arr = np.fromiter((v for p in points for v in p), dtype=float, count=2 * len(points))
-                arr = arr.reshape(-1, 2)
-                curve.setData(arr[:, 0] - now, arr[:, 1])
+            series = self._series[mid]
+            if series.hi > series.lo:
+                x, y = series.xy(now)
+                curve.setData(x, y, skipFiniteCheck=True)
 
     def clear_curves(self) -> None:
+        self._series.clear()
         for mid in list(self._curves):
             self.removeItem(self._curves.pop(mid))
             self._legend.removeItem(mid)

@@ -67,6 +67,7 @@ class MemberTableModel(QAbstractTableModel):
         self._rates: dict[str, float] = {}
         self._pending: dict[str, int] = {}
         self._received = time.monotonic()
+        self._cells: list[list[str]] = []  # what the view was last told, per row and column
 
     # the truth -----------------------------------------------------------------------------------
     def members(self) -> list[MemberSnap]:
@@ -97,21 +98,44 @@ class MemberTableModel(QAbstractTableModel):
             self.beginResetModel()
             self._rows = rows
             self._pending = {k: v for k, v in self._pending.items() if k in self.member_ids()}
+            self._cells = [[self._display(m, c) for c in range(len(COLUMNS))] for m in rows]
             self.endResetModel()
             return
+        old = self._rows
         self._rows = rows
         for mid, w in list(self._pending.items()):
             m = next(r for r in rows if r.member_id == mid)
             if m.weight == w:  # applied
                 del self._pending[mid]
-        self._changed(0, len(COLUMNS) - 1)
+        for r, (was, now) in enumerate(zip(old, rows, strict=True)):
+            self._refresh_row(r, force_state=was.state != now.state)
 
     def tick(self) -> None:
-        """Repaint the countdowns between snapshots."""
-        if any(m.retry_in_s is not None for m in self._rows):
-            self._changed(COL_STATE, COL_STATE)
+        """Repaint the countdowns between snapshots (only the cells whose text changed)."""
+        for r, m in enumerate(self._rows):
+            if m.retry_in_s is not None:
+                self._refresh_row(r, columns=(COL_STATE,))
+
+    def _refresh_row(self, r: int, *, columns: Iterable[int] = range(len(COLUMNS)), force_state: bool = False) -> None:
+        """Tell the view about the cells of row ``r`` whose text changed, one ``dataChanged`` per run of
+        adjacent columns, so it repaints those cells and nothing else."""
+        m, cells = self._rows[r], self._cells[r]
+        run: list[int] = []
+        for c in columns:
+            text = self._display(m, c)
+            if text != cells[c] or (force_state and c == COL_STATE):  # the state's colour may change alone
+                cells[c] = text
+                if run and run[-1] != c - 1:
+                    self.dataChanged.emit(self.index(r, run[0]), self.index(r, run[-1]))
+                    run = []
+                run.append(c)
+        if run:
+            self.dataChanged.emit(self.index(r, run[0]), self.index(r, run[-1]))
 
     def _changed(self, c0: int, c1: int) -> None:
+        for r, m in enumerate(self._rows):
+            for c in range(c0, c1 + 1):
+                self._cells[r][c] = self._display(m, c)
         if self._rows:
             self.dataChanged.emit(self.index(0, c0), self.index(len(self._rows) - 1, c1))
 
@@ -141,10 +165,10 @@ class MemberTableModel(QAbstractTableModel):
     def data(self, index: _Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
         if not index.isValid() or not (0 <= index.row() < len(self._rows)):
             return None
-        m = self._rows[index.row()]
         col = index.column()
-        if role == Qt.ItemDataRole.DisplayRole:
-            return self._display(m, col)
+        if role == Qt.ItemDataRole.DisplayRole:  # the common case on every repaint: the text already made
+            return self._cells[index.row()][col]
+        m = self._rows[index.row()]
         if role == Qt.ItemDataRole.EditRole and col == COL_WEIGHT:
             return self._pending.get(m.member_id, m.weight)
         if role == Qt.ItemDataRole.ForegroundRole and col == COL_STATE:
@@ -201,6 +225,7 @@ class MemberTableModel(QAbstractTableModel):
             self._pending.pop(m.member_id, None)
         else:
             self._pending[m.member_id] = weight
+        self._cells[index.row()][COL_WEIGHT] = self._display(m, COL_WEIGHT)
         self.dataChanged.emit(index, index)
         self.weightEdited.emit(m.member_id, weight)
         return True

@@ -30,8 +30,8 @@ from balancedesk.gui.live.panels import AttachDialog, DemoPanel, RunPanel, Traff
 from balancedesk.gui.live.rates import RateTracker
 from balancedesk.gui.live.topology import TopologyView
 from balancedesk.gui.live.watcher import LiveWatcher
-from PySide6.QtCore import QItemSelectionModel, Qt, QTimer, Signal
-from PySide6.QtGui import QCloseEvent
+from PySide6.QtCore import QEvent, QItemSelectionModel, Qt, QTimer, Signal
+from PySide6.QtGui import QCloseEvent, QHideEvent, QShowEvent
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QFrame,
@@ -340,6 +340,7 @@ class LiveWindow(QMainWindow):
         self.watcher.snapshotted.connect(self.on_watcher_snapshotted)
         self.watcher.evented.connect(self.on_watcher_evented)
         self.watcher.reachabilityChanged.connect(self.on_watcher_reachabilityChanged)
+        self.watcher.background = self._in_background()
         self.watcher.start()
         self.attached.emit(client.base_url)
 
@@ -364,7 +365,7 @@ class LiveWindow(QMainWindow):
         self.snapshotted.emit(snap)
 
     def on_watcher_evented(self, batch: EventBatch) -> None:
-        self.topology.add_events(batch.events, batch.dropped)
+        self.topology.add_events(batch.events, batch.dropped, skipped=batch.skipped)
         snap = self.last
         if snap is None:  # the first batch can come before the first snapshot: use its own clock
             latest = max((float(e.get("t") or 0) for e in batch.events), default=0.0)
@@ -508,6 +509,24 @@ class LiveWindow(QMainWindow):
                 for task in _CLOSING:
                     task.add_done_callback(_CLOSING.discard)
         shutil.rmtree(self._tmp, ignore_errors=True)
+
+    def _in_background(self) -> bool:
+        return not self.isVisible() or self.isMinimized()
+
+    def changeEvent(self, event: QEvent) -> None:
+        if event.type() == QEvent.Type.WindowStateChange and self.watcher is not None:
+            self.watcher.background = self._in_background()  # minimised: poll slowly
+        super().changeEvent(event)
+
+    def showEvent(self, event: QShowEvent) -> None:
+        if self.watcher is not None:
+            self.watcher.background = False
+        super().showEvent(event)
+
+    def hideEvent(self, event: QHideEvent) -> None:
+        if self.watcher is not None:
+            self.watcher.background = True
+        super().hideEvent(event)
 
     def closeEvent(self, event: QCloseEvent) -> None:
         self.shutdown()

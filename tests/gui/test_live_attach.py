@@ -67,6 +67,8 @@ def test_attach_shows_the_same_view_drift_and_live_weights(
                         timeout=LONG)
         qtbot.waitUntil(lambda: win.traffic.last.get("ok", 0) >= 10, timeout=LONG)
         qtbot.waitUntil(lambda: sorted(win.chart.curve_ids()) == ["a", "b"], timeout=LONG)
+        assert win.watcher is not None and win.watcher.newest  # the balancer honoured newest=1
+        qtbot.waitUntil(lambda: win.topology.shown > 0, timeout=LONG)  # dots from the newest-only reads
 
         # change a weight and apply it live (running differs from saved again → drift)
         row = win.members.member_ids().index("a")

@@ -1,0 +1,37 @@
+"""The member table tells its view only about the cells whose text changed (one ``dataChanged`` per run
+of adjacent columns), so a snapshot under load repaints a few cells, not the table."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from balancedesk.gui.live.admin import MemberSnap
+from balancedesk.gui.live.models import COL_STATE, COLUMNS, MemberTableModel
+from pytestqt.modeltest import ModelTester
+from pytestqt.qtbot import QtBot
+
+
+def _ranges(model: MemberTableModel, qtbot: QtBot) -> list[tuple[int, int, int, int]]:
+    got: list[tuple[int, int, int, int]] = []
+    model.dataChanged.connect(lambda tl, br, *_: got.append((tl.row(), tl.column(), br.row(), br.column())))
+    return got
+
+
+def test_only_changed_cells_are_announced(qtbot: QtBot, qtmodeltester: ModelTester) -> None:
+    model = MemberTableModel()
+    a, b = MemberSnap("a", "127.0.0.1:1", total=10, active=1), MemberSnap("b", "127.0.0.1:2", total=5)
+    model.update([a, b], {"a": 1.0, "b": 0.5})
+    qtmodeltester.check(model)
+    got = _ranges(model, qtbot)
+    model.update([a, b], {"a": 1.0, "b": 0.5})
+    assert got == []  # nothing changed: nothing to repaint
+    model.update([replace(a, total=11, failures=2), b], {"a": 1.0, "b": 0.5})
+    assert got == [(0, 5, 0, 5), (0, 7, 0, 7)]  # Total and Errors of row a, two runs
+    got.clear()
+    model.update([replace(a, total=11, failures=2), replace(b, active=3, total=6)], {"a": 1.0, "b": 0.9})
+    assert got == [(1, 4, 1, 6)]  # Active, Total, Rate/s of row b: one run
+    assert model.data(model.index(1, 6)) == "0.9" and model.columnCount() == len(COLUMNS)
+    got.clear()
+    model.update([replace(a, total=11, failures=2, health="disabled"), replace(b, active=3, total=6)],
+                 {"a": 1.0, "b": 0.9})
+    assert (0, COL_STATE, 0, COL_STATE) in got and model.data(model.index(0, COL_STATE)) == "down"
