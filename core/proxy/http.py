@@ -83,7 +83,7 @@ class HttpClient(asyncio.Protocol):
 
     __slots__ = (
         "active", "busy", "closing", "dead", "head_n", "head_t0", "held", "idle", "ip", "linger", "out", "parser",
-        "paused", "peer", "queue", "req", "shell", "transport", "uout",
+        "paused", "peer", "queue", "req", "shell", "transport", "uout", "xff_line",
     )
 
     def __init__(self, shell: Shell) -> None:
@@ -105,6 +105,7 @@ class HttpClient(asyncio.Protocol):
         self.linger = False
         self.held: UpConn | None = None  # member connection whose reading is paused for this client
         self.ip = b""
+        self.xff_line = b"X-Forwarded-For: \r\n"
         self.peer: Any = None
 
     # client transport -----------------------------------------------------------------------------
@@ -129,6 +130,7 @@ class HttpClient(asyncio.Protocol):
         self.peer = peer
         if isinstance(peer, tuple):
             self.ip = str(peer[0]).encode()
+        self.xff_line = b"X-Forwarded-For: " + self.ip + b"\r\n"
 
     def data_received(self, data: bytes) -> None:
         self.busy = True
@@ -277,9 +279,9 @@ class HttpClient(asyncio.Protocol):
         if r.conn_drop:
             drop = set(r.conn_drop)
             parts = [x for i in range(0, len(parts), 4) if parts[i].lower() not in drop for x in parts[i:i + 4]]
-        xff = self.ip if r.xff is None else r.xff + b", " + self.ip
+        xff = self.xff_line if r.xff is None else b"X-Forwarded-For: " + r.xff + b", " + self.ip + b"\r\n"
         r.head = b"".join((
-            method, b" ", r.url, b" HTTP/1.1\r\n", *parts, b"X-Forwarded-For: ", xff, b"\r\n",
+            method, b" ", r.url, b" HTTP/1.1\r\n", *parts, xff,
             b"Transfer-Encoding: chunked\r\n\r\n" if r.chunked else b"\r\n",
         ))
         r.parts = []
@@ -413,9 +415,15 @@ class HttpClient(asyncio.Protocol):
         r.resp_started = True
         st: MemberStats = rt.stats[u.mid]
         st.sample(time.monotonic() - r.t0)
-        if not r.attempts or r.attempts[-1][0] != u.mid or r.attempts[-1][1] != "ok":
-            r.attempts.append((u.mid, "ok", 0.0))
-        rt.record_route(now, self.peer, tuple(r.attempts), u.mid, r.key)
+        if rt.route_wanted(now):  # build the event only when it is kept (route events are sampled)
+            att = r.attempts
+            if not att:
+                attempts: tuple[tuple[str, str, float], ...] = u.ok_attempt  # a pooled connection: the usual case
+            elif att[-1][0] != u.mid or att[-1][1] != "ok":
+                attempts = (*att, (u.mid, "ok", 0.0))
+            else:
+                attempts = tuple(att)
+            rt.add_route(now, self.peer, attempts, u.mid, r.key)
         keep = r.keep_alive and r.body_done and not self.closing and not self.shell.closing
         if r.head_only or status in NO_BODY_STATUS:
             r.resp_framing = 0

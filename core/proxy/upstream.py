@@ -28,14 +28,15 @@ _SPECIAL_LENGTHS = frozenset(len(n) for n in (*RESP_HOP, b"content-length"))
 
 class UpConn(asyncio.Protocol):
     __slots__ = (
-        "chunked", "endpoint", "has_cl", "head_only", "interim", "keep", "lost", "mid", "owner", "parser", "parts",
-        "pool", "reason", "reused", "status", "transport",
+        "chunked", "endpoint", "has_cl", "head_only", "interim", "keep", "lost", "mid", "ok_attempt", "owner",
+        "parser", "parts", "pool", "reason", "reused", "status", "transport",
     )
 
     def __init__(self, pool: Pool, mid: str, endpoint: tuple[str, int]) -> None:
         self.pool = pool
         self.mid = mid
         self.endpoint = endpoint
+        self.ok_attempt = ((mid, "ok", 0.0),)  # the route event's attempts when a pooled connection answers
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpResponseParser(self)
         self.owner: HttpClient | None = None
