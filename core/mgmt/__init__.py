@@ -1,7 +1,8 @@
 """The management API server (HDP-compatible ``/api/mgmt/connectors…`` plus ``/api/admin``) and its store.
 
 * ``store``   — SQLite (WAL, synchronous=FULL, ``user_version`` migrations); one write transaction per request.
-* ``service`` — what each request does: visibility (404/403), ``If-Match`` (412), the model's rules (400).
+* ``service`` — what each request does: visibility (404/403), ``If-Match`` (412), the model's rules (400);
+  reads answered from a cache (listings as JSON bytes) that any commit, by any process, drops.
 * ``auth``    — argon2id password hashes, a verified-credentials cache, the failed-login throttle (429).
 * ``errors``  — HDP's error envelope and our 9-digit codes.
 * ``schemas`` — JSON Schemas of the bodies, for the OpenAPI document.
@@ -9,6 +10,6 @@
 * ``server``  — ``balancedesk serve``: first admin, demo data, TLS, the ``serving URL`` line.
 * ``cli``     — ``serve``, ``users``, ``connectors`` subcommands.
 
-Imports: ``balancedesk.core.model``, the standard library, fastapi/uvicorn/argon2/platformdirs. Never the
+Imports: ``balancedesk.core.model``, the standard library, fastapi/uvicorn/argon2/orjson/platformdirs. Never the
 balancer (``core.proxy``, ``core.balance``) or the GUI.
 """

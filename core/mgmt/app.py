@@ -19,7 +19,7 @@ from typing import Any
 from balancedesk.core.mgmt import schemas
 from balancedesk.core.mgmt.auth import PASSWORD_MIN, CredentialCache, LoginThrottle, hash_password, verify_password
 from balancedesk.core.mgmt.errors import CODES, INVALID_JSON, ApiFailure, envelope
-from balancedesk.core.mgmt.service import Caller, Service
+from balancedesk.core.mgmt.service import Caller, Service, json_bytes
 from balancedesk.core.mgmt.store import Store, Stored
 from balancedesk.core.model import Problem
 from fastapi import FastAPI, Query, Request
@@ -36,10 +36,13 @@ ADMIN = "/api/admin"
 
 
 def _json_response(content: Any, *, status: int = 200, etag: str | None = None, **headers: str) -> Response:
+    return _bytes_response(json_bytes(content), status=status, etag=etag, **headers)
+
+
+def _bytes_response(data: bytes, *, status: int = 200, etag: str | None = None, **headers: str) -> Response:
     out = dict(headers)
     if etag is not None:
         out["ETag"] = etag
-    data = json.dumps(content, separators=(",", ":"), ensure_ascii=False).encode()
     return Response(data, status_code=status, media_type="application/json", headers=out)
 
 
@@ -68,13 +71,13 @@ def _no_constant(name: str) -> Any:
 
 
 def _connector(stored: Stored, status: int = 200) -> Response:
-    return _json_response(stored.connector.to_json(), status=status, etag=stored.etag)
+    return _json_response(stored.document, status=status, etag=stored.etag)
 
 
 def _members(stored: Stored) -> Response:
-    group = stored.connector.connector_group
+    group = stored.document.get("connectorGroup")
     assert group is not None
-    return _json_response({"members": group.to_json()["members"]}, etag=stored.etag)
+    return _json_response({"members": group["members"]}, etag=stored.etag)
 
 
 async def _hash_of(body: Any) -> str | None:
@@ -194,7 +197,7 @@ def create_app(store: Store) -> FastAPI:
         request: Request, details: bool = Query(False), accessible: bool = Query(False)
     ) -> Response:
         caller = await auth(request)
-        return _json_response(service.list_connectors(caller, details=details, accessible=accessible))
+        return _bytes_response(service.list_connectors_json(caller, details=details, accessible=accessible))
 
     @app.post(
         f"{MGMT}/connectors",

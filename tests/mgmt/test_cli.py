@@ -91,3 +91,29 @@ def test_cli_writes_beside_a_running_server_are_seen_at_once(start_server: Any) 
     assert r.returncode == 0, r.stderr
     after = server.admin.get("/api/mgmt/connectors", params={"details": "true"}).json()["connectors"]
     assert [c["connectorID"] for c in after] == [c["connectorID"] for c in before] + [r.stdout.strip()]
+
+
+def test_cli_unregister_beside_a_running_server_is_seen_by_reads_it_already_answered(start_server: Any) -> None:
+    server = start_server()
+    cid = server.register("m1", "admin", port=9101)
+    group = server.admin.post(
+        "/api/mgmt/connectors", json={"label": "g", "connectorGroup": {"members": [{"memberID": cid, "sequence": 1}]}}
+    )
+    assert group.status_code == 201, group.text
+    gid = group.json()["connectorID"]
+    url = f"/api/mgmt/connectors/{gid}"
+    for _ in range(2):  # answered twice, so the second answer may come from what the server remembers
+        assert server.admin.get(url).status_code == 200
+        assert gid in [
+            c["connectorID"] for c in server.admin.get("/api/mgmt/connectors?details=true").json()["connectors"]
+        ]
+        assert gid in server.admin.get("/api/mgmt/connectors").json()["connectorIDs"]
+    r = _run("connectors", "unregister", gid, "--data", str(server.data))
+    assert r.returncode == 0, r.stderr
+    assert server.admin.get(url).status_code == 404
+    stale = server.admin.put(url, json={**group.json(), "label": "g2"}, headers={"If-Match": group.headers["ETag"]})
+    assert stale.status_code == 404, stale.text
+    assert gid not in [
+        c["connectorID"] for c in server.admin.get("/api/mgmt/connectors?details=true").json()["connectors"]
+    ]
+    assert gid not in server.admin.get("/api/mgmt/connectors").json()["connectorIDs"]
