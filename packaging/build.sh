@@ -4,12 +4,16 @@
 #   dist/balancedesk_<ver>_amd64.deb  Debian/Ubuntu package: /opt/balancedesk, /usr/bin/balancedesk,
 #                                     a menu entry and an icon; `dpkg -i` to install, `dpkg -r` to remove
 #   dist/balancedesk-<ver>-linux-x86_64.tar.gz
-# Usage: packaging/build.sh   (run from anywhere; uses ./.venv, installing PyInstaller into it if missing)
+# Usage: packaging/build.sh   (run from anywhere; builds in build/pkg-venv, a venv of its own)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-VENV=.venv
-./dev.sh setup
-"$VENV/bin/python" -c "import PyInstaller" 2>/dev/null || "$VENV/bin/python" -m pip install -q "pyinstaller>=6"
+# A regular (non-editable) install in its own venv: PyInstaller cannot follow the editable finder that
+# maps core/ and gui/ onto the balancedesk namespace.
+VENV=build/pkg-venv
+PY=${PYTHON:-python3}
+[ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
+"$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null
+"$VENV/bin/python" -m pip install -q . "pyinstaller>=6"
 VER=$("$VENV/bin/python" -c "import importlib.metadata as m; print(m.version('balancedesk'))")
 
 echo "== PyInstaller"
