@@ -28,26 +28,21 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def _preload() -> None:
-    """Import the network and model stack while Qt builds the window (imports release nothing, but Qt's
-    C++ start-up work — fonts, platform plugin, first paint — runs without the GIL)."""
-    import balancedesk.core.client  # noqa: F401
-
-
 def run(argv: list[str]) -> int:
     args = parse_args(argv)
     if "httpx" not in sys.modules:
         # httpx imports its command-line tool (click, rich, pygments: ~0.3 s) when those are installed;
         # the app never uses it, so let that optional import fail and httpx skips it.
         sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
-    import threading
+    # Startup order (issue 4: window shown and groups listed fast): the client stack (httpx, pydantic) is
+    # imported on a worker thread from the very start; the window is built and shown meanwhile; the
+    # embedded server's process (local profile) is started before the window is built so that its own
+    # start-up overlaps ours; connect_profile awaits the preload instead of importing on the UI thread.
+    import PySide6  # noqa: F401  # first: see balancedesk.gui.preload on why the preload starts after it
+    from balancedesk.gui.preload import join_preload, preload_client
 
-    preload = threading.Thread(target=_preload, name="preload", daemon=True)
-    preload.start()
-    import qasync
-    from balancedesk.gui.main_window import MainWindow
-    from balancedesk.gui.profiles import Profile, local_profile
-    from balancedesk.gui.theme import apply_theme
+    if not args.no_connect:
+        preload_client()
     from PySide6.QtWidgets import QApplication
 
     app = QApplication.instance() or QApplication([sys.argv[0], *argv])
@@ -55,14 +50,24 @@ def run(argv: list[str]) -> int:
     app.setApplicationName("Balance Desk")
     app.setOrganizationName("balancedesk")
     app.setDesktopFileName("balancedesk")
+    import qasync
+    from balancedesk.gui.main_window import MainWindow
+    from balancedesk.gui.profiles import Profile, local_profile
+    from balancedesk.gui.theme import apply_theme
+
     apply_theme(app, args.theme)
     loop = qasync.QEventLoop(app)
     asyncio.set_event_loop(loop)
-    preload.join()
     window = MainWindow(local_data=args.data)
+    if not args.url and not args.no_connect:
+        window.launch_local_server()
     if not os.environ.get("BALANCEDESK_BENCH_EXIT"):
         window.restore_geometry()
     window.show()
+    if os.environ.get("BALANCEDESK_BENCH_EXIT"):  # for bench/bench_startup.py: the loop runs, the window shows
+        from PySide6.QtCore import QTimer
+
+        QTimer.singleShot(0, lambda: print("balancedesk-gui: window shown", flush=True))
 
     if args.url:
         profile = Profile(name=args.url, url=args.url, user=args.user)
@@ -87,4 +92,5 @@ def run(argv: list[str]) -> int:
     with loop:
         loop.run_until_complete(main())
     window.deleteLater()
+    join_preload()
     return 0

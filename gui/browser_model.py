@@ -7,11 +7,10 @@ drag out as connector IDs, which the editor's members table accepts (or refuses,
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from balancedesk.core.model import Connector
 from balancedesk.gui.catalog import Catalog
-from balancedesk.gui.members_model import CONNECTOR_MIME, connector_mime
+from balancedesk.gui.mime import CONNECTOR_MIME, connector_mime
 from PySide6.QtCore import (
     QAbstractItemModel,
     QMimeData,
@@ -22,6 +21,9 @@ from PySide6.QtCore import (
 )
 from PySide6.QtGui import QFont
 from PySide6.QtWidgets import QApplication, QStyle
+
+if TYPE_CHECKING:
+    from balancedesk.core.model import Connector
 
 Index = QModelIndex | QPersistentModelIndex
 

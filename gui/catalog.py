@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from balancedesk.core.model import Connector, KnownConnector
+if TYPE_CHECKING:  # imported when first needed: the window shows before pydantic is loaded
+    from balancedesk.core.model import Connector, KnownConnector
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,8 @@ class Catalog:
         return self.label(gid) if gid else ""
 
     def known(self) -> dict[str, KnownConnector]:
+        from balancedesk.core.model import KnownConnector
+
         return {
             cid: KnownConnector(cid, c.owner, c.is_group, self.used_by.get(cid))
             for cid, c in self.connectors.items()

@@ -51,6 +51,7 @@ class LocalServer(QObject):
         self.output: list[str] = []
         self._buffer = b""
         self._ready: asyncio.Future[str] | None = None
+        self._pending: asyncio.Future[str] | None = None  # launched, not yet awaited by start()
         self.process = QProcess(self)
         self.process.setProcessChannelMode(QProcess.ProcessChannelMode.MergedChannels)
         self.process.readyReadStandardOutput.connect(self.on_process_ready_read_standard_output)
@@ -61,13 +62,16 @@ class LocalServer(QObject):
     def running(self) -> bool:
         return self.process.state() != QProcess.ProcessState.NotRunning
 
-    async def start(self, deadline_s: float = 30.0) -> str:
-        """Start the server (if not already) and return its URL."""
-        if self.url is not None and self.running:
-            return self.url
+    def launch(self) -> None:
+        """Start the child now without waiting for it (the app does this before building its window);
+        :meth:`start` then awaits its URL. Does nothing when a launch is pending or the server runs."""
+        if self._pending is not None or (self.url is not None and self.running):
+            return
         self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
         argv = balancedesk_argv("serve", "--host", "127.0.0.1", "--port", "0", "--data", str(self.folder), "--demo")
-        self._ready = asyncio.get_running_loop().create_future()
+        self._ready = self._pending = asyncio.get_event_loop().create_future()
+        # retrieved here so that a child dying before anyone awaits it is not "never retrieved"
+        self._ready.add_done_callback(lambda f: f.cancelled() or f.exception())
         env = self.process.processEnvironment()
         if env.isEmpty():
             from PySide6.QtCore import QProcessEnvironment
@@ -76,9 +80,17 @@ class LocalServer(QObject):
         env.insert("PYTHONUNBUFFERED", "1")
         self.process.setProcessEnvironment(env)
         self.process.start(argv[0], argv[1:])
+
+    async def start(self, deadline_s: float = 30.0) -> str:
+        """Start the server (if not already, or not yet :meth:`launch`-ed) and return its URL."""
+        if self.url is not None and self.running:
+            return self.url
+        self.launch()
+        ready, self._pending = self._ready, None
+        assert ready is not None
         try:
             async with asyncio.timeout(deadline_s):
-                self.url = await self._ready
+                self.url = await ready
         except TimeoutError:
             self.stop()
             raise LocalServerError(

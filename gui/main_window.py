@@ -1,12 +1,20 @@
 """The main window: profile picker, the connector browser, the group editor, and every network call.
 
 All network work is a coroutine on the qasync loop started through :meth:`MainWindow.spawn`, which shows
-the busy state and turns failures into sentences in the status bar — the window never waits.
+the busy state and turns failures into sentences in the status bar — the window never waits. Connecting
+and listing live in :mod:`balancedesk.gui.connection`, new/save/delete in :mod:`balancedesk.gui.editing`
+(both mixed in).
+
+Startup path: importing this module must stay light — Qt and the browser only. The client stack (httpx,
+pydantic) comes from a preload thread (:mod:`balancedesk.gui.preload`); the group
+editor (:mod:`~balancedesk.gui.document`, :mod:`~balancedesk.gui.editor`) and the live view are imported
+when first opened. ``tests/gui/test_startup.py`` checks this.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import importlib.resources
 import importlib.util
 import os
@@ -14,19 +22,16 @@ import sys
 import traceback
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import shiboken6
-from balancedesk.core.client import ApiError, ApiUnavailable, MgmtClient, Whoami
-from balancedesk.core.model import Connector, ConnectorGroup
 from balancedesk.gui.browser_model import BrowserFilter, BrowserModel
 from balancedesk.gui.catalog import Catalog
-from balancedesk.gui.document import GroupDocument
-from balancedesk.gui.editor import GroupEditor
-from balancedesk.gui.local_server import LocalServer, LocalServerError, admin_password
-from balancedesk.gui.profiles import Profile, ProfileStore, data_dir, remember_password, stored_password
-from balancedesk.gui.prompts import Candidate, Conflict, Prompter, Unsaved
-from balancedesk.gui.tls import CertificateProblem, fetch_certificate, save_certificate
+from balancedesk.gui.connection import BENCH_ENV, ConnectionMixin, explain, is_expected
+from balancedesk.gui.editing import EditingMixin
+from balancedesk.gui.local_server import LocalServer
+from balancedesk.gui.profiles import Profile, ProfileStore, data_dir
+from balancedesk.gui.prompts import Prompter, Unsaved
 from PySide6.QtCore import QModelIndex, QSettings, Qt, Signal
 from PySide6.QtGui import QAction, QCloseEvent, QIcon, QKeySequence, QUndoGroup
 from PySide6.QtWidgets import (
@@ -45,27 +50,15 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+if TYPE_CHECKING:
+    from balancedesk.core.client import MgmtClient, Whoami
+    from balancedesk.gui.document import GroupDocument
+    from balancedesk.gui.editor import GroupEditor
+
 T = TypeVar("T")
-BENCH_ENV = "BALANCEDESK_BENCH_EXIT"
 
 
-def explain(exc: BaseException) -> str:
-    """A failure as a sentence for the status bar (never a traceback)."""
-    if isinstance(exc, ApiError):
-        if exc.status == 401:
-            return "The server did not accept the user name or password. Reconnect with the right password."
-        if exc.status == 403:
-            return f"Not allowed: {exc.message}"
-        if exc.status == 404:
-            return f"Not found: {exc.message} It may have been deleted; reload the list."
-        message = str(exc.message)
-        return message if message.endswith(".") else message + "."
-    if isinstance(exc, (ApiUnavailable, LocalServerError)):
-        return str(exc)
-    return f"Something went wrong ({type(exc).__name__}: {exc}). The details are in the log."
-
-
-class MainWindow(QMainWindow):
+class MainWindow(ConnectionMixin, EditingMixin, QMainWindow):
     """Balance Desk's one window.
 
     Signals:
@@ -118,9 +111,7 @@ class MainWindow(QMainWindow):
         self.profile_combo = QComboBox()
         self.profile_combo.setAccessibleName("Connection profile")
         self.profile_combo.setMinimumContentsLength(14)
-        for p in self.profile_store.load():
-            self.profile_combo.addItem(p.name, p)
-        self.profile_combo.addItem("New connection…", None)
+        self._fill_profiles(self.profile_store.load())
         tb.addWidget(QLabel(" Server: "))
         tb.addWidget(self.profile_combo)
 
@@ -271,141 +262,13 @@ class MainWindow(QMainWindow):
 
     def show_error(self, exc: BaseException) -> None:
         text = explain(exc)
-        if not isinstance(exc, (ApiError, ApiUnavailable, LocalServerError, CertificateProblem)):
+        if not is_expected(exc):
             traceback.print_exception(exc, file=sys.stderr)
         self.show_message(text, error=True)
         self.failed.emit(text)
 
     def show_message(self, text: str, *, error: bool = False) -> None:
         self.status_label.setText(("⚠ " if error else "") + text)
-
-    # connecting -------------------------------------------------------------------------------------
-    def on_profile_combo_activated(self, index: int) -> None:
-        self.spawn(self.connect_chosen(), "Connecting…")
-
-    def on_connect_action_triggered(self) -> None:
-        self.spawn(self.connect_chosen(), "Connecting…")
-
-    async def connect_chosen(self) -> None:
-        profile = self.profile_combo.currentData()
-        if not await self.confirm_leave():
-            return
-        if profile is None:
-            answer = await self.prompter.login(url="https://", user="admin")
-            if answer is None:
-                return
-            url, user, password = answer
-            profile = Profile(name=f"{user}@{url.split('://')[-1]}", url=url, user=user)
-            await self.connect_profile(profile, password=password, remember=True)
-            self.profile_combo.blockSignals(True)
-            self.profile_combo.clear()
-            for p in self.profile_store.upsert(profile):
-                self.profile_combo.addItem(p.name, p)
-            self.profile_combo.addItem("New connection…", None)
-            self.profile_combo.setCurrentIndex(self.profile_combo.findText(profile.name))
-            self.profile_combo.blockSignals(False)
-            return
-        await self.connect_profile(profile)
-
-    async def connect_profile(self, profile: Profile, *, password: str | None = None, remember: bool = False) -> None:
-        """Connect (starting the embedded server for the local profile) and list the connectors."""
-        await self.disconnect_client()
-        if profile.local:
-            if self.local_server is None:
-                self.local_server = LocalServer(self.local_data, self)
-            self.show_message("Starting the local management server…")
-            url = await self.local_server.start()
-            password = admin_password(self.local_data)
-            if password is None:
-                raise LocalServerError(
-                    f"The local server's admin password is not in {self.local_data / 'admin-password.txt'}; "
-                    "set BALANCEDESK_ADMIN_PASSWORD or reset it with `balancedesk users`."
-                )
-            profile = Profile(name=profile.name, url=url, user="admin", local=True)
-        else:
-            password = password or stored_password(profile)
-            if password is None:
-                answer = await self.prompter.login(url=profile.url, user=profile.user,
-                                                   message="No password is stored for this profile.")
-                if answer is None:
-                    return
-                _, _, password = answer
-                remember = True
-        client = MgmtClient(profile.url, profile.user, password, verify=profile.verify, timeout=10.0)
-        try:
-            who = await client.whoami()
-        except ApiUnavailable as exc:
-            await client.aclose()
-            if "CERTIFICATE_VERIFY_FAILED" in str(exc) and profile.verify is True:
-                accepted = await self.trust_certificate(profile)
-                if accepted is not None:
-                    await self.connect_profile(accepted, password=password, remember=remember)
-                    return
-            raise
-        except BaseException:
-            await client.aclose()
-            raise
-        if remember and not profile.local and not remember_password(profile, password):
-            self.show_message("No keyring on this computer: the password will be asked each time.")
-        self.client, self.whoami, self.profile = client, who, profile
-        self.connected.emit(profile.url)
-        await self.refresh_catalog()
-
-    async def trust_certificate(self, profile: Profile) -> Profile | None:
-        cert = await fetch_certificate(profile.url)
-        if not await self.prompter.accept_certificate(profile.url, cert.fingerprint, cert.subject):
-            self.show_message("Not connected: the server's certificate was not accepted.", error=True)
-            return None
-        path = save_certificate(cert)
-        trusted = Profile(name=profile.name, url=profile.url, user=profile.user, verify=str(path))
-        self.profile_store.upsert(trusted)
-        return trusted
-
-    async def disconnect_client(self) -> None:
-        client, self.client = self.client, None
-        if client is not None:
-            await client.aclose()
-
-    async def refresh_catalog(self) -> Catalog:
-        client = self._client()
-        is_admin = self.whoami is not None and self.whoami.is_admin
-        if is_admin:  # both listings at once: the admin one adds other owners' connectors and group use
-            listed, registered = await asyncio.gather(
-                client.list_connectors(details=True, accessible=True), client.list_registered()
-            )
-        else:
-            listed, registered = await client.list_connectors(details=True, accessible=True), []
-        connectors = list(listed)
-        used_by: dict[str, str] = {}
-        seen = {c.connector_id for c in connectors}
-        for r in registered:
-            if r.group_id:
-                used_by[r.connector_id] = r.group_id
-            if r.connector_id in seen:
-                continue
-            group = ConnectorGroup(members=()) if r.is_group else None
-            connectors.append(Connector(connector_id=r.connector_id, owner=r.owner, label=r.label,
-                                        endpoint=r.endpoint, connector_group=group))
-        self.catalog = Catalog.from_connectors(connectors, used_by=used_by)
-        self.browser_model.set_catalog(self.catalog)
-        self.browser.expandAll()
-        if self.doc is not None:
-            self.doc.catalog = self.catalog
-            self.doc.members_model.refresh()
-        groups = len(self.catalog.groups)
-        plain = len(self.catalog.plain)
-        self.show_message(f"{groups} group{'' if groups == 1 else 's'}, {plain} connector{'' if plain == 1 else 's'} "
-                          f"on {self._client().base_url}.")
-        self._update_actions()
-        self.catalog_loaded.emit(groups)
-        if os.environ.get(BENCH_ENV):
-            print(f"balancedesk-gui: groups listed {groups}", flush=True)
-        return self.catalog
-
-    def _client(self) -> MgmtClient:
-        if self.client is None:
-            raise ApiUnavailable("Not connected: choose a server and press Connect.")
-        return self.client
 
     # browsing and opening ----------------------------------------------------------------------------
     def on_filter_edit_text_changed(self, text: str) -> None:
@@ -450,6 +313,8 @@ class MainWindow(QMainWindow):
             if self.doc is not None and self.doc.group_id:
                 self.select_in_browser(self.doc.group_id)
             return
+        from balancedesk.gui.document import GroupDocument
+
         connector, etag = await self._client().get_connector(connector_id)
         self.set_document(GroupDocument(base=connector, etag=etag, catalog=self.catalog,
                                         owner=connector.owner, parent=self))
@@ -458,6 +323,8 @@ class MainWindow(QMainWindow):
         old_doc, old_editor = self.doc, self.editor
         self.doc, self.editor = doc, None
         if doc is not None:
+            from balancedesk.gui.editor import GroupEditor  # the editor's widgets load with the first group
+
             is_admin = self.whoami is not None and self.whoami.is_admin
             self.editor = GroupEditor(doc, can_change_owner=is_admin)
             self.editor.add_member_requested.connect(self.on_editor_add_member_requested)
@@ -515,149 +382,12 @@ class MainWindow(QMainWindow):
         self.attach_action.setEnabled(live)
 
     @staticmethod
-    def _live_available() -> bool:
+    @functools.cache
+    def _live_available() -> bool:  # asked on every busy change: look on disk once
         try:
             return importlib.util.find_spec("balancedesk.gui.live") is not None
         except (ImportError, ValueError):
             return False
-
-    # editing ----------------------------------------------------------------------------------------
-    def on_new_action_triggered(self) -> None:
-        self.spawn(self.new_group(), "")
-
-    async def new_group(self) -> None:
-        if not await self.confirm_leave():
-            return
-        owner = self.whoami.user if self.whoami is not None else "admin"
-        self.set_document(GroupDocument(base=None, etag=None, catalog=self.catalog, owner=owner, parent=self))
-        self.browser.selectionModel().blockSignals(True)
-        self.browser.clearSelection()
-        self.browser.setCurrentIndex(QModelIndex())
-        self.browser.selectionModel().blockSignals(False)
-        if self.editor is not None:
-            self.editor.label_edit.setFocus()
-
-    def on_editor_add_member_requested(self) -> None:
-        self.spawn(self.pick_member(), "")
-
-    def candidates(self) -> list[Candidate]:
-        doc = self.doc
-        assert doc is not None
-        out = []
-        for c in self.catalog.plain:
-            assert c.connector_id is not None
-            detail = f"{c.owner} · {c.endpoint or 'no endpoint'}"
-            out.append(Candidate(c.connector_id, c.label, detail, doc.members_model.refusal(c.connector_id)))
-        out.sort(key=lambda c: (c.refusal is not None, c.label.casefold()))
-        return out
-
-    async def pick_member(self) -> None:
-        if self.doc is None:
-            return
-        chosen = await self.prompter.pick_connector(self.candidates())
-        if chosen is not None and self.doc is not None:
-            self.doc.members_model.add_member(chosen)
-
-    def on_reload_action_triggered(self) -> None:
-        self.spawn(self.reload(), "Reloading…")
-
-    async def reload(self) -> None:
-        await self.refresh_catalog()
-        if self.doc is not None and self.doc.group_id and not self.is_dirty():
-            await self.open_group_fresh(self.doc.group_id)
-
-    async def open_group_fresh(self, connector_id: str) -> None:
-        connector, etag = await self._client().get_connector(connector_id)
-        self.set_document(GroupDocument(base=connector, etag=etag, catalog=self.catalog,
-                                        owner=connector.owner, parent=self))
-
-    # saving -----------------------------------------------------------------------------------------
-    def on_save_action_triggered(self) -> None:
-        self.spawn(self.save(), "Saving…")
-
-    async def save(self, *, overwrite: bool = False) -> bool:
-        """Validate, review, send; True when the server holds the editor's group."""
-        doc, editor = self.doc, self.editor
-        if doc is None or editor is None:
-            return False
-        problems = editor.show_problems()
-        if problems:
-            n = len(problems)
-            self.show_message(f"Not saved: fix the {n} problem{'s' if n > 1 else ''} shown in the editor.",
-                              error=True)
-            return False
-        label = doc.fields["label"]
-        if not overwrite and not await self.prompter.review(label, doc.changes()):
-            return False
-        connector = doc.to_connector()
-        client = self._client()
-        index_at_send = doc.undo_stack.index()
-        try:
-            if doc.group_id is None:
-                saved, etag = await client.create_group(connector)
-            else:
-                saved, etag = await client.put_connector(connector, if_match=doc.etag)
-        except ApiError as exc:
-            if exc.status == 412:
-                return await self._conflict(doc, label)
-            editor.set_server_problems(exc.problems, explain(exc))
-            raise
-        if doc is not self.doc or doc is None:
-            return True
-        assert saved.connector_id is not None
-        self.catalog = self.catalog.with_connector(saved)
-        if doc.undo_stack.index() == index_at_send:
-            doc.saved(saved, etag, self.catalog)
-        else:  # edited while saving: the new base is the server's; the extra edits stay unsaved
-            doc.base, doc.etag, doc.catalog = saved, etag, self.catalog
-            doc.undo_stack.resetClean()
-        self.browser_model.set_catalog(self.catalog)
-        self.browser.expandAll()
-        self.select_in_browser(saved.connector_id)
-        self.show_message(f"Saved “{saved.label}”.")
-        self._update_actions()
-        self._update_title()
-        self.group_opened.emit(saved.connector_id)
-        self.saved.emit(saved.connector_id)
-        return True
-
-    async def _conflict(self, doc: GroupDocument, label: str) -> bool:
-        choice = await self.prompter.conflict(label)
-        if choice is Conflict.RELOAD and doc.group_id:
-            await self.refresh_catalog()
-            await self.open_group_fresh(doc.group_id)
-            self.show_message(f"Reloaded “{label}” from the server; your edits were dropped.")
-            return False
-        if choice is Conflict.OVERWRITE and doc.group_id:
-            _, etag = await self._client().get_connector(doc.group_id)
-            doc.etag = etag
-            return await self.save(overwrite=True)
-        self.show_message("Not saved: the group changed on the server. Reload or overwrite when ready.", error=True)
-        return False
-
-    def on_delete_action_triggered(self) -> None:
-        self.spawn(self.delete_group(), "Deleting…")
-
-    async def delete_group(self) -> bool:
-        doc = self.doc
-        if doc is None or doc.group_id is None or doc.base is None:
-            return False
-        if not await self.prompter.confirm_delete(doc.base.label):
-            return False
-        gid, label = doc.group_id, doc.base.label
-        try:
-            await self._client().delete_connector(gid, if_match=doc.etag)
-        except ApiError as exc:
-            if exc.status == 412:
-                self.show_message(f"“{label}” changed on the server since you opened it; reload before deleting.",
-                                  error=True)
-                return False
-            raise
-        self.set_document(None)
-        await self.refresh_catalog()
-        self.show_message(f"Deleted “{label}”.")
-        self.deleted.emit(gid)
-        return True
 
     # live view (issue 5) ----------------------------------------------------------------------------------
     def on_run_local_action_triggered(self) -> None:

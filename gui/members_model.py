@@ -18,6 +18,8 @@ from balancedesk.gui.commands import (
     RemoveMemberCommand,
     SetWeightCommand,
 )
+from balancedesk.gui.mime import CONNECTOR_MIME, connector_ids
+from balancedesk.gui.mime import connector_mime as connector_mime  # re-exported: tests and older callers
 from PySide6.QtCore import (
     QAbstractTableModel,
     QByteArray,
@@ -34,7 +36,6 @@ if TYPE_CHECKING:
     from balancedesk.gui.document import GroupDocument
 
 MEMBER_MIME = "application/x-balancedesk-member-rows"
-CONNECTOR_MIME = "application/x-balancedesk-connector-ids"
 WEIGHT_MAX = 1_000_000
 
 Index = QModelIndex | QPersistentModelIndex
@@ -358,17 +359,3 @@ class MembersModel(QAbstractTableModel):
         """Round Robin toggled or catalog changed: display text and flags change everywhere."""
         self._all_rows_changed()
 
-
-def connector_ids(data: QMimeData) -> list[str]:
-    try:
-        raw = json.loads(bytes(data.data(CONNECTOR_MIME).data()).decode())
-    except (ValueError, UnicodeDecodeError):
-        return []
-    return [str(x) for x in raw] if isinstance(raw, list) else []
-
-
-def connector_mime(ids: list[str]) -> QMimeData:
-    mime = QMimeData()
-    mime.setData(CONNECTOR_MIME, QByteArray(json.dumps(ids).encode()))
-    mime.setText("\n".join(ids))
-    return mime
