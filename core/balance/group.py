@@ -155,6 +155,19 @@ class GroupBalancer:
     def begin(self, *, now: float, affinity_key: str | None = None) -> Selection:
         return Selection(self, affinity_key)
 
+    def first_pick(self, affinity_key: str | None = None) -> str | None:
+        """The first member of a walk when every member is enabled and unmarked (the hot path, no
+        :class:`Selection` needed unless that member fails — then ``begin`` and mark it tried); None
+        otherwise (use ``begin``). Same pick, same WRR rhythm as ``begin(...).next(...)``."""
+        if not self._all_clear:
+            return None
+        if affinity_key is not None:
+            ranked: tuple[str, ...] = rendezvous_rank(affinity_key, self._weights)
+            return ranked[0]
+        if self.round_robin:
+            return self._wrr.pick_all()
+        return self._order[0].member_id
+
     def _healthy(self, m: _Member, now: float) -> bool:
         return m.disabled_until is None or now >= m.disabled_until
 

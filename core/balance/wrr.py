@@ -14,12 +14,17 @@ from collections.abc import Iterable, Sequence
 class SmoothWRR:
     """Smooth WRR over keys in a fixed order; ``pick`` may be limited to a subset of candidates."""
 
-    __slots__ = ("_current", "_order", "_weights")
+    __slots__ = ("_current", "_cycle", "_cycle_i", "_order", "_weights")
 
     def __init__(self, weights: Sequence[tuple[str, int]]) -> None:
         self._order = [k for k, _ in weights]
         self._weights = dict(weights)
         self._current = dict.fromkeys(self._order, 0)
+        # picks over every member repeat with period sum(weights): the next period, precomputed from
+        # ``_current`` (which stays at the period's start while it is used), and the position in it.
+        # None: not built; (): not usable (no member, too long, not periodic) until the state changes
+        self._cycle: tuple[str, ...] | None = None
+        self._cycle_i = 0
 
     @property
     def order(self) -> list[str]:
@@ -38,13 +43,52 @@ class SmoothWRR:
         new = dict(weights)
         if order == self._order and new == self._weights:
             return
+        self._cycle = None
+        self._cycle_i = 0
         self._order = order
         self._weights = new
         self._current = dict.fromkeys(order, 0)
 
     def pick(self, candidates: Iterable[str] | None = None) -> str | None:
         """Pick among ``candidates`` (default: all), updating state; None if there is no candidate."""
-        allowed = None if candidates is None else set(candidates)
+        if candidates is None:
+            return self.pick_all()
+        self._sync()
+        return self._step(set(candidates))
+
+    def pick_all(self) -> str | None:
+        """``pick()`` over every member in O(1): the next entry of the precomputed period."""
+        cycle = self._cycle
+        if cycle is None:
+            cycle = self._build()
+        if not cycle:
+            return self._step(None)
+        i = self._cycle_i
+        self._cycle_i = i + 1 if i + 1 < len(cycle) else 0
+        return cycle[i]
+
+    def _build(self) -> tuple[str, ...]:
+        total = sum(self._weights.values())
+        cycle: tuple[str, ...] = ()
+        if 0 < total <= 4096:
+            start = dict(self._current)
+            picks = [self._step(None) for _ in range(total)]
+            if self._current == start:  # back at the start: the sequence repeats exactly
+                cycle = tuple(p for p in picks if p is not None)
+            self._current = start
+        self._cycle = cycle
+        self._cycle_i = 0
+        return cycle
+
+    def _sync(self) -> None:
+        """Bring ``_current`` to where the picks taken from the period left it; drop the period."""
+        if self._cycle:
+            for _ in range(self._cycle_i):
+                self._step(None)
+        self._cycle = None
+        self._cycle_i = 0
+
+    def _step(self, allowed: set[str] | None) -> str | None:
         current = self._current
         weights = self._weights
         best: str | None = None
@@ -65,4 +109,5 @@ class SmoothWRR:
         return best
 
     def state(self) -> dict[str, int]:
+        self._sync()
         return dict(self._current)
