@@ -43,7 +43,8 @@ REASONS = {400: "Bad Request", 408: "Request Timeout", 431: "Request Header Fiel
 
 class _Req:
     __slots__ = (
-        "attempts", "body_done", "body_n", "chunked", "cl", "conn_drop", "expect", "head", "head_only", "http10",
+        "attempts", "body_done", "body_n", "chunked", "cl", "conn_drop", "expect", "first", "head", "head_only",
+        "http10",
         "keep_alive", "kept", "kept_n", "key", "method", "parts", "pending", "resp_framing", "resp_started",
         "retried", "sel", "sent_100", "size", "t0", "up", "url", "xff",
     )
@@ -70,6 +71,7 @@ class _Req:
         self.kept_n = 0
         self.up: UpConn | None = None
         self.sel: Any = None
+        self.first: str | None = None  # the member picked without a Selection (see HttpClient.start)
         self.attempts: list[tuple[str, str, float]] = []
         self.t0 = 0.0
         self.resp_started = False
@@ -153,7 +155,10 @@ class HttpClient(asyncio.Protocol):
         if self.head_t0 is not None and self.head_n > self.shell.head_limit:
             self.fail_request(431, f"balancedesk: request head larger than {self.shell.head_limit} bytes\n")
             return
-        self.kick()
+        if self.uout:
+            self.flush_up()
+        if self.out:
+            self.flush()
 
     def eof_received(self) -> bool:
         if self.linger or (self.active is None and not self.queue):
@@ -327,16 +332,34 @@ class HttpClient(asyncio.Protocol):
 
     # routing --------------------------------------------------------------------------------------
     def start(self, r: _Req) -> None:
-        rt = self.shell.rt
+        shell = self.shell
+        rt = shell.rt
         self.active = r
-        now = rt.loop.time()
         r.t0 = time.monotonic()  # latency: precise clock (uvloop's loop time has 1 ms steps)
-        r.sel = rt.begin(now, r.key)
-        self.try_next(r, now)
+        mid = rt.balancer.first_pick(r.key)
+        if mid is None:
+            now = rt.loop.time()
+            r.sel = rt.begin(now, r.key)
+            self.try_next(r, now)
+            return
+        r.first = mid  # the Selection is made only if this member fails (selection())
+        u = shell.pool.get(mid)
+        if u is not None:
+            self.attach(r, u)
+        else:
+            rt.loop.create_task(self.connect(r, mid, rt.loop.time()))
+
+    def selection(self, r: _Req) -> Any:
+        sel = r.sel
+        if sel is None:
+            sel = r.sel = self.shell.rt.begin(self.shell.rt.loop.time(), r.key)
+            if r.first is not None:
+                sel.tried.append(r.first)
+        return sel
 
     def try_next(self, r: _Req, now: float) -> None:
         rt = self.shell.rt
-        mid = r.sel.next(now=now)
+        mid = self.selection(r).next(now=now)
         if mid is None:
             self.all_failed(r)
             return
@@ -361,12 +384,12 @@ class HttpClient(asyncio.Protocol):
         except OSError as exc:
             now = loop.time()
             r.attempts.append((mid, classify(exc), (now - t_start) * 1000.0))
-            rt.connect_failed(r.sel, mid, now)
+            rt.connect_failed(self.selection(r), mid, now)
             if self.active is r and self.transport is not None:
                 self.try_next(r, now)
             return
         now = loop.time()
-        rt.connect_succeeded(r.sel, mid, now)
+        rt.connect_succeeded(self.selection(r), mid, now)
         if self.active is not r or self.transport is None:
             pool.release(u)  # the client went away meanwhile: keep the fresh connection for others
             return
@@ -436,10 +459,14 @@ class HttpClient(asyncio.Protocol):
                 r.resp_framing = 2
         else:
             r.resp_framing = 1
+        head = u.head  # status line and end-to-end headers as the member sent them, ending with the blank line
+        if keep and not r.http10 and r.resp_framing != 2:
+            self.out.append(head)  # the usual answer: forwarded verbatim
+            return
         if not keep:
             self.closing = True
         self.out += (
-            b"HTTP/1.1 %d " % status, u.reason, b"\r\n", *u.parts,
+            head[:-2],
             b"Transfer-Encoding: chunked\r\n" if r.resp_framing == 2 and not r.head_only else b"",
             (b"Connection: keep-alive\r\n\r\n" if r.http10 else b"\r\n") if keep else b"Connection: close\r\n\r\n",
         )
@@ -518,7 +545,7 @@ class HttpClient(asyncio.Protocol):
             rt.loop.create_task(self.connect(r, u.mid, now))
             return
         if not u.reused:
-            rt.connect_failed(r.sel, u.mid, now)
+            rt.connect_failed(self.selection(r), u.mid, now)
         if replayable:
             r.pending = list(r.kept or ())
             self.try_next(r, now)

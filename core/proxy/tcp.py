@@ -306,7 +306,9 @@ class TcpClient(asyncio.Protocol):
             self.attempts = [attempt]
         else:
             self.attempts.append(attempt)
-        rt.connect_failed(self.sel, mid, end)
+        sel = self.sel
+        assert sel is not None  # set in connection_made, before any connect
+        rt.connect_failed(sel, mid, end)
         if self.transport is not None:
             self._attempt(end)
 
@@ -316,7 +318,9 @@ class TcpClient(asyncio.Protocol):
         mid = self.cmid
         proto = self.cproto
         self.cproto = None
-        rt.connect_succeeded(self.sel, mid, end)
+        sel = self.sel
+        assert sel is not None
+        rt.connect_succeeded(sel, mid, end)
         if rt.route_wanted(end):
             ok = (mid, "ok", (end - self.cstart) * 1000.0)
             rt.add_route(end, self.peer_of(), (*self.attempts, ok) if self.attempts else (ok,), mid, None)

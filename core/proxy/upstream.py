@@ -8,6 +8,8 @@ An :class:`UpConn` parses responses with httptools and hands head, body and end 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import re
 from typing import TYPE_CHECKING
 
 import httptools
@@ -23,13 +25,87 @@ RESP_HOP = frozenset(
     {b"connection", b"keep-alive", b"proxy-connection", b"te", b"trailer", b"transfer-encoding", b"upgrade"}
 )
 
+# a hop-by-hop header line in a lower-cased head (the match starts at the CRLF before the name)
+_HOP_LINE = re.compile(rb"\r\n(?:connection|keep-alive|proxy-connection|te|trailer|transfer-encoding|upgrade)[ \t]*:")
 _SPECIAL_LENGTHS = frozenset(len(n) for n in (*RESP_HOP, b"content-length"))
+
+
+class _HeadError(Exception):
+    pass
+
+
+class _HeadReader:
+    """The slow path for a response head the fast path cannot slice (bare-LF line ends, folded lines):
+    a second parser over the raw bytes collects the headers, and the head is rebuilt from them."""
+
+    __slots__ = ("parts", "reason")
+
+    def __init__(self) -> None:
+        self.parts: list[bytes] = []
+        self.reason = b""
+
+    def on_status(self, reason: bytes) -> None:
+        self.reason += reason
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        ln = name.lower()
+        if ln not in RESP_HOP:
+            self.parts += (name, b": ", value, b"\r\n")
+
+    def on_headers_complete(self) -> None:
+        raise _HeadError  # the head is read: stop here
+
+
+def _rebuild_head(raw: bytes, status: int) -> bytes:
+    reader = _HeadReader()
+    with contextlib.suppress(httptools.HttpParserError):
+        httptools.HttpResponseParser(reader).feed_data(raw)
+    return b"".join((b"HTTP/1.1 %d " % status, reader.reason, b"\r\n", *reader.parts, b"\r\n"))
+
+
+_NGINX_KEEP = b"\r\nConnection: keep-alive\r\n"  # what nginx (and most servers) send: cut with one find
+
+
+def forward_head(raw: bytes, status: int, hops: int) -> bytes | None:
+    """The head to forward for a member's response head ``raw`` (its first byte up to the blank line, or
+    more; None if the blank line is not in it): the ``hops`` hop-by-hop header lines the parser reported
+    removed, an HTTP/1.1 status line, ending with the blank line.
+
+    The usual head is sliced out of the raw bytes; a head whose hop-by-hop lines cannot be found that way
+    (bare-LF line ends, folded lines) is re-read by a second parser and rebuilt."""
+    e = raw.find(b"\r\n\r\n")
+    if e < 0:
+        return _rebuild_head(raw, status) if b"\n\n" in raw or b"\n\r\n" in raw else None
+    head = raw if len(raw) == e + 4 else raw[:e + 4]
+    if hops:
+        i = head.find(_NGINX_KEEP) if hops == 1 else -1
+        if i >= 0:
+            head = head[:i] + head[i + 24:]
+        else:
+            low = head.lower()
+            cut: list[bytes] = []
+            at = 0
+            for m in _HOP_LINE.finditer(low):
+                j = low.find(b"\r\n", m.end())
+                if low[j + 2:j + 3] in (b" ", b"\t"):  # a folded line
+                    return _rebuild_head(head, status)
+                cut.append(head[at:m.start()])
+                at = j
+            if len(cut) != hops:  # a hop-by-hop line the slicing did not find (bare LF before it)
+                return _rebuild_head(head, status)
+            cut.append(head[at:])
+            head = b"".join(cut)
+    if not head.startswith(b"HTTP/1.1 "):  # another version: an HTTP/1.1 status line with the same reason
+        sl = head.find(b"\r\n")
+        parts = head[:sl].split(b" ", 2)
+        head = b"HTTP/1.1 %d %s%s" % (status, parts[2] if len(parts) > 2 else b"", head[sl:])
+    return head
 
 
 class UpConn(asyncio.Protocol):
     __slots__ = (
-        "chunked", "endpoint", "has_cl", "head_only", "interim", "keep", "lost", "mid", "ok_attempt", "owner",
-        "parser", "parts", "pool", "reason", "reused", "status", "transport",
+        "chunked", "endpoint", "has_cl", "hbuf", "head", "head_only", "hops", "inhead", "interim", "keep", "lost",
+        "mid", "ok_attempt", "owner", "parser", "pool", "reused", "status", "transport",
     )
 
     def __init__(self, pool: Pool, mid: str, endpoint: tuple[str, int]) -> None:
@@ -40,8 +116,10 @@ class UpConn(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpResponseParser(self)
         self.owner: HttpClient | None = None
-        self.parts: list[bytes] = []
-        self.reason = b""
+        self.head = b""  # the response head to forward (see forward_head)
+        self.hbuf = b""  # raw bytes since the response head began, while it is being read
+        self.inhead = True
+        self.hops = 0  # hop-by-hop header lines in the response head
         self.status = 0
         self.chunked = False
         self.has_cl = False
@@ -61,6 +139,8 @@ class UpConn(asyncio.Protocol):
             self.close()
             return
         owner.busy = True
+        if self.inhead:
+            self.hbuf = self.hbuf + data if self.hbuf else data
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError as exc:
@@ -72,6 +152,8 @@ class UpConn(asyncio.Protocol):
         if self.head_only and self.status:  # HEAD: the answer ends with its head
             self.parser = httptools.HttpResponseParser(self)
             self.head_only = False
+            self.inhead = True
+            self.hbuf = b""
             if self.owner is not None:
                 self.owner.response_done(self)
         owner.kick()
@@ -104,31 +186,39 @@ class UpConn(asyncio.Protocol):
             self.owner.resume(2)
 
     # parser callbacks ---------------------------------------------------------------------------
+    # the head is not rebuilt header by header: on_header only notes framing and hop-by-hop headers, the
+    # raw bytes are kept in ``hbuf`` from the first byte of the response (the start of a read, as the member
+    # answers one request at a time) to the blank line and forwarded as they are (forward_head)
     def on_message_begin(self) -> None:
-        self.parts = []
         self.chunked = False
         self.has_cl = False
+        self.hops = 0
         self.status = 0
-
-    def on_status(self, reason: bytes) -> None:
-        self.reason = reason
 
     def on_header(self, name: bytes, value: bytes) -> None:
         if len(name) in _SPECIAL_LENGTHS:  # cheap filter before lower()
             ln = name.lower()
             if ln in RESP_HOP:
+                self.hops += 1
                 if ln == b"transfer-encoding" and b"chunked" in value.lower():
                     self.chunked = True
-                return
-            if ln == b"content-length":
+            elif ln == b"content-length":
                 self.has_cl = True
-        self.parts += (name, b": ", value, b"\r\n")
 
     def on_headers_complete(self) -> None:
         status = self.parser.get_status_code()
+        hbuf = self.hbuf
         if 100 <= status < 200 and status != 101:
             self.interim = True  # 100 Continue and friends: the proxy answered the client's Expect itself
+            e = hbuf.find(b"\r\n\r\n")
+            self.hbuf = hbuf[e + 4:] if e >= 0 else b""
             return
+        self.inhead = False
+        self.hbuf = b""
+        head = forward_head(hbuf, status, self.hops)
+        if head is None:
+            raise _HeadError("response head not found")
+        self.head = head
         self.status = status
         self.keep = self.parser.should_keep_alive()
         if self.owner is not None:
@@ -142,6 +232,7 @@ class UpConn(asyncio.Protocol):
         if self.interim:
             self.interim = False
             return
+        self.inhead = True  # the next read starts the next response
         if self.head_only:
             return  # handled after feed_data (see data_received)
         if self.owner is not None:
