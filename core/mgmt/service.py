@@ -13,12 +13,13 @@ already serialised to JSON bytes, so a repeated ``GET /connectors?details=true``
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import orjson
 from balancedesk.core.mgmt.auth import PASSWORD_MIN, hash_password
@@ -67,6 +68,22 @@ def _body_dict(body: Any) -> dict[str, Any]:
         raise rule_failure([Problem("body", "must be a JSON object")])
     return body
 
+
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _atomic(method: _F) -> _F:
+    """Run a mutating request as one write transaction: its checks (If-Match, ownership, group rules)
+    read what its write replaces, with no other writer — another server thread or a CLI process —
+    in between. A rejected request rolls back and changes nothing."""
+
+    @functools.wraps(method)
+    def wrapper(self: Service, *args: Any, **kwargs: Any) -> Any:
+        with self.store.write():
+            return method(self, *args, **kwargs)
+
+    return cast(_F, wrapper)
 
 class Service:
     def __init__(self, store: Store) -> None:
@@ -209,6 +226,7 @@ class Service:
     def get_connector(self, caller: Caller, connector_id: str) -> Stored:
         return self._managed(caller, connector_id)
 
+    @_atomic
     def create_group(self, caller: Caller, body: Any) -> Stored:
         raw = _body_dict(body)
         if "owner" not in raw:
@@ -234,6 +252,7 @@ class Service:
         connector = connector.model_copy(update={"connector_id": str(uuid.uuid4())})
         return self._save(connector, None)
 
+    @_atomic
     def put_connector(self, caller: Caller, connector_id: str, body: Any, if_match: str | None) -> Stored:
         stored = self._managed(caller, connector_id, if_match)
         connector = self._parse(body)
@@ -268,6 +287,7 @@ class Service:
             update["endpoint"] = current.endpoint  # absent endpoint keeps the registered one
         return self._save(connector.model_copy(update=update), stored)
 
+    @_atomic
     def delete_connector(self, caller: Caller, connector_id: str, if_match: str | None) -> None:
         stored = self._managed(caller, connector_id, if_match)
         if stored.connector.connector_group is None:
@@ -304,6 +324,7 @@ class Service:
             raise rule_failure(exc.problems) from exc
         return members
 
+    @_atomic
     def add_members(self, caller: Caller, connector_id: str, body: Any, if_match: str | None) -> Stored:
         stored = self._group(caller, connector_id, if_match)
         new = self._parse_members(body)
@@ -334,6 +355,7 @@ class Service:
         final = self._with_members(stored, [*group.members, *new])
         return self._save(final, stored)
 
+    @_atomic
     def put_members(self, caller: Caller, connector_id: str, body: Any, if_match: str | None) -> Stored:
         stored = self._group(caller, connector_id, if_match)
         new = self._parse_members(body)
@@ -341,6 +363,7 @@ class Service:
         self._check_group(connector, connector_id, "members")
         return self._save(connector, stored)
 
+    @_atomic
     def remove_members(self, caller: Caller, connector_id: str, body: Any, if_match: str | None) -> Stored:
         stored = self._group(caller, connector_id, if_match)
         raw = _body_dict(body).get("members")
@@ -383,6 +406,7 @@ class Service:
             raise rule_failure([Problem("authUser", 'is required: {"authUser": ["<user>", ...]}')])
         return raw
 
+    @_atomic
     def change_auth_users(
         self, caller: Caller, connector_id: str, body: Any, if_match: str | None, *, how: str
     ) -> Stored:
@@ -410,6 +434,7 @@ class Service:
         if not caller.is_admin:
             raise ApiFailure(403, "This needs the Administrator role.")
 
+    @_atomic
     def register_connector(self, caller: Caller, body: Any) -> dict[str, Any]:
         self._require_admin(caller)
         raw = _body_dict(body)
@@ -461,6 +486,7 @@ class Service:
             rows = [r for r in rows if str(r.get(key)).lower() == value.lower()]
         return {"connectors": rows}
 
+    @_atomic
     def unregister(self, caller: Caller, connector_id: str) -> None:
         self._require_admin(caller)
         stored = self.store.get(connector_id)
@@ -491,6 +517,7 @@ class Service:
             raise ApiFailure(404, f"There is no user named {name}.")
         return user
 
+    @_atomic
     def add_user(self, caller: Caller | None, body: Any, *, pw_hash: str | None = None) -> dict[str, Any]:
         """``caller`` None means the command line (trusted, talking to the store directly)."""
         if caller is not None:
@@ -514,6 +541,7 @@ class Service:
             self.store.insert_user(name, pw_hash, role)
         return _user_json(self._user(name))
 
+    @_atomic
     def update_user(self, caller: Caller | None, name: str, body: Any, *, pw_hash: str | None = None) -> dict[str, Any]:
         if caller is not None:
             self._require_admin(caller)

@@ -162,7 +162,14 @@ class Store:
 
     @contextmanager
     def write(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction: committed (durably) on success, rolled back on any exception."""
+        """One write transaction: committed (durably) on success, rolled back on any exception.
+
+        Re-entrant: inside an open transaction it joins it, so a whole request (its checks — If-Match,
+        group membership, ownership — and its writes) can be one transaction that another process's
+        write cannot slip into."""
+        if self.db.in_transaction:
+            yield self.db
+            return
         self.db.execute("BEGIN IMMEDIATE")
         try:
             yield self.db
