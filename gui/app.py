@@ -84,7 +84,8 @@ def run(argv: list[str]) -> int:
             task = window.spawn(window.connect_profile(profile, password=password), "Connecting…")
             if os.environ.get("BALANCEDESK_BENCH_EXIT"):
                 window.catalog_loaded.connect(lambda n: quit_event.set())
-                window.failed.connect(lambda text: quit_event.set())
+                window.failed.connect(lambda text: (print(f"balancedesk-gui: failed: {text}", flush=True),
+                                                    quit_event.set()))
             del task
         await quit_event.wait()
         await window.shutdown()
