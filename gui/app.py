@@ -83,9 +83,12 @@ def run(argv: list[str]) -> int:
         if not args.no_connect:
             task = window.spawn(window.connect_profile(profile, password=password), "Connecting…")
             if os.environ.get("BALANCEDESK_BENCH_EXIT"):
+                def failed(text: str) -> None:
+                    print(f"balancedesk-gui: failed: {text}", flush=True)
+                    quit_event.set()
+
                 window.catalog_loaded.connect(lambda n: quit_event.set())
-                window.failed.connect(lambda text: (print(f"balancedesk-gui: failed: {text}", flush=True),
-                                                    quit_event.set()))
+                window.failed.connect(failed)
             del task
         await quit_event.wait()
         await window.shutdown()
