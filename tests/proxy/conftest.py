@@ -15,6 +15,15 @@ from typing import Any
 
 import pytest
 from lbkit import BALANCEDESK, BALANCING_RX, READY_RX, UPSTREAMS, Balancer, Child, Upstream
+from test_shell_kit import Members
+
+
+@pytest.fixture
+def members() -> Iterator[Members]:
+    """In-process member servers (TCP echo, HTTP) on 127.0.0.1 for the shell tests."""
+    m = Members()
+    yield m
+    m.close()
 
 
 @pytest.fixture

@@ -7,12 +7,10 @@ import json
 import os
 import signal
 import stat
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 from test_shell_kit import (
     BALANCEDESK,
     READY_RX,
@@ -23,13 +21,6 @@ from test_shell_kit import (
     start_balancer,
     wait_until,
 )
-
-
-@pytest.fixture
-def members() -> Iterator[Members]:
-    m = Members()
-    yield m
-    m.close()
 
 
 def test_auth_and_token_file(spawn: Any, tmp_path: Path, members: Members) -> None:

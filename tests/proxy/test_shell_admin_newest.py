@@ -8,19 +8,10 @@ the cursor at the newest event, and ``skipped`` = the route events left out.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 from test_shell_kit import Members, connect, group_config, refused_endpoint, request, start_balancer
-
-
-@pytest.fixture
-def members() -> Iterator[Members]:
-    m = Members()
-    yield m
-    m.close()
 
 
 def _loud(e: dict[str, Any]) -> bool:

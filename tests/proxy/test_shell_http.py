@@ -7,7 +7,6 @@ import hashlib
 import json
 import os
 import socket
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,13 +23,6 @@ from test_shell_kit import (
     start_balancer,
     wait_until,
 )
-
-
-@pytest.fixture
-def members() -> Iterator[Members]:
-    m = Members()
-    yield m
-    m.close()
 
 
 def test_keep_alive_both_sides_and_round_robin(spawn: Any, tmp_path: Path, members: Members) -> None:

@@ -6,11 +6,9 @@ import contextlib
 import os
 import socket
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 from test_shell_kit import (
     BlackHole,
     Members,
@@ -20,13 +18,6 @@ from test_shell_kit import (
     start_balancer,
     wait_until,
 )
-
-
-@pytest.fixture
-def members() -> Iterator[Members]:
-    m = Members()
-    yield m
-    m.close()
 
 
 def _roundtrip(addr: tuple[str, int], payload: bytes) -> bytes:
