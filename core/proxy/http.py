@@ -600,14 +600,7 @@ class HttpClient(asyncio.Protocol):
         if self.active is not None and self.active.resp_started:
             self.abort()
             return
-        r = self.active
-        if r is not None and r.up is not None:
-            u = r.up
-            r.up = None
-            self._member_done(u.mid)
-            u.owner = None
-            u.abort()
-        self.active = None
+        self._drop_active_upstream()
         self.queue.clear()
         self._error(status, text, keep=False)
         self.flush()
@@ -635,7 +628,8 @@ class HttpClient(asyncio.Protocol):
         else:
             t.close()
 
-    def abort(self) -> None:
+    def _drop_active_upstream(self) -> None:
+        """Forget the request in progress; its upstream connection (if any) is aborted, not pooled."""
         r = self.active
         if r is not None and r.up is not None:
             u = r.up
@@ -644,6 +638,9 @@ class HttpClient(asyncio.Protocol):
             u.owner = None
             u.abort()
         self.active = None
+
+    def abort(self) -> None:
+        self._drop_active_upstream()
         if self.transport is not None:
             self.transport.abort()
 
