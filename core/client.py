@@ -48,6 +48,7 @@ Failures
 
 from __future__ import annotations
 
+import ssl
 import types
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -188,10 +189,12 @@ class MgmtClient:
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.user = user
+        # a CA bundle path becomes a context: httpx deprecates verify=<str>
+        tls: bool | ssl.SSLContext = ssl.create_default_context(cafile=verify) if isinstance(verify, str) else verify
         self._http = httpx.AsyncClient(
             base_url=self.base_url,
             auth=httpx.BasicAuth(user, password),
-            verify=verify,
+            verify=tls,
             timeout=timeout,
             headers={"Accept": "application/json"},
         )
