@@ -146,8 +146,9 @@ class Runtime:
             self._emit(("health", member_id, "disabled", until, "connect failed"))
             self._arm_expiry()
 
-    def connect_succeeded(self, sel: Selection, member_id: str, now: float) -> None:
-        if sel.succeeded(member_id, now=now):
+    def connect_succeeded(self, sel: Selection | None, member_id: str, now: float) -> None:
+        """A connect to ``member_id`` succeeded (``sel`` may be None: a first pick needs no Selection)."""
+        if self.balancer.mark_succeeded(member_id, now=now):  # what ``Selection.succeeded`` does
             self._emit(("health", member_id, "enabled", None, "connect succeeded"))
             self._arm_expiry()
 

@@ -170,8 +170,12 @@ class TcpClient(asyncio.Protocol):
         shell.conns.add(self)
         now = rt.loop.time()
         self.t0 = time.monotonic()  # latency: precise clock (uvloop's loop time has 1 ms steps)
-        self.sel = rt.begin(now, None)
-        self._attempt(now)
+        mid = rt.balancer.first_pick(None)
+        if mid is None:
+            self.sel = rt.begin(now, None)
+            self._attempt(now)
+        else:  # the usual case: the Selection is made only if this member fails (_selection)
+            self._connect(mid, now)
 
     def data_received(self, data: bytes) -> None:
         self.busy = True
@@ -207,6 +211,7 @@ class TcpClient(asyncio.Protocol):
             self.st.active -= 1
             self.st.conns.discard(self)
             self.st = None
+        self.proto = None  # no TcpClient <-> TcpUpstream cycle left behind: freed by refcount, not the GC
         up = self.up
         if up is not None:
             self.up = None
@@ -226,16 +231,27 @@ class TcpClient(asyncio.Protocol):
             self.up.resume_reading()
 
     # upstream connect ---------------------------------------------------------------------------
+    def _selection(self, now: float) -> Selection:
+        sel = self.sel
+        if sel is None:  # the first pick came from ``first_pick``: walk on from it
+            sel = self.sel = self.shell.rt.begin(now, None)
+            sel.tried.append(self.cmid)  # sel is None only after a first pick, which set cmid
+        return sel
+
     def _attempt(self, now: float) -> None:
         """Start a connect to the next candidate, or give up when every candidate was tried."""
         rt = self.shell.rt
-        mid = self.sel.next(now=now)  # type: ignore[union-attr]
+        mid = self._selection(now).next(now=now)
         if mid is None:
             rt.failed += 1
             rt.record_route(now, self.peer_of(), tuple(self.attempts or ()), None, None)
             if self.transport is not None:
                 self.transport.close()
             return
+        self._connect(mid, now)
+
+    def _connect(self, mid: str, now: float) -> None:
+        rt = self.shell.rt
         host, port = rt.endpoints[mid]
         proto = TcpUpstream(self)
         self.cmid = mid
@@ -280,6 +296,7 @@ class TcpClient(asyncio.Protocol):
             return
         self.coro = None
         self.cseq = 0
+        self.cproto = None
         fut = self.fut
         self.fut = None
         if fut is not None:
@@ -306,9 +323,7 @@ class TcpClient(asyncio.Protocol):
             self.attempts = [attempt]
         else:
             self.attempts.append(attempt)
-        sel = self.sel
-        assert sel is not None  # set in connection_made, before any connect
-        rt.connect_failed(sel, mid, end)
+        rt.connect_failed(self._selection(end), mid, end)
         if self.transport is not None:
             self._attempt(end)
 
@@ -318,9 +333,7 @@ class TcpClient(asyncio.Protocol):
         mid = self.cmid
         proto = self.cproto
         self.cproto = None
-        sel = self.sel
-        assert sel is not None
-        rt.connect_succeeded(sel, mid, end)
+        rt.connect_succeeded(self.sel, mid, end)
         if rt.route_wanted(end):
             ok = (mid, "ok", (end - self.cstart) * 1000.0)
             rt.add_route(end, self.peer_of(), (*self.attempts, ok) if self.attempts else (ok,), mid, None)
