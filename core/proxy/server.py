@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import os
 import signal
 import socket
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
     from balancedesk.core.proxy.tcp import ConnectDeadlines
 
 STOP_GRACE_S = 10.0
+GC_GEN0_THRESHOLD = 10000  # the balancer process only (run_worker); CPython's default is 700
 
 
 @dataclass
@@ -230,6 +232,9 @@ async def serve(
 
 def run_worker(opts: Options, cfg: BalancerConfig, *, sock: socket.socket, admin: bool,
                ready: Callable[[str, str | None], None]) -> int:
+    # A connection allocates a few dozen short-lived objects, none of them cyclic garbage: a larger first
+    # GC generation lets them die by refcount before a collection scans them (GC time ~5x lower).
+    gc.set_threshold(GC_GEN0_THRESHOLD, *gc.get_threshold()[1:])
     loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None
     if not os.environ.get("BALANCEDESK_NO_UVLOOP"):
         try:
