@@ -261,9 +261,7 @@ class Service:
         if connector.connector_id is not None and connector.connector_id != connector_id:
             problems.append(Problem("connectorID", f"{connector.connector_id} does not match the URL's {connector_id}"))
         if connector.owner != current.owner:
-            problems.append(
-                Problem("owner", f"cannot be changed here: connector {connector_id} belongs to {current.owner}")
-            )
+            problems += self._owner_change_problems(caller, connector_id, current, connector.owner)
         if current.connector_group is not None:
             if connector.connector_group is None:
                 problems.append(Problem("connectorGroup", "is required for a group, with its members"))
@@ -286,6 +284,32 @@ class Service:
         if current.connector_group is None and connector.endpoint is None:
             update["endpoint"] = current.endpoint  # absent endpoint keeps the registered one
         return self._save(connector.model_copy(update=update), stored)
+
+    def _owner_change_problems(
+        self, caller: Caller, connector_id: str, current: Connector, owner: str
+    ) -> list[Problem]:
+        """An Administrator may hand a connector or group to another user. A group's members must then be
+        registered to the new owner (the group rules check that); a plain connector still in a group keeps
+        that group's owner."""
+        if not caller.is_admin:
+            raise ApiFailure(
+                403,
+                f"Only an Administrator can change the owner of {connector_id} (it belongs to {current.owner}).",
+                [Problem("owner", f"only an Administrator can change it from {current.owner}")],
+            )
+        if self.store.user(owner) is None:
+            return [Problem("owner", f"{owner} is not a known user")]
+        if current.connector_group is None:
+            group_id = self.store.known([connector_id])[connector_id].group_id
+            if group_id is not None:
+                return [
+                    Problem(
+                        "owner",
+                        f"connector {connector_id} is a member of group {group_id}, which belongs to "
+                        f"{current.owner}; remove it from that group first",
+                    )
+                ]
+        return []
 
     @_atomic
     def delete_connector(self, caller: Caller, connector_id: str, if_match: str | None) -> None:
