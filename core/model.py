@@ -86,11 +86,18 @@ class Member(_Frozen):
     sequence: int = Field(ge=0, le=1_000_000)
     weight: int = Field(default=1, ge=1, le=1_000_000)
 
-    @field_validator("sequence", "weight", mode="before")
+    @field_validator("sequence", mode="before")
     @classmethod
-    def _strict_int(cls, value: Any) -> Any:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ValueError(f"must be a whole number, got {value!r}")
+    def _sequence(cls, value: Any) -> Any:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError(f"sequence must be a whole number, 0 or more, got {value!r}")
+        return value
+
+    @field_validator("weight", mode="before")
+    @classmethod
+    def _weight(cls, value: Any) -> Any:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"weight must be a positive whole number (1 or more), got {value!r}")
         return value
 
 

@@ -117,7 +117,7 @@ def test_each_group_rule_is_refused_with_its_own_message_and_changes_nothing(sha
         w,
         put(_group(w, [{"memberID": a[2], "sequence": 1, "weight": 0}])),
         "connectorGroup.members[0].weight",
-        "greater than or equal to 1",
+        "weight must be a positive whole number (1 or more), got 0",
         a[2],
     )
     _refused(
