@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
+
+from balancedesk.core.command import EXIT_WITH_PARENT_ENV, watch_parent
 
 # module → owns these subcommands (see each module's ``register``)
 OWNERS = (
@@ -42,6 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if os.environ.get(EXIT_WITH_PARENT_ENV) == "1":
+        watch_parent()
     if not getattr(args, "func", None):
         parser.print_help(sys.stderr)
         return 2

@@ -13,7 +13,7 @@ import os
 import re
 from pathlib import Path
 
-from balancedesk.core.command import balancedesk_argv
+from balancedesk.core.command import EXIT_WITH_PARENT_ENV, balancedesk_argv
 from PySide6.QtCore import QObject, QProcess, Signal
 
 ADMIN_PASSWORD_ENV = "BALANCEDESK_ADMIN_PASSWORD"
@@ -78,6 +78,7 @@ class LocalServer(QObject):
 
             env = QProcessEnvironment.systemEnvironment()
         env.insert("PYTHONUNBUFFERED", "1")
+        env.insert(EXIT_WITH_PARENT_ENV, "1")  # a GUI that dies takes its server with it
         self.process.setProcessEnvironment(env)
         self.process.start(argv[0], argv[1:])
 

@@ -10,7 +10,7 @@ import re
 from collections import deque
 from collections.abc import Sequence
 
-from balancedesk.core.command import balancedesk_argv
+from balancedesk.core.command import EXIT_WITH_PARENT_ENV, balancedesk_argv
 from PySide6.QtCore import QObject, QProcess, QProcessEnvironment, QTimer, Signal
 
 
@@ -37,6 +37,7 @@ class ChildProcess(QObject):
         self._proc.setProcessChannelMode(QProcess.ProcessChannelMode.MergedChannels)
         env = QProcessEnvironment.systemEnvironment()
         env.insert("PYTHONUNBUFFERED", "1")
+        env.insert(EXIT_WITH_PARENT_ENV, "1")  # a GUI that dies takes its children with it
         self._proc.setProcessEnvironment(env)
         self._proc.readyReadStandardOutput.connect(self.on_proc_readyRead)
         self._proc.finished.connect(self.on_proc_finished)
