@@ -114,9 +114,14 @@ class Proc:
         raise SystemExit(f"bench: no {pattern!r} from {self.p.args!r}")
 
     def kill(self) -> None:
+        """SIGTERM first: an nginx master killed outright leaves its workers running."""
         if self.p.poll() is None:
-            os.kill(self.p.pid, signal.SIGKILL)
-            self.p.wait(10)
+            os.kill(self.p.pid, signal.SIGTERM)
+            try:
+                self.p.wait(5)
+            except subprocess.TimeoutExpired:
+                os.kill(self.p.pid, signal.SIGKILL)
+                self.p.wait(10)
 
 
 def pct(values: list[float], q: float) -> float:

@@ -78,6 +78,16 @@ def wait_listening(port: int, proc: subprocess.Popen[bytes], timeout: float = 10
     raise AssertionError(f"nothing listening on {port} after {timeout}s")
 
 
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, then SIGKILL: an nginx master killed outright would leave its worker behind."""
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(10)
+
+
 @pytest.fixture
 def upstreams() -> Iterator[list[NameServer]]:
     servers = [NameServer(n) for n in ("A", "B", "C")]
@@ -131,8 +141,7 @@ def test_round_robin_weights_hold_on_the_engine(kind: str, upstreams: list[NameS
         wait_listening(port, proc)
         counts = Counter(ask(port) for _ in range(60))
     finally:
-        proc.kill()
-        proc.wait(10)
+        stop(proc)
     # wait_listening's probe took one pick first; any 6 consecutive picks still hold exactly 3/2/1
     assert sum(counts.values()) == 60
     assert (counts["A"], counts["B"], counts["C"]) == (30, 20, 10), counts
@@ -150,8 +159,7 @@ def test_haproxy_sequence_failover_is_ordered(upstreams: list[NameServer], tmp_p
         upstreams[0].close()  # the first in sequence goes away: the second takes over, not the third
         assert {ask(port) for _ in range(10)} == {"B"}
     finally:
-        proc.kill()
-        proc.wait(10)
+        stop(proc)
 
 
 def test_export_cli_refuses_bad_input(tmp_path: Path) -> None:
