@@ -104,3 +104,14 @@ def spawn() -> Iterator[object]:
     yield _spawn
     for child in children:
         child.kill()
+
+
+def self_signed_cert(folder: Path) -> tuple[Path, Path]:
+    """A one-day self-signed certificate for 127.0.0.1 (cert.pem, key.pem) made with openssl."""
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+         "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    return cert, key

@@ -13,6 +13,7 @@ import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import qasync
@@ -116,3 +117,21 @@ def arun(qloop: asyncio.AbstractEventLoop, qtbot: object) -> Callable[..., objec
         return task.result()
 
     return _run
+
+
+@pytest.fixture
+def window(qtbot: Any, arun: Callable[..., Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """The main window, shown, with its own config folder and canned answers to every question
+    (``tests.gui.editor_support.CannedPrompter``); shut down (children stopped) at teardown."""
+    from balancedesk.gui.main_window import MainWindow
+    from balancedesk.gui.profiles import ProfileStore
+
+    from tests.gui.editor_support import CannedPrompter
+
+    monkeypatch.setenv("BALANCEDESK_CONFIG", str(tmp_path / "config"))
+    w = MainWindow(profiles=ProfileStore(tmp_path / "config"), local_data=tmp_path / "local")
+    w.prompter = CannedPrompter()  # type: ignore[assignment]
+    qtbot.addWidget(w)
+    w.show()
+    yield w
+    arun(w.shutdown())

@@ -12,24 +12,13 @@ from balancedesk.core.model import ROUND_ROBIN, Connector, ConnectorGroup, Membe
 from balancedesk.gui.browser_model import BrowserModel
 from balancedesk.gui.main_window import MainWindow
 from balancedesk.gui.members_model import MembersModel
-from balancedesk.gui.profiles import Profile, ProfileStore, local_profile
+from balancedesk.gui.profiles import Profile, local_profile
 from balancedesk.gui.prompts import Conflict, Prompter, ReviewDialog, Unsaved
 from PySide6.QtCore import QModelIndex
 
 from tests.gui.editor_support import CannedPrompter
 
 Run = Callable[..., Any]
-
-
-@pytest.fixture
-def window(qtbot: Any, arun: Run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[MainWindow]:
-    monkeypatch.setenv("BALANCEDESK_CONFIG", str(tmp_path / "config"))
-    w = MainWindow(profiles=ProfileStore(tmp_path / "config"), local_data=tmp_path / "local")
-    w.prompter = CannedPrompter()  # type: ignore[assignment]
-    qtbot.addWidget(w)
-    w.show()
-    yield w
-    arun(w.shutdown())
 
 
 @pytest.fixture

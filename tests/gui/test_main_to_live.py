@@ -3,30 +3,15 @@ which starts a real ``balancedesk balance`` child and shows the group's members 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
-import pytest
 from balancedesk.gui.live import LiveWindow
 from balancedesk.gui.main_window import MainWindow
-from balancedesk.gui.profiles import Profile, ProfileStore
+from balancedesk.gui.profiles import Profile
 from PySide6.QtWidgets import QApplication
 
-from tests.gui.editor_support import CannedPrompter
-
 Run = Callable[..., Any]
-
-
-@pytest.fixture
-def window(qtbot: Any, arun: Run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[MainWindow]:
-    monkeypatch.setenv("BALANCEDESK_CONFIG", str(tmp_path / "config"))
-    w = MainWindow(profiles=ProfileStore(tmp_path / "config"), local_data=tmp_path / "local")
-    w.prompter = CannedPrompter()  # type: ignore[assignment]
-    qtbot.addWidget(w)
-    w.show()
-    yield w
-    arun(w.shutdown())
 
 
 def live_windows() -> list[LiveWindow]:

@@ -6,17 +6,17 @@ from __future__ import annotations
 import hashlib
 import shutil
 import ssl
-import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from balancedesk.core.client import ApiUnavailable
 from balancedesk.gui.main_window import MainWindow
-from balancedesk.gui.profiles import Profile, ProfileStore
+from balancedesk.gui.profiles import Profile
 
+from tests.conftest import self_signed_cert
 from tests.gui.conftest import ADMIN_PASSWORD
 from tests.gui.editor_support import CannedPrompter
 
@@ -37,28 +37,13 @@ class Accepting(CannedPrompter):
 def tls_server(spawn: Callable[..., Any], tmp_path: Path) -> tuple[str, Path]:
     if shutil.which("openssl") is None:
         pytest.skip("openssl is needed to make a self-signed certificate")
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
-         "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
-        check=True, capture_output=True, timeout=60,
-    )  # fmt: skip
+    cert, key = self_signed_cert(tmp_path)
     child = spawn(
         [sys.executable, "-m", "balancedesk.gui.launcher", "serve", "--port", "0", "--data", str(tmp_path / "d"),
          "--demo", "--cert", str(cert), "--key", str(key)],
         env={"BALANCEDESK_ADMIN_PASSWORD": ADMIN_PASSWORD},
     )
     return child.wait_for(r"balancedesk: serving (https://\S+)", timeout=30).group(1), cert
-
-
-@pytest.fixture
-def window(qtbot: Any, arun: Run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[MainWindow]:
-    monkeypatch.setenv("BALANCEDESK_CONFIG", str(tmp_path / "config"))
-    w = MainWindow(profiles=ProfileStore(tmp_path / "config"), local_data=tmp_path / "local")
-    qtbot.addWidget(w)
-    w.show()
-    yield w
-    arun(w.shutdown())
 
 
 def fingerprint_of(cert: Path) -> str:

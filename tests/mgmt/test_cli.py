@@ -12,6 +12,8 @@ from typing import Any
 import httpx
 from mgmt_helpers import ADMIN_PASSWORD
 
+from tests.conftest import self_signed_cert
+
 BALANCEDESK = [sys.executable, "-m", "balancedesk.gui.launcher"]
 
 
@@ -31,12 +33,7 @@ def test_non_loopback_bind_without_tls_is_refused(tmp_path: Path) -> None:
 
 
 def test_serves_https_with_cert_and_key(spawn: Any, tmp_path: Path) -> None:
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
-         "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
-        check=True, capture_output=True, timeout=60,
-    )  # fmt: skip
+    cert, key = self_signed_cert(tmp_path)
     child = spawn(
         [*BALANCEDESK, "serve", "--port", "0", "--data", str(tmp_path / "d"), "--cert", str(cert), "--key", str(key)],
         env={"BALANCEDESK_ADMIN_PASSWORD": ADMIN_PASSWORD},
