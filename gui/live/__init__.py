@@ -2,7 +2,7 @@
 
 Map (imports ``balancedesk.core`` and Qt; nothing in core imports this):
 
-* ``admin``     — async httpx client of the balancer's admin endpoint; frozen ``Snapshot``/``MemberSnap``.
+* ``admin``     — async keep-alive client of the balancer's admin endpoint; frozen ``Snapshot``/``MemberSnap``.
 * ``watcher``   — :class:`LiveWatcher`: snapshot ~5×/s and events by cursor, on the qasync loop.
 * ``rates``     — per-member rates from successive snapshots; the chart's rolling history.
 * ``drift``     — differences between the running balancer and the saved group; the ``PUT`` body.

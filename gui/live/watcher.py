@@ -1,5 +1,6 @@
 """Watches one balancer through its admin endpoint on the qasync loop: a snapshot ~5×/s and the event
-stream by cursor. The UI thread never waits: each poll is an awaited httpx call on the loop.
+stream by cursor. The UI thread never waits: each poll is an awaited call on the loop (the lean keep-alive
+client of ``admin.py``).
 
 Cheap to keep open under load:
 
