@@ -102,10 +102,11 @@ class LiveWindow(QMainWindow):
         self.traffic = TrafficGenerator(self)
         self._build()
         self._wire()
+        # the re-enable countdowns move between snapshots; the timer runs only while one is shown (an idle
+        # timer would wake the UI 10×/s for nothing, and each wake-up is CPU the balancer may be short of)
         self._countdown = QTimer(self)
         self._countdown.setInterval(100)
         self._countdown.timeout.connect(self.on_countdown_timeout)
-        self._countdown.start()
         self._spawn(self.demos.probe())
 
     # construction --------------------------------------------------------------------------------
@@ -359,6 +360,12 @@ class LiveWindow(QMainWindow):
         rates = self.rates.update(snap)
         self.members.update(snap.members, rates)
         self.topology.show_snapshot(snap, rates, self.rates.total_rate)
+        counting = any(m.retry_in_s is not None for m in snap.members)
+        if counting != self._countdown.isActive():
+            if counting:
+                self._countdown.start()
+            else:
+                self._countdown.stop()
         self.chart.set_unit(snap.mode)
         self.chart.show_history(self.rates.history, snap.now)
         self._check_drift(snap)
