@@ -15,6 +15,7 @@ import re
 import secrets
 import shutil
 import tempfile
+import time
 from collections.abc import Coroutine, Mapping
 from pathlib import Path
 from typing import Any
@@ -49,6 +50,7 @@ from PySide6.QtWidgets import (
 )
 
 _CLOSING: set[asyncio.Task[Any]] = set()  # closing calls still running after a window has gone
+TABLE_HZ = 2.0  # member table refreshes per second while only counters change
 BALANCER_READY = r"balancedesk: balancing (\S+) admin (http://\S+)"
 
 
@@ -104,6 +106,8 @@ class LiveWindow(QMainWindow):
         self._wire()
         # the re-enable countdowns move between snapshots; the timer runs only while one is shown (an idle
         # timer would wake the UI 10×/s for nothing, and each wake-up is CPU the balancer may be short of)
+        self._table_shape: list[tuple[str, str, int]] = []
+        self._table_at = 0.0
         self._countdown = QTimer(self)
         self._countdown.setInterval(100)
         self._countdown.timeout.connect(self.on_countdown_timeout)
@@ -358,7 +362,13 @@ class LiveWindow(QMainWindow):
     def on_watcher_snapshotted(self, snap: Snapshot) -> None:
         self.last = snap
         rates = self.rates.update(snap)
-        self.members.update(snap.members, rates)
+        # the table's counters refresh at most TABLE_HZ times a second (each refresh repaints its cells); a
+        # change of state, admin state, weight or the member set shows at once
+        now = time.monotonic()
+        shape = [(m.member_id, m.state, m.weight) for m in snap.members]
+        if shape != self._table_shape or now - self._table_at >= 1.0 / TABLE_HZ:
+            self._table_shape, self._table_at = shape, now
+            self.members.update(snap.members, rates)
         self.topology.show_snapshot(snap, rates, self.rates.total_rate)
         counting = any(m.retry_in_s is not None for m in snap.members)
         if counting != self._countdown.isActive():
