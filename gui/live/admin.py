@@ -1,14 +1,14 @@
 """The balancer's admin endpoint as async calls and frozen values.
 
 Contract: docs/ARCHITECTURE.md, "Admin endpoint". Everything here is plain Python (no Qt) so the bench
-and tests can use it without a window.
+and tests can use it without a window. ``mono_s`` values are the balancer's clock; a viewer computes
+countdowns from ``Snapshot.now`` and the ``retryIn_s`` of each member, never from its own clock.
 
 The transport is a small keep-alive HTTP/1.1 client on asyncio Protocols (httptools parses the answers,
 orjson the bodies), not httpx: a viewer polls about ten times a second while the balancer it watches may
 be running flat out on the same cores, and httpx spent about 1.3 ms of CPU per call here against about
 0.1 ms for this path (``bench/bench_live_view.py``; every CPU-ms the view takes is taken from the balancer).
-The endpoint speaks plain HTTP/1.1 with Content-Length bodies, which is all this client needs. ``mono_s`` values are the balancer's clock; a viewer computes
-countdowns from ``Snapshot.now`` and the ``retryIn_s`` of each member, never from its own clock.
+The endpoint speaks plain HTTP/1.1 with Content-Length bodies, which is all this client needs.
 """
 
 from __future__ import annotations
