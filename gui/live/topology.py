@@ -249,7 +249,7 @@ class TopologyView(QGraphicsView):
 
     def dot_count(self) -> int:
         """Dots drawn in the current frame."""
-        return sum(len(points) for _, points in self._dots)
+        return sum(points.size() for _, points in self._dots)
 
     # state ---------------------------------------------------------------------------------------
     def set_balancer(self, title: str, line2: str, line3: str, *, running: bool = False) -> None:

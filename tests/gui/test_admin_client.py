@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import socket
 import sys
 from collections.abc import Awaitable, Callable
@@ -120,7 +121,7 @@ def test_silent_endpoint_and_refused_port_are_unavailable() -> None:
         loop = asyncio.get_running_loop()
         try:
             t0 = loop.time()
-            with pytest.raises(AdminUnavailable, match="no answer within 0.3 s"):
+            with pytest.raises(AdminUnavailable, match=r"no answer within 0\.3 s"):
                 await client.snapshot()
             assert loop.time() - t0 < 2.0
         finally:
@@ -130,7 +131,7 @@ def test_silent_endpoint_and_refused_port_are_unavailable() -> None:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]  # bound, not listening: refused
             refused = AdminClient(f"http://127.0.0.1:{port}", "t")
-            with pytest.raises(AdminUnavailable, match="127.0.0.1"):
+            with pytest.raises(AdminUnavailable, match=re.escape("127.0.0.1")):
                 await refused.snapshot()
 
     asyncio.run(main())
