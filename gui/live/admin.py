@@ -147,6 +147,9 @@ class EventBatch:
     newest: bool = False
 
 
+MAX_IDLE = 4  # keep-alive connections kept open between calls (a burst of N calls opens N, keeps 4)
+
+
 class _Answer(asyncio.Protocol):
     """One keep-alive connection to the endpoint; one request at a time."""
 
@@ -258,7 +261,7 @@ class AdminClient:
             self._open.discard(conn)
             conn.close()
             raise
-        if conn.keep and not conn.lost:
+        if conn.keep and not conn.lost and len(self._idle) < MAX_IDLE:
             self._idle.append(conn)
         else:
             self._open.discard(conn)

@@ -80,6 +80,44 @@ def test_keep_alive_reuse_and_a_connection_closed_while_idle() -> None:
     asyncio.run(main())
 
 
+def test_a_burst_of_calls_keeps_at_most_four_connections_open() -> None:
+    async def main() -> None:
+        open_now: set[asyncio.StreamWriter] = set()
+
+        async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            open_now.add(writer)
+            try:
+                while True:
+                    await _read_request(reader)
+                    await asyncio.sleep(0.05)  # slow enough that the burst needs one connection per call
+                    writer.write(_answer(200, {"ok": True}))
+                    await writer.drain()
+            except (asyncio.IncompleteReadError, ConnectionError):
+                pass
+            finally:
+                open_now.discard(writer)
+                writer.close()
+
+        server, url = await _serve(handler)
+        client = AdminClient(url, "t")
+        try:
+            answers = await asyncio.gather(*(client._call("GET", "/admin/snapshot") for _ in range(10)))
+            assert answers == [{"ok": True}] * 10
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + 5
+            while len(open_now) > 4 and loop.time() < deadline:  # noqa: ASYNC110 - the server side closing
+                await asyncio.sleep(0.01)
+            assert len(open_now) == 4  # the other six were closed by the client after their answer
+            assert await client._call("GET", "/again") == {"ok": True}
+            assert len(open_now) == 4  # and the next call reused one of the four
+        finally:
+            await client.aclose()
+            server.close()
+            await server.wait_closed()
+
+    asyncio.run(main())
+
+
 def test_error_bodies_become_admin_errors() -> None:
     async def main() -> None:
         async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
