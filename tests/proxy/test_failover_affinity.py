@@ -12,18 +12,15 @@ import hashlib
 import os
 import uuid
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import httpx
 import pytest
 from balancedesk.core.balance import rendezvous_rank
-from lbkit import Balancer, Upstream, group_config
+from lbkit import Balancer, StartBalancer, StartUpstream, Upstream, group_config
 
 pytestmark = pytest.mark.asyncio
 
-StartUpstream = Callable[..., Upstream]
-StartBalancer = Callable[..., Balancer]
 AFFINITY = ["--affinity-header", "sender-transfer-id"]
 
 BIG = 8 * 1024 * 1024  # one 8 MB bucket per transfer, as Orthanc's default bucket size

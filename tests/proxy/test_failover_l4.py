@@ -9,18 +9,22 @@ from __future__ import annotations
 import asyncio
 import signal
 from collections import Counter
-from collections.abc import Callable
 from typing import Any
 
 import httpx
 import pytest
-from lbkit import Balancer, Held, Upstream, ask, async_wait_until, bounded_gather, free_port, group_config
+from lbkit import (
+    Held,
+    StartBalancer,
+    StartUpstream,
+    ask,
+    async_wait_until,
+    bounded_gather,
+    group_config,
+    refused_endpoint,
+)
 
 pytestmark = pytest.mark.asyncio
-
-StartUpstream = Callable[..., Upstream]
-StartBalancer = Callable[..., Balancer]
-
 
 def walk_start(ev: dict[str, Any]) -> float:
     """When a route event's walk through members began (its time minus its attempts' durations)."""
@@ -123,7 +127,7 @@ async def test_a_member_that_accepts_nothing_costs_one_connection_timeout_then_i
     hole = upstream("blackhole", "hole")
     a = upstream("tcp_name", "a")
     # a sequence group: the black hole is first in line
-    lb = balancer(group_config([("hole", hole.endpoint, 1), ("a", a.endpoint, 1)], rr=False,
+    lb = balancer(group_config([("hole", hole.endpoint, 1), ("a", a.endpoint, 1)], round_robin=False,
                                connection_timeout=1, retry_delay=60))
     assert await ask(lb.addr, deadline_s=15) == "a"
     for _ in range(5):
@@ -139,7 +143,7 @@ async def test_a_member_that_accepts_nothing_costs_one_connection_timeout_then_i
 
 
 async def test_all_members_down_closes_the_client_connection(balancer: StartBalancer) -> None:
-    lb = balancer(group_config([("x", f"127.0.0.1:{free_port()}", 1), ("y", f"127.0.0.1:{free_port()}", 1)],
+    lb = balancer(group_config([("x", refused_endpoint(), 1), ("y", refused_endpoint(), 1)],
                                retry_delay=60))
     # first: both refuse and become disabled; second: all disabled at once → both are tried anyway
     assert await ask(lb.addr, deadline_s=10) is None
@@ -156,8 +160,8 @@ async def test_all_members_down_closes_the_client_connection(balancer: StartBala
 
 
 async def test_all_members_down_answers_502_naming_the_group_and_members(balancer: StartBalancer) -> None:
-    lb = balancer(group_config([("x-member", f"127.0.0.1:{free_port()}", 1),
-                                ("y-member", f"127.0.0.1:{free_port()}", 1)], label="pacs-group"),
+    lb = balancer(group_config([("x-member", refused_endpoint(), 1),
+                                ("y-member", refused_endpoint(), 1)], label="pacs-group"),
                   mode="http")
     async with httpx.AsyncClient(timeout=10) as client:
         r = await client.get(lb.url + "/anything")

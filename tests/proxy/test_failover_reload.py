@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Callable
 
 import pytest
-from lbkit import Balancer, Held, Upstream, ask, group_config, wait_until
+from lbkit import Held, StartBalancer, StartUpstream, ask, group_config, wait_until
 
 pytestmark = pytest.mark.asyncio
 
@@ -19,7 +18,7 @@ def windows_exact(seq: list[str | None], weights: dict[str, int]) -> bool:
 
 
 async def test_editing_the_config_keeps_connections_relaying_and_new_picks_follow_new_weights(
-    upstream: Callable[..., Upstream], balancer: Callable[..., Balancer]
+    upstream: StartUpstream, balancer: StartBalancer
 ) -> None:
     a, b, c = (upstream("tcp_name", n) for n in ("a", "b", "c"))
     lb = balancer(group_config([("a", a.endpoint, 3), ("b", b.endpoint, 3)]))
@@ -51,7 +50,7 @@ async def test_editing_the_config_keeps_connections_relaying_and_new_picks_follo
 
 
 async def test_a_broken_config_edit_is_refused_and_the_old_config_keeps_serving(
-    upstream: Callable[..., Upstream], balancer: Callable[..., Balancer]
+    upstream: StartUpstream, balancer: StartBalancer
 ) -> None:
     a = upstream("tcp_name", "a")
     lb = balancer(group_config([("a", a.endpoint, 1)]))

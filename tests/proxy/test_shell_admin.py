@@ -8,25 +8,14 @@ import os
 import signal
 import stat
 from pathlib import Path
-from typing import Any
 
 import httpx
-from test_shell_kit import (
-    BALANCEDESK,
-    READY_RX,
-    Members,
-    connect,
-    group_config,
-    request,
-    start_balancer,
-    wait_until,
-)
+from lbkit import Members, Spawn, StartBalancer, balance_cmd, connect, group_config, request, wait_until
 
 
-def test_auth_and_token_file(spawn: Any, tmp_path: Path, members: Members) -> None:
-    bal = start_balancer(spawn, tmp_path, group_config({"a": members.http("a").endpoint}), mode="http")
-    token_file = tmp_path / "admin.token"
-    assert stat.S_IMODE(token_file.stat().st_mode) == 0o600 and len(bal.token) >= 32
+def test_auth_and_token_file(balancer: StartBalancer, members: Members) -> None:
+    bal = balancer(group_config([("a", members.http("a").endpoint, 1)]), mode="http")
+    assert stat.S_IMODE(bal.token_file.stat().st_mode) == 0o600 and len(bal.token) >= 32
     assert bal.admin_url is not None
     for path in ("/admin/snapshot", "/admin/events", "/metrics"):
         assert httpx.get(bal.admin_url + path).status_code == 401
@@ -36,10 +25,10 @@ def test_auth_and_token_file(spawn: Any, tmp_path: Path, members: Members) -> No
     assert bal.admin("DELETE", "/admin/snapshot").status_code == 405
 
 
-def test_snapshot_shape(spawn: Any, tmp_path: Path, members: Members) -> None:
+def test_snapshot_shape(balancer: StartBalancer, members: Members) -> None:
     a, b = members.http("a"), members.http("b")
-    cfg = group_config({"a": a.endpoint, "b": b.endpoint}, weights={"a": 2, "b": 1}, timeout=7, retry=9)
-    bal = start_balancer(spawn, tmp_path, cfg, mode="http")
+    cfg = group_config([("a", a.endpoint, 2), ("b", b.endpoint, 1)], connection_timeout=7, retry_delay=9)
+    bal = balancer(cfg, mode="http")
     s = connect(bal.addr)
     for _ in range(3):
         request(s, "GET", "/", body=b"12345")
@@ -63,8 +52,8 @@ def test_snapshot_shape(spawn: Any, tmp_path: Path, members: Members) -> None:
     assert snap["totals"] == {"accepted": 1, "active": 1, "refused": 0, "failed": 0, "sampledAway": 0}
 
 
-def test_event_cursor(spawn: Any, tmp_path: Path, members: Members) -> None:
-    bal = start_balancer(spawn, tmp_path, group_config({"a": members.http("a").endpoint}), mode="http")
+def test_event_cursor(balancer: StartBalancer, members: Members) -> None:
+    bal = balancer(group_config([("a", members.http("a").endpoint, 1)]), mode="http")
     first = bal.admin("GET", "/admin/events", params={"after": 0}).json()
     assert [e["kind"] for e in first["events"]] == ["config"] and first["dropped"] == 0
     cursor = first["cursor"]
@@ -85,9 +74,9 @@ def test_event_cursor(spawn: Any, tmp_path: Path, members: Members) -> None:
     assert bal.admin("GET", "/admin/events", params={"after": "x"}).status_code == 400
 
 
-def test_member_state_and_weight(spawn: Any, tmp_path: Path, members: Members) -> None:
+def test_member_state_and_weight(balancer: StartBalancer, members: Members) -> None:
     a, b = members.http("a"), members.http("b")
-    bal = start_balancer(spawn, tmp_path, group_config({"a": a.endpoint, "b": b.endpoint}), mode="http")
+    bal = balancer(group_config([("a", a.endpoint, 1), ("b", b.endpoint, 1)]), mode="http")
     s = connect(bal.addr)
     r = bal.admin("POST", "/admin/members/a/state", json={"state": "drain"})
     assert r.status_code == 200 and r.json()["admin"] == "drain" and r.json()["memberID"] == "a"
@@ -109,19 +98,19 @@ def test_member_state_and_weight(spawn: Any, tmp_path: Path, members: Members) -
     assert admin[:2] == [("a", "drain"), ("b", "disabled")]
 
 
-def test_put_config_good_and_bad(spawn: Any, tmp_path: Path, members: Members) -> None:
+def test_put_config_good_and_bad(balancer: StartBalancer, members: Members) -> None:
     a, b = members.http("a"), members.http("b")
-    bal = start_balancer(spawn, tmp_path, group_config({"a": a.endpoint}), mode="http")
+    bal = balancer(group_config([("a", a.endpoint, 1)]), mode="http")
     s = connect(bal.addr)
     assert request(s, "GET", "/")[2] == b"a"
-    bad = group_config({"a": a.endpoint})
+    bad = group_config([("a", a.endpoint, 1)])
     bad["connectorGroup"]["members"][0]["weight"] = -1
     r = bal.admin("PUT", "/admin/config", json=bad)
     assert r.status_code == 400 and r.json()["error"]["problems"]
     r = bal.admin("PUT", "/admin/config", content=b"{not json")
     assert r.status_code == 400
     assert request(s, "GET", "/")[2] == b"a"  # the old config keeps serving
-    r = bal.admin("PUT", "/admin/config", json=group_config({"b": b.endpoint}))
+    r = bal.admin("PUT", "/admin/config", json=group_config([("b", b.endpoint, 1)]))
     assert r.status_code == 200 and r.json() == {"version": 2}
     assert request(s, "GET", "/")[2] == b"b"  # same client connection, new member
     snap = bal.snapshot()
@@ -131,15 +120,16 @@ def test_put_config_good_and_bad(spawn: Any, tmp_path: Path, members: Members) -
     assert [c["version"] for c in configs] == [1, 1, 1, 2] and "error" in configs[1]
 
 
-def test_config_file_reload_good_bad_and_sighup(spawn: Any, tmp_path: Path, members: Members) -> None:
+def test_config_file_reload_good_bad_and_sighup(balancer: StartBalancer, members: Members) -> None:
     a, b = members.http("a"), members.http("b")
-    bal = start_balancer(spawn, tmp_path, group_config({"a": a.endpoint}), mode="http")
+    bal = balancer(group_config([("a", a.endpoint, 1)]), mode="http")
     s = connect(bal.addr)
     assert request(s, "GET", "/")[2] == b"a"
     bal.config_path.write_text("{ broken")
     bal.child.wait_for(r"refused, the old one keeps serving")
     assert request(s, "GET", "/")[2] == b"a" and bal.snapshot()["version"] == 1
-    bal.config_path.write_text(json.dumps(group_config({"a": a.endpoint, "b": b.endpoint}, round_robin=False)))
+    bal.config_path.write_text(json.dumps(group_config([("a", a.endpoint, 1), ("b", b.endpoint, 1)],
+                                                       round_robin=False)))
     wait_until(lambda: bal.snapshot()["version"] == 2, what="file change applied")
     # SIGHUP: reload at once (same content → new version, same state)
     bal.admin("POST", "/admin/members/a/state", json={"state": "drain"})
@@ -149,8 +139,8 @@ def test_config_file_reload_good_bad_and_sighup(spawn: Any, tmp_path: Path, memb
     assert request(s, "GET", "/")[2] == b"b"
 
 
-def test_metrics(spawn: Any, tmp_path: Path, members: Members) -> None:
-    bal = start_balancer(spawn, tmp_path, group_config({"a": members.http("a").endpoint}), mode="http")
+def test_metrics(balancer: StartBalancer, members: Members) -> None:
+    bal = balancer(group_config([("a", members.http("a").endpoint, 1)]), mode="http")
     s = connect(bal.addr)
     request(s, "GET", "/")
     r = bal.admin("GET", "/metrics")
@@ -160,28 +150,25 @@ def test_metrics(spawn: Any, tmp_path: Path, members: Members) -> None:
     assert 'balancedesk_member_up{member="a",admin="enabled"} 1' in r.text
 
 
-def test_cli_errors_and_no_admin_line(spawn: Any, tmp_path: Path, members: Members) -> None:
-    path = tmp_path / "cfg.json"
-    path.write_text(json.dumps(group_config({"a": members.http("a").endpoint})))
-    child = spawn([*BALANCEDESK, "balance", "--config", str(path), "--listen", "127.0.0.1:0", "--mode", "tcp"])
-    m = child.wait_for(READY_RX)
-    assert m.group(3) is None and child.lines[-1] == f"balancedesk: balancing {m.group(1)}:{m.group(2)}"
-    child.kill(signal.SIGTERM)
-    assert child.proc.returncode == 0
+def test_cli_errors_and_no_admin_line(spawn: Spawn, tmp_path: Path, balancer: StartBalancer,
+                                      members: Members) -> None:
+    bal = balancer(group_config([("a", members.http("a").endpoint, 1)]), mode="tcp", admin=False)
+    assert bal.admin_url is None and bal.child.lines[-1] == f"balancedesk: balancing {bal.host}:{bal.port}"
+    bal.child.kill(signal.SIGTERM)
+    assert bal.child.proc.returncode == 0
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"connectorGroup": {"members": [{"memberID": "x", "sequence": 1}]},
                                "endpoints": {}}))
-    child = spawn([*BALANCEDESK, "balance", "--config", str(bad), "--listen", "127.0.0.1:0", "--mode", "http"])
+    child = spawn(balance_cmd(["--config", str(bad)], mode="http"))
     assert child.proc.wait(20) == 2
     assert any("no endpoint" in line for line in child.lines) or "no endpoint" in (child.proc.stdout.read() or "")
-    child = spawn([*BALANCEDESK, "balance", "--config", str(path), "--listen", "127.0.0.1:0", "--mode", "http",
-                   "--admin", "127.0.0.1:0"])
+    child = spawn(balance_cmd(["--config", str(bal.config_path)], mode="http", args=["--admin", "127.0.0.1:0"]))
     assert child.proc.wait(20) == 2
 
 
-def test_workers_share_the_port(spawn: Any, tmp_path: Path, members: Members) -> None:
+def test_workers_share_the_port(balancer: StartBalancer, members: Members) -> None:
     a = members.http("a")
-    bal = start_balancer(spawn, tmp_path, group_config({"a": a.endpoint}), mode="http", args=["--workers", "2"])
+    bal = balancer(group_config([("a", a.endpoint, 1)]), mode="http", args=["--workers", "2"])
     for _ in range(20):
         s = connect(bal.addr)
         assert request(s, "GET", "/", headers={"Connection": "close"})[2] == b"a"

@@ -8,10 +8,9 @@ the cursor at the newest event, and ``skipped`` = the route events left out.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
-from test_shell_kit import Members, connect, group_config, refused_endpoint, request, start_balancer
+from lbkit import Members, StartBalancer, connect, group_config, refused_endpoint, request
 
 
 def _loud(e: dict[str, Any]) -> bool:
@@ -27,11 +26,11 @@ def _expected(full: list[dict[str, Any]], after: int, limit: int) -> tuple[list[
     return keep, len(routes) - len(loud) - len(plain)
 
 
-def test_newest_events_keep_the_rare_ones_and_the_latest_routes(spawn: Any, tmp_path: Path,
+def test_newest_events_keep_the_rare_ones_and_the_latest_routes(balancer: StartBalancer,
                                                                 members: Members) -> None:
     a = members.http("a")
-    cfg = group_config({"b": refused_endpoint(), "a": a.endpoint}, retry=30)
-    bal = start_balancer(spawn, tmp_path, cfg, mode="http")
+    cfg = group_config([("b", refused_endpoint(), 1), ("a", a.endpoint, 1)], retry_delay=30)
+    bal = balancer(cfg, mode="http")
     s = connect(bal.addr)
     for i in range(6):  # the first goes to b, is refused and fails over to a; b is disabled for 30 s
         assert request(s, "GET", f"/{i}")[0] == 200

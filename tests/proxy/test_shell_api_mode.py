@@ -9,15 +9,13 @@ through a member that left the group keeps relaying.
 from __future__ import annotations
 
 import asyncio
-import secrets
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from lbkit import BALANCEDESK, BALANCING_RX, Balancer, Held, Upstream, ask, wait_until
+from lbkit import BALANCEDESK, Held, Spawn, StartBalancer, StartUpstream, ask, balance_cmd, wait_until
 
 ADMIN_PASSWORD = "api-mode-admin-pw-1"
 PW_ENV = "BD_TEST_API_PASSWORD"
@@ -56,22 +54,14 @@ def group_body(members: list[tuple[str, int]]) -> dict[str, Any]:
             "members": [{"memberID": m, "sequence": i + 1, "weight": w} for i, (m, w) in enumerate(members)]}
 
 
-def start_api_balancer(spawn: Callable[..., Any], tmp_path: Path, url: str, gid: str) -> Balancer:
-    token = secrets.token_hex(16)
-    token_file = tmp_path / "admin-token"
-    token_file.write_text(token + "\n")
-    child = spawn(
-        [*BALANCEDESK, "balance", "--api", url, "--group", gid, "--user", "admin", "--password-env", PW_ENV,
-         "--listen", "127.0.0.1:0", "--mode", "tcp", "--admin", "127.0.0.1:0", "--admin-token-file", str(token_file)],
-        env={PW_ENV: ADMIN_PASSWORD},
-    )
-    m = child.wait_for(BALANCING_RX, timeout=30)
-    return Balancer(m[1], int(m[2]), m[3], token, tmp_path / "unused.json", child)
+def api_source(url: str, gid: str) -> list[str]:
+    """``balance`` arguments that pull group ``gid`` from the management server at ``url`` as admin."""
+    return ["--api", url, "--group", gid, "--user", "admin", "--password-env", PW_ENV]
 
 
 @pytest.mark.asyncio
 async def test_api_mode_follows_a_group_edit_without_dropping_a_held_connection(
-    spawn: Callable[..., Any], upstream: Callable[..., Upstream], tmp_path: Path
+    spawn: Spawn, upstream: StartUpstream, balancer: StartBalancer, tmp_path: Path
 ) -> None:
     server = spawn([*BALANCEDESK, "serve", "--port", "0", "--data", str(tmp_path / "mgmt"), "--demo"],
                    env={"BALANCEDESK_ADMIN_PASSWORD": ADMIN_PASSWORD})
@@ -83,7 +73,7 @@ async def test_api_mode_follows_a_group_edit_without_dropping_a_held_connection(
         name_of = {v: k for k, v in ids.items()}
         gid, _ = api.create_group("api mode group", [(ids["a"], 1), (ids["b"], 1)])
 
-        lb = start_api_balancer(spawn, tmp_path, url, gid)
+        lb = balancer(api_source(url, gid), mode="tcp", env={PW_ENV: ADMIN_PASSWORD}, timeout=30)
         snap = await asyncio.to_thread(lb.snapshot)
         assert [m["memberID"] for m in snap["members"]] == [ids["a"], ids["b"]]
         assert [m["endpoint"] for m in snap["members"]] == [a.endpoint, b.endpoint]
@@ -132,12 +122,10 @@ async def test_api_mode_follows_a_group_edit_without_dropping_a_held_connection(
         api.http.close()
 
 
-def test_api_mode_refuses_to_start_without_a_reachable_group(spawn: Callable[..., Any], tmp_path: Path) -> None:
+def test_api_mode_refuses_to_start_without_a_reachable_group(spawn: Spawn, tmp_path: Path) -> None:
     server = spawn([*BALANCEDESK, "serve", "--port", "0", "--data", str(tmp_path / "mgmt"), "--demo"],
                    env={"BALANCEDESK_ADMIN_PASSWORD": ADMIN_PASSWORD})
     url = server.wait_for(r"balancedesk: serving (https?://\S+)", timeout=30)[1]
-    child = spawn([*BALANCEDESK, "balance", "--api", url, "--group", "no-such-group", "--user", "admin",
-                   "--password-env", PW_ENV, "--listen", "127.0.0.1:0", "--mode", "tcp"],
-                  env={PW_ENV: ADMIN_PASSWORD})
+    child = spawn(balance_cmd(api_source(url, "no-such-group"), mode="tcp"), env={PW_ENV: ADMIN_PASSWORD})
     child.wait_for(r"balancedesk balance: cannot load group no-such-group", timeout=30)
     assert child.proc.wait(15) == 2

@@ -7,28 +7,26 @@ import hashlib
 import json
 import os
 import socket
-from pathlib import Path
-from typing import Any
 
 import pytest
-from test_shell_kit import (
+from lbkit import (
     BlackHole,
     Members,
+    StartBalancer,
     chunks,
     connect,
     group_config,
     read_response,
     refused_endpoint,
     request,
-    start_balancer,
     wait_until,
 )
 
 
-def test_keep_alive_both_sides_and_round_robin(spawn: Any, tmp_path: Path, members: Members) -> None:
+def test_keep_alive_both_sides_and_round_robin(balancer: StartBalancer, members: Members) -> None:
     a, b = members.http("a"), members.http("b")
-    cfg = group_config({"a": a.endpoint, "b": b.endpoint}, weights={"a": 3, "b": 1})
-    bal = start_balancer(spawn, tmp_path, cfg, mode="http")
+    cfg = group_config([("a", a.endpoint, 3), ("b", b.endpoint, 1)])
+    bal = balancer(cfg, mode="http")
     s = connect(bal.addr)
     names = []
     for _ in range(40):
@@ -45,9 +43,9 @@ def test_keep_alive_both_sides_and_round_robin(spawn: Any, tmp_path: Path, membe
     s.close()
 
 
-def test_hop_by_hop_dropped_and_x_forwarded_for_added(spawn: Any, tmp_path: Path, members: Members) -> None:
+def test_hop_by_hop_dropped_and_x_forwarded_for_added(balancer: StartBalancer, members: Members) -> None:
     a = members.http("a")
-    bal = start_balancer(spawn, tmp_path, group_config({"a": a.endpoint}), mode="http")
+    bal = balancer(group_config([("a", a.endpoint, 1)]), mode="http")
     s = connect(bal.addr)
     status, _, body = request(s, "GET", "/echo?q=1", headers={
         "Connection": "keep-alive, X-Secret", "X-Secret": "drop me", "Keep-Alive": "timeout=5",
@@ -63,9 +61,9 @@ def test_hop_by_hop_dropped_and_x_forwarded_for_added(spawn: Any, tmp_path: Path
     s.close()
 
 
-def test_http10_client_and_connection_close(spawn: Any, tmp_path: Path, members: Members) -> None:
+def test_http10_client_and_connection_close(balancer: StartBalancer, members: Members) -> None:
     a = members.http("a")
-    bal = start_balancer(spawn, tmp_path, group_config({"a": a.endpoint}), mode="http")
+    bal = balancer(group_config([("a", a.endpoint, 1)]), mode="http")
     s = connect(bal.addr)
     s.sendall(b"GET / HTTP/1.0\r\n\r\n")
     status, headers, body = read_response(s)
@@ -77,9 +75,9 @@ def test_http10_client_and_connection_close(spawn: Any, tmp_path: Path, members:
     assert s.recv(10) == b""
 
 
-def test_large_put_is_streamed_both_framings(spawn: Any, tmp_path: Path, members: Members) -> None:
+def test_large_put_is_streamed_both_framings(balancer: StartBalancer, members: Members) -> None:
     a = members.http("a")
-    bal = start_balancer(spawn, tmp_path, group_config({"a": a.endpoint}), mode="http")
+    bal = balancer(group_config([("a", a.endpoint, 1)]), mode="http")
     payload = os.urandom(8 << 20)
     digest = hashlib.sha256(payload).hexdigest()
     s = connect(bal.addr)
@@ -102,10 +100,10 @@ def test_large_put_is_streamed_both_framings(spawn: Any, tmp_path: Path, members
     s.close()
 
 
-def test_upload_reaches_member_before_it_is_complete(spawn: Any, tmp_path: Path, members: Members) -> None:
+def test_upload_reaches_member_before_it_is_complete(balancer: StartBalancer, members: Members) -> None:
     """Streaming, not buffering: the member sees body bytes while the client still holds most of them."""
     a = members.http("a")
-    bal = start_balancer(spawn, tmp_path, group_config({"a": a.endpoint}), mode="http")
+    bal = balancer(group_config([("a", a.endpoint, 1)]), mode="http")
     s = connect(bal.addr)
     s.sendall(b"PUT /echo HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n\r\n" % (8 << 20))
     s.sendall(b"x" * (1 << 20))
@@ -116,9 +114,9 @@ def test_upload_reaches_member_before_it_is_complete(spawn: Any, tmp_path: Path,
     s.close()
 
 
-def test_chunked_response_and_until_close_response(spawn: Any, tmp_path: Path, members: Members) -> None:
+def test_chunked_response_and_until_close_response(balancer: StartBalancer, members: Members) -> None:
     a = members.http("a")
-    bal = start_balancer(spawn, tmp_path, group_config({"a": a.endpoint}), mode="http")
+    bal = balancer(group_config([("a", a.endpoint, 1)]), mode="http")
     s = connect(bal.addr)
     status, headers, body = request(s, "GET", "/chunked")
     assert status == 200 and headers["transfer-encoding"] == "chunked" and body == b"a-a"
@@ -133,9 +131,9 @@ def test_chunked_response_and_until_close_response(spawn: Any, tmp_path: Path, m
     s.close()
 
 
-def test_expect_100_continue(spawn: Any, tmp_path: Path, members: Members) -> None:
+def test_expect_100_continue(balancer: StartBalancer, members: Members) -> None:
     a = members.http("a")
-    bal = start_balancer(spawn, tmp_path, group_config({"a": a.endpoint}), mode="http")
+    bal = balancer(group_config([("a", a.endpoint, 1)]), mode="http")
     s = connect(bal.addr)
     s.sendall(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n")
     assert s.recv(100) == b"HTTP/1.1 100 Continue\r\n\r\n"  # only then does the client send the body
@@ -147,10 +145,10 @@ def test_expect_100_continue(spawn: Any, tmp_path: Path, members: Members) -> No
     s.close()
 
 
-def test_affinity_header_routes_by_value(spawn: Any, tmp_path: Path, members: Members) -> None:
+def test_affinity_header_routes_by_value(balancer: StartBalancer, members: Members) -> None:
     ms = {n: members.http(n) for n in ("a", "b", "c")}
-    bal = start_balancer(spawn, tmp_path, group_config({n: m.endpoint for n, m in ms.items()}), mode="http",
-                         args=["--affinity-header", "X-Transfer"])
+    bal = balancer(group_config([(n, m.endpoint, 1) for n, m in ms.items()]), mode="http",
+                   args=["--affinity-header", "X-Transfer"])
     assert bal.snapshot()["affinityHeader"] == "X-Transfer"
     s = connect(bal.addr)
     for key in ("t1", "t2", "t3", "t4"):
@@ -161,17 +159,17 @@ def test_affinity_header_routes_by_value(spawn: Any, tmp_path: Path, members: Me
     s.close()
 
 
-def test_malformed_request_400(spawn: Any, tmp_path: Path, members: Members) -> None:
-    bal = start_balancer(spawn, tmp_path, group_config({"a": members.http("a").endpoint}), mode="http")
+def test_malformed_request_400(balancer: StartBalancer, members: Members) -> None:
+    bal = balancer(group_config([("a", members.http("a").endpoint, 1)]), mode="http")
     s = connect(bal.addr)
     s.sendall(b"GET / HTTP/1.1\r\nHost t\r\nbroken header\r\n\r\n")
     status, headers, body = read_response(s)
     assert status == 400 and headers["connection"] == "close" and b"malformed" in body
 
 
-def test_oversized_head_431(spawn: Any, tmp_path: Path, members: Members) -> None:
-    bal = start_balancer(spawn, tmp_path, group_config({"a": members.http("a").endpoint}), mode="http",
-                         args=["--max-header-bytes", "4096"])
+def test_oversized_head_431(balancer: StartBalancer, members: Members) -> None:
+    bal = balancer(group_config([("a", members.http("a").endpoint, 1)]), mode="http",
+                   args=["--max-header-bytes", "4096"])
     s = connect(bal.addr)
     s.sendall(b"GET / HTTP/1.1\r\nHost: t\r\nX-Big: " + b"v" * 8000 + b"\r\n\r\n")
     status, _, _ = read_response(s)
@@ -186,18 +184,18 @@ def test_oversized_head_431(spawn: Any, tmp_path: Path, members: Members) -> Non
     assert status == 431
 
 
-def test_slow_head_408(spawn: Any, tmp_path: Path, members: Members) -> None:
-    bal = start_balancer(spawn, tmp_path, group_config({"a": members.http("a").endpoint}), mode="http",
-                         args=["--header-timeout", "0.5"])
+def test_slow_head_408(balancer: StartBalancer, members: Members) -> None:
+    bal = balancer(group_config([("a", members.http("a").endpoint, 1)]), mode="http",
+                   args=["--header-timeout", "0.5"])
     s = connect(bal.addr)
     s.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n")  # and nothing more
     status, _, body = read_response(s)
     assert status == 408 and b"not complete" in body
 
 
-def test_every_member_refused_502_names_group_and_members(spawn: Any, tmp_path: Path) -> None:
-    cfg = group_config({"m1": refused_endpoint(), "m2": refused_endpoint()}, label="payments")
-    bal = start_balancer(spawn, tmp_path, cfg, mode="http")
+def test_every_member_refused_502_names_group_and_members(balancer: StartBalancer) -> None:
+    cfg = group_config([("m1", refused_endpoint(), 1), ("m2", refused_endpoint(), 1)], label="payments")
+    bal = balancer(cfg, mode="http")
     s = connect(bal.addr)
     status, _, body = request(s, "GET", "/")
     text = body.decode()
@@ -213,10 +211,10 @@ def test_every_member_refused_502_names_group_and_members(spawn: Any, tmp_path: 
     assert failed and failed[0]["memberID"] is None and len(failed[0]["attempts"]) == 2
 
 
-def test_connect_timeout_504(spawn: Any, tmp_path: Path) -> None:
+def test_connect_timeout_504(balancer: StartBalancer) -> None:
     hole = BlackHole()
     try:
-        bal = start_balancer(spawn, tmp_path, group_config({"slow": hole.endpoint}, timeout=1), mode="http")
+        bal = balancer(group_config([("slow", hole.endpoint, 1)], connection_timeout=1), mode="http")
         s = connect(bal.addr)
         status, _, body = request(s, "GET", "/")
         assert status == 504 and b"slow (timeout" in body
@@ -224,10 +222,10 @@ def test_connect_timeout_504(spawn: Any, tmp_path: Path) -> None:
         hole.close()
 
 
-def test_refused_member_fails_over_per_request(spawn: Any, tmp_path: Path, members: Members) -> None:
+def test_refused_member_fails_over_per_request(balancer: StartBalancer, members: Members) -> None:
     a = members.http("a")
-    cfg = group_config({"dead": refused_endpoint(), "a": a.endpoint})
-    bal = start_balancer(spawn, tmp_path, cfg, mode="http")
+    cfg = group_config([("dead", refused_endpoint(), 1), ("a", a.endpoint, 1)])
+    bal = balancer(cfg, mode="http")
     s = connect(bal.addr)
     for _ in range(5):
         assert request(s, "POST", "/", body=b"data")[:3:2] == (200, b"a")
@@ -235,12 +233,12 @@ def test_refused_member_fails_over_per_request(spawn: Any, tmp_path: Path, membe
 
 
 def test_dead_pooled_connection_retried_only_when_idempotent(
-    spawn: Any, tmp_path: Path, members: Members
+    balancer: StartBalancer, members: Members
 ) -> None:
     """A pooled connection the member closed just as the request came: GET is retried on a fresh
     connection (the client sees nothing), POST is not (nginx's rule) and gets a 502."""
     a = members.http("a")
-    bal = start_balancer(spawn, tmp_path, group_config({"a": a.endpoint}), mode="http")
+    bal = balancer(group_config([("a", a.endpoint, 1)]), mode="http")
     s = connect(bal.addr)
     assert request(s, "GET", "/drop-next")[0] == 200
     assert request(s, "GET", "/")[:3:2] == (200, b"a")
@@ -252,9 +250,9 @@ def test_dead_pooled_connection_retried_only_when_idempotent(
     s.close()
 
 
-def test_max_connections_503(spawn: Any, tmp_path: Path, members: Members) -> None:
-    bal = start_balancer(spawn, tmp_path, group_config({"a": members.http("a").endpoint}), mode="http",
-                         args=["--max-connections", "1"])
+def test_max_connections_503(balancer: StartBalancer, members: Members) -> None:
+    bal = balancer(group_config([("a", members.http("a").endpoint, 1)]), mode="http",
+                   args=["--max-connections", "1"])
     s = connect(bal.addr)
     assert request(s, "GET", "/")[0] == 200
     t = connect(bal.addr)
@@ -267,9 +265,9 @@ def test_max_connections_503(spawn: Any, tmp_path: Path, members: Members) -> No
     assert request(u, "GET", "/")[0] == 200
 
 
-def test_pipelined_requests_answered_in_order(spawn: Any, tmp_path: Path, members: Members) -> None:
+def test_pipelined_requests_answered_in_order(balancer: StartBalancer, members: Members) -> None:
     a, b = members.http("a"), members.http("b")
-    bal = start_balancer(spawn, tmp_path, group_config({"a": a.endpoint, "b": b.endpoint}), mode="http")
+    bal = balancer(group_config([("a", a.endpoint, 1), ("b", b.endpoint, 1)]), mode="http")
     s = connect(bal.addr)
     s.sendall(b"".join(b"GET /echo/%d HTTP/1.1\r\nHost: t\r\n\r\n" % i for i in range(6)))
     urls = [json.loads(read_response(s)[2])["url"] for _ in range(6)]
@@ -277,9 +275,9 @@ def test_pipelined_requests_answered_in_order(spawn: Any, tmp_path: Path, member
     s.close()
 
 
-def test_graceful_stop_finishes_in_flight(spawn: Any, tmp_path: Path, members: Members) -> None:
+def test_graceful_stop_finishes_in_flight(balancer: StartBalancer, members: Members) -> None:
     a = members.http("a")
-    bal = start_balancer(spawn, tmp_path, group_config({"a": a.endpoint}), mode="http")
+    bal = balancer(group_config([("a", a.endpoint, 1)]), mode="http")
     s = connect(bal.addr)
     s.sendall(b"PUT /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nhello")
     wait_until(lambda: a.first_body_at, what="request in flight")

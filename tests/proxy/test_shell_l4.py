@@ -6,18 +6,8 @@ import contextlib
 import os
 import socket
 import threading
-from pathlib import Path
-from typing import Any
 
-from test_shell_kit import (
-    BlackHole,
-    Members,
-    connect,
-    group_config,
-    refused_endpoint,
-    start_balancer,
-    wait_until,
-)
+from lbkit import BlackHole, Members, StartBalancer, connect, group_config, refused_endpoint, wait_until
 
 
 def _roundtrip(addr: tuple[str, int], payload: bytes) -> bytes:
@@ -40,8 +30,8 @@ def _roundtrip(addr: tuple[str, int], payload: bytes) -> bytes:
     return b"".join(got)
 
 
-def test_relay_is_byte_exact_with_half_close(spawn: Any, tmp_path: Path, members: Members) -> None:
-    bal = start_balancer(spawn, tmp_path, group_config({"e1": members.echo(), "e2": members.echo()}), mode="tcp")
+def test_relay_is_byte_exact_with_half_close(balancer: StartBalancer, members: Members) -> None:
+    bal = balancer(group_config([("e1", members.echo(), 1), ("e2", members.echo(), 1)]), mode="tcp")
     payload = os.urandom(4 << 20)
     for _ in range(3):
         assert _roundtrip(bal.addr, payload) == payload
@@ -54,8 +44,8 @@ def test_relay_is_byte_exact_with_half_close(spawn: Any, tmp_path: Path, members
     assert snap["totals"]["accepted"] == 3
 
 
-def test_client_that_speaks_before_connect_loses_nothing(spawn: Any, tmp_path: Path, members: Members) -> None:
-    bal = start_balancer(spawn, tmp_path, group_config({"e1": members.echo()}), mode="tcp")
+def test_client_that_speaks_before_connect_loses_nothing(balancer: StartBalancer, members: Members) -> None:
+    bal = balancer(group_config([("e1", members.echo(), 1)]), mode="tcp")
     s = socket.create_connection(bal.addr)
     s.sendall(b"hello ")  # sent at once, before the balancer can have connected upstream
     s.sendall(b"world")
@@ -67,9 +57,10 @@ def test_client_that_speaks_before_connect_loses_nothing(spawn: Any, tmp_path: P
     assert got == b"hello world"
 
 
-def test_refused_member_fails_over_and_is_disabled(spawn: Any, tmp_path: Path, members: Members) -> None:
-    cfg = group_config({"dead": refused_endpoint(), "live": members.echo()}, round_robin=False, retry=60)
-    bal = start_balancer(spawn, tmp_path, cfg, mode="tcp")
+def test_refused_member_fails_over_and_is_disabled(balancer: StartBalancer, members: Members) -> None:
+    cfg = group_config([("dead", refused_endpoint(), 1), ("live", members.echo(), 1)], round_robin=False,
+                       retry_delay=60)
+    bal = balancer(cfg, mode="tcp")
     assert _roundtrip(bal.addr, b"ping") == b"ping"
     dead = bal.member("dead")
     assert dead["health"] == "disabled" and dead["failures"] == 1
@@ -85,11 +76,12 @@ def test_refused_member_fails_over_and_is_disabled(spawn: Any, tmp_path: Path, m
     assert bal.member("dead")["failures"] == 1
 
 
-def test_connect_timeout_then_failover(spawn: Any, tmp_path: Path, members: Members) -> None:
+def test_connect_timeout_then_failover(balancer: StartBalancer, members: Members) -> None:
     hole = BlackHole()
     try:
-        cfg = group_config({"hole": hole.endpoint, "live": members.echo()}, round_robin=False, timeout=1)
-        bal = start_balancer(spawn, tmp_path, cfg, mode="tcp")
+        cfg = group_config([("hole", hole.endpoint, 1), ("live", members.echo(), 1)], round_robin=False,
+                           connection_timeout=1)
+        bal = balancer(cfg, mode="tcp")
         assert _roundtrip(bal.addr, b"x" * 1000) == b"x" * 1000
         ev = bal.admin("GET", "/admin/events").json()["events"]
         route = next(e for e in ev if e["kind"] == "route")
@@ -98,9 +90,9 @@ def test_connect_timeout_then_failover(spawn: Any, tmp_path: Path, members: Memb
         hole.close()
 
 
-def test_every_member_failed_closes_the_client(spawn: Any, tmp_path: Path) -> None:
-    cfg = group_config({"d1": refused_endpoint(), "d2": refused_endpoint()})
-    bal = start_balancer(spawn, tmp_path, cfg, mode="tcp")
+def test_every_member_failed_closes_the_client(balancer: StartBalancer) -> None:
+    cfg = group_config([("d1", refused_endpoint(), 1), ("d2", refused_endpoint(), 1)])
+    bal = balancer(cfg, mode="tcp")
     s = connect(bal.addr)
     with contextlib.suppress(ConnectionResetError):
         assert s.recv(10) == b""
@@ -108,9 +100,8 @@ def test_every_member_failed_closes_the_client(spawn: Any, tmp_path: Path) -> No
     assert {m["health"] for m in snap["members"]} == {"disabled"}
 
 
-def test_max_connections_refuses_excess_cleanly(spawn: Any, tmp_path: Path, members: Members) -> None:
-    bal = start_balancer(spawn, tmp_path, group_config({"e1": members.echo()}), mode="tcp",
-                         args=["--max-connections", "2"])
+def test_max_connections_refuses_excess_cleanly(balancer: StartBalancer, members: Members) -> None:
+    bal = balancer(group_config([("e1", members.echo(), 1)]), mode="tcp", args=["--max-connections", "2"])
     held = [connect(bal.addr) for _ in range(2)]
     for s in held:  # both relayed
         s.sendall(b"a")
@@ -129,10 +120,10 @@ def test_max_connections_refuses_excess_cleanly(spawn: Any, tmp_path: Path, memb
 
 
 def test_admin_disable_closes_live_connections_drain_keeps_them(
-    spawn: Any, tmp_path: Path, members: Members
+    balancer: StartBalancer, members: Members
 ) -> None:
-    bal = start_balancer(spawn, tmp_path, group_config({"e1": members.echo(), "e2": members.echo()},
-                                                       round_robin=False), mode="tcp")
+    bal = balancer(group_config([("e1", members.echo(), 1), ("e2", members.echo(), 1)], round_robin=False),
+                   mode="tcp")
     s = connect(bal.addr)
     s.sendall(b"1")
     assert s.recv(1) == b"1"
