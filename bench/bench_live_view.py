@@ -15,6 +15,9 @@ round before, so drift in the box's load falls on every side):
   view's own 36 fps animation, and on this box every wake-up of another process costs the balancer
   throughput. So responsiveness is measured here and throughput in ``with``; the ``probed`` throughput is
   printed too.
+* ``process`` and ``background`` (skip with ``--no-processes``): the view as its own process
+  (``bench/live_view_process.py``, with the same frame and lag probes), at normal priority and at idle CPU
+  priority (Linux ``SCHED_IDLE``, an experiment; see that file for why the app does not offer it).
 
 Loads (``--loads``, default ``l4-wrk,l7-wrk``):
 
@@ -253,6 +256,44 @@ async def phase(kind: str, bal: Proc, target: str, args: argparse.Namespace,
     return ph, note
 
 
+@dataclass
+class ProcProbes:
+    """What the view processes of the ``process``/``background`` phases measured (frames, lag, CPU)."""
+
+    frames: list[float] = field(default_factory=list)
+    lags: list[float] = field(default_factory=list)
+    cpu: list[float] = field(default_factory=list)
+
+
+async def process_phase(kind: str, bal: Proc, target: str, args: argparse.Namespace, admin: str, token: Path,
+                        out: ProcProbes, *, background: bool) -> tuple[Phase, str]:
+    """The view as its own process (``bench/live_view_process.py``), at normal or at idle CPU priority."""
+    cmd = [sys.executable, str(Path(__file__).with_name("live_view_process.py")), "--attach", admin,
+           "--token-file", str(token), "--seconds", str(args.seconds + 1.0), *(["--background"] if background else [])]
+    view = await asyncio.create_subprocess_exec(*cmd, stdout=asyncio.subprocess.PIPE,
+                                                stderr=asyncio.subprocess.DEVNULL)
+    assert view.stdout is not None
+    try:
+        line = await asyncio.wait_for(view.stdout.readline(), 30)
+        if line.strip() != b"ready":
+            raise SystemExit(f"bench: the view process said {line!r}")
+        load0, c0, w0 = _loadavg(), cpu_seconds(bal.p.pid), time.monotonic()
+        rate, n = await run_load(kind, target, args.seconds, args.concurrency)
+        c1, wall = cpu_seconds(bal.p.pid), time.monotonic() - w0
+        result = json.loads(await asyncio.wait_for(view.stdout.readline(), 30))
+        await view.wait()
+    finally:
+        if view.returncode is None:
+            view.kill()
+            await view.wait()
+    out.frames += result["frames"]
+    out.lags += result["lags"]
+    out.cpu.append(result["cpu"])
+    ph = Phase(rate, (c1 - c0) / max(1, n) * 1e6, (c1 - c0) / wall * 100.0, (load0 + _loadavg()) / 2)
+    return ph, (f"view CPU {result['cpu']:.0f} %, lag p99 {pct(result['lags'], 99):.0f} ms, "
+                f"frame p95 {pct(result['frames'], 95):.0f} ms")
+
+
 async def bench_load(kind: str, args: argparse.Namespace, tmp: Path) -> dict[str, float]:
     member_mode = "tcp" if kind == "l4-py" else "http"
     bal_mode = "http" if kind == "l7-wrk" else "tcp"
@@ -293,19 +334,29 @@ async def bench_load(kind: str, args: argparse.Namespace, tmp: Path) -> dict[str
         with_view: list[Phase] = []
         probed: list[Phase] = []
         probes = Probes()
+        procs_out = {"process": ProcProbes(), "background": ProcProbes()}
+        separate: dict[str, list[Phase]] = {"process": [], "background": []}
+        phases = ("without", "with", "probed", *(("process", "background") if args.processes else ()))
         for r in range(args.rounds):
-            order = ("without", "with", "probed") if r % 2 == 0 else ("probed", "with", "without")
+            order = phases if r % 2 == 0 else tuple(reversed(phases))
             notes: dict[str, str] = {}
             for name in order:
-                ph, note = await phase(kind, bal, target, args, None if name == "without" else view, probes,
-                                       probe=name == "probed")
-                {"without": without, "with": with_view, "probed": probed}[name].append(ph)
+                if name in separate:
+                    ph, note = await process_phase(kind, bal, target, args, admin, tmp / "token", procs_out[name],
+                                                   background=name == "background")
+                    separate[name].append(ph)
+                else:
+                    ph, note = await phase(kind, bal, target, args, None if name == "without" else view, probes,
+                                           probe=name == "probed")
+                    {"without": without, "with": with_view, "probed": probed}[name].append(ph)
                 notes[name] = note
             a, b, c = without[-1], with_view[-1], probed[-1]
+            extra = "".join(f", {name} {ps[-1].rate:.0f}/s (ratio {ps[-1].rate / a.rate:.2f}; {notes[name]})"
+                            for name, ps in separate.items() if ps)
             print(f"bench: {kind} round {r + 1} ({'→'.join(order)}, load {(a.load + b.load + c.load) / 3:.1f}): "
                   f"without {a.rate:.0f}/s {a.cpu_us:.0f} µs/req, with {b.rate:.0f}/s {b.cpu_us:.0f} µs/req "
                   f"(ratio {b.rate / a.rate:.2f}; {notes['with']}), probed {c.rate:.0f}/s (ratio "
-                  f"{c.rate / a.rate:.2f}; {notes['probed']})", flush=True)
+                  f"{c.rate / a.rate:.2f}; {notes['probed']}){extra}", flush=True)
         med = statistics.median
         return {
             "without": med(p.rate for p in without), "with": med(p.rate for p in with_view),
@@ -322,6 +373,13 @@ async def bench_load(kind: str, args: argparse.Namespace, tmp: Path) -> dict[str
             "own99": pct(probes.own_lags, 99), "ownmax": max(probes.own_lags, default=0),
             "p16_95": pct(probes.probe16, 95), "p16_99": pct(probes.probe16, 99),
             "load": med([p.load for p in without + with_view]),
+            **{f"{name}_{k}": v for name, ps in separate.items() if ps for k, v in {
+                "ratio": med(x.rate / a.rate for a, x in zip(without, ps, strict=True)),
+                "ratio_min": min(x.rate / a.rate for a, x in zip(without, ps, strict=True)),
+                "ratio_max": max(x.rate / a.rate for a, x in zip(without, ps, strict=True)),
+                "us": med(x.cpu_us for x in ps), "cpu": med(procs_out[name].cpu),
+                "frame95": pct(procs_out[name].frames, 95), "lag99": pct(procs_out[name].lags, 99),
+                "lagmax": max(procs_out[name].lags, default=0.0)}.items()},
         }
     finally:
         for p in procs:
@@ -369,6 +427,17 @@ async def run(args: argparse.Namespace) -> int:
         lambda r: f"{r['lag50']:.1f} / {r['lag99']:.1f} / {r['lagmax']:.0f} {_mark(r['lag99'] <= 50)}", "p99 ≤ 50")
     row("  of which the UI thread's own CPU, p99 / max (ms)", lambda r: f"{r['own99']:.1f} / {r['ownmax']:.0f}")
     row("16 ms probe lateness p95 / p99 (ms)", lambda r: f"{r['p16_95']:.1f} / {r['p16_99']:.1f}")
+    for name, title in (("process", "view as its own process, normal priority"),
+                        ("background", "view as its own process, --background (idle CPU priority)")):
+        if f"{name}_ratio" not in results[kinds[0]]:
+            continue
+        row(f"**{title}**: ratio [min–max]", lambda r, n=name: (
+            f"{r[n + '_ratio']:.3f} {_mark(r[n + '_ratio'] >= 0.9)} "
+            f"[{r[n + '_ratio_min']:.2f}–{r[n + '_ratio_max']:.2f}]"), "≥ 0.9")
+        row("  balancer CPU-µs / request; view CPU %", lambda r, n=name: f"{r[n + '_us']:.0f}; {r[n + '_cpu']:.1f}")
+        row("  frame interval p95 / lag p99 / lag max (ms)", lambda r, n=name: (
+            f"{r[n + '_frame95']:.1f} {_mark(r[n + '_frame95'] <= 33)} / {r[n + '_lag99']:.1f} "
+            f"{_mark(r[n + '_lag99'] <= 50)} / {r[n + '_lagmax']:.0f}"), "p95 ≤ 33 / p99 ≤ 50")
     return 0
 
 
@@ -379,6 +448,8 @@ def main() -> int:
     p.add_argument("--rounds", type=int, default=4)
     p.add_argument("--concurrency", type=int, default=32)
     p.add_argument("--loads", default="l4-wrk,l7-wrk", help=f"comma-separated, from {', '.join(LOADS)}")
+    p.add_argument("--no-processes", dest="processes", action="store_false",
+                   help="skip the phases with the view as its own process (normal and --background priority)")
     p.add_argument("--members", choices=("nginx", "demo"), default="nginx" if shutil.which("nginx") else "demo",
                    help="HTTP members: nginx (as in bench_proxy.py: the balancer, not the members, limits the "
                         "rate) or balancedesk's Python demo members (default: nginx when installed)")
