@@ -428,7 +428,7 @@ async def run(args: argparse.Namespace) -> int:
     row("  of which the UI thread's own CPU, p99 / max (ms)", lambda r: f"{r['own99']:.1f} / {r['ownmax']:.0f}")
     row("16 ms probe lateness p95 / p99 (ms)", lambda r: f"{r['p16_95']:.1f} / {r['p16_99']:.1f}")
     for name, title in (("process", "view as its own process, normal priority"),
-                        ("background", "view as its own process, --background (idle CPU priority)")):
+                        ("background", "view as its own process at SCHED_IDLE (experiment)")):
         if f"{name}_ratio" not in results[kinds[0]]:
             continue
         row(f"**{title}**: ratio [min–max]", lambda r, n=name: (

@@ -107,6 +107,50 @@ def test_attach_to_nothing_says_unreachable(qtbot: QtBot, qloop: asyncio.Abstrac
         win.shutdown()
 
 
+def test_view_follows_a_balancer_that_dies_and_comes_back(
+    qtbot: QtBot, qloop: asyncio.AbstractEventLoop, live_group: Callable[..., Any], spawn: Callable[..., Any],
+    tmp_path: Path,
+) -> None:
+    """The admin endpoint goes away under the view (SIGKILL: its kept-alive connections die with it) and a
+    new balancer takes the same admin port: the view says unreachable, then watches the new one."""
+    import os
+    import signal
+    import socket
+
+    running = live_group(("a",), weights=(1,))
+    for mid, ep in running.endpoints.items():
+        spawn([*CMD, "demo-member", "--listen", ep, "--mode", "tcp", "--name", mid]).wait_for("demo member")
+    cfg, tok = tmp_path / "cfg.json", tmp_path / "token"
+    cfg.write_text(json.dumps(running.config))
+    tok.write_text("back-again-token\n")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        admin_port = s.getsockname()[1]
+
+    def start() -> Any:
+        child = spawn([*CMD, "balance", "--config", str(cfg), "--listen", "127.0.0.1:0", "--mode", "tcp",
+                       "--admin", f"127.0.0.1:{admin_port}", "--admin-token-file", str(tok)])
+        child.wait_for(r"balancedesk: balancing (\S+) admin (http://\S+)", timeout=30)
+        return child
+
+    first = start()
+    win = LiveWindow()
+    qtbot.addWidget(win)
+    try:
+        win.attach(f"http://127.0.0.1:{admin_port}", "back-again-token")
+        qtbot.waitUntil(lambda: win.last is not None and "watching" in win.status.text(), timeout=LONG)
+        first_listen = win.last.listen if win.last else ""
+        os.kill(first.pid, signal.SIGKILL)
+        qtbot.waitUntil(lambda: "unreachable" in win.status.text(), timeout=LONG)
+        start()
+        qtbot.waitUntil(lambda: "watching" in win.status.text(), timeout=LONG)
+        # snapshots come from the new process (it listens on another port)
+        qtbot.waitUntil(lambda: win.last is not None and win.last.listen != first_listen, timeout=LONG)
+        assert win.watcher is not None and win.watcher.reachable is True
+    finally:
+        win.shutdown()
+
+
 def _snaps(n: int, *, down: int | None = None) -> list[MemberSnap]:
     return [MemberSnap(member_id=f"m{i}", endpoint=f"127.0.0.1:{9000 + i}", weight=i + 1, total=10 * i,
                        health="disabled" if i == down else "up", retry_in_s=1.5 if i == down else None)
