@@ -4,11 +4,12 @@ endpoint closed while idle, error bodies, a silent endpoint, a refused port, and
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
 import socket
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +19,17 @@ from balancedesk.gui.live.admin import AdminClient, AdminError, AdminUnavailable
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
 
-async def _serve(handler: Handler) -> tuple[asyncio.Server, str]:
+@contextlib.asynccontextmanager
+async def _endpoint(handler: Handler, token: str = "t", *, answer_within: float = 3.0) -> AsyncIterator[AdminClient]:
+    """A scripted endpoint on 127.0.0.1 and a client of it; both closed on the way out."""
     server = await asyncio.start_server(handler, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    return server, f"http://127.0.0.1:{port}"
+    client = AdminClient(f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}", token, timeout=answer_within)
+    try:
+        yield client
+    finally:
+        await client.aclose()
+        server.close()
+        await server.wait_closed()
 
 
 async def _read_request(reader: asyncio.StreamReader) -> tuple[str, dict[str, str], bytes]:
@@ -59,9 +67,7 @@ def test_keep_alive_reuse_and_a_connection_closed_while_idle() -> None:
                     break
             writer.close()
 
-        server, url = await _serve(handler)
-        client = AdminClient(url, "tok-1")
-        try:
+        async with _endpoint(handler, "tok-1") as client:
             for i in range(1, 7):
                 assert await client._call("GET", "/admin/snapshot", params={"a": i}) == {"n": i}
                 await asyncio.sleep(0.02)  # lets the close after the 3rd reach the client first
@@ -72,10 +78,6 @@ def test_keep_alive_reuse_and_a_connection_closed_while_idle() -> None:
             assert await client._call("POST", "/admin/members/a/state", json={"state": "drain"}) == {"n": 7}
             assert seen[-1][0].startswith("POST /admin/members/a/state ")
             assert json.loads(seen[-1][2]) == {"state": "drain"}
-        finally:
-            await client.aclose()
-            server.close()
-            await server.wait_closed()
 
     asyncio.run(main())
 
@@ -98,9 +100,7 @@ def test_a_burst_of_calls_keeps_at_most_four_connections_open() -> None:
                 open_now.discard(writer)
                 writer.close()
 
-        server, url = await _serve(handler)
-        client = AdminClient(url, "t")
-        try:
+        async with _endpoint(handler) as client:
             answers = await asyncio.gather(*(client._call("GET", "/admin/snapshot") for _ in range(10)))
             assert answers == [{"ok": True}] * 10
             loop = asyncio.get_running_loop()
@@ -110,10 +110,6 @@ def test_a_burst_of_calls_keeps_at_most_four_connections_open() -> None:
             assert len(open_now) == 4  # the other six were closed by the client after their answer
             assert await client._call("GET", "/again") == {"ok": True}
             assert len(open_now) == 4  # and the next call reused one of the four
-        finally:
-            await client.aclose()
-            server.close()
-            await server.wait_closed()
 
     asyncio.run(main())
 
@@ -130,19 +126,13 @@ def test_error_bodies_become_admin_errors() -> None:
             await writer.drain()
             writer.close()
 
-        server, url = await _serve(handler)
-        client = AdminClient(url, "wrong")
-        try:
+        async with _endpoint(handler, "wrong") as client:
             with pytest.raises(AdminError) as err:
                 await client.snapshot()
             assert err.value.status == 401 and "bad token" in str(err.value)
             assert err.value.problems == [{"field": "token"}]
             with pytest.raises(AdminError, match="not JSON"):
                 await client._call("GET", "/nojson")
-        finally:
-            await client.aclose()
-            server.close()
-            await server.wait_closed()
 
     asyncio.run(main())
 
@@ -154,17 +144,12 @@ def test_silent_endpoint_and_refused_port_are_unavailable() -> None:
             await asyncio.sleep(5)
             writer.close()
 
-        server, url = await _serve(handler)
-        client = AdminClient(url, "t", timeout=0.3)
         loop = asyncio.get_running_loop()
-        try:
+        async with _endpoint(handler, answer_within=0.3) as client:
             t0 = loop.time()
             with pytest.raises(AdminUnavailable, match=r"no answer within 0\.3 s"):
                 await client.snapshot()
             assert loop.time() - t0 < 2.0
-        finally:
-            await client.aclose()
-            server.close()
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]  # bound, not listening: refused
