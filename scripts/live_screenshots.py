@@ -5,7 +5,8 @@ Runs a real balancer (``balancedesk balance``, L4) over three demo members on 12
 ``b`` and grabs the window while it is down with its countdown, then restarts it and grabs the recovery.
 
     xvfb-run -a -s "-screen 0 1400x950x24" env QT_QPA_PLATFORM=xcb .venv/bin/python scripts/live_screenshots.py
-    (QT_QPA_PLATFORM=offscreen works too: the window is grabbed, not the screen)
+    (QT_QPA_PLATFORM=offscreen works too: the window is grabbed, not the screen; --dark: the dark theme,
+    written as live-*-dark.png)
 """
 
 from __future__ import annotations
@@ -21,9 +22,11 @@ from pathlib import Path
 import qasync
 from balancedesk.core.model import Connector
 from balancedesk.gui.live import LiveWindow
+from balancedesk.gui.theme import apply_theme
 from PySide6.QtWidgets import QApplication
 
 OUT = Path(__file__).resolve().parents[1] / "docs" / "screenshots"
+SUFFIX = ""  # "-dark" with --dark
 
 
 def _free_port() -> int:
@@ -41,7 +44,7 @@ async def _until(cond: Callable[[], bool], what: str, limit_s: float = 30.0) -> 
 
 
 def _grab(win: LiveWindow, name: str) -> None:
-    path = OUT / name
+    path = OUT / name.replace(".png", f"{SUFFIX}.png")
     win.grab().save(str(path))
     print(f"live_screenshots: wrote {path}", flush=True)
 
@@ -79,6 +82,9 @@ async def scenario(win: LiveWindow) -> None:
 
 
 def main() -> int:
+    global SUFFIX
+    theme = "dark" if "--dark" in sys.argv[1:] else "light"
+    SUFFIX = "-dark" if theme == "dark" else ""
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     OUT.mkdir(parents=True, exist_ok=True)
     ids = ("a", "b", "c")
@@ -90,6 +96,8 @@ def main() -> int:
                                        for i, (m, w) in enumerate(zip(ids, (2, 1, 1), strict=True))]},
     })
     app = QApplication.instance() or QApplication(sys.argv[:1])
+    assert isinstance(app, QApplication)
+    apply_theme(app, theme)
     loop = qasync.QEventLoop(app)
     asyncio.set_event_loop(loop)
     win = LiveWindow(group=group, endpoints=endpoints)

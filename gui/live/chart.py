@@ -18,7 +18,8 @@ from typing import Any
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtWidgets import QWidget
+from PySide6.QtGui import QPalette
+from PySide6.QtWidgets import QApplication, QWidget
 
 PALETTE = ("#1e88e5", "#43a047", "#fb8c00", "#8e24aa", "#e53935", "#00897b", "#6d4c41", "#3949ab")
 
@@ -73,7 +74,13 @@ class RateChart(pg.PlotWidget):  # type: ignore[misc]
     """Connections (L4) or requests (L7) per second per member. No signals."""
 
     def __init__(self, parent: QWidget | None = None, *, history_s: float = 60.0) -> None:
-        super().__init__(parent=parent, background="w")
+        pal = QApplication.palette()  # the app's theme (light or dark), as the rest of the window
+        base, text = pal.color(QPalette.ColorRole.Base), pal.color(QPalette.ColorRole.Text)
+        super().__init__(parent=parent, background=base)
+        for name in ("left", "bottom"):
+            axis = self.getAxis(name)
+            axis.setPen(text)
+            axis.setTextPen(text)
         self.history_s = history_s
         self.setMinimumHeight(160)
         self.max_hz = 1.0  # a 60 s window moves 1/60 of its width per redraw: smooth enough, half the CPU of 2 Hz
@@ -87,7 +94,7 @@ class RateChart(pg.PlotWidget):  # type: ignore[misc]
         self.setMouseEnabled(x=False, y=False)
         self.hideButtons()
         self.getPlotItem().setMenuEnabled(False)
-        self._legend = self.addLegend(offset=(10, 5))
+        self._legend = self.addLegend(offset=(10, 5), labelTextColor=text)
         self._curves: dict[str, pg.PlotDataItem] = {}
         self._series: dict[str, _Series] = {}
         self._unit = ""

@@ -23,7 +23,8 @@ from PySide6.QtCore import (
     Qt,
     Signal,
 )
-from PySide6.QtGui import QBrush, QColor
+from PySide6.QtGui import QBrush, QColor, QPalette
+from PySide6.QtWidgets import QApplication
 
 _Index = QModelIndex | QPersistentModelIndex
 
@@ -242,6 +243,8 @@ class TimelineEntry:
 
 TIMELINE_COLORS = {"health": "#c62828", "failover": "#ef6c00", "admin": "#1565c0", "config": "#6a1b9a",
                    "info": "#424242", "recovered": "#2e7d32"}
+TIMELINE_COLORS_DARK = {"health": "#ef5350", "failover": "#ffa726", "admin": "#64b5f6", "config": "#ce93d8",
+                        "info": "#bdbdbd", "recovered": "#66bb6a"}  # the same hues, readable on a dark base
 
 
 class TimelineModel(QAbstractListModel):
@@ -251,6 +254,9 @@ class TimelineModel(QAbstractListModel):
         super().__init__(parent)
         self._rows: deque[TimelineEntry] = deque()
         self.limit = limit
+        dark = QApplication.palette().color(QPalette.ColorRole.Base).lightness() < 128
+        self._brushes = {k: QBrush(QColor(v)) for k, v in (TIMELINE_COLORS_DARK if dark else TIMELINE_COLORS).items()}
+        self._default = QBrush(QApplication.palette().color(QPalette.ColorRole.Text))
 
     def entries(self) -> list[TimelineEntry]:
         return list(self._rows)
@@ -280,7 +286,7 @@ class TimelineModel(QAbstractListModel):
         if role == Qt.ItemDataRole.DisplayRole:
             return f"{_clock(e.ago_base)}  {e.text}"
         if role == Qt.ItemDataRole.ForegroundRole:
-            return QBrush(QColor(TIMELINE_COLORS.get(e.kind, "#000000")))
+            return self._brushes.get(e.kind, self._default)
         if role == Qt.ItemDataRole.UserRole:
             return e.kind
         return None

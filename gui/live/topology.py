@@ -24,7 +24,7 @@ from typing import Any
 from balancedesk.gui.live.admin import MemberSnap, Snapshot
 from balancedesk.gui.live.models import STATE_COLORS
 from PySide6.QtCore import QPointF, QRectF, Qt, QTimer
-from PySide6.QtGui import QBrush, QColor, QFont, QPainter, QPainterPath, QPen, QPolygonF
+from PySide6.QtGui import QBrush, QColor, QFont, QPainter, QPainterPath, QPalette, QPen, QPolygonF
 from PySide6.QtWidgets import (
     QGraphicsItem,
     QGraphicsLineItem,
@@ -178,8 +178,11 @@ class TopologyView(QGraphicsView):
         self._in_edge.setPen(QPen(QColor("#b0bec5"), 2))
         self._in_edge.setZValue(-1)
         self._scene.addItem(self._in_edge)
+        # the texts on the canvas itself follow the theme (the boxes keep their own light fills and dark text)
+        pal = self.palette()
+        self._label_brush = QBrush(pal.color(QPalette.ColorRole.Text))
         self._note = QGraphicsSimpleTextItem("")
-        self._note.setBrush(QBrush(QColor("#6d4c41")))
+        self._note.setBrush(QBrush(pal.color(QPalette.ColorRole.PlaceholderText)))
         self._note.setCacheMode(_CACHE)
         self._scene.addItem(self._note)
         self._dots: list[tuple[QPen, QPolygonF]] = []  # what drawForeground draws this frame
@@ -219,7 +222,7 @@ class TopologyView(QGraphicsView):
                 self._scene.addItem(edge)
                 self._edges[mid] = edge
                 label = QGraphicsSimpleTextItem("")
-                label.setBrush(QBrush(QColor("#37474f")))
+                label.setBrush(self._label_brush)
                 label.setCacheMode(_CACHE)
                 self._scene.addItem(label)
                 self._edge_labels[mid] = label
