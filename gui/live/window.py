@@ -104,10 +104,10 @@ class LiveWindow(QMainWindow):
         self.traffic = TrafficGenerator(self)
         self._build()
         self._wire()
+        self._table_shape: list[tuple[str, str, int]] = []  # members, states, weights the table last showed
+        self._table_at = 0.0
         # the re-enable countdowns move between snapshots; the timer runs only while one is shown (an idle
         # timer would wake the UI 10×/s for nothing, and each wake-up is CPU the balancer may be short of)
-        self._table_shape: list[tuple[str, str, int]] = []
-        self._table_at = 0.0
         self._countdown = QTimer(self)
         self._countdown.setInterval(100)
         self._countdown.timeout.connect(self.on_countdown_timeout)

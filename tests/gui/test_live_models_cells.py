@@ -35,3 +35,31 @@ def test_only_changed_cells_are_announced(qtbot: QtBot, qtmodeltester: ModelTest
     model.update([replace(a, total=11, failures=2, health="disabled"), replace(b, active=3, total=6)],
                  {"a": 1.0, "b": 0.9})
     assert (0, COL_STATE, 0, COL_STATE) in got and model.data(model.index(0, COL_STATE)) == "down"
+
+
+def test_window_refreshes_counters_at_most_twice_a_second_but_a_state_change_at_once(qtbot: QtBot) -> None:
+    from balancedesk.gui.live.admin import Snapshot
+    from balancedesk.gui.live.window import TABLE_HZ, LiveWindow
+
+    win = LiveWindow()
+    qtbot.addWidget(win)
+    try:
+        def snap(total: int, health: str = "up", now: float = 1.0) -> Snapshot:
+            return Snapshot(version=1, group={"retryDelay": 5}, mode="tcp", listen="127.0.0.1:1",
+                            affinity_header=None, now=now, uptime_s=now,
+                            members=(MemberSnap("a", "127.0.0.1:1", total=total, health=health,
+                                                retry_in_s=4.0 if health == "disabled" else None),))
+
+        win.on_watcher_snapshotted(snap(10))
+        assert win.members.data(win.members.index(0, 5)) == "10"
+        win.on_watcher_snapshotted(snap(11, now=1.2))
+        assert win.members.data(win.members.index(0, 5)) == "10"  # a counter: waits for the next refresh
+        assert win.last is not None and win.last.members[0].total == 11  # the view itself has the snapshot
+        win.on_watcher_snapshotted(snap(12, "disabled", now=1.4))
+        assert win.members.data(win.members.index(0, COL_STATE)).startswith("down")  # a state change: at once
+        assert win.members.data(win.members.index(0, 5)) == "12"
+        win._table_at -= 1.0 / TABLE_HZ  # as if a refresh interval had passed (no sleeping in tests)
+        win.on_watcher_snapshotted(snap(13, "disabled", now=2.0))
+        assert win.members.data(win.members.index(0, 5)) == "13"  # the next refresh after 1 / TABLE_HZ
+    finally:
+        win.shutdown()
