@@ -208,16 +208,19 @@ class _Answer(asyncio.Protocol):
 
 
 class AdminClient:
-    """Async client for one balancer's admin endpoint: ``AdminClient("http://h:p", token)``."""
+    """Async client for one balancer's admin endpoint: ``AdminClient("http://h:p", token)``.
 
-    def __init__(self, base_url: str, token: str, *, timeout: float = 3.0) -> None:
+    An ``https://`` URL (an admin endpoint behind a TLS proxy) is verified against the system's CAs, or
+    against the CA bundle file ``verify`` names (as ``MgmtClient``'s ``verify``)."""
+
+    def __init__(self, base_url: str, token: str, *, timeout: float = 3.0, verify: str | None = None) -> None:
         self.base_url = base_url.rstrip("/")
         url = urlsplit(self.base_url)
         if url.scheme not in ("http", "https") or not url.hostname:
             raise ValueError(f"admin URL must be http://host:port or https://host:port, got {base_url!r}")
         self._host = url.hostname
         self._port = url.port or (443 if url.scheme == "https" else 80)
-        self._ssl = ssl.create_default_context() if url.scheme == "https" else None
+        self._ssl = ssl.create_default_context(cafile=verify) if url.scheme == "https" else None
         self._prefix = url.path.rstrip("/")
         authority = url.netloc.rpartition("@")[2]
         self._head = f"Host: {authority}\r\nAuthorization: Bearer {token}\r\nAccept: application/json\r\n"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from balancedesk.core.model import DEFAULT_AFFINITY_HEADER
 from balancedesk.gui.live.demos import DemoMembers
@@ -124,7 +125,9 @@ class TrafficPanel(QGroupBox):
 
 
 class AttachDialog(QDialog):
-    """Attach to a balancer running elsewhere: its admin URL and token (or a token file)."""
+    """Attach to a balancer running elsewhere: its admin URL and token (or a token file); for an https URL,
+    optionally the CA bundle that signed its certificate. A URL that cannot be an admin endpoint is refused
+    here, inline, and the dialog stays open."""
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -135,15 +138,43 @@ class AttachDialog(QDialog):
         self.token.setEchoMode(QLineEdit.EchoMode.Password)
         self.token_file = QLineEdit()
         self.token_file.setPlaceholderText("or a file holding the token")
+        self.ca_file = QLineEdit()
+        self.ca_file.setPlaceholderText("https only: CA bundle file (empty: the system's CAs)")
+        self.error = QLabel("")
+        self.error.setObjectName("fieldError")  # the theme's inline error style
+        self.error.setWordWrap(True)
+        self.error.hide()
         form.addRow("admin URL", self.url)
         form.addRow("token", self.token)
         form.addRow("token file", self.token_file)
+        form.addRow("CA file", self.ca_file)
+        form.addRow(self.error)
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
         buttons.accepted.connect(self.accept)
         buttons.rejected.connect(self.reject)
         form.addRow(buttons)
 
-    def values(self) -> tuple[str, str, Path | None]:
-        """URL, token, and the token file to read when no token was typed (read off the UI thread)."""
+    def accept(self) -> None:
+        url = urlsplit(self.url.text().strip())
+        problem = ""
+        if url.scheme not in ("http", "https") or not url.hostname:
+            problem = "The admin URL must look like http://host:port (or https://host:port)."
+        elif self.ca_file.text().strip() and url.scheme != "https":
+            problem = "A CA file is only used with an https:// admin URL."
+        else:
+            try:
+                _ = url.port
+            except ValueError:
+                problem = f"The port in {self.url.text().strip()!r} is not a number from 1 to 65535."
+        if problem:
+            self.error.setText(problem)
+            self.error.show()
+            return
+        super().accept()
+
+    def values(self) -> tuple[str, str, Path | None, str | None]:
+        """URL, token, the token file to read when no token was typed (read off the UI thread), CA file."""
         file = self.token_file.text().strip()
-        return self.url.text().strip(), self.token.text().strip(), Path(file).expanduser() if file else None
+        ca = self.ca_file.text().strip()
+        return (self.url.text().strip(), self.token.text().strip(), Path(file).expanduser() if file else None,
+                str(Path(ca).expanduser()) if ca else None)

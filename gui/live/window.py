@@ -320,17 +320,28 @@ class LiveWindow(QMainWindow):
         dialog.accepted.connect(lambda: self._spawn(self._attach_from(dialog.values())))
         dialog.open()
 
-    async def _attach_from(self, values: tuple[str, str, Path | None]) -> None:
-        url, token, file = values
+    async def _attach_from(self, values: tuple[str, str, Path | None, str | None]) -> None:
+        url, token, file, ca = values
         if not token and file is not None:
-            token = (await asyncio.to_thread(file.read_text)).strip()
-        self.attach(url, token)
+            try:
+                token = (await asyncio.to_thread(file.read_text)).strip()
+            except (OSError, UnicodeDecodeError) as exc:
+                why = getattr(exc, "strerror", None) or exc
+                self.run_panel.status.setText(f"cannot attach: token file {file}: {why}")
+                return
+        self.attach(url, token, verify=ca)
 
-    def attach(self, url: str, token: str) -> None:
-        """Watch a balancer running elsewhere (same view; stops a local one we started)."""
+    def attach(self, url: str, token: str, *, verify: str | None = None) -> None:
+        """Watch a balancer running elsewhere (same view; stops a local one we started). ``verify``: the CA
+        bundle for an https admin URL. A URL that cannot be an admin endpoint is said inline; nothing stops."""
+        try:
+            client = AdminClient(url, token, verify=verify)
+        except (ValueError, OSError) as exc:  # a bad URL, an unreadable CA file
+            self.run_panel.status.setText(f"cannot attach: {exc}")
+            return
         if self.balancer is not None:
             self.balancer.stop()
-        self.attach_client(AdminClient(url, token), owned=True)
+        self.attach_client(client, owned=True)
         self.run_panel.status.setText(f"attached to {url}")
         self.run_panel.stop.setEnabled(True)
 

@@ -196,3 +196,41 @@ def test_against_the_real_balancer(spawn: Callable[..., Any], tmp_path: Path) ->
             await client.aclose()
 
     asyncio.run(main())
+
+
+def test_https_endpoint_verified_against_a_ca_file(tmp_path: Path) -> None:
+    import ssl
+
+    from tests.conftest import self_signed_cert
+
+    cert, key = self_signed_cert(tmp_path)
+    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    tls.load_cert_chain(cert, key)
+
+    async def main() -> None:
+        async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError, ssl.SSLError):
+                while True:
+                    _, headers, _ = await _read_request(reader)
+                    writer.write(_answer(200, {"auth": headers.get("authorization")}))
+                    await writer.drain()
+            writer.close()
+
+        server = await asyncio.start_server(handler, "127.0.0.1", 0, ssl=tls)
+        url = f"https://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+        try:
+            trusted = AdminClient(url, "tls-token", verify=str(cert))
+            try:
+                assert await trusted._call("GET", "/admin/snapshot") == {"auth": "Bearer tls-token"}
+                assert await trusted._call("GET", "/admin/snapshot") == {"auth": "Bearer tls-token"}  # kept alive
+                assert len(trusted._open) == 1
+            finally:
+                await trusted.aclose()
+            untrusted = AdminClient(url, "tls-token")  # the system's CAs do not know a self-signed certificate
+            with pytest.raises(AdminUnavailable, match=r"CERTIFICATE_VERIFY_FAILED|certificate verify failed"):
+                await untrusted.snapshot()
+        finally:
+            server.close()
+            await server.wait_closed()
+
+    asyncio.run(main())

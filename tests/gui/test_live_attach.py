@@ -182,3 +182,44 @@ def test_member_and_timeline_models_pass_qtmodeltester(qtmodeltester: Any) -> No
     texts = [e.text for e in timeline.entries()]
     assert texts == ["b set to drain by an admin", "a enabled again (retryDelay ended)",
                      "failover: a refused → b"]
+
+
+def test_attach_dialog_and_bad_input_are_said_inline(qtbot: QtBot, qloop: asyncio.AbstractEventLoop,
+                                                      tmp_path: Path) -> None:
+    from balancedesk.gui.live.panels import AttachDialog
+
+    dialog = AttachDialog()
+    qtbot.addWidget(dialog)
+    dialog.show()
+    dialog.url.setText("ftp://127.0.0.1:1")
+    dialog.accept()
+    assert dialog.isVisible() and dialog.error.isVisible() and "http://host:port" in dialog.error.text()
+    dialog.url.setText("http://127.0.0.1:99999")
+    dialog.accept()
+    assert dialog.isVisible() and "not a number from 1 to 65535" in dialog.error.text()
+    dialog.url.setText("http://127.0.0.1:9901")
+    dialog.ca_file.setText(str(tmp_path / "ca.pem"))
+    dialog.accept()
+    assert dialog.isVisible() and "only used with an https://" in dialog.error.text()
+    dialog.url.setText("https://127.0.0.1:9901")
+    dialog.token_file.setText(str(tmp_path / "missing-token"))
+    dialog.accept()
+    assert not dialog.isVisible()  # accepted
+    url, token, file, ca = dialog.values()
+    assert (url, token, file) == ("https://127.0.0.1:9901", "", tmp_path / "missing-token")
+    assert ca == str(tmp_path / "ca.pem")
+
+    win = LiveWindow()
+    qtbot.addWidget(win)
+    try:
+        # the token file does not exist: said inline, nothing attached
+        win._spawn(win._attach_from((url, token, file, None)))
+        qtbot.waitUntil(lambda: "cannot attach: token file" in win.run_panel.status.text(), timeout=LONG)
+        assert win.client is None
+        # a CA file that does not exist, and a URL that is not an admin URL: said inline
+        win.attach("https://127.0.0.1:9901", "t", verify=str(tmp_path / "ca.pem"))
+        assert "cannot attach" in win.run_panel.status.text() and win.client is None
+        win.attach("ftp://127.0.0.1:1", "t")
+        assert "cannot attach: admin URL must be http" in win.run_panel.status.text() and win.client is None
+    finally:
+        win.shutdown()
