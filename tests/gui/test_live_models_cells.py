@@ -3,6 +3,7 @@ of adjacent columns), so a snapshot under load repaints a few cells, not the tab
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import replace
 
 from balancedesk.gui.live.admin import MemberSnap
@@ -37,7 +38,9 @@ def test_only_changed_cells_are_announced(qtbot: QtBot, qtmodeltester: ModelTest
     assert (0, COL_STATE, 0, COL_STATE) in got and model.data(model.index(0, COL_STATE)) == "down"
 
 
-def test_window_refreshes_counters_at_most_twice_a_second_but_a_state_change_at_once(qtbot: QtBot) -> None:
+def test_window_refreshes_counters_at_most_twice_a_second_but_a_state_change_at_once(
+    qtbot: QtBot, qloop: asyncio.AbstractEventLoop,
+) -> None:
     from balancedesk.gui.live.admin import Snapshot
     from balancedesk.gui.live.window import TABLE_HZ, LiveWindow
 
