@@ -119,7 +119,24 @@ class Authenticator:
             self.throttle.failed(client, time.monotonic())
             raise self._unauthorized("The user name or password is wrong, or the user is disabled.")
         self.throttle.succeeded(client)
-        return Caller(user.name, user.is_admin)
+        caller = Caller(user.name, user.is_admin)
+        if "user" in request.query_params and request.url.path.startswith("/api/mgmt/"):
+            return self._on_behalf_of(caller, request.query_params.getlist("user"))
+        return caller
+
+    def _on_behalf_of(self, caller: Caller, names: list[str]) -> Caller:
+        """HDP's ``?user=NAME``: an Administrator acts as that user (with that user's rights, no more) on the
+        connector endpoints. Anyone else, an empty or repeated name, or an unknown or disabled user: 4xx."""
+        if not caller.is_admin:
+            raise ApiFailure(403, f"Only an Administrator can act on behalf of another user (?user=); "
+                                  f"{caller.name} is not one.")
+        if len(names) != 1 or not names[0]:
+            raise ApiFailure(400, "?user= takes exactly one user name.", [Problem("user", "one user name")])
+        target = self.store.user(names[0])
+        if target is None or not target.active:
+            why = "there is no user named" if target is None else "this user is disabled:"
+            raise ApiFailure(400, f"?user=: {why} {names[0]!r}.", [Problem("user", f"{why} {names[0]!r}")])
+        return Caller(target.name, target.is_admin)
 
     @staticmethod
     def _unauthorized(message: str) -> ApiFailure:
