@@ -15,6 +15,7 @@ round before, so drift in the box's load falls on every side):
   view's own 36 fps animation, and on this box every wake-up of another process costs the balancer
   throughput. So responsiveness is measured here and throughput in ``with``; the ``probed`` throughput is
   printed too.
+* ``still``: the view with "animate routed connections" off (no frames between snapshots);
 * ``process`` and ``background`` (skip with ``--no-processes``): the view as its own process
   (``bench/live_view_process.py``, with the same frame and lag probes), at normal priority and at idle CPU
   priority (Linux ``SCHED_IDLE``, an experiment; see that file for why the app does not offer it).
@@ -323,9 +324,10 @@ async def bench_load(kind: str, args: argparse.Namespace, tmp: Path) -> dict[str
         target, admin = m.group(1), m.group(2)
         await run_load(kind, target, 1.0, args.concurrency)  # warm-up
 
-        def view() -> LiveWindow:
+        def view(animate: bool = True) -> LiveWindow:
             win = LiveWindow()
             win.resize(1400, 950)
+            win.animate.setChecked(animate)
             win.show()
             win.attach(admin, "bench-token")
             return win
@@ -336,7 +338,9 @@ async def bench_load(kind: str, args: argparse.Namespace, tmp: Path) -> dict[str
         probes = Probes()
         procs_out = {"process": ProcProbes(), "background": ProcProbes()}
         separate: dict[str, list[Phase]] = {"process": [], "background": []}
-        phases = ("without", "with", "probed", *(("process", "background") if args.processes else ()))
+        still: list[Phase] = []
+        still_cpu: list[float] = []
+        phases = ("without", "with", "probed", "still", *(("process", "background") if args.processes else ()))
         for r in range(args.rounds):
             order = phases if r % 2 == 0 else tuple(reversed(phases))
             notes: dict[str, str] = {}
@@ -345,6 +349,11 @@ async def bench_load(kind: str, args: argparse.Namespace, tmp: Path) -> dict[str
                     ph, note = await process_phase(kind, bal, target, args, admin, tmp / "token", procs_out[name],
                                                    background=name == "background")
                     separate[name].append(ph)
+                elif name == "still":
+                    still_probes = Probes()
+                    ph, note = await phase(kind, bal, target, args, lambda: view(animate=False), still_probes)
+                    still.append(ph)
+                    still_cpu += still_probes.view_cpu
                 else:
                     ph, note = await phase(kind, bal, target, args, None if name == "without" else view, probes,
                                            probe=name == "probed")
@@ -352,7 +361,7 @@ async def bench_load(kind: str, args: argparse.Namespace, tmp: Path) -> dict[str
                 notes[name] = note
             a, b, c = without[-1], with_view[-1], probed[-1]
             extra = "".join(f", {name} {ps[-1].rate:.0f}/s (ratio {ps[-1].rate / a.rate:.2f}; {notes[name]})"
-                            for name, ps in separate.items() if ps)
+                            for name, ps in (("still", still), *separate.items()) if ps)
             print(f"bench: {kind} round {r + 1} ({'→'.join(order)}, load {(a.load + b.load + c.load) / 3:.1f}): "
                   f"without {a.rate:.0f}/s {a.cpu_us:.0f} µs/req, with {b.rate:.0f}/s {b.cpu_us:.0f} µs/req "
                   f"(ratio {b.rate / a.rate:.2f}; {notes['with']}), probed {c.rate:.0f}/s (ratio "
@@ -373,6 +382,10 @@ async def bench_load(kind: str, args: argparse.Namespace, tmp: Path) -> dict[str
             "own99": pct(probes.own_lags, 99), "ownmax": max(probes.own_lags, default=0),
             "p16_95": pct(probes.probe16, 95), "p16_99": pct(probes.probe16, 99),
             "load": med([p.load for p in without + with_view]),
+            "still_ratio": med(x.rate / a.rate for a, x in zip(without, still, strict=True)),
+            "still_ratio_min": min(x.rate / a.rate for a, x in zip(without, still, strict=True)),
+            "still_ratio_max": max(x.rate / a.rate for a, x in zip(without, still, strict=True)),
+            "still_cpu": med(still_cpu),
             **{f"{name}_{k}": v for name, ps in separate.items() if ps for k, v in {
                 "ratio": med(x.rate / a.rate for a, x in zip(without, ps, strict=True)),
                 "ratio_min": min(x.rate / a.rate for a, x in zip(without, ps, strict=True)),
@@ -427,6 +440,9 @@ async def run(args: argparse.Namespace) -> int:
         lambda r: f"{r['lag50']:.1f} / {r['lag99']:.1f} / {r['lagmax']:.0f} {_mark(r['lag99'] <= 50)}", "p99 ≤ 50")
     row("  of which the UI thread's own CPU, p99 / max (ms)", lambda r: f"{r['own99']:.1f} / {r['ownmax']:.0f}")
     row("16 ms probe lateness p95 / p99 (ms)", lambda r: f"{r['p16_95']:.1f} / {r['p16_99']:.1f}")
+    row("**view with animation off**: ratio [min–max]; view CPU %", lambda r: (
+        f"{r['still_ratio']:.3f} {_mark(r['still_ratio'] >= 0.9)} [{r['still_ratio_min']:.2f}–"
+        f"{r['still_ratio_max']:.2f}]; {r['still_cpu']:.1f}"), "≥ 0.9")
     for name, title in (("process", "view as its own process, normal priority"),
                         ("background", "view as its own process at SCHED_IDLE (experiment)")):
         if f"{name}_ratio" not in results[kinds[0]]:

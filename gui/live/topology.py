@@ -40,6 +40,7 @@ MAX_VISIBLE_PER_S = 30.0  # moving dots per second the eye can follow
 LEG_S = 0.45  # seconds per leg of a journey
 POOL = 160
 DOT = 10.0  # dot diameter (scene units)
+ANIMATION_OFF = "animation off: routed connections are not drawn; edges, rates and states show the totals"
 OK_COLOR = QColor("#1e88e5")
 FAIL_COLOR = QColor("#e53935")
 IN_COLOR = QColor("#78909c")
@@ -196,6 +197,7 @@ class TopologyView(QGraphicsView):
         self._budget = MAX_VISIBLE_PER_S
         self._budget_t = time.monotonic()
         self._edge_style: dict[str, tuple[str, float, bool]] = {}
+        self.animated = True  # draw routed connections as moving dots (set_animated)
         self._timer = QTimer(self)
         self._timer.setTimerType(Qt.TimerType.PreciseTimer)  # a coarse timer may fire 5 % late
         self._timer.setInterval(28)  # 36 fps while something moves: smooth, and a frame every <= 33 ms
@@ -327,11 +329,29 @@ class TopologyView(QGraphicsView):
                 node.set_progress(None)
 
     # journeys ------------------------------------------------------------------------------------
+    def set_animated(self, on: bool) -> None:
+        """Moving dots on or off. Off, the view draws no frames between snapshots: the edges, rates and
+        states still show everything, and the view's CPU falls to what the snapshots cost."""
+        if on == self.animated:
+            return
+        self.animated = on
+        if not on:
+            for j in self._journeys:
+                self._free(j)
+            self._journeys.clear()
+            self._pending.clear()
+            self._timer.stop()
+            self._set_dots({}, [])
+        self.sampling_note = "" if on else ANIMATION_OFF
+        self._update_note()
+
     def add_events(self, events: Sequence[Mapping[str, Any]], dropped: int = 0, *, skipped: int = 0) -> None:
         """Schedule dots for a sample of ``events``' routes. ``dropped``: routes the balancer sampled away;
         ``skipped``: routes it did not send because only the newest were asked for."""
         routes = [e for e in events if e.get("kind") == "route"]
         self.routed += len(routes) + dropped + skipped
+        if not self.animated:
+            return
         now = time.monotonic()
         self._budget = min(MAX_VISIBLE_PER_S, self._budget + (now - self._budget_t) * MAX_VISIBLE_PER_S)
         self._budget_t = now

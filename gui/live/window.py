@@ -35,6 +35,7 @@ from PySide6.QtCore import QEvent, QItemSelectionModel, Qt, QTimer, Signal
 from PySide6.QtGui import QCloseEvent, QHideEvent, QShowEvent
 from PySide6.QtWidgets import (
     QAbstractItemView,
+    QCheckBox,
     QFrame,
     QHBoxLayout,
     QHeaderView,
@@ -133,7 +134,19 @@ class LiveWindow(QMainWindow):
 
         top = QSplitter(Qt.Orientation.Horizontal)
         self.topology = TopologyView()
-        top.addWidget(self.topology)
+        self.animate = QCheckBox("animate routed connections")
+        self.animate.setChecked(True)
+        self.animate.setToolTip(
+            "Draw each routed connection moving to its member (a sample above 30/s).\n"
+            "Off: no frames between snapshots. On a machine that also runs the balancer at full load the\n"
+            "animation takes a few % of a core from it; edges, rates, states and the timeline stay live."
+        )
+        left = QWidget()
+        llay = QVBoxLayout(left)
+        llay.setContentsMargins(0, 0, 0, 0)
+        llay.addWidget(self.animate)
+        llay.addWidget(self.topology, 1)
+        top.addWidget(left)
         right = QWidget()
         rlay = QVBoxLayout(right)
         rlay.setContentsMargins(0, 0, 0, 0)
@@ -198,6 +211,7 @@ class LiveWindow(QMainWindow):
         self.enable.clicked.connect(lambda: self.set_selected_state("enabled"))
         self.apply_weights.clicked.connect(self.on_apply_weights_clicked)
         self.apply_config.clicked.connect(self.on_apply_config_clicked)
+        self.animate.toggled.connect(self.topology.set_animated)
         self.members.weightEdited.connect(
             lambda *_: self.apply_weights.setEnabled(bool(self.members.pending_weights()))
         )

@@ -66,3 +66,35 @@ def test_window_refreshes_counters_at_most_twice_a_second_but_a_state_change_at_
         assert win.members.data(win.members.index(0, 5)) == "13"  # the next refresh after 1 / TABLE_HZ
     finally:
         win.shutdown()
+
+
+def test_animation_off_draws_no_frames_and_says_so(qtbot: QtBot, qloop: asyncio.AbstractEventLoop) -> None:
+    import time
+
+    from balancedesk.gui.live.topology import ANIMATION_OFF
+    from balancedesk.gui.live.window import LiveWindow
+
+    win = LiveWindow()
+    qtbot.addWidget(win)
+    win.show()
+    topo = win.topology
+    try:
+        topo._layout(["a"])
+
+        def routes(n: int) -> list[dict[str, object]]:
+            t = time.monotonic()
+            return [{"kind": "route", "t": t, "attempts": [{"memberID": "a", "outcome": "ok", "ms": 1.0}]}] * n
+
+        topo.add_events(routes(3))
+        assert topo.shown == 3 and topo._timer.isActive()  # animated: dots scheduled, frames running
+        qtbot.waitUntil(lambda: bool(topo._dots), timeout=5000)
+        win.animate.setChecked(False)  # the admin's click
+        assert not topo._timer.isActive() and not topo._dots and topo._note.text() == ANIMATION_OFF
+        topo.add_events(routes(5))
+        assert topo.shown == 3 and topo.routed == 8 and not topo._timer.isActive()  # counted, not drawn
+        win.animate.setChecked(True)
+        assert topo._note.text() == ""
+        topo.add_events(routes(2))
+        assert topo.shown == 5 and topo._timer.isActive()
+    finally:
+        win.shutdown()
