@@ -18,7 +18,7 @@ import ssl
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import SplitResult, urlencode, urlsplit
 
 import httptools
 import orjson
@@ -147,6 +147,19 @@ class EventBatch:
     newest: bool = False
 
 
+def admin_url(url: str) -> SplitResult:
+    """``url`` split, if it can be an admin endpoint (http or https, a host, a valid port); else ValueError
+    saying what is wrong. The attach dialog checks with it too, so both refuse the same URLs the same way."""
+    parts = urlsplit(url.strip().rstrip("/"))
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"admin URL must be http://host:port or https://host:port, got {url!r}")
+    try:
+        _ = parts.port
+    except ValueError:
+        raise ValueError(f"the port in {url!r} is not a number from 1 to 65535") from None
+    return parts
+
+
 MAX_IDLE = 4  # keep-alive connections kept open between calls (a burst of N calls opens N, keeps 4)
 
 
@@ -215,9 +228,8 @@ class AdminClient:
 
     def __init__(self, base_url: str, token: str, *, timeout: float = 3.0, verify: str | None = None) -> None:
         self.base_url = base_url.rstrip("/")
-        url = urlsplit(self.base_url)
-        if url.scheme not in ("http", "https") or not url.hostname:
-            raise ValueError(f"admin URL must be http://host:port or https://host:port, got {base_url!r}")
+        url = admin_url(self.base_url)
+        assert url.hostname is not None
         self._host = url.hostname
         self._port = url.port or (443 if url.scheme == "https" else 80)
         self._ssl = ssl.create_default_context(cafile=verify) if url.scheme == "https" else None

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from balancedesk.core.model import DEFAULT_AFFINITY_HEADER
+from balancedesk.gui.live.admin import admin_url
 from balancedesk.gui.live.demos import DemoMembers
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -155,17 +155,14 @@ class AttachDialog(QDialog):
         form.addRow(buttons)
 
     def accept(self) -> None:
-        url = urlsplit(self.url.text().strip())
         problem = ""
-        if url.scheme not in ("http", "https") or not url.hostname:
-            problem = "The admin URL must look like http://host:port (or https://host:port)."
-        elif self.ca_file.text().strip() and url.scheme != "https":
-            problem = "A CA file is only used with an https:// admin URL."
+        try:
+            url = admin_url(self.url.text())  # the same check AdminClient makes
+        except ValueError as exc:
+            problem = str(exc)
         else:
-            try:
-                _ = url.port
-            except ValueError:
-                problem = f"The port in {self.url.text().strip()!r} is not a number from 1 to 65535."
+            if self.ca_file.text().strip() and url.scheme != "https":
+                problem = "A CA file is only used with an https:// admin URL."
         if problem:
             self.error.setText(problem)
             self.error.show()
