@@ -502,6 +502,11 @@ class LiveWindow(QMainWindow):
             self._say("start or attach a balancer first")
             return
         keys = self.traffic_panel.keys.value() if keys is None else keys
+        spin = self.traffic_panel.rate
+        if spin.value() != round(rate):  # a rate from elsewhere (--traffic, a script) shows in the panel
+            blocked = spin.blockSignals(True)
+            spin.setValue(round(rate))
+            spin.blockSignals(blocked)
         self.traffic.start(target=snap.listen, mode=snap.mode, rate=rate,
                            affinity_header=snap.affinity_header, keys=keys)
         self.traffic_panel.start.setEnabled(False)

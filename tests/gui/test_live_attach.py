@@ -63,6 +63,7 @@ def test_attach_shows_the_same_view_drift_and_live_weights(
 
         # traffic with affinity keys through the attached balancer
         win.start_traffic(40, keys=5)
+        assert win.traffic_panel.rate.value() == 40  # the rate it runs at is the one the panel shows
         qtbot.waitUntil(lambda: win.last is not None and sum(m.total for m in win.last.members) >= 20,
                         timeout=LONG)
         qtbot.waitUntil(lambda: win.traffic.last.get("ok", 0) >= 10, timeout=LONG)
