@@ -387,14 +387,15 @@ class LiveWindow(QMainWindow):
     def on_watcher_snapshotted(self, snap: Snapshot) -> None:
         self.last = snap
         rates = self.rates.update(snap)
-        # the table's counters refresh at most TABLE_HZ times a second (each refresh repaints its cells); a
-        # change of state, admin state, weight or the member set shows at once
+        # the counters in the table and on the topology refresh at most TABLE_HZ times a second (each refresh
+        # repaints cells and re-renders texts); a change of state, admin state, weight or the member set shows
+        # at once. Countdowns tick on their own timer from the last snapshot shown.
         now = time.monotonic()
         shape = [(m.member_id, m.state, m.weight) for m in snap.members]
         if shape != self._table_shape or now - self._table_at >= 1.0 / TABLE_HZ:
             self._table_shape, self._table_at = shape, now
             self.members.update(snap.members, rates)
-        self.topology.show_snapshot(snap, rates, self.rates.total_rate)
+            self.topology.show_snapshot(snap, rates, self.rates.total_rate)
         counting = any(m.retry_in_s is not None for m in snap.members)
         if counting != self._countdown.isActive():
             if counting:

@@ -50,20 +50,26 @@ def test_window_refreshes_counters_at_most_twice_a_second_but_a_state_change_at_
         def snap(total: int, health: str = "up", now: float = 1.0) -> Snapshot:
             return Snapshot(version=1, group={"retryDelay": 5}, mode="tcp", listen="127.0.0.1:1",
                             affinity_header=None, now=now, uptime_s=now,
-                            members=(MemberSnap("a", "127.0.0.1:1", total=total, health=health,
+                            members=(MemberSnap("a", "127.0.0.1:1", total=total, active=total, health=health,
                                                 retry_in_s=4.0 if health == "disabled" else None),))
 
+        def on_canvas() -> str:
+            return win.topology.member_node_text("a")
+
         win.on_watcher_snapshotted(snap(10))
-        assert win.members.data(win.members.index(0, 5)) == "10"
+        assert win.members.data(win.members.index(0, 5)) == "10" and "active 10 " in on_canvas()
         win.on_watcher_snapshotted(snap(11, now=1.2))
         assert win.members.data(win.members.index(0, 5)) == "10"  # a counter: waits for the next refresh
+        assert "active 10 " in on_canvas()  # on the topology too
         assert win.last is not None and win.last.members[0].total == 11  # the view itself has the snapshot
         win.on_watcher_snapshotted(snap(12, "disabled", now=1.4))
         assert win.members.data(win.members.index(0, COL_STATE)).startswith("down")  # a state change: at once
         assert win.members.data(win.members.index(0, 5)) == "12"
+        assert "retry in" in on_canvas() and "active 12 " in on_canvas()
         win._table_at -= 1.0 / TABLE_HZ  # as if a refresh interval had passed (no sleeping in tests)
         win.on_watcher_snapshotted(snap(13, "disabled", now=2.0))
         assert win.members.data(win.members.index(0, 5)) == "13"  # the next refresh after 1 / TABLE_HZ
+        assert "active 13 " in on_canvas()
     finally:
         win.shutdown()
 
