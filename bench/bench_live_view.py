@@ -51,14 +51,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import itertools
 import json
 import os
 import re
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -71,41 +69,15 @@ from pathlib import Path
 import qasync
 from balancedesk.core.command import balancedesk_argv
 from balancedesk.gui.live import LiveWindow
-from bench_proxy import nginx_backend_conf, wait_port
+from bench_proxy import cpu_seconds, free_port, nginx_backend_conf, wait_port
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import QApplication
 
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 LOADS = ("l4-wrk", "l7-wrk", "l4-py")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _loadavg() -> float:
     return float(Path("/proc/loadavg").read_text().split()[0])
-
-
-def _tree(pid: int) -> list[int]:
-    out = [pid]
-    for task in Path(f"/proc/{pid}/task").glob("*"):
-        with contextlib.suppress(OSError):
-            for child in (task / "children").read_text().split():
-                out += _tree(int(child))
-    return out
-
-
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of ``pid`` and its children, in seconds."""
-    total = 0
-    for p in _tree(pid):
-        with contextlib.suppress(OSError):
-            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])
-    return total / CLK_TCK
 
 
 class Proc:
@@ -298,7 +270,7 @@ async def process_phase(kind: str, bal: Proc, target: str, args: argparse.Namesp
 async def bench_load(kind: str, args: argparse.Namespace, tmp: Path) -> dict[str, float]:
     member_mode = "tcp" if kind == "l4-py" else "http"
     bal_mode = "http" if kind == "l7-wrk" else "tcp"
-    eps = {m: f"127.0.0.1:{_free_port()}" for m in ("a", "b")}
+    eps = {m: f"127.0.0.1:{free_port()}" for m in ("a", "b")}
     cfg = {"connectorID": "bench", "owner": "bench", "label": "bench",
            "connectorGroup": {"connectionTimeout": 2, "retryDelay": 2, "loadBalancing": "Round Robin",
                               "members": [{"memberID": m, "sequence": i + 1, "weight": 1}

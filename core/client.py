@@ -3,9 +3,10 @@
 Used by the GUI (on the qasync loop) and by the balancer to pull a group's configuration. Every method is a
 coroutine; nothing here blocks. Names below are a contract with the GUI: keep them stable.
 
-``MgmtClient(base_url, user, password, *, verify=True, timeout=10.0)`` — HTTP Basic auth; ``verify`` is
-``True``/``False`` or a path to a CA bundle (for ``balancedesk serve --cert``). Use ``async with`` or call
-``aclose()``.
+``MgmtClient(base_url, user, password, *, verify=True, timeout=10.0, on_behalf_of=None)`` — HTTP Basic auth;
+``verify`` is ``True``/``False`` or a path to a CA bundle (for ``balancedesk serve --cert``); ``on_behalf_of``
+(an Administrator only): every ``/api/mgmt`` call carries HDP's ``?user=NAME`` and acts as that user, with that
+user's rights. Use ``async with`` or call ``aclose()``.
 
 Identity
     ``whoami() -> Whoami``                                 ``GET /api/mgmt/whoami`` → ``Whoami(user, roles)``
@@ -186,9 +187,11 @@ class MgmtClient:
         *,
         verify: bool | str = True,
         timeout: float = 10.0,
+        on_behalf_of: str | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.user = user
+        self.on_behalf_of = on_behalf_of
         # a CA bundle path becomes a context: httpx deprecates verify=<str>
         tls: bool | ssl.SSLContext = ssl.create_default_context(cafile=verify) if isinstance(verify, str) else verify
         self._http = httpx.AsyncClient(
@@ -225,6 +228,8 @@ class MgmtClient:
         if_match: str | None = None,
     ) -> httpx.Response:
         headers = {"If-Match": if_match} if if_match is not None else {}
+        if self.on_behalf_of is not None and path.startswith("/api/mgmt/"):
+            params = {**(params or {}), "user": self.on_behalf_of}
         try:
             response = await self._http.request(method, path, json=json, params=params, headers=headers)
         except httpx.TimeoutException as exc:

@@ -391,6 +391,13 @@ def create_app(store: Store) -> FastAPI:
             doc = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
             doc.setdefault("components", {})["securitySchemes"] = {"basic": {"type": "http", "scheme": "basic"}}
             doc["security"] = [{"basic": []}]
+            on_behalf_of = {"name": "user", "in": "query", "required": False, "schema": {"type": "string"},
+                            "description": "An Administrator acts on behalf of this user, with that user's rights "
+                                           "(HDP's ?user=). Anyone else: 403."}
+            for path, ops in doc.get("paths", {}).items():
+                if path.startswith(f"{MGMT}/"):
+                    for op in ops.values():
+                        op.setdefault("parameters", []).append(on_behalf_of)
             app.openapi_schema = doc
         return app.openapi_schema
 

@@ -3,7 +3,11 @@ rights and no more; anyone else gets 403; a missing, repeated or unknown name a 
 
 from __future__ import annotations
 
-from mgmt_helpers import Server, error_of
+import asyncio
+
+import pytest
+from balancedesk.core.client import ApiError, MgmtClient
+from mgmt_helpers import ADMIN_PASSWORD, PASSWORD, Server, error_of
 
 
 def test_admin_acts_on_behalf_of_a_user(server: Server) -> None:
@@ -51,3 +55,36 @@ def test_on_behalf_of_is_refused_clearly(server: Server) -> None:
         assert says in err["message"]["value"] and err["problems"][0]["field"] == "user"
     # the admin endpoints are the Administrator's own: ?user= does not apply there
     assert admin.get("/api/admin/connectors", params={"user": "alice"}).status_code == 200
+
+
+def test_the_client_acts_on_behalf_of_a_user(server: Server) -> None:
+    server.add_user("alice")
+    server.add_user("bob")
+    a1 = server.register("a1", "alice", port=9111)
+    b1 = server.register("b1", "bob", port=9112)
+
+    async def scenario() -> None:
+        async with MgmtClient(server.url, "admin", ADMIN_PASSWORD, on_behalf_of="alice") as as_alice:
+            me = await as_alice.whoami()
+            assert me.user == "alice" and not me.is_admin
+            ids = await as_alice.list_connectors(details=False)
+            assert a1 in ids and b1 not in ids  # alice's view, not the Administrator's
+            users = {u.name for u in await as_alice.list_users()}  # /api/admin: the Administrator's own
+            assert {"alice", "bob"} <= users
+        async with MgmtClient(server.url, "alice", PASSWORD, on_behalf_of="bob") as sneaky:
+            with pytest.raises(ApiError) as refused:
+                await sneaky.list_connectors()
+            assert refused.value.status == 403 and "Only an Administrator" in str(refused.value)
+
+    asyncio.run(scenario())
+
+
+def test_openapi_declares_the_user_parameter(server: Server) -> None:
+    doc = server.anonymous().get("/openapi.json").json()
+    for path, ops in doc["paths"].items():
+        for method, op in ops.items():
+            names = [p["name"] for p in op.get("parameters", [])]
+            if path.startswith("/api/mgmt/"):
+                assert "user" in names, f"{method.upper()} {path} does not declare ?user="
+            else:
+                assert "user" not in names, f"{method.upper()} {path} declares ?user= it ignores"
