@@ -7,6 +7,7 @@ from pathlib import Path
 from balancedesk.core.model import DEFAULT_AFFINITY_HEADER
 from balancedesk.gui.live.admin import admin_url
 from balancedesk.gui.live.demos import DemoMembers
+from PySide6.QtCore import QSettings
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -22,6 +23,8 @@ from PySide6.QtWidgets import (
     QSpinBox,
     QWidget,
 )
+
+ATTACH_KEYS = {"url": "live/attach/url", "token_file": "live/attach/tokenFile", "ca_file": "live/attach/caFile"}
 
 
 class RunPanel(QGroupBox):
@@ -133,12 +136,14 @@ class AttachDialog(QDialog):
         super().__init__(parent)
         self.setWindowTitle("Attach to a balancer")
         form = QFormLayout(self)
-        self.url = QLineEdit("http://127.0.0.1:9901")
+        # the last attach's URL, token file and CA file are offered again (never the token itself)
+        settings = QSettings("balancedesk", "balancedesk")
+        self.url = QLineEdit(str(settings.value(ATTACH_KEYS["url"], "http://127.0.0.1:9901")))
         self.token = QLineEdit()
         self.token.setEchoMode(QLineEdit.EchoMode.Password)
-        self.token_file = QLineEdit()
+        self.token_file = QLineEdit(str(settings.value(ATTACH_KEYS["token_file"], "")))
         self.token_file.setPlaceholderText("or a file holding the token")
-        self.ca_file = QLineEdit()
+        self.ca_file = QLineEdit(str(settings.value(ATTACH_KEYS["ca_file"], "")))
         self.ca_file.setPlaceholderText("https only: CA bundle file (empty: the system's CAs)")
         self.error = QLabel("")
         self.error.setObjectName("fieldError")  # the theme's inline error style
@@ -167,6 +172,9 @@ class AttachDialog(QDialog):
             self.error.setText(problem)
             self.error.show()
             return
+        settings = QSettings("balancedesk", "balancedesk")
+        for key, edit in (("url", self.url), ("token_file", self.token_file), ("ca_file", self.ca_file)):
+            settings.setValue(ATTACH_KEYS[key], edit.text().strip())
         super().accept()
 
     def values(self) -> tuple[str, str, Path | None, str | None]:

@@ -17,9 +17,20 @@ from typing import Any
 
 import pytest
 import qasync
+from PySide6.QtCore import QSettings
 from PySide6.QtWidgets import QApplication
 
 ADMIN_PASSWORD = "admin-test-pw-1"
+
+
+@pytest.fixture(autouse=True)
+def own_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Each test reads and writes its own QSettings (window geometry, the attach dialog's last values),
+    never the user's ~/.config/balancedesk."""
+    where = tmp_path_factory.mktemp("settings")
+    for fmt in (QSettings.Format.NativeFormat, QSettings.Format.IniFormat):
+        QSettings.setPath(fmt, QSettings.Scope.UserScope, str(where))
+    yield where
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -186,7 +187,7 @@ def test_member_and_timeline_models_pass_qtmodeltester(qtmodeltester: Any) -> No
 
 
 def test_attach_dialog_and_bad_input_are_said_inline(qtbot: QtBot, qloop: asyncio.AbstractEventLoop,
-                                                      tmp_path: Path) -> None:
+                                                      tmp_path: Path, own_settings: Path) -> None:
     from balancedesk.gui.live.panels import AttachDialog
 
     dialog = AttachDialog()
@@ -209,6 +210,16 @@ def test_attach_dialog_and_bad_input_are_said_inline(qtbot: QtBot, qloop: asynci
     url, token, file, ca = dialog.values()
     assert (url, token, file) == ("https://127.0.0.1:9901", "", tmp_path / "missing-token")
     assert ca == str(tmp_path / "ca.pem")
+    # the next attach offers the same URL, token file and CA file again; a typed token is never kept
+    again = AttachDialog()
+    qtbot.addWidget(again)
+    assert again.url.text() == "https://127.0.0.1:9901" and again.token_file.text() == str(file)
+    assert again.ca_file.text() == ca
+    dialog.token.setText("s3cret-token")
+    dialog.accept()
+    assert "s3cret-token" not in "".join((own_settings / "balancedesk" / f).read_text()
+                                         for f in os.listdir(own_settings / "balancedesk"))
+    assert AttachDialog().token.text() == ""
 
     win = LiveWindow()
     qtbot.addWidget(win)
