@@ -135,6 +135,7 @@ class AttachDialog(QDialog):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setWindowTitle("Attach to a balancer")
+        self.setMinimumWidth(self.fontMetrics().horizontalAdvance("x" * 64))  # URLs and paths fit, unscrolled
         form = QFormLayout(self)
         # the last attach's URL, token file and CA file are offered again (never the token itself)
         settings = QSettings("balancedesk", "balancedesk")
