@@ -266,13 +266,17 @@ class TopologyView(QWidget):
         self._scale = scale
         self._ox = (w - sr.width() * scale) / 2 - sr.left() * scale
         self._oy = (h - sr.height() * scale) / 2 - sr.top() * scale
+        self._drop_caches()
+        self.update()
+
+    def _drop_caches(self) -> None:
+        """Forget everything drawn at the old scale or device pixel ratio: it is made again when needed."""
         self._static = None
         self._stale.clear()
         self._sprites.clear()
         self._cross = None
         self._chunks.clear()
         self._gen += 1
-        self.update()
 
     def resizeEvent(self, event: Any) -> None:
         super().resizeEvent(event)
@@ -296,6 +300,9 @@ class TopologyView(QWidget):
         """The static layer, brought up to date: whole after a resize, else only the stale pieces."""
         dpr = self.devicePixelRatioF()
         pm = self._static
+        if pm is not None and pm.devicePixelRatio() != dpr:  # the window moved to a screen of another density
+            self._drop_caches()
+            pm = None
         if pm is None:
             pm = QPixmap(round(self.width() * dpr), round(self.height() * dpr))
             pm.setDevicePixelRatio(dpr)

@@ -149,3 +149,16 @@ def test_a_failed_attempt_ends_in_a_red_cross(view: _Spy, qtbot: QtBot) -> None:
     img = view.grab().toImage()
     assert not any(_near(img, mx + dx, my + dy, FAIL_COLOR, radius=0, tol=60)
                    for dx in range(size) for dy in range(size))
+
+
+def test_a_new_screen_density_renders_the_layers_again(view: _Spy, qtbot: QtBot) -> None:
+    view.grab()
+    assert view._static is not None and view._static.devicePixelRatio() == view.devicePixelRatioF()
+    dpr = view.devicePixelRatioF() * 2
+    view.devicePixelRatioF = lambda: dpr  # type: ignore[method-assign]  # as if dragged to a denser screen
+    sprite = view._sprite(OK_COLOR.rgba())
+    view.grab()
+    assert view._static.devicePixelRatio() == dpr  # re-rendered at the new density, not scaled up
+    assert view._static.width() == round(view.width() * dpr)
+    again = view._sprite(OK_COLOR.rgba())
+    assert again is not sprite and again.devicePixelRatio() == dpr
