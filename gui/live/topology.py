@@ -12,10 +12,10 @@ The picture has two layers:
   texts);
 * the moving layer — dots and ✕ marks: plain floats, drawn as pre-rendered sprites over the pixmap.
 
-A frame moves the dots and repaints one rectangle: around the pieces of the edges its dots were on and
-are on now (each edge is cut into ``CHUNKS`` pieces with precomputed boxes). That is a blit from the pixmap
-and one sprite per dot; no scene item moves, nothing is re-shaped or stroked. One rectangle rather than a
-region of small ones: under a many-rectangle clip each sprite took ~37 µs instead of ~7 µs.
+A frame moves the dots and repaints one rectangle: around where its dots were and where they are now. That
+is a blit from the pixmap and one sprite per dot; no scene item moves, nothing is re-shaped or stroked. One
+rectangle rather than a region of small ones: under a many-rectangle clip each sprite took ~37 µs instead of
+~7 µs.
 
 Measured on the build box (``bench/bench_live_view.py``, balancer flat out): the view's CPU fell from ~6.7 %
 to ~5 % of a core; a frame with ~25 dots costs ~0.6 ms of CPU on an idle box instead of ~1.3 ms.
@@ -58,7 +58,6 @@ MAX_VISIBLE_PER_S = 30.0  # moving dots per second the eye can follow
 LEG_S = 0.45  # seconds per leg of a journey
 POOL = 160
 DOT = 10.0  # dot diameter (scene units)
-CHUNKS = 8  # pieces per edge: a frame repaints the pieces its dots left and entered
 CROSS_S = 0.6  # seconds a ✕ lingers where a failed attempt ended
 ANIMATION_OFF = "animation off: routed connections are not drawn; edges, rates and states show the totals"
 OK_COLOR = QColor("#1e88e5")
@@ -77,14 +76,13 @@ class _Leg:
     color: int  # QColor.rgba(): the key of the dot's sprite
     fail: bool
     # bound to the widget's current scale (TopologyView._bind): a dot's sprite top-left at the start of
-    # the leg and its travel, the sprite, and the repaint pieces (left, top, right, bottom) of the segment
+    # the leg and its travel, and the sprite
     gen: int = -1
     x0: float = 0.0
     y0: float = 0.0
     dx: float = 0.0
     dy: float = 0.0
     sprite: QPixmap | None = None
-    pieces: tuple[tuple[int, int, int, int], ...] = ()
 
 
 @dataclass
@@ -179,7 +177,6 @@ class TopologyView(QWidget):
         self._scale, self._ox, self._oy = 1.0, 0.0, 0.0  # scene → widget: x * scale + ox
         self._sprites: dict[int, QPixmap] = {}  # a dot per colour (QColor.rgba()) at the current scale
         self._cross: QPixmap | None = None
-        self._chunks: dict[tuple[float, float, float, float], tuple[tuple[int, int, int, int], ...]] = {}
         self._gen = 0  # bumped by every new scale: legs bound to an older one are bound again
         self.frame_times: deque[float] = deque(maxlen=4000)
         self.sampling_note = ""
@@ -259,7 +256,7 @@ class TopologyView(QWidget):
 
     def _fit(self) -> None:
         """Scene → widget transform (the scene rect fitted, aspect kept, centred); the static layer is
-        rendered again and the moving layer's sprites and pieces follow the new scale."""
+        rendered again and the moving layer's sprites follow the new scale."""
         sr = self._scene.sceneRect()
         w, h = max(1, self.width()), max(1, self.height())
         scale = min(w / sr.width(), h / sr.height()) if sr.width() > 0 and sr.height() > 0 else 1.0
@@ -275,7 +272,6 @@ class TopologyView(QWidget):
         self._stale.clear()
         self._sprites.clear()
         self._cross = None
-        self._chunks.clear()
         self._gen += 1
 
     def resizeEvent(self, event: Any) -> None:
@@ -528,32 +524,18 @@ class TopologyView(QWidget):
         return _Journey(t0, legs)
 
     def _bind(self, leg: _Leg) -> None:
-        """Widget coordinates for ``leg`` at the current scale, its sprite and the ``CHUNKS`` boxes that
-        cover a dot anywhere on its segment, piece by piece (shared by every leg on that segment)."""
+        """Widget coordinates for ``leg`` at the current scale, and its sprite."""
         sc, ox, oy = self._scale, self._ox, self._oy
         half = DOT * sc / 2 + 1  # a sprite's top-left from the dot's centre
         leg.x0, leg.y0 = ox + sc * leg.sx - half, oy + sc * leg.sy - half
         leg.dx, leg.dy = sc * (leg.ex - leg.sx), sc * (leg.ey - leg.sy)
         leg.sprite = self._sprite(leg.color)
-        key = (leg.sx, leg.sy, leg.ex, leg.ey)
-        pieces = self._chunks.get(key)
-        if pieces is None:
-            size = round(DOT * sc) + 3
-            boxes = []
-            for k in range(CHUNKS):
-                xa, ya = leg.x0 + leg.dx * k / CHUNKS, leg.y0 + leg.dy * k / CHUNKS
-                xb, yb = leg.x0 + leg.dx * (k + 1) / CHUNKS, leg.y0 + leg.dy * (k + 1) / CHUNKS
-                boxes.append((int(min(xa, xb)) - 1, int(min(ya, yb)) - 1,
-                              int(max(xa, xb)) + size, int(max(ya, yb)) + size))
-            pieces = self._chunks[key] = tuple(boxes)
-        leg.pieces = pieces
         leg.gen = self._gen
 
     def _set_dots(self, dots: list[tuple[QPixmap, int, int]], marks: list[tuple[float, int, int]],
                   box: tuple[int, int, int, int] | None) -> None:
-        """What the next paint draws, and where: one rectangle around the boxes the moving layer was in and
-        is in now (one rectangle, not a region of many: painting under a complex clip is several times
-        slower per sprite)."""
+        """What the next paint draws, and where: one rectangle around where the moving layer was (the last
+        frame's ``box``) and where it is now."""
         self._dots, self._marks = dots, marks
         old, self._dirty = self._dirty, box
         if old is not None:
@@ -570,6 +552,7 @@ class TopologyView(QWidget):
         dots: list[tuple[QPixmap, int, int]] = []
         marks: list[tuple[float, int, int]] = []
         gen = self._gen
+        size = round(DOT * self._scale) + 2  # a dot's sprite, in logical pixels
         left = top = 1 << 30
         right = bottom = -(1 << 30)
         for j in self._journeys:
@@ -581,30 +564,31 @@ class TopologyView(QWidget):
                 linger = (pos - len(legs)) * LEG_S
                 if last.fail and linger < CROSS_S:  # the ✕ lingers a moment where the attempt failed, fading
                     cross = self._cross_sprite()
-                    size = int(cross.width() / cross.devicePixelRatio()) + 1
-                    x = int(self._ox + self._scale * (last.ex - 12) - size / 2)
-                    y = int(self._oy + self._scale * last.ey - size / 2)
+                    csize = int(cross.width() / cross.devicePixelRatio()) + 1
+                    x = int(self._ox + self._scale * (last.ex - 12) - csize / 2)
+                    y = int(self._oy + self._scale * last.ey - csize / 2)
                     marks.append((1.0 - linger / CROSS_S, x, y))
                     left, top = min(left, x), min(top, y)
-                    right, bottom = max(right, x + size), max(bottom, y + size)
+                    right, bottom = max(right, x + csize), max(bottom, y + csize)
                     alive.append(j)
                 continue  # a journey that is over is simply not kept
             leg = legs[idx]
             if leg.gen != gen:
                 self._bind(leg)
             frac = pos - idx
-            dots.append((leg.sprite, int(leg.x0 + leg.dx * frac), int(leg.y0 + leg.dy * frac)))  # type: ignore[arg-type]
-            b = leg.pieces[int(frac * CHUNKS)]
-            if b[0] < left:
-                left = b[0]
-            if b[1] < top:
-                top = b[1]
-            if b[2] > right:
-                right = b[2]
-            if b[3] > bottom:
-                bottom = b[3]
+            x, y = int(leg.x0 + leg.dx * frac), int(leg.y0 + leg.dy * frac)
+            dots.append((leg.sprite, x, y))  # type: ignore[arg-type]
+            if x < left:
+                left = x
+            if y < top:
+                top = y
+            if x > right:
+                right = x
+            if y > bottom:
+                bottom = y
             alive.append(j)
         self._journeys = alive
-        self._set_dots(dots, marks, (left, top, right, bottom) if right > left else None)
+        # the box holds every sprite's top-left; one sprite more (and a pixel of antialiasing) to the right
+        self._set_dots(dots, marks, (left - 1, top - 1, right + size + 1, bottom + size + 1) if right >= left else None)
         if not self._journeys and not self._pending:
             self._timer.stop()
