@@ -32,7 +32,8 @@ from balancedesk.gui.editing import EditingMixin
 from balancedesk.gui.local_server import LocalServer
 from balancedesk.gui.profiles import Profile, ProfileStore, data_dir
 from balancedesk.gui.prompts import Prompter, Unsaved
-from PySide6.QtCore import QModelIndex, QSettings, Qt, Signal
+from balancedesk.gui.settings import app_settings
+from PySide6.QtCore import QModelIndex, Qt, Signal
 from PySide6.QtGui import QAction, QCloseEvent, QIcon, QKeySequence, QUndoGroup
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -431,12 +432,12 @@ class MainWindow(ConnectionMixin, EditingMixin, QMainWindow):
     def _save_geometry(self) -> None:
         if os.environ.get(BENCH_ENV):
             return
-        settings = QSettings("balancedesk", "balancedesk")
+        settings = app_settings()
         settings.setValue("main/geometry", self.saveGeometry())
         settings.setValue("main/splitter", self.splitter.saveState())
 
     def restore_geometry(self) -> None:
-        settings = QSettings("balancedesk", "balancedesk")
+        settings = app_settings()
         geo = settings.value("main/geometry")
         if geo is not None:
             self.restoreGeometry(geo)

@@ -7,7 +7,7 @@ from pathlib import Path
 from balancedesk.core.model import DEFAULT_AFFINITY_HEADER
 from balancedesk.gui.live.admin import admin_url
 from balancedesk.gui.live.demos import DemoMembers
-from PySide6.QtCore import QSettings
+from balancedesk.gui.settings import app_settings
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -138,7 +138,7 @@ class AttachDialog(QDialog):
         self.setMinimumWidth(self.fontMetrics().horizontalAdvance("x" * 64))  # URLs and paths fit, unscrolled
         form = QFormLayout(self)
         # the last attach's URL, token file and CA file are offered again (never the token itself)
-        settings = QSettings("balancedesk", "balancedesk")
+        settings = app_settings()
         self.url = QLineEdit(str(settings.value(ATTACH_KEYS["url"], "http://127.0.0.1:9901")))
         self.token = QLineEdit()
         self.token.setEchoMode(QLineEdit.EchoMode.Password)
@@ -173,7 +173,7 @@ class AttachDialog(QDialog):
             self.error.setText(problem)
             self.error.show()
             return
-        settings = QSettings("balancedesk", "balancedesk")
+        settings = app_settings()
         for key, edit in (("url", self.url), ("token_file", self.token_file), ("ca_file", self.ca_file)):
             settings.setValue(ATTACH_KEYS[key], edit.text().strip())
         super().accept()
