@@ -18,7 +18,7 @@ rectangle rather than a region of small ones: under a many-rectangle clip each s
 ~7 µs.
 
 Measured on the build box (``bench/bench_live_view.py``, balancer flat out): the view's CPU fell from ~6.7 %
-to ~5 % of a core; a frame with ~25 dots costs ~0.6 ms of CPU on an idle box instead of ~1.3 ms.
+to ~5 % of a core; a frame with ~25 dots costs ~0.5 ms of CPU on an idle box instead of ~1.3 ms.
 """
 
 from __future__ import annotations
