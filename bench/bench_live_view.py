@@ -56,7 +56,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -69,7 +68,7 @@ from pathlib import Path
 import qasync
 from balancedesk.core.command import balancedesk_argv
 from balancedesk.gui.live import LiveWindow
-from bench_proxy import cpu_seconds, free_port, nginx_backend_conf, wait_port
+from bench_proxy import cpu_seconds, free_port, nginx_backend_conf, stop, wait_port
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import QApplication
 
@@ -100,14 +99,7 @@ class Proc:
         raise SystemExit(f"bench: no {pattern!r} from {self.p.args!r}")
 
     def kill(self) -> None:
-        """SIGTERM first: an nginx master killed outright leaves its workers running."""
-        if self.p.poll() is None:
-            os.kill(self.p.pid, signal.SIGTERM)
-            try:
-                self.p.wait(5)
-            except subprocess.TimeoutExpired:
-                os.kill(self.p.pid, signal.SIGKILL)
-                self.p.wait(10)
+        stop(self.p)
 
 
 def pct(values: list[float], q: float) -> float:

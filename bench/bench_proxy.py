@@ -37,6 +37,7 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 STREAM_MODULE = Path("/usr/lib/nginx/modules/ngx_stream_module.so")
@@ -85,13 +86,19 @@ class Proc:
         return self.popen.pid
 
     def stop(self) -> None:
-        if self.popen.poll() is None:
-            os.kill(self.popen.pid, signal.SIGTERM)
-            try:
-                self.popen.wait(5)
-            except subprocess.TimeoutExpired:
-                os.kill(self.popen.pid, signal.SIGKILL)
-                self.popen.wait(5)
+        stop(self.popen)
+
+
+def stop(popen: subprocess.Popen[Any]) -> None:
+    """End a child this bench started, by its PID: SIGTERM first (an nginx master killed outright leaves its
+    workers running), SIGKILL after 5 s."""
+    if popen.poll() is None:
+        os.kill(popen.pid, signal.SIGTERM)
+        try:
+            popen.wait(5)
+        except subprocess.TimeoutExpired:
+            os.kill(popen.pid, signal.SIGKILL)
+            popen.wait(10)
 
 
 def tree_pids(pid: int) -> list[int]:
