@@ -37,7 +37,7 @@ setup() {
     echo "dev.sh: creating $VENV"
     "$PY" -m venv "$VENV"
   fi
-  local want; want=$(sha256sum pyproject.toml setup.py | sha256sum | cut -c1-16)
+  local want; want=$(sha256sum pyproject.toml setup.py core/proxy/_l4.c | sha256sum | cut -c1-16)
   if [ "$(cat "$STAMP" 2>/dev/null)" != "$want" ]; then
     echo "dev.sh: installing Python packages into $VENV"
     "$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null

@@ -5,7 +5,9 @@
 setting is in pyproject.toml.
 """
 
-from setuptools import find_packages, setup
+import sys
+
+from setuptools import Extension, find_packages, setup
 
 FOLDERS = {"core": "balancedesk.core", "gui": "balancedesk.gui", "resources": "balancedesk.resources"}
 
@@ -18,4 +20,12 @@ for folder, name in FOLDERS.items():
         packages.append(f"{name}.{sub}")
         package_dir[f"{name}.{sub}"] = f"{folder}/{sub.replace('.', '/')}"
 
-setup(packages=packages, package_dir=package_dir)
+# The native L4 data plane (core/proxy/_l4.c, Linux epoll). Optional: where it cannot be built (no C compiler,
+# not Linux) the balancer uses the asyncio L4 shell (core/proxy/tcp.py) with the same behaviour.
+ext_modules = []
+if sys.platform.startswith("linux"):
+    ext_modules.append(Extension("balancedesk.core.proxy._l4", ["core/proxy/_l4.c"], optional=True,
+                                 extra_compile_args=["-O2", "-std=gnu11", "-Wall", "-Wextra", "-Wno-unused-parameter",
+                                                     "-Wno-missing-field-initializers"]))
+
+setup(packages=packages, package_dir=package_dir, ext_modules=ext_modules)

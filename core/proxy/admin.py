@@ -77,6 +77,8 @@ def _shares(rt: Runtime) -> dict[str, float]:
 
 
 def snapshot(rt: Runtime) -> dict[str, Any]:
+    for refresh in rt.refreshers:
+        refresh()
     now = rt.loop.time()
     cfg = rt.cfg
     g = cfg.connector_group
@@ -93,6 +95,7 @@ def snapshot(rt: Runtime) -> dict[str, Any]:
             "retryDelay": g.retry_delay,
         },
         "mode": rt.mode,
+        "dataPlane": rt.data_plane,
         "listen": rt.listen,
         "affinityHeader": rt.affinity_header,
         "now": now,

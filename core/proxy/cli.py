@@ -48,6 +48,9 @@ def register(subparsers: Any) -> None:
                    help="http: 408 if a request head is not complete within S seconds (default 15)")
     p.add_argument("--max-header-bytes", type=int, default=32 * 1024, metavar="N",
                    help="http: 431 for a request head larger than N bytes (default 32768)")
+    p.add_argument("--data-plane", choices=("auto", "native", "asyncio"), default="auto",
+                   help="tcp: relay in the native engine (C, Linux; the default when it was built) or in "
+                        "asyncio (the portable shell); http always uses asyncio")
     p.set_defaults(func=main)
 
 
@@ -96,7 +99,14 @@ def main(args: argparse.Namespace) -> int:
     affinity = None if args.no_affinity or args.mode == "tcp" else (args.affinity_header or None)
     opts = Options(listen=listen, mode=args.mode, affinity_header=affinity, admin=admin, admin_token=token,
                    workers=args.workers, max_connections=args.max_connections, idle_timeout=args.idle_timeout,
-                   head_timeout=args.header_timeout, head_limit=args.max_header_bytes)
+                   head_timeout=args.header_timeout, head_limit=args.max_header_bytes,
+                   data_plane=args.data_plane)
+    if args.mode == "tcp" and args.data_plane == "native":
+        from balancedesk.core.proxy import l4native
+
+        if not l4native.available():
+            return _fail("--data-plane native: the native L4 engine was not built here (no C compiler "
+                         "at install, or not Linux); use --data-plane asyncio")
     if args.config is not None:
         try:
             cfg = load_file(args.config)

@@ -74,6 +74,7 @@ class Runtime:
     def __init__(self, cfg: BalancerConfig, *, mode: str, listen: str = "", affinity_header: str | None) -> None:
         self.loop = asyncio.get_running_loop()
         self.mode = mode
+        self.data_plane = "asyncio"  # or "native" (the C L4 engine, l4native.py)
         self.listen = listen
         self.affinity_header = affinity_header
         self.started = self.loop.time()
@@ -99,6 +100,9 @@ class Runtime:
         # called with (memberID, new admin state) on admin changes, and with DRAIN when a member left the
         # group or moved to another endpoint: shells close pooled (DRAIN) or also live (DISABLED) connections
         self.on_member_change: list[Callable[[str, AdminState], None]] = []
+        # called before the counters are read (admin snapshot, metrics): a data plane that counts on its own
+        # (the native L4 engine) folds its counts into ``stats``/``active``/``refused`` here
+        self.refreshers: list[Callable[[], None]] = []
         self.record_config(None)
 
     # config -------------------------------------------------------------------------------------

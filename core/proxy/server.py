@@ -29,6 +29,7 @@ from balancedesk.core.proxy.runtime import Runtime
 from balancedesk.core.proxy.upstream import Pool
 
 if TYPE_CHECKING:
+    from balancedesk.core.proxy.l4native import NativeTcp
     from balancedesk.core.proxy.tcp import ConnectDeadlines
 
 STOP_GRACE_S = 10.0
@@ -50,6 +51,7 @@ class Options:
     config_file: Path | None = None
     api: ApiSource | None = None
     stop_grace: float = STOP_GRACE_S
+    data_plane: str = "auto"  # L4: "native" (the C engine), "asyncio" (tcp.py), "auto" (native when built)
 
 
 class Shell:
@@ -71,7 +73,13 @@ class Shell:
         self._dt = max(0.05, min(1.0, opts.head_timeout / 4, opts.idle_timeout / 4))
         self._sweep_handle: asyncio.TimerHandle | None = None
         self.connect_deadlines: ConnectDeadlines | None = None
-        if opts.mode == "tcp":
+        self.native: NativeTcp | None = None
+        if opts.mode == "tcp" and use_native(opts.data_plane):
+            from balancedesk.core.proxy.l4native import NativeTcp
+
+            self.native = NativeTcp(self)
+            rt.data_plane = "native"
+        elif opts.mode == "tcp":
             from balancedesk.core.proxy.tcp import ConnectDeadlines
 
             self.connect_deadlines = ConnectDeadlines(rt.loop)
@@ -92,12 +100,20 @@ class Shell:
         dt = self._dt
         for c in list(self.conns):
             c.tick(now, dt)
-        if self.closing and not self.conns:
+        if self.native is not None:
+            self.native.sweep(self.idle_timeout)
+        if self.closing and not self.alive():
             self.drained.set()
         self._sweep_handle = loop.call_later(dt, self._sweep)
 
+    def alive(self) -> int:
+        """Client connections still open."""
+        return len(self.conns) + (self.native.active if self.native is not None else 0)
+
     def stop(self) -> None:
         self.closing = True
+        if self.native is not None:
+            self.native.stop_accepting()
         self.pool.close_all()
         for c in list(self.conns):
             c.stop_idle()
@@ -107,8 +123,27 @@ class Shell:
             self._sweep_handle.cancel()
         if self.connect_deadlines is not None:
             self.connect_deadlines.close()
+        if self.native is not None:
+            self.native.close()
         for c in list(self.conns):
             c.abort()
+
+
+def use_native(choice: str) -> bool:
+    """Whether L4 runs on the native engine: ``native`` insists (an error if it was not built), ``asyncio``
+    refuses, ``auto`` takes it when it was built — or does what the environment's BALANCEDESK_L4 says."""
+    from balancedesk.core.proxy import l4native
+
+    if choice == "auto":
+        choice = os.environ.get("BALANCEDESK_L4", "auto")
+    if choice == "native":
+        if not l4native.available():
+            raise SystemExit("balancedesk: the native L4 engine was not built on this machine; "
+                             "use --data-plane asyncio (or auto)")
+        return True
+    if choice == "asyncio":
+        return False
+    return l4native.available()
 
 
 def fd_cap(requested: int) -> int:
@@ -175,8 +210,12 @@ async def serve(
         made: asyncio.Protocol = proto(shell)
         return made
 
-    server = await loop.create_server(factory, sock=sock, backlog=4096)
     listen = hostport(sock.getsockname())
+    server = None
+    if shell.native is not None:
+        shell.native.start(sock)
+    else:
+        server = await loop.create_server(factory, sock=sock, backlog=4096)
     rt.listen = listen
     shell.start()
     admin_server = None
@@ -213,11 +252,12 @@ async def serve(
     await stop.wait()
 
     # graceful stop: no new connections, idle keep-alive ones closed, in-flight ones get a bound
-    server.close()
+    if server is not None:
+        server.close()
     if source is not None:
         source.stop()
     shell.stop()
-    if shell.conns:
+    if shell.alive():
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(shell.drained.wait(), opts.stop_grace)
     shell.close()

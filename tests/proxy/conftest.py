@@ -16,6 +16,16 @@ import pytest
 from lbkit import Balancer, Members, Spawn, StartBalancer, StartUpstream, start_balancer, start_upstream
 
 
+@pytest.fixture(params=["native", "asyncio"])
+def data_plane(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run an L4 test on each data plane: the balancers it starts inherit BALANCEDESK_L4 (``native``
+    insists on the C engine, so a build that silently failed fails these tests instead of passing on
+    the asyncio shell)."""
+    plane: str = request.param
+    monkeypatch.setenv("BALANCEDESK_L4", plane)
+    return plane
+
+
 @pytest.fixture
 def members() -> Iterator[Members]:
     """In-process member servers (TCP echo, HTTP) on 127.0.0.1."""

@@ -318,13 +318,20 @@ class _HttpMemberProto(asyncio.Protocol):
 
 
 class _EchoProto(asyncio.Protocol):
-    """TCP echo that passes a half-close on: after the client's EOF, echo what is left, then EOF."""
+    """TCP echo that passes a half-close on: after the client's EOF, echo what is left, then EOF. With flow
+    control: while its peer does not read, it does not read either (as a real server would)."""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.t: asyncio.Transport = transport  # type: ignore[assignment]
 
     def data_received(self, data: bytes) -> None:
         self.t.write(data)
+
+    def pause_writing(self) -> None:
+        self.t.pause_reading()
+
+    def resume_writing(self) -> None:
+        self.t.resume_reading()
 
     def eof_received(self) -> bool:
         self.t.write_eof()

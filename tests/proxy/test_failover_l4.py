@@ -24,7 +24,7 @@ from lbkit import (
     refused_endpoint,
 )
 
-pytestmark = pytest.mark.asyncio
+pytestmark = [pytest.mark.asyncio, pytest.mark.usefixtures("data_plane")]
 
 def walk_start(ev: dict[str, Any]) -> float:
     """When a route event's walk through members began (its time minus its attempts' durations)."""

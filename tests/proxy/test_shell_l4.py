@@ -6,8 +6,13 @@ import contextlib
 import os
 import socket
 import threading
+import time
+from pathlib import Path
 
+import pytest
 from lbkit import BlackHole, Members, StartBalancer, connect, group_config, refused_endpoint, wait_until
+
+pytestmark = pytest.mark.usefixtures("data_plane")  # every test runs on the native engine and on asyncio
 
 
 def _roundtrip(addr: tuple[str, int], payload: bytes) -> bytes:
@@ -30,13 +35,14 @@ def _roundtrip(addr: tuple[str, int], payload: bytes) -> bytes:
     return b"".join(got)
 
 
-def test_relay_is_byte_exact_with_half_close(balancer: StartBalancer, members: Members) -> None:
+def test_relay_is_byte_exact_with_half_close(balancer: StartBalancer, members: Members, data_plane: str) -> None:
     bal = balancer(group_config([("e1", members.echo(), 1), ("e2", members.echo(), 1)]), mode="tcp")
     payload = os.urandom(4 << 20)
     for _ in range(3):
         assert _roundtrip(bal.addr, payload) == payload
     snap = bal.snapshot()
     assert snap["mode"] == "tcp" and snap["affinityHeader"] is None
+    assert snap["dataPlane"] == data_plane
     assert sum(m["total"] for m in snap["members"]) == 3
     assert sum(m["bytesIn"] for m in snap["members"]) == 3 * len(payload)
     wait_until(lambda: sum(m["bytesOut"] for m in bal.snapshot()["members"]) == 3 * len(payload),
@@ -140,3 +146,71 @@ def test_admin_disable_closes_live_connections_drain_keeps_them(
         assert s.recv(1) == b""  # disabled: closed at once
     s.close()
     t.close()
+
+
+def _rss_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError(f"no VmRSS for {pid}")
+
+
+def test_a_client_that_does_not_read_is_held_back_not_buffered(balancer: StartBalancer, members: Members) -> None:
+    """Flow control: 96 MB sent to an echo member by a client that reads nothing. The kernel's socket
+    buffers fill, the balancer stops reading, the client's send blocks — and the balancer's memory does
+    not grow by what is in flight. Then everything comes back, byte-exact."""
+    bal = balancer(group_config([("e1", members.echo(), 1)]), mode="tcp")
+    rss0 = _rss_kb(bal.child.pid)
+    payload = os.urandom(96 << 20)
+    s = connect(bal.addr)
+    sent = [0]
+
+    def sender() -> None:
+        view = memoryview(payload)
+        for i in range(0, len(payload), 1 << 20):
+            s.sendall(view[i:i + (1 << 20)])
+            sent[0] = i + (1 << 20)
+        s.shutdown(socket.SHUT_WR)
+
+    t = threading.Thread(target=sender, daemon=True)
+    t.start()
+    last = [-1, time.monotonic()]
+
+    def stalled() -> bool:  # the sender made no progress for 0.5 s: everything on the way is full
+        if sent[0] != last[0]:
+            last[0], last[1] = sent[0], time.monotonic()
+            return False
+        return time.monotonic() - last[1] > 0.5
+
+    wait_until(stalled, what="the client's send to block", timeout=30)
+    assert 0 < sent[0] < len(payload)
+    grown_mb = (_rss_kb(bal.child.pid) - rss0) / 1024
+    assert grown_mb < 16, f"the balancer grew by {grown_mb:.1f} MB while the client did not read"
+    got = bytearray()
+    s.settimeout(30)
+    while data := s.recv(1 << 20):
+        got += data
+    t.join(30)
+    s.close()
+    assert got == payload
+
+
+def test_idle_connections_are_closed_busy_ones_are_not(balancer: StartBalancer, members: Members) -> None:
+    bal = balancer(group_config([("e1", members.echo(), 1)]), mode="tcp", args=["--idle-timeout", "0.6"])
+    idle, busy = connect(bal.addr), connect(bal.addr)
+    for c in (idle, busy):
+        c.sendall(b"x")
+        assert c.recv(1) == b"x"
+    idle.settimeout(10)
+    start = time.monotonic()
+    while time.monotonic() - start < 1.5:  # keeps talking every 0.2 s (well inside the idle timeout)
+        busy.sendall(b"y")
+        assert busy.recv(1) == b"y"
+        time.sleep(0.2)  # the client's own pace, not a wait for the balancer
+    with contextlib.suppress(ConnectionResetError):
+        assert idle.recv(1) == b""  # ended (a reset, or EOF)
+    busy.sendall(b"z")
+    assert busy.recv(1) == b"z"
+    wait_until(lambda: bal.snapshot()["totals"]["active"] == 1, what="the idle connection gone")
+    idle.close()
+    busy.close()

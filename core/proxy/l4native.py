@@ -1,0 +1,201 @@
+"""L4 on the native data plane (``_l4.c``): the C engine accepts, connects and relays; this module decides.
+
+The engine calls back twice per connection — ``_on_accept(cid)`` (which member first) and
+``_on_connect(cid, member index, errno, seconds)`` (how the connect went; after a failure, which member
+next) — so the group semantics, health marks, route events and counters are the very ones the asyncio
+shell (:mod:`tcp`) uses: :class:`Runtime`, :class:`Selection`, :class:`MemberStats`. Byte counts, closes
+and first-byte latencies are gathered by the engine per member and folded into ``MemberStats`` by
+:meth:`NativeTcp.refresh` (the shell's sweeper, and every admin snapshot).
+
+Members are engine *targets*: an index per (member, resolved endpoint), appended and never reused, so a
+connection relayed to a member's old endpoint still counts into that member after a config change.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from typing import TYPE_CHECKING
+
+from balancedesk.core.balance import AdminState, Selection
+from balancedesk.core.proxy.runtime import MemberStats, classify
+
+if TYPE_CHECKING:
+    from balancedesk.core.proxy.server import Shell
+
+try:
+    from balancedesk.core.proxy._l4 import Engine
+except ImportError:  # not built (no compiler, not Linux): the asyncio shell serves L4
+    Engine = None
+
+
+def available() -> bool:
+    return Engine is not None
+
+
+class _Pending:
+    """A connection whose first connect failed (or that had no first pick): its walk over the group."""
+
+    __slots__ = ("attempts", "sel")
+
+    def __init__(self, sel: Selection) -> None:
+        self.sel = sel
+        self.attempts: list[tuple[str, str, float]] = []
+
+
+class NativeTcp:
+    def __init__(self, shell: Shell) -> None:
+        assert Engine is not None
+        self.shell = shell
+        self.rt = rt = shell.rt
+        self._timeout = rt.balancer.connection_timeout_s or 0.0
+        self.engine = Engine(self._on_accept, self._on_connect, shell.max_connections, self._timeout)
+        self._by_mid: dict[str, tuple[tuple[str, int], int]] = {}  # member → (endpoint, target)
+        self._targets: dict[tuple[str, str, int], int] = {}
+        self._mids: list[str] = []  # target → member
+        self._stats: list[MemberStats] = []  # target → that member's counters
+        self._pending: dict[int, _Pending] = {}
+        self._sock: socket.socket | None = None
+        rt.on_member_change.append(self._member_changed)
+        rt.refreshers.append(self.refresh)
+
+    # lifecycle -----------------------------------------------------------------------------------
+    def start(self, sock: socket.socket) -> None:
+        self._sock = sock
+        self.engine.add_listener(sock.fileno())
+        self.rt.loop.add_reader(self.engine.fileno(), self.engine.run)
+
+    def stop_accepting(self) -> None:
+        self.engine.stop_accepting()
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+
+    @property
+    def active(self) -> int:
+        n: int = self.engine.active
+        return n
+
+    def sweep(self, idle_timeout: float) -> None:
+        self.engine.sweep(idle_timeout)
+        self.refresh()
+
+    def close(self) -> None:
+        self.stop_accepting()
+        self.engine.close()
+        self.refresh()
+        self.rt.loop.remove_reader(self.engine.fileno())
+
+    # counters ------------------------------------------------------------------------------------
+    def refresh(self) -> None:
+        per, lat, refused, _accept_errors, _dropped = self.engine.collect()
+        stats = self._stats
+        for t, d_in, d_out, closed in per:
+            st = stats[t]
+            st.bytes_in += d_in
+            st.bytes_out += d_out
+            st.active -= closed
+        for t, seconds in lat:
+            stats[t].sample(seconds)
+        rt = self.rt
+        rt.refused += refused
+        rt.active = self.engine.active
+
+    # members -------------------------------------------------------------------------------------
+    def _target(self, mid: str) -> int:
+        """The engine's index for ``mid`` at its current endpoint (-1: the endpoint does not resolve)."""
+        ep = self.rt.endpoints[mid]
+        known = self._by_mid.get(mid)
+        if known is not None and known[0] is ep:
+            return known[1]
+        host, port = ep
+        try:
+            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+            ip = str(infos[0][4][0])
+        except (OSError, IndexError):
+            return -1
+        key = (mid, ip, port)
+        t = self._targets.get(key)
+        if t is None:
+            t = self._targets[key] = self.engine.add_target(ip, port)
+            self._mids.append(mid)
+            self._stats.append(self.rt.stats.setdefault(mid, MemberStats()))
+        self._by_mid[mid] = (ep, t)
+        return t
+
+    def _member_changed(self, mid: str, state: AdminState) -> None:
+        if state is AdminState.DISABLED:
+            for (m, _, _), t in self._targets.items():
+                if m == mid:
+                    self.engine.abort(t)
+            self.refresh()
+
+    # engine callbacks ----------------------------------------------------------------------------
+    def _on_accept(self, cid: int) -> int:
+        rt = self.rt
+        if self.shell.closing:
+            rt.refused += 1
+            return -1
+        rt.accepted += 1
+        timeout = rt.balancer.connection_timeout_s or 0.0
+        if timeout != self._timeout:
+            self._timeout = timeout
+            self.engine.set_connect_timeout(timeout)
+        mid = rt.balancer.first_pick(None)
+        if mid is not None:
+            t = self._target(mid)
+            if t >= 0:
+                return t
+            now = rt.loop.time()
+            p = _Pending(self._begin(now, mid))
+            self._failed(p, mid, "unreachable", 0.0, now)
+            return self._next(cid, p, now)
+        now = rt.loop.time()
+        return self._next(cid, _Pending(rt.begin(now, None)), now)
+
+    def _on_connect(self, cid: int, t: int, err: int, seconds: float) -> int:
+        rt = self.rt
+        now = rt.loop.time()
+        mid = self._mids[t]
+        if err == 0:
+            p = self._pending.pop(cid, None) if self._pending else None
+            rt.connect_succeeded(p.sel if p is not None else None, mid, now)
+            st = self._stats[t]
+            st.active += 1
+            st.total += 1
+            if rt.route_wanted(now):
+                ok = (mid, "ok", seconds * 1000.0)
+                rt.add_route(now, self.engine.peer(cid), (*p.attempts, ok) if p is not None else (ok,), mid, None)
+            return 0
+        if err < 0:  # the client went away while connecting: no route event, no health mark
+            self._pending.pop(cid, None)
+            return -1
+        p = self._pending.get(cid) or _Pending(self._begin(now, mid))
+        self._failed(p, mid, classify(OSError(err, os.strerror(err))), seconds * 1000.0, now)
+        return self._next(cid, p, now)
+
+    def _begin(self, now: float, first: str) -> Selection:
+        sel = self.rt.begin(now, None)
+        sel.tried.append(first)  # the first pick came from ``first_pick``: walk on from it
+        return sel
+
+    def _failed(self, p: _Pending, mid: str, outcome: str, ms: float, now: float) -> None:
+        p.attempts.append((mid, outcome, ms))
+        self.rt.connect_failed(p.sel, mid, now)
+
+    def _next(self, cid: int, p: _Pending, now: float) -> int:
+        """The next candidate's target, or -1 (and a failed route event) when every one was tried."""
+        rt = self.rt
+        while True:
+            mid = p.sel.next(now=now)
+            if mid is None:
+                self._pending.pop(cid, None)
+                rt.failed += 1
+                rt.record_route(now, self.engine.peer(cid), tuple(p.attempts), None, None)
+                return -1
+            t = self._target(mid)
+            if t >= 0:
+                self._pending[cid] = p
+                return t
+            self._failed(p, mid, "unreachable", 0.0, now)
+
