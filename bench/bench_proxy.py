@@ -312,6 +312,12 @@ def started(tmp: Path, only: set[str]) -> Iterator[tuple[list[Cell], list[int], 
                        "--listen", f"127.0.0.1:{port}", "--mode", "tcp" if layer == "L4" else "http"]
                 cells.append(Cell("balancedesk", layer, port,
                                   launch(f"balancedesk-{layer}", cmd, port, cwd=ROOT)))
+            if "bd-asyncio" in only and layer == "L4":  # the portable L4 shell, as a control for the native one
+                port = free_port()
+                conf = balancedesk_conf(tmp, "bd-asyncio-L4", be)
+                cmd = [sys.executable, "-m", "balancedesk.gui.launcher", "balance", "--config", str(conf),
+                       "--listen", f"127.0.0.1:{port}", "--mode", "tcp", "--data-plane", "asyncio"]
+                cells.append(Cell("bd-asyncio", layer, port, launch("bd-asyncio-L4", cmd, port, cwd=ROOT)))
             if "minimal" in only and layer == "L4":
                 port = free_port()
                 cmd = [sys.executable, str(ROOT / "bench" / "minimal_l4.py"), str(port), *map(str, be_ports)]
@@ -336,7 +342,7 @@ def report(res: Results, args: argparse.Namespace) -> str:
         "|---|---|---|---:|---|---:|---:|---:|---:|---:|---:|",
     ]
     order = [("-", "direct")] + [(la, c) for la in ("L4", "L7")
-                                 for c in ("nginx", "haproxy", "balancedesk", "minimal")]
+                                 for c in ("nginx", "haproxy", "balancedesk", "bd-asyncio", "minimal")]
     verdicts = []
     for layer, config in order:
         for mode in ("ka", "close"):
@@ -375,8 +381,9 @@ def main() -> int:
     ap.add_argument("--connections", type=int, default=50)
     ap.add_argument("--quick", action="store_true", help="-d2s, 1 pass: a smoke run")
     ap.add_argument("--only", default="",
-                    help="comma list of configs (direct,nginx,haproxy,balancedesk; minimal = a bare uvloop L4 "
-                    "relay as a control). Default: all but minimal")
+                    help="comma list of configs (direct,nginx,haproxy,balancedesk; controls: minimal = a bare "
+                    "uvloop L4 relay, bd-asyncio = balancedesk's L4 on --data-plane asyncio). Default: all but "
+                    "the controls")
     ap.add_argument("--keep", action="store_true", help="keep the temp dir with configs and logs")
     args = ap.parse_args()
     if args.quick:

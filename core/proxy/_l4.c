@@ -519,6 +519,9 @@ static void on_conn_event(Engine *e, uint64_t data, uint32_t ev) {
         }
         connect_done(e, c, 0);
         if (c->gen != gen || c->state != ST_RELAY) return;
+    } else if (ev & EPOLLERR) { /* a reset (or another socket error): pass it on as a reset */
+        conn_end(e, c, 1);
+        return;
     }
     relay(e, c);
 }
