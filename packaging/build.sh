@@ -23,6 +23,20 @@ echo "== PyInstaller"
 echo "== smoke test of the frozen app"
 QT_QPA_PLATFORM=offscreen dist/balancedesk/balancedesk --help >/dev/null
 dist/balancedesk/balancedesk export --help >/dev/null
+# the native L4 engine (core/proxy/_l4.c) must be inside: --data-plane native refuses to start without it
+smoke=$(mktemp -d)
+cat > "$smoke/group.json" <<'JSON'
+{"connectorID": "smoke", "owner": "admin", "label": "smoke", "authUser": [],
+ "connectorGroup": {"connectionTimeout": 2, "retryDelay": 5, "members": [{"memberID": "m1", "sequence": 1, "weight": 1}]},
+ "endpoints": {"m1": "127.0.0.1:9"}}
+JSON
+dist/balancedesk/balancedesk balance --config "$smoke/group.json" --listen 127.0.0.1:0 --mode tcp \
+  --data-plane native > "$smoke/out" 2>&1 &
+pid=$!
+for _ in $(seq 100); do grep -q "balancing" "$smoke/out" && break; kill -0 $pid 2>/dev/null || break; sleep 0.1; done
+grep -q "balancing" "$smoke/out" || { cat "$smoke/out"; echo "build.sh: the frozen balancer did not start on the native L4 engine" >&2; kill $pid 2>/dev/null; exit 1; }
+kill $pid; wait $pid 2>/dev/null || true
+rm -rf "$smoke"
 
 echo "== .deb"
 root=build/deb/balancedesk_${VER}_amd64

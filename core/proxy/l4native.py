@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 try:
     from balancedesk.core.proxy._l4 import Engine
 except ImportError:  # not built (no compiler, not Linux): the asyncio shell serves L4
-    Engine = None
+    Engine = None  # type: ignore[assignment,misc]
 
 
 def available() -> bool:
@@ -73,8 +73,7 @@ class NativeTcp:
 
     @property
     def active(self) -> int:
-        n: int = self.engine.active
-        return n
+        return self.engine.active
 
     def sweep(self, idle_timeout: float) -> None:
         self.engine.sweep(idle_timeout)
