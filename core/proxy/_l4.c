@@ -38,7 +38,7 @@
 #define SCRATCH (64 * 1024)
 #define MAX_EVENTS 256
 #define MAX_LISTENERS 8
-#define MAX_SAMPLES 8192
+#define MAX_SAMPLES 1024 /* first-byte latencies kept between two collects (a member keeps 512) */
 
 #define TAG_TIMER 0xFFFFFFFEu
 #define TAG_LISTEN 0xFFFFFF00u /* + listener index */
