@@ -115,6 +115,7 @@ class Snapshot:
     uptime_s: float
     members: tuple[MemberSnap, ...]
     totals: Mapping[str, int] = field(default_factory=dict)
+    data_plane: str = ""  # "native" (the C L4 engine) or "asyncio"; "" from a balancer that does not say
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> Snapshot:
@@ -128,6 +129,7 @@ class Snapshot:
             uptime_s=_f(d.get("uptime_s")),
             members=tuple(MemberSnap.from_json(m) for m in d.get("members") or ()),
             totals={str(k): int(v or 0) for k, v in dict(d.get("totals") or {}).items()},
+            data_plane=str(d.get("dataPlane") or ""),
         )
 
     def member(self, member_id: str) -> MemberSnap | None:

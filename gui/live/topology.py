@@ -389,6 +389,10 @@ class TopologyView(QWidget):
         self._pending.clear()
         self._set_dots([], [], None)
 
+    def balancer_node_text(self) -> str:
+        b = self._balancer
+        return "\n".join(t.text() for t in (b.title, b.line2, b.line3))
+
     def member_node_text(self, member_id: str) -> str:
         node = self._members.get(member_id)
         if node is None:
@@ -403,6 +407,8 @@ class TopologyView(QWidget):
         self._snap_local = time.monotonic()
         self._retry_delay = float(snap.group.get("retryDelay") or 0)
         mode = "L7 http" if snap.mode == "http" else "L4 tcp"
+        if snap.mode == "tcp" and snap.data_plane:
+            mode += f" ({snap.data_plane})"
         aff = f" · affinity {snap.affinity_header}" if snap.affinity_header else ""
         self.set_balancer(f"balancer {snap.listen}", f"{mode}{aff}",
                           f"{total_rate:.1f}/s · active {snap.totals.get('active', 0)}", running=True)

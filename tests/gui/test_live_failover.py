@@ -61,6 +61,7 @@ def test_stopped_member_goes_down_with_countdown_and_comes_back(
         win.traffic_panel.rate.setValue(40)
         qtbot.mouseClick(win.traffic_panel.start, Qt.MouseButton.LeftButton)
         qtbot.waitUntil(lambda: _total(win, "a") >= 5 and _total(win, "b") >= 5, timeout=LONG)
+        assert "L4 tcp (native)" in win.topology.balancer_node_text()  # the C data plane, built at install
 
         qtbot.mouseClick(win.demo_panel.rows["a"][1]["stop"], Qt.MouseButton.LeftButton)
         qtbot.waitUntil(lambda: "retry in" in _state_cell(win, "a"), timeout=LONG)

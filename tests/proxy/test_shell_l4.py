@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import socket
 import threading
 import time
@@ -214,3 +215,40 @@ def test_idle_connections_are_closed_busy_ones_are_not(balancer: StartBalancer, 
     wait_until(lambda: bal.snapshot()["totals"]["active"] == 1, what="the idle connection gone")
     idle.close()
     busy.close()
+
+
+def test_workers_share_the_port_and_stop_cleanly(balancer: StartBalancer, members: Members, data_plane: str) -> None:
+    """``--workers 2``: each worker runs its own engine on the shared port (SO_REUSEPORT); every connection
+    is relayed whichever worker takes it; SIGTERM stops both with exit code 0."""
+    bal = balancer(group_config([("e1", members.echo(), 1)]), mode="tcp", args=["--workers", "2"])
+    assert bal.snapshot()["dataPlane"] == data_plane
+    for i in range(40):
+        assert _roundtrip(bal.addr, f"hello {i}".encode()) == f"hello {i}".encode()
+    assert bal.snapshot()["totals"]["accepted"] <= 40  # worker 0's own view
+    bal.child.kill(signal.SIGTERM)
+    assert bal.child.proc.returncode == 0
+
+
+def test_graceful_stop_lets_a_live_connection_finish(balancer: StartBalancer, members: Members) -> None:
+    """SIGTERM: no new connections, but one in flight keeps relaying until it ends on its own."""
+    bal = balancer(group_config([("e1", members.echo(), 1)]), mode="tcp")
+    s = connect(bal.addr)
+    s.sendall(b"a")
+    assert s.recv(1) == b"a"
+    os.kill(bal.child.pid, signal.SIGTERM)
+    wait_until(lambda: _refuses(bal.addr), what="the listener closed")
+    s.sendall(b"b")  # still relayed
+    assert s.recv(1) == b"b"
+    s.shutdown(socket.SHUT_WR)
+    s.settimeout(10)
+    assert s.recv(1) == b""
+    s.close()
+    assert bal.child.proc.wait(20) == 0
+
+
+def _refuses(addr: tuple[str, int]) -> bool:
+    try:
+        socket.create_connection(addr, timeout=1).close()
+    except ConnectionRefusedError:
+        return True
+    return False
