@@ -33,6 +33,20 @@ def available() -> bool:
     return Engine is not None
 
 
+def resolve(host: str, port: int) -> str | None:
+    """The address a member's endpoint names. A numeric address is itself; a name is resolved the way nginx
+    resolves an upstream ``server`` name: once per config (here at start and at the first connection after a
+    config change), blocking, and an IPv4 address preferred when the name has both (members usually listen
+    on IPv4; ``localhost`` is ``::1`` first on some systems)."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError:
+        return None
+    v4 = [i for i in infos if i[0] == socket.AF_INET]
+    chosen = (v4 or infos)[0] if infos else None
+    return str(chosen[4][0]) if chosen is not None else None
+
+
 class _Pending:
     """A connection whose first connect failed (or that had no first pick): its walk over the group."""
 
@@ -61,6 +75,8 @@ class NativeTcp:
 
     # lifecycle -----------------------------------------------------------------------------------
     def start(self, sock: socket.socket) -> None:
+        for mid in self.rt.endpoints:  # names are resolved before the first client, not during its connect
+            self._target(mid)
         self._sock = sock
         self.engine.add_listener(sock.fileno())
         self.rt.loop.add_reader(self.engine.fileno(), self.engine.run)
@@ -108,10 +124,8 @@ class NativeTcp:
         if known is not None and known[0] is ep:
             return known[1]
         host, port = ep
-        try:
-            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-            ip = str(infos[0][4][0])
-        except (OSError, IndexError):
+        ip = resolve(host, port)
+        if ip is None:
             return -1
         key = (mid, ip, port)
         t = self._targets.get(key)

@@ -252,3 +252,19 @@ def _refuses(addr: tuple[str, int]) -> bool:
     except ConnectionRefusedError:
         return True
     return False
+
+
+def test_a_member_named_by_host_name_is_reached(balancer: StartBalancer, members: Members) -> None:
+    """``localhost:PORT`` (from /etc/hosts, no DNS): the native plane resolves names before the first client."""
+    port = members.echo().rsplit(":", 1)[1]
+    bal = balancer(group_config([("named", f"localhost:{port}", 1)]), mode="tcp")
+    assert _roundtrip(bal.addr, b"by name") == b"by name"
+    assert bal.member("named")["total"] == 1
+
+
+def test_resolve_prefers_ipv4_and_keeps_numeric_addresses() -> None:
+    from balancedesk.core.proxy.l4native import resolve
+
+    assert resolve("127.0.0.1", 80) == "127.0.0.1"
+    assert resolve("::1", 80) == "::1"
+    assert resolve("localhost", 80) == "127.0.0.1"  # even where localhost is ::1 first
