@@ -49,6 +49,10 @@ def test_relay_is_byte_exact_with_half_close(balancer: StartBalancer, members: M
     wait_until(lambda: sum(m["bytesOut"] for m in bal.snapshot()["members"]) == 3 * len(payload),
                what="bytesOut counted")
     assert snap["totals"]["accepted"] == 3
+    # time to the member's first byte, per member that answered: a few ms on loopback, never negative
+    lat = [(m["latencyP50_ms"], m["latencyP99_ms"]) for m in bal.snapshot()["members"] if m["total"]]
+    assert lat and all(p50 is not None and 0 < p50 <= p99 < 5000 for p50, p99 in lat)
+    wait_until(lambda: bal.snapshot()["totals"]["active"] == 0, what="every connection closed")
 
 
 def test_client_that_speaks_before_connect_loses_nothing(balancer: StartBalancer, members: Members) -> None:
