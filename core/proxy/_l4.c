@@ -234,6 +234,10 @@ static void conn_end(Engine *e, conn_t *c, int reset) {
 /* --- Python callbacks ------------------------------------------------------------------------------- */
 
 static long call_int(PyObject *fn, PyObject *args) {
+    if (!fn) { /* cleared by the garbage collector: the engine is going away */
+        Py_XDECREF(args);
+        return -1;
+    }
     if (!args) {
         PyErr_WriteUnraisable(fn);
         return -1;
@@ -604,7 +608,22 @@ static void engine_close_all(Engine *e, int reset) {
     }
 }
 
+/* The engine holds its callbacks (bound methods of the Python object that holds the engine): a cycle the
+ * garbage collector must be able to see and break. */
+static int Engine_traverse(Engine *e, visitproc visit, void *arg) {
+    Py_VISIT(e->on_accept);
+    Py_VISIT(e->on_connect);
+    return 0;
+}
+
+static int Engine_clear(Engine *e) {
+    Py_CLEAR(e->on_accept);
+    Py_CLEAR(e->on_connect);
+    return 0;
+}
+
 static void Engine_dealloc(Engine *e) {
+    PyObject_GC_UnTrack(e);
     if (e->conns) {
         engine_close_all(e, 1);
         for (uint32_t i = 0; i < e->cap; i++) PyMem_Free(e->conns[i]);
@@ -614,8 +633,7 @@ static void Engine_dealloc(Engine *e) {
     PyMem_Free(e->targets);
     if (e->tfd >= 0) close(e->tfd);
     if (e->epfd >= 0) close(e->epfd);
-    Py_XDECREF(e->on_accept);
-    Py_XDECREF(e->on_connect);
+    Engine_clear(e);
     Py_TYPE(e)->tp_free((PyObject *)e);
 }
 
@@ -686,12 +704,6 @@ static PyObject *Engine_set_connect_timeout(Engine *e, PyObject *arg) {
     Py_RETURN_NONE;
 }
 
-static PyObject *Engine_set_max_connections(Engine *e, PyObject *arg) {
-    long v = PyLong_AsLong(arg);
-    if (v == -1 && PyErr_Occurred()) return NULL;
-    e->max_conns = v;
-    Py_RETURN_NONE;
-}
 
 static PyObject *Engine_peer(Engine *e, PyObject *arg) {
     long cid = PyLong_AsLong(arg);
@@ -727,14 +739,6 @@ static PyObject *Engine_abort(Engine *e, PyObject *arg) {
     return PyLong_FromLong(n);
 }
 
-static PyObject *Engine_abort_conn(Engine *e, PyObject *arg) {
-    long cid = PyLong_AsLong(arg);
-    if (cid == -1 && PyErr_Occurred()) return NULL;
-    conn_t *c = conn_get(e, cid);
-    if (!c) Py_RETURN_FALSE;
-    conn_end(e, c, 1);
-    Py_RETURN_TRUE;
-}
 
 /* Idle timeout (no byte either way for ``idle`` seconds: reset both sides) and resuming accepts
  * paused by EMFILE. Returns the number of idle connections ended. */
@@ -806,10 +810,8 @@ static PyMethodDef Engine_methods[] = {
     {"stop_accepting", (PyCFunction)Engine_stop_accepting, METH_NOARGS, "Forget the listeners."},
     {"add_target", (PyCFunction)Engine_add_target, METH_VARARGS, "add_target(ip, port) -> member index"},
     {"set_connect_timeout", (PyCFunction)Engine_set_connect_timeout, METH_O, "Seconds; 0 = none."},
-    {"set_max_connections", (PyCFunction)Engine_set_max_connections, METH_O, "The connection cap."},
     {"peer", (PyCFunction)Engine_peer, METH_O, "The client address of a connection, or None."},
     {"abort", (PyCFunction)Engine_abort, METH_O, "abort(member) resets its connections; -1: all."},
-    {"abort_conn", (PyCFunction)Engine_abort_conn, METH_O, "Reset one connection."},
     {"sweep", (PyCFunction)Engine_sweep, METH_O, "sweep(idle_seconds) -> idle connections ended."},
     {"collect", (PyCFunction)Engine_collect, METH_NOARGS, "Counters since the last call."},
     {"close", (PyCFunction)Engine_close, METH_NOARGS, "Reset every connection."},
@@ -826,7 +828,9 @@ static PyTypeObject EngineType = {
     PyVarObject_HEAD_INIT(NULL, 0)
     .tp_name = "balancedesk.core.proxy._l4.Engine",
     .tp_basicsize = sizeof(Engine),
-    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_traverse = (traverseproc)Engine_traverse,
+    .tp_clear = (inquiry)Engine_clear,
     .tp_doc = "The native L4 data plane: accept, connect, relay; decisions by Python callbacks.",
     .tp_new = Engine_new,
     .tp_init = (initproc)Engine_init,
