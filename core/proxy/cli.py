@@ -105,8 +105,7 @@ def main(args: argparse.Namespace) -> int:
         from balancedesk.core.proxy import l4native
 
         if not l4native.available():
-            return _fail("--data-plane native: the native L4 engine was not built here (no C compiler "
-                         "at install, or not Linux); use --data-plane asyncio")
+            return _fail(f"--data-plane native: {l4native.MISSING}")
     if args.config is not None:
         try:
             cfg = load_file(args.config)

@@ -29,6 +29,10 @@ except ImportError:  # not built (no compiler, not Linux): the asyncio shell ser
     Engine = None  # type: ignore[assignment,misc]
 
 
+MISSING = ("the native L4 engine was not built here (no C compiler at install, or not Linux); "
+           "use --data-plane asyncio")
+
+
 def available() -> bool:
     return Engine is not None
 

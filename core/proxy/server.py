@@ -138,8 +138,7 @@ def use_native(choice: str) -> bool:
         choice = os.environ.get("BALANCEDESK_L4", "auto")
     if choice == "native":
         if not l4native.available():
-            raise SystemExit("balancedesk: the native L4 engine was not built on this machine; "
-                             "use --data-plane asyncio (or auto)")
+            raise SystemExit(f"balancedesk: {l4native.MISSING}")
         return True
     if choice == "asyncio":
         return False

@@ -140,3 +140,22 @@ def test_a_relay_driven_by_hand() -> None:
     for s in (client, member, listener):
         s.close()
     e.close()
+
+
+def test_without_the_engine_native_is_refused_with_a_message_and_auto_falls_back(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Any
+) -> None:
+    """Where the extension was not built: ``--data-plane native`` exits 2 naming the way out; ``auto``
+    chooses the asyncio shell."""
+    from balancedesk.core import cli
+    from balancedesk.core.proxy import l4native, server
+
+    monkeypatch.setattr(l4native, "Engine", None)
+    monkeypatch.delenv("BALANCEDESK_L4", raising=False)
+    code = cli.main(["balance", "--config", str(tmp_path / "unused.json"), "--listen", "127.0.0.1:0",
+                     "--mode", "tcp", "--data-plane", "native"])
+    assert code == 2
+    assert "native L4 engine was not built here" in capsys.readouterr().err
+    assert server.use_native("auto") is False
+    with pytest.raises(SystemExit, match="use --data-plane asyncio"):
+        server.use_native("native")
