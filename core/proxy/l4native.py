@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 from typing import TYPE_CHECKING
 
 from balancedesk.core.balance import AdminState, Selection
@@ -28,6 +29,9 @@ try:
 except ImportError:  # not built (no compiler, not Linux): the asyncio shell serves L4
     Engine = None  # type: ignore[assignment,misc]
 
+
+RESOLVE_RETRY_S = 5.0  # a member name that did not resolve is looked up again after this long
+clock = time.monotonic
 
 MISSING = ("the native L4 engine was not built here (no C compiler at install, or not Linux); "
            "use --data-plane asyncio")
@@ -68,7 +72,8 @@ class NativeTcp:
         self.rt = rt = shell.rt
         self._timeout = rt.balancer.connection_timeout_s or 0.0
         self.engine = Engine(self._on_accept, self._on_connect, shell.max_connections, self._timeout)
-        self._by_mid: dict[str, tuple[tuple[str, int], int]] = {}  # member → (endpoint, target)
+        # member → (endpoint, target, when to resolve again if it did not resolve)
+        self._by_mid: dict[str, tuple[tuple[str, int], int, float]] = {}
         self._targets: dict[tuple[str, str, int], int] = {}
         self._mids: list[str] = []  # target → member
         self._stats: list[MemberStats] = []  # target → that member's counters
@@ -125,11 +130,12 @@ class NativeTcp:
         """The engine's index for ``mid`` at its current endpoint (-1: the endpoint does not resolve)."""
         ep = self.rt.endpoints[mid]
         known = self._by_mid.get(mid)
-        if known is not None and known[0] is ep:
+        if known is not None and known[0] is ep and (known[1] >= 0 or clock() < known[2]):
             return known[1]
         host, port = ep
         ip = resolve(host, port)
-        if ip is None:
+        if ip is None:  # asked again after RESOLVE_RETRY_S, not at every connection (a lookup blocks)
+            self._by_mid[mid] = (ep, -1, clock() + RESOLVE_RETRY_S)
             return -1
         key = (mid, ip, port)
         t = self._targets.get(key)
@@ -137,7 +143,7 @@ class NativeTcp:
             t = self._targets[key] = self.engine.add_target(ip, port)
             self._mids.append(mid)
             self._stats.append(self.rt.stats.setdefault(mid, MemberStats()))
-        self._by_mid[mid] = (ep, t)
+        self._by_mid[mid] = (ep, t, 0.0)
         return t
 
     def _member_changed(self, mid: str, state: AdminState) -> None:

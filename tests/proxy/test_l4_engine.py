@@ -159,3 +159,40 @@ def test_without_the_engine_native_is_refused_with_a_message_and_auto_falls_back
     assert server.use_native("auto") is False
     with pytest.raises(SystemExit, match="use --data-plane asyncio"):
         server.use_native("native")
+
+
+def test_a_member_name_that_does_not_resolve_is_not_looked_up_at_every_connection(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A lookup blocks the loop: a name that failed is asked again only after RESOLVE_RETRY_S."""
+    import asyncio
+
+    from balancedesk.core.model import parse_balancer_config
+    from balancedesk.core.proxy import l4native
+    from balancedesk.core.proxy.runtime import Runtime
+    from balancedesk.core.proxy.server import Options, Shell
+    from lbkit import group_config
+
+    asked: list[str] = []
+
+    def resolve(host: str, port: int) -> str | None:
+        asked.append(host)
+        return None if host == "gone.example" else "127.0.0.1"
+
+    monkeypatch.setattr(l4native, "resolve", resolve)
+    cfg = parse_balancer_config(group_config([("gone", "gone.example:80", 1), ("ok", "ok.example:81", 1)]))
+
+    async def run() -> None:
+        rt = Runtime(cfg, mode="tcp", affinity_header=None)
+        shell = Shell(rt, Options(listen=("127.0.0.1", 0), mode="tcp", affinity_header=None, data_plane="native"))
+        native = shell.native
+        assert native is not None
+        assert native._target("gone") == -1 and native._target("gone") == -1
+        assert native._target("ok") == 0 and native._target("ok") == 0
+        assert asked == ["gone.example", "ok.example"]  # once each
+        monkeypatch.setattr(l4native, "clock", lambda: 1e12)  # RESOLVE_RETRY_S later
+        assert native._target("gone") == -1 and native._target("ok") == 0
+        assert asked == ["gone.example", "ok.example", "gone.example"]  # only the failed name again
+        shell.close()
+
+    asyncio.run(run())
