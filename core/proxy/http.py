@@ -352,9 +352,7 @@ class HttpClient(asyncio.Protocol):
     def selection(self, r: _Req) -> Any:
         sel = r.sel
         if sel is None:
-            sel = r.sel = self.shell.rt.begin(self.shell.rt.loop.time(), r.key)
-            if r.first is not None:
-                sel.tried.append(r.first)
+            sel = r.sel = self.shell.rt.begin(self.shell.rt.loop.time(), r.key, r.first)
         return sel
 
     def try_next(self, r: _Req, now: float) -> None:
@@ -577,8 +575,7 @@ class HttpClient(asyncio.Protocol):
 
     def fail_routed(self, r: _Req, status: int, why: str) -> None:
         rt = self.shell.rt
-        rt.failed += 1
-        rt.record_route(rt.loop.time(), self.peer, tuple(r.attempts), None, r.key)
+        rt.route_failed(rt.loop.time(), self.peer, tuple(r.attempts), r.key)
         cfg = rt.cfg
         group = cfg.label + (f" ({cfg.connector_id})" if cfg.connector_id else "")
         tried = ", ".join(f"{m} ({o}, {ms:.1f} ms)" for m, o, ms in r.attempts) or "none"

@@ -170,7 +170,7 @@ class NativeTcp:
             if t >= 0:
                 return t
             now = rt.loop.time()
-            p = _Pending(self._begin(now, mid))
+            p = _Pending(self.rt.begin(now, None, mid))
             self._failed(p, mid, "unreachable", 0.0, now)
             return self._next(cid, p, now)
         now = rt.loop.time()
@@ -193,14 +193,9 @@ class NativeTcp:
         if err < 0:  # the client went away while connecting: no route event, no health mark
             self._pending.pop(cid, None)
             return -1
-        p = self._pending.get(cid) or _Pending(self._begin(now, mid))
+        p = self._pending.get(cid) or _Pending(self.rt.begin(now, None, mid))
         self._failed(p, mid, classify(OSError(err, os.strerror(err))), seconds * 1000.0, now)
         return self._next(cid, p, now)
-
-    def _begin(self, now: float, first: str) -> Selection:
-        sel = self.rt.begin(now, None)
-        sel.tried.append(first)  # the first pick came from ``first_pick``: walk on from it
-        return sel
 
     def _failed(self, p: _Pending, mid: str, outcome: str, ms: float, now: float) -> None:
         p.attempts.append((mid, outcome, ms))
@@ -213,8 +208,7 @@ class NativeTcp:
             mid = p.sel.next(now=now)
             if mid is None:
                 self._pending.pop(cid, None)
-                rt.failed += 1
-                rt.record_route(now, self.engine.peer(cid), tuple(p.attempts), None, None)
+                rt.route_failed(now, self.engine.peer(cid), tuple(p.attempts), None)
                 return -1
             t = self._target(mid)
             if t >= 0:

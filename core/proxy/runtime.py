@@ -138,8 +138,19 @@ class Runtime:
             cb(member_id, state)
 
     # decisions ----------------------------------------------------------------------------------
-    def begin(self, now: float, key: str | None) -> Selection:
-        return self.balancer.begin(now=now, affinity_key=key)
+    def begin(self, now: float, key: str | None, first: str | None = None) -> Selection:
+        """A walk over the group's candidates. ``first``: the member ``first_pick`` chose and was tried
+        already (the Selection is made only once it failed): the walk goes on from it."""
+        sel = self.balancer.begin(now=now, affinity_key=key)
+        if first is not None:
+            sel.tried.append(first)
+        return sel
+
+    def route_failed(self, now: float, client: Any, attempts: tuple[tuple[str, str, float], ...],
+                     key: str | None) -> None:
+        """Every candidate was tried and failed: counted, and recorded as a failed route."""
+        self.failed += 1
+        self.record_route(now, client, attempts, None, key)
 
     def connect_failed(self, sel: Selection, member_id: str, now: float) -> None:
         st = self.stats.get(member_id)

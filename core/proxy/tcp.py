@@ -233,9 +233,8 @@ class TcpClient(asyncio.Protocol):
     # upstream connect ---------------------------------------------------------------------------
     def _selection(self, now: float) -> Selection:
         sel = self.sel
-        if sel is None:  # the first pick came from ``first_pick``: walk on from it
-            sel = self.sel = self.shell.rt.begin(now, None)
-            sel.tried.append(self.cmid)  # sel is None only after a first pick, which set cmid
+        if sel is None:  # the first pick came from ``first_pick`` (which set cmid): walk on from it
+            sel = self.sel = self.shell.rt.begin(now, None, self.cmid)
         return sel
 
     def _attempt(self, now: float) -> None:
@@ -243,8 +242,7 @@ class TcpClient(asyncio.Protocol):
         rt = self.shell.rt
         mid = self._selection(now).next(now=now)
         if mid is None:
-            rt.failed += 1
-            rt.record_route(now, self.peer_of(), tuple(self.attempts or ()), None, None)
+            rt.route_failed(now, self.peer_of(), tuple(self.attempts or ()), None)
             if self.transport is not None:
                 self.transport.close()
             return
