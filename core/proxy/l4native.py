@@ -70,8 +70,8 @@ class NativeTcp:
         assert Engine is not None
         self.shell = shell
         self.rt = rt = shell.rt
-        self._timeout = rt.balancer.connection_timeout_s or 0.0
-        self.engine = Engine(self._on_accept, self._on_connect, shell.max_connections, self._timeout)
+        self.engine = Engine(self._on_accept, self._on_connect, shell.max_connections,
+                             rt.balancer.connection_timeout_s or 0.0)
         # member → (endpoint, target, when to resolve again if it did not resolve)
         self._by_mid: dict[str, tuple[tuple[str, int], int, float]] = {}
         self._targets: dict[tuple[str, str, int], int] = {}
@@ -80,6 +80,7 @@ class NativeTcp:
         self._pending: dict[int, _Pending] = {}
         self._sock: socket.socket | None = None
         rt.on_member_change.append(self._member_changed)
+        rt.on_config.append(self._config_applied)
         rt.refreshers.append(self.refresh)
 
     # lifecycle -----------------------------------------------------------------------------------
@@ -146,6 +147,9 @@ class NativeTcp:
         self._by_mid[mid] = (ep, t, 0.0)
         return t
 
+    def _config_applied(self) -> None:
+        self.engine.set_connect_timeout(self.rt.balancer.connection_timeout_s or 0.0)  # for connects to come
+
     def _member_changed(self, mid: str, state: AdminState) -> None:
         if state is AdminState.DISABLED:
             for (m, _, _), t in self._targets.items():
@@ -160,10 +164,6 @@ class NativeTcp:
             rt.refused += 1
             return -1
         rt.accepted += 1
-        timeout = rt.balancer.connection_timeout_s or 0.0
-        if timeout != self._timeout:
-            self._timeout = timeout
-            self.engine.set_connect_timeout(timeout)
         mid = rt.balancer.first_pick(None)
         if mid is not None:
             t = self._target(mid)

@@ -103,6 +103,7 @@ class Runtime:
         # called before the counters are read (admin snapshot, metrics): a data plane that counts on its own
         # (the native L4 engine) folds its counts into ``stats``/``active``/``refused`` here
         self.refreshers: list[Callable[[], None]] = []
+        self.on_config: list[Callable[[], None]] = []  # called after a new config was applied
         self.record_config(None)
 
     # config -------------------------------------------------------------------------------------
@@ -128,6 +129,8 @@ class Runtime:
                     cb(mid, AdminState.DRAIN)  # connections in flight finish; pooled ones are closed
         self.record_config(None)
         self._arm_expiry()
+        for applied in self.on_config:
+            applied()
         return self.version
 
     def set_admin(self, member_id: str, state: AdminState) -> None:

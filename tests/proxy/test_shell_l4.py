@@ -272,3 +272,21 @@ def test_resolve_prefers_ipv4_and_keeps_numeric_addresses() -> None:
     assert resolve("127.0.0.1", 80) == "127.0.0.1"
     assert resolve("::1", 80) == "::1"
     assert resolve("localhost", 80) == "127.0.0.1"  # even where localhost is ::1 first
+
+
+def test_a_new_connection_timeout_applies_to_the_next_connect(balancer: StartBalancer, members: Members) -> None:
+    """connectionTimeout changed in a live config: the next connect to a black hole gives up after the
+    new bound (1 s), not the old one (20 s)."""
+    hole = BlackHole()
+    try:
+        live = members.echo()
+        bal = balancer(group_config([("hole", hole.endpoint, 1), ("live", live, 1)], round_robin=False,
+                                    connection_timeout=20), mode="tcp")
+        bal.write_config(group_config([("hole", hole.endpoint, 1), ("live", live, 1)], round_robin=False,
+                                      connection_timeout=1))
+        assert _roundtrip(bal.addr, b"x") == b"x"
+        route = next(e for e in bal.events() if e["kind"] == "route")
+        assert [a["outcome"] for a in route["attempts"]] == ["timeout", "ok"]
+        assert 900 <= route["attempts"][0]["ms"] < 5000
+    finally:
+        hole.close()
