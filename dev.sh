@@ -33,6 +33,9 @@ need_apt() {
 }
 
 setup() {
+  # a C compiler builds the native L4 data plane (core/proxy/_l4.c) at install; without one the balancer
+  # still works, on its asyncio L4 shell
+  command -v cc >/dev/null || { command -v dpkg-query >/dev/null && need_apt gcc; }
   if [ ! -x "$VENV/bin/python" ]; then
     echo "dev.sh: creating $VENV"
     "$PY" -m venv "$VENV"
