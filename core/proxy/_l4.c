@@ -98,7 +98,7 @@ typedef struct {
     int n_targets, targets_cap;
     conn_t *dl_head, *dl_tail; /* connects in progress with a deadline, in start order */
     PyObject *on_accept, *on_connect;
-    unsigned long long refused, accept_errors, idle_closed;
+    unsigned long long refused, accept_errors;
     double samples_t[MAX_SAMPLES];
     int samples_i[MAX_SAMPLES];
     int n_samples;
@@ -763,7 +763,6 @@ static PyObject *Engine_sweep(Engine *e, PyObject *arg) {
             }
         }
     }
-    e->idle_closed += (unsigned long long)n;
     return PyLong_FromLong(n);
 }
 
@@ -820,7 +819,6 @@ static PyMethodDef Engine_methods[] = {
 
 static PyMemberDef Engine_members[] = {
     {"active", T_LONG, offsetof(Engine, active), READONLY, "connections alive (connecting or relaying)"},
-    {"idle_closed", T_ULONGLONG, offsetof(Engine, idle_closed), READONLY, "connections ended as idle"},
     {NULL, 0, 0, 0, NULL},
 };
 

@@ -4,7 +4,6 @@ from collections.abc import Callable
 
 class Engine:
     active: int
-    idle_closed: int
     def __init__(self, on_accept: Callable[[int], int], on_connect: Callable[[int, int, int, float], int],
                  max_connections: int = ..., connect_timeout: float = ...) -> None: ...
     def run(self) -> None: ...

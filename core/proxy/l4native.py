@@ -170,7 +170,7 @@ class NativeTcp:
             if t >= 0:
                 return t
             now = rt.loop.time()
-            p = _Pending(self.rt.begin(now, None, mid))
+            p = _Pending(rt.begin(now, None, mid))
             self._failed(p, mid, "unreachable", 0.0, now)
             return self._next(cid, p, now)
         now = rt.loop.time()
@@ -193,7 +193,7 @@ class NativeTcp:
         if err < 0:  # the client went away while connecting: no route event, no health mark
             self._pending.pop(cid, None)
             return -1
-        p = self._pending.get(cid) or _Pending(self.rt.begin(now, None, mid))
+        p = self._pending.get(cid) or _Pending(rt.begin(now, None, mid))
         self._failed(p, mid, classify(OSError(err, os.strerror(err))), seconds * 1000.0, now)
         return self._next(cid, p, now)
 

@@ -199,3 +199,11 @@ def test_a_member_name_that_does_not_resolve_is_not_looked_up_at_every_connectio
         shell.close()
 
     asyncio.run(run())
+
+
+def test_resolve_prefers_ipv4_and_keeps_numeric_addresses() -> None:
+    from balancedesk.core.proxy.l4native import resolve
+
+    assert resolve("127.0.0.1", 80) == "127.0.0.1"
+    assert resolve("::1", 80) == "::1"
+    assert resolve("localhost", 80) == "127.0.0.1"  # even where localhost is ::1 first

@@ -266,14 +266,6 @@ def test_a_member_named_by_host_name_is_reached(balancer: StartBalancer, members
     assert bal.member("named")["total"] == 1
 
 
-def test_resolve_prefers_ipv4_and_keeps_numeric_addresses() -> None:
-    from balancedesk.core.proxy.l4native import resolve
-
-    assert resolve("127.0.0.1", 80) == "127.0.0.1"
-    assert resolve("::1", 80) == "::1"
-    assert resolve("localhost", 80) == "127.0.0.1"  # even where localhost is ::1 first
-
-
 def test_a_new_connection_timeout_applies_to_the_next_connect(balancer: StartBalancer, members: Members) -> None:
     """connectionTimeout changed in a live config: the next connect to a black hole gives up after the
     new bound (1 s), not the old one (20 s)."""
