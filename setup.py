@@ -20,11 +20,12 @@ for folder, name in FOLDERS.items():
         packages.append(f"{name}.{sub}")
         package_dir[f"{name}.{sub}"] = f"{folder}/{sub.replace('.', '/')}"
 
-# The native L4 data plane (core/proxy/_l4.c, Linux epoll). Optional: where it cannot be built (no C compiler,
-# not Linux) the balancer uses the asyncio L4 shell (core/proxy/tcp.py) with the same behaviour.
+# The native data plane (core/proxy/_engine.c, Linux epoll): L4, and the L7 fast path. Optional: where it cannot
+# be built (no C compiler, not Linux) the balancer uses the asyncio shells (core/proxy/tcp.py, http.py) with the
+# same behaviour.
 ext_modules = []
 if sys.platform.startswith("linux"):
-    ext_modules.append(Extension("balancedesk.core.proxy._l4", ["core/proxy/_l4.c"], optional=True,
+    ext_modules.append(Extension("balancedesk.core.proxy._engine", ["core/proxy/_engine.c"], optional=True,
                                  extra_compile_args=["-O2", "-std=gnu11", "-Wall", "-Wextra", "-Wno-unused-parameter",
                                                      "-Wno-missing-field-initializers"]))
 

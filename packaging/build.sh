@@ -23,7 +23,7 @@ echo "== PyInstaller"
 echo "== smoke test of the frozen app"
 QT_QPA_PLATFORM=offscreen dist/balancedesk/balancedesk --help >/dev/null
 dist/balancedesk/balancedesk export --help >/dev/null
-# the native L4 engine (core/proxy/_l4.c) must be inside: --data-plane native refuses to start without it
+# the native engine (core/proxy/_engine.c) must be inside: --data-plane native refuses to start without it
 smoke=$(mktemp -d)
 cat > "$smoke/group.json" <<'JSON'
 {"connectorID": "smoke", "owner": "admin", "label": "smoke", "authUser": [],
@@ -34,7 +34,7 @@ dist/balancedesk/balancedesk balance --config "$smoke/group.json" --listen 127.0
   --data-plane native > "$smoke/out" 2>&1 &
 pid=$!
 for _ in $(seq 100); do grep -q "balancing" "$smoke/out" && break; kill -0 $pid 2>/dev/null || break; sleep 0.1; done
-grep -q "balancing" "$smoke/out" || { cat "$smoke/out"; echo "build.sh: the frozen balancer did not start on the native L4 engine" >&2; kill $pid 2>/dev/null; exit 1; }
+grep -q "balancing" "$smoke/out" || { cat "$smoke/out"; echo "build.sh: the frozen balancer did not start on the native engine" >&2; kill $pid 2>/dev/null; exit 1; }
 kill $pid; wait $pid 2>/dev/null || true
 rm -rf "$smoke"
 

@@ -49,8 +49,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--max-header-bytes", type=int, default=32 * 1024, metavar="N",
                    help="http: 431 for a request head larger than N bytes (default 32768)")
     p.add_argument("--data-plane", choices=("auto", "native", "asyncio"), default="auto",
-                   help="tcp: relay in the native engine (C, Linux; the default when it was built) or in "
-                        "asyncio (the portable shell); http always uses asyncio")
+                   help="proxy in the native engine (C, Linux; the default when it was built) or in "
+                        "asyncio (the portable shell). In http mode the engine forwards the usual request "
+                        "itself and hands anything unusual to the asyncio shell")
     p.set_defaults(func=main)
 
 
@@ -101,11 +102,11 @@ def main(args: argparse.Namespace) -> int:
                    workers=args.workers, max_connections=args.max_connections, idle_timeout=args.idle_timeout,
                    head_timeout=args.header_timeout, head_limit=args.max_header_bytes,
                    data_plane=args.data_plane)
-    if args.mode == "tcp" and args.data_plane == "native":
-        from balancedesk.core.proxy import l4native
+    if args.data_plane == "native":
+        from balancedesk.core.proxy import native
 
-        if not l4native.available():
-            return _fail(f"--data-plane native: {l4native.MISSING}")
+        if not native.available():
+            return _fail(f"--data-plane native: {native.MISSING}")
     if args.config is not None:
         try:
             cfg = load_file(args.config)

@@ -21,6 +21,7 @@ from balancedesk.core.proxy.runtime import MemberStats, classify
 from balancedesk.core.proxy.upstream import UpConn
 
 if TYPE_CHECKING:
+    from balancedesk.core.proxy.runtime import Runtime
     from balancedesk.core.proxy.server import Shell
 
 PENDING_LIMIT = 256 * 1024  # request body held while no upstream is attached (client reading pauses)
@@ -39,6 +40,21 @@ P_PENDING, P_UPSTREAM, P_QUEUE = 1, 2, 4
 
 REASONS = {400: "Bad Request", 408: "Request Timeout", 431: "Request Header Fields Too Large",
            501: "Not Implemented", 502: "Bad Gateway", 503: "Service Unavailable", 504: "Gateway Timeout"}
+
+
+def error_response(status: int, text: str, *, keep: bool) -> bytes:
+    """An answer of the proxy's own: ``status`` with ``text`` as a plain-text body."""
+    body = text.encode()
+    return (b"HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\n%s\r\n%s"
+            % (status, REASONS[status].encode(), len(body), b"" if keep else b"Connection: close\r\n", body))
+
+
+def routed_error(rt: Runtime, status: int, why: str, attempts: list[tuple[str, str, float]], *, keep: bool) -> bytes:
+    """The answer when routing a request failed: it names the group and every member tried."""
+    cfg = rt.cfg
+    group = cfg.label + (f" ({cfg.connector_id})" if cfg.connector_id else "")
+    tried = ", ".join(f"{m} ({o}, {ms:.1f} ms)" for m, o, ms in attempts) or "none"
+    return error_response(status, f"balancedesk: group {group}: {why}; members tried: {tried}\n", keep=keep)
 
 
 class _Req:
@@ -576,12 +592,8 @@ class HttpClient(asyncio.Protocol):
     def fail_routed(self, r: _Req, status: int, why: str) -> None:
         rt = self.shell.rt
         rt.route_failed(rt.loop.time(), self.peer, tuple(r.attempts), r.key)
-        cfg = rt.cfg
-        group = cfg.label + (f" ({cfg.connector_id})" if cfg.connector_id else "")
-        tried = ", ".join(f"{m} ({o}, {ms:.1f} ms)" for m, o, ms in r.attempts) or "none"
-        text = f"balancedesk: group {group}: {why}; members tried: {tried}\n"
         keep = r.keep_alive and r.body_done and not self.closing and not self.shell.closing
-        self._error(status, text, keep=keep)
+        self.out.append(routed_error(rt, status, why, r.attempts, keep=keep))
         if keep:
             self.finish_request()
         else:
@@ -604,11 +616,7 @@ class HttpClient(asyncio.Protocol):
         self.close_soon(linger=True)
 
     def _error(self, status: int, text: str, *, keep: bool) -> None:
-        body = text.encode()
-        self.out.append(
-            b"HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\n%s\r\n%s"
-            % (status, REASONS[status].encode(), len(body), b"" if keep else b"Connection: close\r\n", body)
-        )
+        self.out.append(error_response(status, text, keep=keep))
 
     def close_soon(self, *, linger: bool) -> None:
         """Close after the answer is written; with ``linger`` read and drop what the client still sends

@@ -74,7 +74,7 @@ class Runtime:
     def __init__(self, cfg: BalancerConfig, *, mode: str, listen: str = "", affinity_header: str | None) -> None:
         self.loop = asyncio.get_running_loop()
         self.mode = mode
-        self.data_plane = "asyncio"  # or "native" (the C L4 engine, l4native.py)
+        self.data_plane = "asyncio"  # or "native" (the C engine, native.py)
         self.listen = listen
         self.affinity_header = affinity_header
         self.started = self.loop.time()
@@ -101,7 +101,7 @@ class Runtime:
         # group or moved to another endpoint: shells close pooled (DRAIN) or also live (DISABLED) connections
         self.on_member_change: list[Callable[[str, AdminState], None]] = []
         # called before the counters are read (admin snapshot, metrics): a data plane that counts on its own
-        # (the native L4 engine) folds its counts into ``stats``/``active``/``refused`` here
+        # (the native engine) folds its counts into ``stats``/``active``/``refused`` here
         self.refreshers: list[Callable[[], None]] = []
         self.on_config: list[Callable[[], None]] = []  # called after a new config was applied
         self.record_config(None)

@@ -29,7 +29,7 @@ from balancedesk.core.proxy.runtime import Runtime
 from balancedesk.core.proxy.upstream import Pool
 
 if TYPE_CHECKING:
-    from balancedesk.core.proxy.l4native import NativeTcp
+    from balancedesk.core.proxy.native import NativeTcp
     from balancedesk.core.proxy.tcp import ConnectDeadlines
 
 STOP_GRACE_S = 10.0
@@ -51,7 +51,7 @@ class Options:
     config_file: Path | None = None
     api: ApiSource | None = None
     stop_grace: float = STOP_GRACE_S
-    data_plane: str = "auto"  # L4: "native" (the C engine), "asyncio" (tcp.py), "auto" (native when built)
+    data_plane: str = "auto"  # "native" (the C engine), "asyncio" (tcp.py / http.py), "auto" (native when built)
 
 
 class Shell:
@@ -74,10 +74,10 @@ class Shell:
         self._sweep_handle: asyncio.TimerHandle | None = None
         self.connect_deadlines: ConnectDeadlines | None = None
         self.native: NativeTcp | None = None
-        if opts.mode == "tcp" and use_native(opts.data_plane):
-            from balancedesk.core.proxy.l4native import NativeTcp
+        if use_native(opts.data_plane, opts.mode):
+            from balancedesk.core.proxy.native import NativeHttp, NativeTcp
 
-            self.native = NativeTcp(self)
+            self.native = NativeTcp(self) if opts.mode == "tcp" else NativeHttp(self)
             rt.data_plane = "native"
         elif opts.mode == "tcp":
             from balancedesk.core.proxy.tcp import ConnectDeadlines
@@ -129,20 +129,21 @@ class Shell:
             c.abort()
 
 
-def use_native(choice: str) -> bool:
-    """Whether L4 runs on the native engine: ``native`` insists (an error if it was not built), ``asyncio``
-    refuses, ``auto`` takes it when it was built — or does what the environment's BALANCEDESK_L4 says."""
-    from balancedesk.core.proxy import l4native
+def use_native(choice: str, mode: str) -> bool:
+    """Whether ``mode`` (tcp or http) runs on the native engine: ``native`` insists (an error if it was not
+    built), ``asyncio`` refuses, ``auto`` takes it when it was built — or does what the environment says
+    (BALANCEDESK_L4 for tcp, BALANCEDESK_L7 for http; the tests run both planes through them)."""
+    from balancedesk.core.proxy import native
 
     if choice == "auto":
-        choice = os.environ.get("BALANCEDESK_L4", "auto")
+        choice = os.environ.get("BALANCEDESK_L4" if mode == "tcp" else "BALANCEDESK_L7", "auto")
     if choice == "native":
-        if not l4native.available():
-            raise SystemExit(f"balancedesk: {l4native.MISSING}")
+        if not native.available():
+            raise SystemExit(f"balancedesk: {native.MISSING}")
         return True
     if choice == "asyncio":
         return False
-    return l4native.available()
+    return native.available()
 
 
 def fd_cap(requested: int) -> int:

@@ -26,6 +26,15 @@ def data_plane(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) 
     return plane
 
 
+@pytest.fixture(params=["native", "asyncio"])
+def http_plane(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run an L7 test on each data plane: the engine's fast path (which hands the unusual request to
+    http.py) and http.py alone, through BALANCEDESK_L7."""
+    plane: str = request.param
+    monkeypatch.setenv("BALANCEDESK_L7", plane)
+    return plane
+
+
 @pytest.fixture
 def members() -> Iterator[Members]:
     """In-process member servers (TCP echo, HTTP) on 127.0.0.1."""

@@ -19,7 +19,7 @@ import pytest
 from balancedesk.core.balance import rendezvous_rank
 from lbkit import Balancer, StartBalancer, StartUpstream, Upstream, group_config
 
-pytestmark = pytest.mark.asyncio
+pytestmark = [pytest.mark.asyncio, pytest.mark.usefixtures("http_plane")]
 
 AFFINITY = ["--affinity-header", "sender-transfer-id"]
 

@@ -10,7 +10,10 @@ import stat
 from pathlib import Path
 
 import httpx
+import pytest
 from lbkit import Members, Spawn, StartBalancer, balance_cmd, connect, group_config, request, wait_until
+
+pytestmark = pytest.mark.usefixtures("http_plane")  # each test on both L7 data planes
 
 
 def test_auth_and_token_file(balancer: StartBalancer, members: Members) -> None:

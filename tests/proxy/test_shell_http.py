@@ -22,6 +22,8 @@ from lbkit import (
     wait_until,
 )
 
+pytestmark = pytest.mark.usefixtures("http_plane")  # each test on both L7 data planes
+
 
 def test_keep_alive_both_sides_and_round_robin(balancer: StartBalancer, members: Members) -> None:
     a, b = members.http("a"), members.http("b")

@@ -1,4 +1,5 @@
-"""L4 on the native data plane (``_l4.c``): the C engine accepts, connects and relays; this module decides.
+"""The native data plane (``_engine.c``): the C engine accepts, connects and relays (L4) or forwards the usual
+HTTP request (L7, :class:`NativeHttp`); this module decides.
 
 The engine calls back twice per connection — ``_on_accept(cid)`` (which member first) and
 ``_on_connect(cid, member index, errno, seconds)`` (how the connect went; after a failure, which member
@@ -13,19 +14,21 @@ connection relayed to a member's old endpoint still counts into that member afte
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from balancedesk.core.balance import AdminState, Selection
+from balancedesk.core.proxy.http import HttpClient, routed_error
 from balancedesk.core.proxy.runtime import MemberStats, classify
 
 if TYPE_CHECKING:
     from balancedesk.core.proxy.server import Shell
 
 try:
-    from balancedesk.core.proxy._l4 import Engine
+    from balancedesk.core.proxy._engine import Engine
 except ImportError:  # not built (no compiler, not Linux): the asyncio shell serves L4
     Engine = None  # type: ignore[assignment,misc]
 
@@ -33,7 +36,7 @@ except ImportError:  # not built (no compiler, not Linux): the asyncio shell ser
 RESOLVE_RETRY_S = 5.0  # a member name that did not resolve is looked up again after this long
 clock = time.monotonic
 
-MISSING = ("the native L4 engine was not built here (no C compiler at install, or not Linux); "
+MISSING = ("the native engine was not built here (no C compiler at install, or not Linux); "
            "use --data-plane asyncio")
 
 
@@ -56,12 +59,14 @@ def resolve(host: str, port: int) -> str | None:
 
 
 class _Pending:
-    """A connection whose first connect failed (or that had no first pick): its walk over the group."""
+    """A connection (L7: a request) whose first connect failed, that had no first pick, or (L7) that waits
+    for a fresh connection: its walk over the group."""
 
-    __slots__ = ("attempts", "sel")
+    __slots__ = ("attempts", "key", "sel")
 
-    def __init__(self, sel: Selection) -> None:
+    def __init__(self, sel: Selection, key: str | None = None) -> None:
         self.sel = sel
+        self.key = key
         self.attempts: list[tuple[str, str, float]] = []
 
 
@@ -71,7 +76,7 @@ class NativeTcp:
         self.shell = shell
         self.rt = rt = shell.rt
         self.engine = Engine(self._on_accept, self._on_connect, shell.max_connections,
-                             rt.balancer.connection_timeout_s or 0.0)
+                             rt.balancer.connection_timeout_s or 0.0, **self._http_options())
         # member → (endpoint, target, when to resolve again if it did not resolve)
         self._by_mid: dict[str, tuple[tuple[str, int], int, float]] = {}
         self._targets: dict[tuple[str, str, int], int] = {}
@@ -82,6 +87,9 @@ class NativeTcp:
         rt.on_member_change.append(self._member_changed)
         rt.on_config.append(self._config_applied)
         rt.refreshers.append(self.refresh)
+
+    def _http_options(self) -> dict[str, Any]:
+        return {}
 
     # lifecycle -----------------------------------------------------------------------------------
     def start(self, sock: socket.socket) -> None:
@@ -113,7 +121,7 @@ class NativeTcp:
 
     # counters ------------------------------------------------------------------------------------
     def refresh(self) -> None:
-        per, lat, refused, _accept_errors, _dropped = self.engine.collect()
+        per, lat, refused, _accept_errors, _dropped, accepted = self.engine.collect()
         stats = self._stats
         for t, d_in, d_out, closed in per:
             st = stats[t]
@@ -124,7 +132,8 @@ class NativeTcp:
             stats[t].sample(seconds)
         rt = self.rt
         rt.refused += refused
-        rt.active = self.engine.active
+        rt.accepted += accepted
+        rt.active = self.engine.active + len(self.shell.conns)  # L7: connections handed to http.py
 
     # members -------------------------------------------------------------------------------------
     def _target(self, mid: str) -> int:
@@ -188,7 +197,8 @@ class NativeTcp:
             st.total += 1
             if rt.route_wanted(now):
                 ok = (mid, "ok", seconds * 1000.0)
-                rt.add_route(now, self.engine.peer(cid), (*p.attempts, ok) if p is not None else (ok,), mid, None)
+                rt.add_route(now, self.engine.peer(cid), (*p.attempts, ok) if p is not None else (ok,), mid,
+                             p.key if p is not None else None)
             return 0
         if err < 0:  # the client went away while connecting: no route event, no health mark
             self._pending.pop(cid, None)
@@ -197,18 +207,21 @@ class NativeTcp:
         self._failed(p, mid, classify(OSError(err, os.strerror(err))), seconds * 1000.0, now)
         return self._next(cid, p, now)
 
+    def _exhausted(self, cid: int, p: _Pending, now: float) -> None:
+        """Every candidate was tried: a failed route event."""
+        self.rt.route_failed(now, self.engine.peer(cid), tuple(p.attempts), p.key)
+
     def _failed(self, p: _Pending, mid: str, outcome: str, ms: float, now: float) -> None:
         p.attempts.append((mid, outcome, ms))
         self.rt.connect_failed(p.sel, mid, now)
 
     def _next(self, cid: int, p: _Pending, now: float) -> int:
         """The next candidate's target, or -1 (and a failed route event) when every one was tried."""
-        rt = self.rt
         while True:
             mid = p.sel.next(now=now)
             if mid is None:
                 self._pending.pop(cid, None)
-                rt.route_failed(now, self.engine.peer(cid), tuple(p.attempts), None)
+                self._exhausted(cid, p, now)
                 return -1
             t = self._target(mid)
             if t >= 0:
@@ -216,3 +229,120 @@ class NativeTcp:
                 return t
             self._failed(p, mid, "unreachable", 0.0, now)
 
+
+
+class NativeHttp(NativeTcp):
+    """L7 on the native data plane: the engine parses and forwards the usual request (see ``_engine.c``'s HTTP
+    section) and hands every other client connection to :class:`~balancedesk.core.proxy.http.HttpClient`,
+    with the bytes it read, between two requests. Python is called once per request (``_on_request``: the
+    pick, and its route event when a pooled connection carries it), plus ``_on_connect`` per fresh connect
+    and ``_on_fail`` for an error answer."""
+
+    def __init__(self, shell: Shell) -> None:
+        self._fails: dict[int, _Pending] = {}
+        self._handoffs: set[asyncio.Task[Any]] = set()
+        super().__init__(shell)
+
+    def _http_options(self) -> dict[str, Any]:
+        shell = self.shell
+        return {"on_request": self._on_request, "on_fail": self._on_fail, "on_handoff": self._on_handoff,
+                "head_limit": shell.head_limit, "head_timeout": shell.head_timeout, "linger": shell.linger_s,
+                "affinity": shell.affinity.decode("latin-1") if shell.affinity else None}
+
+    def stop_accepting(self) -> None:
+        super().stop_accepting()
+        self.engine.drain()
+
+    def _member_changed(self, mid: str, state: AdminState) -> None:
+        if state is AdminState.DISABLED:  # its idle connections close, busy ones after their answer
+            for (m, _, _), t in self._targets.items():
+                if m == mid:
+                    self.engine.abort(t)
+
+    # engine callbacks ----------------------------------------------------------------------------
+    def _on_request(self, cid: int, key: str | None, pooled: int) -> int:
+        rt = self.rt
+        mid = rt.balancer.first_pick(key)
+        now = rt.loop.time()
+        if mid is not None:
+            t = self._target(mid)
+            if t >= 0:
+                if pooled >> t & 1:  # a pooled connection carries it: the usual case, decided here
+                    st = self._stats[t]
+                    st.active += 1
+                    st.total += 1
+                    if rt.route_wanted(now):
+                        rt.add_route(now, self.engine.peer(cid), ((mid, "ok", 0.0),), mid, key)
+                else:  # a fresh connection: _on_connect says how it went
+                    self._pending[cid] = _Pending(rt.begin(now, key, mid), key)
+                return t
+            p = _Pending(rt.begin(now, key, mid), key)
+            self._failed(p, mid, "unreachable", 0.0, now)
+            return self._next(cid, p, now)
+        return self._next(cid, _Pending(rt.begin(now, key), key), now)
+
+    def _exhausted(self, cid: int, p: _Pending, now: float) -> None:
+        super()._exhausted(cid, p, now)
+        self._fails[cid] = p  # for the error answer (_on_fail)
+
+    def _on_fail(self, cid: int, code: int, t: int, keep: int, method: str) -> bytes:
+        """The error answer for a request: 0 routing failed (every member tried, or none enabled); after a
+        member took it: 2 it answered garbage, 3 no answer in time, 4 it closed before answering and the
+        request cannot be sent again."""
+        rt = self.rt
+        shell = self.shell
+        if code == 0:
+            p = self._fails.pop(cid, None)
+            attempts = p.attempts if p is not None else []
+            if not attempts:
+                return routed_error(rt, 503, "no member is enabled", attempts, keep=bool(keep))
+            status = 504 if attempts[-1][1] == "timeout" else 502
+            return routed_error(rt, status, "every member failed", attempts, keep=bool(keep))
+        mid = self._mids[t] if 0 <= t < len(self._mids) else "?"
+        if 0 <= t < len(self._stats):
+            self._stats[t].failures += 1
+        outcome, status, why = {
+            2: ("reset", 502, f"bad response from member {mid}"),
+            4: ("reset", 502, f"member {mid} closed the connection before answering "
+                              f"and {method} with this body cannot be replayed"),
+        }.get(code, ("timeout", 504, f"member {mid} did not answer within {shell.idle_timeout:g} s"))
+        attempts = [(mid, outcome, 0.0)]
+        rt.route_failed(rt.loop.time(), self.engine.peer(cid), tuple(attempts), None)
+        return routed_error(rt, status, why, attempts, keep=bool(keep))
+
+    def _on_handoff(self, fd: int, data: bytes, timed_out: int) -> None:
+        """A client connection the fast path leaves to http.py, with what was read of it so far."""
+        sock = socket.socket(fileno=fd)
+        shell = self.shell
+        if shell.closing and not data:
+            sock.close()
+            return
+        def handed() -> HttpClient:
+            return _Handed(shell, data, bool(timed_out))
+
+        task = self.rt.loop.create_task(self.rt.loop.connect_accepted_socket(handed, sock))
+        self._handoffs.add(task)
+        task.add_done_callback(self._handoffs.discard)
+
+
+class _Handed(HttpClient):
+    """A client connection the engine handed over: the bytes it had read come first, then the socket's."""
+
+    __slots__ = ("first", "timed_out")
+
+    def __init__(self, shell: Shell, first: bytes, timed_out: bool) -> None:
+        super().__init__(shell)
+        self.first = first
+        self.timed_out = timed_out
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        if self.transport is None:  # refused (connection cap)
+            return
+        self.shell.rt.accepted -= 1  # the engine counted it when it accepted it
+        first, self.first = self.first, b""
+        if first:
+            self.data_received(first)
+        if self.timed_out and not self.dead and self.active is None:
+            self.head_t0 = None
+            self.fail_request(408, f"balancedesk: request head not complete within {self.shell.head_timeout:g} s\n")

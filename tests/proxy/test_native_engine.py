@@ -1,4 +1,4 @@
-"""The native L4 engine's own contract (``core/proxy/_l4.c``), below the balancer: argument errors, its
+"""The native L4 engine's own contract (``core/proxy/_engine.c``), below the balancer: argument errors, its
 collectability, and a relay driven by hand on 127.0.0.1 (a listener, a member, the callbacks)."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import weakref
 from typing import Any
 
 import pytest
-from balancedesk.core.proxy._l4 import Engine
+from balancedesk.core.proxy._engine import Engine
 
 
 def _none(*_a: Any) -> int:
@@ -135,10 +135,10 @@ def test_a_relay_driven_by_hand() -> None:
     assert read(client, 3, "bye at the client") == b"bye"
     assert read(client, 0, "EOF at the client") == b""
     pump_until(lambda: e.active == 0, "the connection to end")
-    per, lat, refused, accept_errors, dropped = e.collect()
+    per, lat, refused, accept_errors, dropped, accepted = e.collect()
     assert per == [(0, 4, 8, 1)]  # member 0: 4 bytes in, 8 out ("pong!" + "bye"), 1 closed
     assert [t for t, _ in lat] == [0] and 0 < lat[0][1] < 10
-    assert (refused, accept_errors, dropped) == (0, 0, 0)
+    assert (refused, accept_errors, dropped, accepted) == (0, 0, 0, 0)  # L4: Python counts accepts
     assert e.collect()[0] == []  # counters were handed over
     for s in (client, member, listener):
         s.close()
@@ -151,17 +151,19 @@ def test_without_the_engine_native_is_refused_with_a_message_and_auto_falls_back
     """Where the extension was not built: ``--data-plane native`` exits 2 naming the way out; ``auto``
     chooses the asyncio shell."""
     from balancedesk.core import cli
-    from balancedesk.core.proxy import l4native, server
+    from balancedesk.core.proxy import native, server
 
-    monkeypatch.setattr(l4native, "Engine", None)
+    monkeypatch.setattr(native, "Engine", None)
     monkeypatch.delenv("BALANCEDESK_L4", raising=False)
-    code = cli.main(["balance", "--config", str(tmp_path / "unused.json"), "--listen", "127.0.0.1:0",
-                     "--mode", "tcp", "--data-plane", "native"])
-    assert code == 2
-    assert "native L4 engine was not built here" in capsys.readouterr().err
-    assert server.use_native("auto") is False
-    with pytest.raises(SystemExit, match="use --data-plane asyncio"):
-        server.use_native("native")
+    monkeypatch.delenv("BALANCEDESK_L7", raising=False)
+    for mode in ("tcp", "http"):
+        code = cli.main(["balance", "--config", str(tmp_path / "unused.json"), "--listen", "127.0.0.1:0",
+                         "--mode", mode, "--data-plane", "native"])
+        assert code == 2
+        assert "native engine was not built here" in capsys.readouterr().err
+        assert server.use_native("auto", mode) is False
+        with pytest.raises(SystemExit, match="use --data-plane asyncio"):
+            server.use_native("native", mode)
 
 
 def test_a_member_name_that_does_not_resolve_is_not_looked_up_at_every_connection(
@@ -171,7 +173,7 @@ def test_a_member_name_that_does_not_resolve_is_not_looked_up_at_every_connectio
     import asyncio
 
     from balancedesk.core.model import parse_balancer_config
-    from balancedesk.core.proxy import l4native
+    from balancedesk.core.proxy import native
     from balancedesk.core.proxy.runtime import Runtime
     from balancedesk.core.proxy.server import Options, Shell
     from lbkit import group_config
@@ -182,19 +184,19 @@ def test_a_member_name_that_does_not_resolve_is_not_looked_up_at_every_connectio
         asked.append(host)
         return None if host == "gone.example" else "127.0.0.1"
 
-    monkeypatch.setattr(l4native, "resolve", resolve)
+    monkeypatch.setattr(native, "resolve", resolve)
     cfg = parse_balancer_config(group_config([("gone", "gone.example:80", 1), ("ok", "ok.example:81", 1)]))
 
     async def run() -> None:
         rt = Runtime(cfg, mode="tcp", affinity_header=None)
         shell = Shell(rt, Options(listen=("127.0.0.1", 0), mode="tcp", affinity_header=None, data_plane="native"))
-        native = shell.native
-        assert native is not None
-        assert native._target("gone") == -1 and native._target("gone") == -1
-        assert native._target("ok") == 0 and native._target("ok") == 0
+        plane = shell.native
+        assert plane is not None
+        assert plane._target("gone") == -1 and plane._target("gone") == -1
+        assert plane._target("ok") == 0 and plane._target("ok") == 0
         assert asked == ["gone.example", "ok.example"]  # once each
-        monkeypatch.setattr(l4native, "clock", lambda: 1e12)  # RESOLVE_RETRY_S later
-        assert native._target("gone") == -1 and native._target("ok") == 0
+        monkeypatch.setattr(native, "clock", lambda: 1e12)  # RESOLVE_RETRY_S later
+        assert plane._target("gone") == -1 and plane._target("ok") == 0
         assert asked == ["gone.example", "ok.example", "gone.example"]  # only the failed name again
         shell.close()
 
@@ -202,7 +204,7 @@ def test_a_member_name_that_does_not_resolve_is_not_looked_up_at_every_connectio
 
 
 def test_resolve_prefers_ipv4_and_keeps_numeric_addresses() -> None:
-    from balancedesk.core.proxy.l4native import resolve
+    from balancedesk.core.proxy.native import resolve
 
     assert resolve("127.0.0.1", 80) == "127.0.0.1"
     assert resolve("::1", 80) == "::1"
