@@ -312,12 +312,13 @@ def started(tmp: Path, only: set[str]) -> Iterator[tuple[list[Cell], list[int], 
                        "--listen", f"127.0.0.1:{port}", "--mode", "tcp" if layer == "L4" else "http"]
                 cells.append(Cell("balancedesk", layer, port,
                                   launch(f"balancedesk-{layer}", cmd, port, cwd=ROOT)))
-            if "bd-asyncio" in only and layer == "L4":  # the portable L4 shell, as a control for the native one
+            if "bd-asyncio" in only:  # the portable shells (tcp.py, http.py), as a control for the native plane
                 port = free_port()
-                conf = balancedesk_conf(tmp, "bd-asyncio-L4", be)
+                conf = balancedesk_conf(tmp, f"bd-asyncio-{layer}", be)
                 cmd = [sys.executable, "-m", "balancedesk.gui.launcher", "balance", "--config", str(conf),
-                       "--listen", f"127.0.0.1:{port}", "--mode", "tcp", "--data-plane", "asyncio"]
-                cells.append(Cell("bd-asyncio", layer, port, launch("bd-asyncio-L4", cmd, port, cwd=ROOT)))
+                       "--listen", f"127.0.0.1:{port}", "--mode", "tcp" if layer == "L4" else "http",
+                       "--data-plane", "asyncio"]
+                cells.append(Cell("bd-asyncio", layer, port, launch(f"bd-asyncio-{layer}", cmd, port, cwd=ROOT)))
             if "minimal" in only and layer == "L4":
                 port = free_port()
                 cmd = [sys.executable, str(ROOT / "bench" / "minimal_l4.py"), str(port), *map(str, be_ports)]
@@ -382,7 +383,7 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true", help="-d2s, 1 pass: a smoke run")
     ap.add_argument("--only", default="",
                     help="comma list of configs (direct,nginx,haproxy,balancedesk; controls: minimal = a bare "
-                    "uvloop L4 relay, bd-asyncio = balancedesk's L4 on --data-plane asyncio). Default: all but "
+                    "uvloop L4 relay, bd-asyncio = balancedesk on --data-plane asyncio). Default: all but "
                     "the controls")
     ap.add_argument("--keep", action="store_true", help="keep the temp dir with configs and logs")
     args = ap.parse_args()

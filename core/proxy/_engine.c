@@ -513,22 +513,8 @@ static int hb_put(hbuf_t *b, const char *d, size_t n) {
     return 0;
 }
 
-/* Write to a socket: straight away if nothing is queued, the rest queued. -1 on an error. */
-static int out_write(side_t *s, const char *d, size_t n) {
-    if (!s->len) {
-        while (n) {
-            ssize_t w = send(s->fd, d, n, MSG_NOSIGNAL);
-            if (w < 0) {
-                if (errno == EINTR) continue;
-                if (errno != EAGAIN && errno != EWOULDBLOCK) return -1;
-                s->flags &= ~F_WRITABLE;
-                break;
-            }
-            d += w;
-            n -= (size_t)w;
-        }
-        if (!n) return 0;
-    }
+/* Queue bytes without writing (a head is put together piece by piece, then written with one send). */
+static int out_put(side_t *s, const char *d, size_t n) {
     if (s->off + s->len + n > s->cap) {
         if (s->off) {
             memmove(s->buf, s->buf + s->off, s->len);
@@ -546,6 +532,25 @@ static int out_write(side_t *s, const char *d, size_t n) {
     memcpy(s->buf + s->off + s->len, d, n);
     s->len += n;
     return 0;
+}
+
+/* Write to a socket: straight away if nothing is queued, the rest queued. -1 on an error. */
+static int out_write(side_t *s, const char *d, size_t n) {
+    if (!s->len) {
+        while (n) {
+            ssize_t w = send(s->fd, d, n, MSG_NOSIGNAL);
+            if (w < 0) {
+                if (errno == EINTR) continue;
+                if (errno != EAGAIN && errno != EWOULDBLOCK) return -1;
+                s->flags &= ~F_WRITABLE;
+                break;
+            }
+            d += w;
+            n -= (size_t)w;
+        }
+        if (!n) return 0;
+    }
+    return out_put(s, d, n);
 }
 
 /* Write the queued bytes. 0: all written, 1: some left, -1: error. The buffer is kept for reuse. */
@@ -740,16 +745,17 @@ static void h_attach(Engine *e, conn_t *c, conn_t *u) {
     u->hf = (u->hf & H_REUSED) | H_COUNTED;
     u->in.off = u->in.len = u->in.scanned = 0;
     c->hs = c->body_left ? HS_BODY : HS_WAIT;
-    if (out_write(&u->c, c->req.p, c->req.len) < 0) goto broken;
+    if (out_put(&u->c, c->req.p, c->req.len) < 0) goto broken;
     if (c->body_left && c->in.len > c->in.off) {
         size_t n = c->in.len - c->in.off;
         if ((long long)n > c->body_left) n = (size_t)c->body_left;
-        if (out_write(&u->c, c->in.p + c->in.off, n) < 0) goto broken;
+        if (out_put(&u->c, c->in.p + c->in.off, n) < 0) goto broken;
         e->targets[u->target].d_in += n;
         c->in.off += n;
         c->body_left -= (long long)n;
         if (!c->body_left) c->hs = HS_WAIT;
     }
+    if (out_flush(&u->c) < 0) goto broken; /* head and body so far: one send */
     if (c->hs == HS_BODY) h_client_io(e, c);
     return;
 broken: /* the member connection failed at once: the same as a close before answering */
@@ -1027,11 +1033,14 @@ static void h_read_heads(Engine *e, conn_t *c) {
             conn_end(e, c, 1);
             return;
         }
-        ssize_t n = recv(c->c.fd, c->in.p + c->in.len, c->in.cap - c->in.len, 0);
+        size_t room = c->in.cap - c->in.len;
+        ssize_t n = recv(c->c.fd, c->in.p + c->in.len, room, 0);
         if (n > 0) {
             if (c->in.len == c->in.off) c->head_t0 = mono_coarse();
             c->in.len += (size_t)n;
             c->last = mono_coarse();
+            /* a short read emptied the socket: the next bytes bring a new edge (saves a recv → EAGAIN) */
+            if ((size_t)n < room && !(c->c.flags & F_RDHUP)) c->c.flags &= ~F_READABLE;
         } else if (n == 0) {
             c->c.flags |= F_EOF;
         } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
@@ -1181,8 +1190,8 @@ static int h_body_bytes(Engine *e, conn_t *c, conn_t *u, const char *d, size_t n
         if (u->framing == FR_CLOSE) {
             char size[24];
             int k = snprintf(size, sizeof size, "%zx\r\n", take);
-            if (out_write(&c->c, size, (size_t)k) < 0 || out_write(&c->c, d, take) < 0 ||
-                out_write(&c->c, "\r\n", 2) < 0)
+            if (out_put(&c->c, size, (size_t)k) < 0 || out_put(&c->c, d, take) < 0 ||
+                out_put(&c->c, "\r\n", 2) < 0 || out_flush(&c->c) < 0)
                 return -2;
         } else if (out_write(&c->c, d, take) < 0) {
             return -2;
@@ -1206,7 +1215,7 @@ static int h_response_head(Engine *e, conn_t *c, conn_t *u, long hl) {
     int chunked = 0, te = 0;
     side_t *o = &c->c;
     /* a 1.0 status line becomes 1.1 with the same code and reason */
-    if (out_write(o, "HTTP/1.1", 8) < 0 || out_write(o, p + 8, (size_t)(le - p) - 8 + 2) < 0) return -2;
+    if (out_put(o, "HTTP/1.1", 8) < 0 || out_put(o, p + 8, (size_t)(le - p) - 8 + 2) < 0) return -2;
     for (const char *ls = le + 2; ls < end;) {
         const char *lend = memchr(ls, '\r', (size_t)(end - ls));
         if (!lend || *ls == ' ' || *ls == '\t') return -1;
@@ -1241,14 +1250,14 @@ static int h_response_head(Engine *e, conn_t *c, conn_t *u, long hl) {
             if (parse_len(v, ve, &x) < 0 || (cl >= 0 && x != cl)) return -1;
             cl = x;
         }
-        if (keep_line && out_write(o, ls, (size_t)(lend - ls) + 2) < 0) return -2;
+        if (keep_line && out_put(o, ls, (size_t)(lend - ls) + 2) < 0) return -2;
         ls = lend + 2;
     }
     u->in.off += (size_t)hl;
     u->in.scanned = u->in.off;
     if (status < 200) { /* an interim answer (100, 103): forwarded; the final one follows */
         if (status == 101) return -1;
-        if (out_write(o, "\r\n", 2) < 0) return -2;
+        if (out_put(o, "\r\n", 2) < 0) return -2;
         return 1;
     }
     u->status = status;
@@ -1264,11 +1273,11 @@ static int h_response_head(Engine *e, conn_t *c, conn_t *u, long hl) {
     }
     if (keep) u->hf |= H_UPKEEP;
     /* a body the member ends by closing goes to the client re-chunked, so the client's connection lives on */
-    if (u->framing == FR_CLOSE && out_write(o, "Transfer-Encoding: chunked\r\n", 28) < 0) return -2;
+    if (u->framing == FR_CLOSE && out_put(o, "Transfer-Encoding: chunked\r\n", 28) < 0) return -2;
     if (!(c->hf & H_KEEP) || (c->hf & H_CLOSING) || e->draining || c->body_left || c->hs == HS_BODY) {
         c->hf |= H_CLOSING;
-        if (out_write(o, "Connection: close\r\n\r\n", 21) < 0) return -2;
-    } else if (out_write(o, "\r\n", 2) < 0) {
+        if (out_put(o, "Connection: close\r\n\r\n", 21) < 0) return -2;
+    } else if (out_put(o, "\r\n", 2) < 0) {
         return -2;
     }
     c->hf |= H_STARTED;
@@ -1348,7 +1357,8 @@ static void h_up_read(Engine *e, conn_t *u) {
                 u->c.flags |= F_EOF;
                 break;
             }
-            ssize_t n = recv(u->c.fd, u->in.p + u->in.len, u->in.cap - u->in.len, 0);
+            size_t room = u->in.cap - u->in.len;
+            ssize_t n = recv(u->c.fd, u->in.p + u->in.len, room, 0);
             if (n == 0) {
                 u->c.flags |= F_EOF;
                 break;
@@ -1359,6 +1369,7 @@ static void h_up_read(Engine *e, conn_t *u) {
                 continue;
             }
             u->in.len += (size_t)n;
+            if ((size_t)n < room && !(u->c.flags & F_RDHUP)) u->c.flags &= ~F_READABLE;
             c->last = mono_coarse();
             for (;;) {
                 long hl = head_end(&u->in);
@@ -1367,7 +1378,14 @@ static void h_up_read(Engine *e, conn_t *u) {
                     else break;
                 }
                 int r = hl > 0 ? h_response_head(e, c, u, hl) : -1;
-                if (r == 1) continue; /* interim */
+                if (r == 1) { /* an interim answer: on its way now */
+                    if (out_flush(&c->c) < 0) {
+                        conn_end(e, u, 1);
+                        conn_end(e, c, 1);
+                        return;
+                    }
+                    continue;
+                }
                 if (r < 0) {
                     if (c->hf & H_STARTED || r == -2) {
                         conn_end(e, u, 1);
