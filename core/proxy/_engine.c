@@ -115,7 +115,7 @@ enum { FR_NONE = 0, FR_CL, FR_CHUNKED, FR_CLOSE };
 typedef struct {
     struct sockaddr_storage addr;
     socklen_t len;
-    unsigned long long d_in, d_out, closed;
+    unsigned long long d_in, d_out, closed, failures;
     conn_t *idle; /* HTTP: idle member connections, most recently used first */
     int n_idle;
 } target_t;
@@ -1304,6 +1304,7 @@ static void h_up_lost(Engine *e, conn_t *c, conn_t *u) {
             h_done(e, c, u);
             return;
         }
+        e->targets[t].failures++;
         conn_end(e, u, 1);
         conn_end(e, c, 1); /* the answer is cut: the client must see it cut */
         return;
@@ -1439,6 +1440,7 @@ static void h_up_read(Engine *e, conn_t *u) {
         c->last = mono_coarse();
         int d = h_body_bytes(e, c, u, e->scratch, (size_t)n);
         if (d < 0) {
+            if (d == -1) e->targets[u->target].failures++; /* a malformed chunk */
             conn_end(e, u, 1);
             conn_end(e, c, 1);
             return;
@@ -2022,21 +2024,21 @@ static PyObject *Engine_sweep(Engine *e, PyObject *arg) {
     return PyLong_FromLong(n);
 }
 
-/* Counters since the last call: ([(member, bytes_in, bytes_out, closed), ...], [(member, seconds), ...],
- * refused, accept_errors, samples_dropped). */
+/* Counters since the last call: ([(member, bytes_in, bytes_out, closed, failures), ...], [(member, seconds),
+ * ...], refused, accept_errors, samples_dropped, accepted (HTTP; in L4 Python counts accepts)). */
 static PyObject *Engine_collect(Engine *e, PyObject *Py_UNUSED(ignored)) {
     PyObject *per = PyList_New(0), *lat = PyList_New(e->n_samples);
     if (!per || !lat) goto fail;
     for (int t = 0; t < e->n_targets; t++) {
         target_t *tg = &e->targets[t];
-        if (!(tg->d_in | tg->d_out | tg->closed)) continue;
-        PyObject *row = Py_BuildValue("(iKKK)", t, tg->d_in, tg->d_out, tg->closed);
+        if (!(tg->d_in | tg->d_out | tg->closed | tg->failures)) continue;
+        PyObject *row = Py_BuildValue("(iKKKK)", t, tg->d_in, tg->d_out, tg->closed, tg->failures);
         if (!row || PyList_Append(per, row) < 0) {
             Py_XDECREF(row);
             goto fail;
         }
         Py_DECREF(row);
-        tg->d_in = tg->d_out = tg->closed = 0;
+        tg->d_in = tg->d_out = tg->closed = tg->failures = 0;
     }
     for (int i = 0; i < e->n_samples; i++) {
         PyObject *row = Py_BuildValue("(id)", e->samples_i[i], e->samples_t[i]);

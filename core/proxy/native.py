@@ -123,11 +123,12 @@ class NativeTcp:
     def refresh(self) -> None:
         per, lat, refused, _accept_errors, _dropped, accepted = self.engine.collect()
         stats = self._stats
-        for t, d_in, d_out, closed in per:
+        for t, d_in, d_out, closed, failures in per:
             st = stats[t]
             st.bytes_in += d_in
             st.bytes_out += d_out
             st.active -= closed
+            st.failures += failures
         for t, seconds in lat:
             stats[t].sample(seconds)
         rt = self.rt

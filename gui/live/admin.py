@@ -115,7 +115,7 @@ class Snapshot:
     uptime_s: float
     members: tuple[MemberSnap, ...]
     totals: Mapping[str, int] = field(default_factory=dict)
-    data_plane: str = ""  # "native" (the C L4 engine) or "asyncio"; "" from a balancer that does not say
+    data_plane: str = ""  # "native" (the C engine) or "asyncio"; "" from a balancer that does not say
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> Snapshot:

@@ -407,7 +407,7 @@ class TopologyView(QWidget):
         self._snap_local = time.monotonic()
         self._retry_delay = float(snap.group.get("retryDelay") or 0)
         mode = "L7 http" if snap.mode == "http" else "L4 tcp"
-        if snap.mode == "tcp" and snap.data_plane:
+        if snap.data_plane:
             mode += f" ({snap.data_plane})"
         aff = f" · affinity {snap.affinity_header}" if snap.affinity_header else ""
         self.set_balancer(f"balancer {snap.listen}", f"{mode}{aff}",

@@ -241,7 +241,9 @@ class Loop:
 @dataclass
 class HttpMember:
     """An HTTP/1.1 member. Answers ``200`` with its name, or with JSON describing what it received when
-    the path starts with ``/echo`` (head, body length and sha256); ``/chunked`` answers in chunks."""
+    the path starts with ``/echo`` (head, body length and sha256); ``/chunked`` answers in chunks,
+    ``/close`` ends the body by closing; ``/garbage`` answers with no HTTP, ``/cut`` dies 10 bytes into a
+    100-byte body, ``/hang`` never answers."""
 
     name: str
     port: int = 0
@@ -309,6 +311,13 @@ class _HttpMemberProto(asyncio.Protocol):
                 parts.append(b"%x\r\n%s\r\n" % (len(piece), piece))
             parts.append(b"0\r\n\r\n")
             self.t.writelines(parts)
+        elif url.startswith("/garbage"):  # not HTTP at all
+            self.t.write(b"SPAM SPAM SPAM\r\n\r\n")
+        elif url.startswith("/cut"):  # announces 100 bytes, sends 10, dies
+            self.t.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123456789")
+            self.t.abort()
+        elif url.startswith("/hang"):  # never answers
+            pass
         elif url.startswith("/close"):  # no length: the body ends with the connection
             self.t.write(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n" + body)
             self.t.close()

@@ -291,3 +291,68 @@ def test_graceful_stop_finishes_in_flight(balancer: StartBalancer, members: Memb
     status, headers, body = read_response(s)
     assert status == 200 and json.loads(body)["length"] == 10 and headers["connection"] == "close"
     assert bal.child.proc.wait(15) == 0
+
+
+def test_member_answering_garbage_is_a_502_naming_it(balancer: StartBalancer, members: Members) -> None:
+    a = members.http("a")
+    bal = balancer(group_config([("a", a.endpoint, 1)]), mode="http")
+    s = connect(bal.addr)
+    status, _, body = request(s, "GET", "/garbage")
+    assert status == 502 and b"bad response from member" in body and b"a" in body
+    s.close()
+
+
+def test_member_dying_mid_answer_cuts_the_client_off(balancer: StartBalancer, members: Members) -> None:
+    """An answer cut by the member must reach the client cut (not as a complete, shorter answer)."""
+    a = members.http("a")
+    bal = balancer(group_config([("a", a.endpoint, 1)]), mode="http")
+    s = connect(bal.addr)
+    s.sendall(b"GET /cut HTTP/1.1\r\nHost: t\r\n\r\n")
+    got = b""
+    while True:
+        try:
+            chunk = s.recv(65536)
+        except ConnectionResetError:
+            break
+        if not chunk:
+            break
+        got += chunk
+    head, _, body = got.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200") and b"Content-Length: 100" in head
+    assert body == b"0123456789"  # the 10 bytes sent, then the connection ended: visibly short of 100
+    s.close()
+
+
+def test_no_answer_within_the_idle_timeout_is_a_504(balancer: StartBalancer, members: Members) -> None:
+    a = members.http("a")
+    bal = balancer(group_config([("a", a.endpoint, 1)]), mode="http", args=["--idle-timeout", "1"])
+    s = connect(bal.addr)
+    status, _, body = request(s, "GET", "/hang")
+    assert status == 504 and b"did not answer within 1 s" in body
+    s.close()
+
+
+def test_usual_and_unusual_requests_share_one_connection(balancer: StartBalancer, members: Members,
+                                                         http_plane: str) -> None:
+    """On the native plane the engine forwards the usual request and hands the connection to http.py at
+    the first unusual one (here a chunked upload); the client sees one connection answering them all."""
+    a = members.http("a")
+    bal = balancer(group_config([("a", a.endpoint, 1)]), mode="http")
+    assert bal.snapshot()["dataPlane"] == http_plane
+    s = connect(bal.addr)
+    status, _, body = request(s, "GET", "/echo/1", headers={"X-Forwarded-For": "10.0.0.1"})
+    assert status == 200
+    names = {k.lower(): v for k, v in json.loads(body)["headers"]}
+    assert names["x-forwarded-for"] == "10.0.0.1, 127.0.0.1"
+    payload = os.urandom(100_000)
+    framed = b"".join(b"%x\r\n%s\r\n" % (len(c), c) for c in chunks(payload, 7_000)) + b"0\r\n\r\n"
+    status, _, body = request(s, "POST", "/echo/2", headers={"Transfer-Encoding": "chunked"}, body=framed)
+    seen = json.loads(body)
+    assert status == 200 and seen["length"] == len(payload)
+    assert seen["sha256"] == hashlib.sha256(payload).hexdigest()
+    status, _, body = request(s, "GET", "/echo/3")
+    assert status == 200 and json.loads(body)["url"] == "/echo/3"
+    s.close()
+    snap = bal.snapshot()
+    assert snap["totals"]["accepted"] == 1
+    assert next(m for m in snap["members"] if m["memberID"] == "a")["total"] == 3
