@@ -793,9 +793,13 @@ static void h_connect_done(Engine *e, conn_t *u, int err) {
     conn_t *c = h_link(u);
     double secs = mono() - u->cstart;
     dl_remove(e, u);
-    if (!c) { /* the client went away meanwhile */
+    if (!c) { /* the client went away meanwhile: Python forgets the request, the connection is pooled */
+        long cid = u->link ? (long)(((uint64_t)u->link_gen << 32) | u->link->id) : -1;
+        int t = u->target;
+        u->link = NULL;
         if (err == 0) pool_put(e, u);
         else conn_end(e, u, 0);
+        if (cid >= 0) call_int(e->on_connect, Py_BuildValue("(liid)", cid, t, -1, secs));
         return;
     }
     long t = u->target;

@@ -401,6 +401,7 @@ class HttpClient(asyncio.Protocol):
             rt.connect_failed(self.selection(r), mid, now)
             if self.active is r and self.transport is not None:
                 self.try_next(r, now)
+                self.kick()  # the next member may be a pooled connection: what attach queued goes out now
             return
         now = loop.time()
         rt.connect_succeeded(self.selection(r), mid, now)

@@ -262,25 +262,39 @@ class NativeHttp(NativeTcp):
 
     # engine callbacks ----------------------------------------------------------------------------
     def _on_request(self, cid: int, key: str | None, pooled: int) -> int:
+        """Which member takes this request (``pooled``: a bit per target with an idle connection, which the
+        engine then uses — so the route is decided here; otherwise ``_on_connect`` hears how it went)."""
         rt = self.rt
-        mid = rt.balancer.first_pick(key)
         now = rt.loop.time()
+        mid = rt.balancer.first_pick(key)
         if mid is not None:
             t = self._target(mid)
             if t >= 0:
-                if pooled >> t & 1:  # a pooled connection carries it: the usual case, decided here
-                    st = self._stats[t]
-                    st.active += 1
-                    st.total += 1
-                    if rt.route_wanted(now):
-                        rt.add_route(now, self.engine.peer(cid), ((mid, "ok", 0.0),), mid, key)
-                else:  # a fresh connection: _on_connect says how it went
+                if pooled >> t & 1:  # the usual case
+                    self._routed(cid, t, (), key, now)
+                else:
                     self._pending[cid] = _Pending(rt.begin(now, key, mid), key)
                 return t
             p = _Pending(rt.begin(now, key, mid), key)
             self._failed(p, mid, "unreachable", 0.0, now)
-            return self._next(cid, p, now)
-        return self._next(cid, _Pending(rt.begin(now, key), key), now)
+        else:  # no first pick (a member is disabled, or none is): the walk
+            p = _Pending(rt.begin(now, key), key)
+        t = self._next(cid, p, now)
+        if t >= 0 and pooled >> t & 1:
+            self._pending.pop(cid, None)
+            self._routed(cid, t, tuple(p.attempts), key, now)
+        return t
+
+    def _routed(self, cid: int, t: int, attempts: tuple[tuple[str, str, float], ...], key: str | None,
+                now: float) -> None:
+        """A pooled connection to target ``t`` carries the request: counted, and a route event."""
+        st = self._stats[t]
+        st.active += 1
+        st.total += 1
+        rt = self.rt
+        if rt.route_wanted(now):
+            mid = self._mids[t]
+            rt.add_route(now, self.engine.peer(cid), (*attempts, (mid, "ok", 0.0)), mid, key)
 
     def _exhausted(self, cid: int, p: _Pending, now: float) -> None:
         super()._exhausted(cid, p, now)

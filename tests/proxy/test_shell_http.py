@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import socket
+from typing import Any
 
 import pytest
 from lbkit import (
@@ -356,3 +357,26 @@ def test_usual_and_unusual_requests_share_one_connection(balancer: StartBalancer
     snap = bal.snapshot()
     assert snap["totals"]["accepted"] == 1
     assert next(m for m in snap["members"] if m["memberID"] == "a")["total"] == 3
+
+
+def test_every_request_counted_once_while_a_member_is_down(balancer: StartBalancer, members: Members) -> None:
+    """A refusing member is walked past (then skipped while disabled, so picks go through the group walk
+    rather than the first pick); on keep-alive connections to the others every request is counted once,
+    on the member that answered, and none stays active."""
+    a, b = members.http("a"), members.http("b")
+    bal = balancer(group_config([("a", a.endpoint, 1), ("b", b.endpoint, 1), ("dead", refused_endpoint(), 1)],
+                                retry_delay=30), mode="http")
+    socks = [connect(bal.addr) for _ in range(4)]
+    for _ in range(10):
+        for s in socks:
+            assert request(s, "GET", "/")[0] == 200
+    for s in socks:
+        s.close()
+    def settled() -> dict[str, Any] | None:
+        sn = bal.snapshot()
+        return sn if all(m["active"] == 0 for m in sn["members"]) else None
+
+    snap = wait_until(settled, timeout=5, what="no request active")
+    totals = {m["memberID"]: m["total"] for m in snap["members"]}
+    assert totals == {"a": totals["a"], "b": totals["b"], "dead": 0} and totals["a"] + totals["b"] == 40
+    assert len(a.requests) + len(b.requests) == 40
