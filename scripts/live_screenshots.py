@@ -3,6 +3,8 @@
 Runs a real balancer (``balancedesk balance``, L4) over three demo members on 127.0.0.1, traffic at
 120 connections/s (above what the eye can follow, so the topology samples and says so), kills member
 ``b`` and grabs the window while it is down with its countdown, then restarts it and grabs the recovery.
+With ``--mode http`` the balancer runs L7 (HTTP demo members, 120 requests/s) and only the running and
+mid-failover views are grabbed, as live-l7-*.png.
 
     xvfb-run -a -s "-screen 0 1400x950x24" env QT_QPA_PLATFORM=xcb .venv/bin/python scripts/live_screenshots.py
     (QT_QPA_PLATFORM=offscreen works too: the window is grabbed, not the screen; --dark: the dark theme,
@@ -27,6 +29,7 @@ from PySide6.QtWidgets import QApplication
 
 OUT = Path(__file__).resolve().parents[1] / "docs" / "screenshots"
 SUFFIX = ""  # "-dark" with --dark
+MODE = "tcp"  # "http" with --mode http
 
 
 def _free_port() -> int:
@@ -44,18 +47,21 @@ async def _until(cond: Callable[[], bool], what: str, limit_s: float = 30.0) -> 
 
 
 def _grab(win: LiveWindow, name: str) -> None:
+    if MODE == "http":
+        name = name.replace("live-", "live-l7-")
     path = OUT / name.replace(".png", f"{SUFFIX}.png")
     win.grab().save(str(path))
     print(f"live_screenshots: wrote {path}", flush=True)
 
 
 async def scenario(win: LiveWindow) -> None:
+    win.run_panel.mode.setCurrentIndex(win.run_panel.mode.findData(MODE))  # demo members follow: echo or HTTP
     await _until(lambda: all(s.status == "free" for s in win.demos.slots.values()), "the port probe")
     for mid in win.demos.slots:
         win.demos.start(mid)
     await _until(lambda: all(s.status == "ok" for s in win.demos.slots.values()), "demo members")
     await win.demos.set_mode("c", "slow")
-    win.run_local(port=0, mode="tcp")
+    win.run_local(port=0, mode=MODE)
     await _until(lambda: win.last is not None and len(win.last.members) == 3, "the balancer")
     win.traffic_panel.rate.setValue(120)
     win.start_traffic(120)
@@ -68,6 +74,8 @@ async def scenario(win: LiveWindow) -> None:
                  "b down")
     await asyncio.sleep(0.6)
     _grab(win, "live-failover.png")
+    if MODE == "http":
+        return
     await asyncio.sleep(2.6)  # retryDelay 3 s: the balancer probes b again and it fails again
     _grab(win, "live-failover-retry.png")
 
@@ -82,8 +90,9 @@ async def scenario(win: LiveWindow) -> None:
 
 
 def main() -> int:
-    global SUFFIX
+    global SUFFIX, MODE
     theme = "dark" if "--dark" in sys.argv[1:] else "light"
+    MODE = "http" if "--mode" in sys.argv[1:] and "http" in sys.argv[1:] else "tcp"
     SUFFIX = "-dark" if theme == "dark" else ""
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     OUT.mkdir(parents=True, exist_ok=True)
