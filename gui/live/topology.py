@@ -211,6 +211,7 @@ class TopologyView(QWidget):
         self._budget_t = time.monotonic()
         self._edge_style: dict[str, tuple[str, float, bool]] = {}
         self.animated = True  # draw routed connections as moving dots (set_animated)
+        self._routed_what = "connections"  # L7: "requests" (each request is routed)
         self._timer = QTimer(self)
         self._timer.setTimerType(Qt.TimerType.PreciseTimer)  # a coarse timer may fire 5 % late
         self._timer.setInterval(28)  # 36 fps while something moves: smooth, and a frame every <= 33 ms
@@ -407,11 +408,16 @@ class TopologyView(QWidget):
         self._snap_local = time.monotonic()
         self._retry_delay = float(snap.group.get("retryDelay") or 0)
         mode = "L7 http" if snap.mode == "http" else "L4 tcp"
+        self._routed_what = "requests" if snap.mode == "http" else "connections"
         if snap.data_plane:
             mode += f" ({snap.data_plane})"
         aff = f" · affinity {snap.affinity_header}" if snap.affinity_header else ""
-        self.set_balancer(f"balancer {snap.listen}", f"{mode}{aff}",
-                          f"{total_rate:.1f}/s · active {snap.totals.get('active', 0)}", running=True)
+        active = snap.totals.get("active", 0)
+        if snap.mode == "http":  # keep-alive: requests, not connections, are what moves
+            load = f"{sum(rates.values()):.1f} req/s · {active} connections"
+        else:
+            load = f"{total_rate:.1f} conn/s · active {active}"
+        self.set_balancer(f"balancer {snap.listen}", f"{mode}{aff}", load, running=True)
         top = max(rates.values(), default=0.0)
         for m in snap.members:
             self._style_member(m, rates.get(m.member_id, 0.0))
@@ -484,11 +490,11 @@ class TopologyView(QWidget):
             chosen = failed[:allowed] + random.sample(ok, max(0, min(len(ok), allowed - len(failed))))
             chosen.sort(key=lambda e: float(e.get("t") or 0))
             self.sampling_note = (f"sampled: drawing {len(chosen)} of {len(routes) + dropped + skipped} routed "
-                                  f"connections (more than {MAX_VISIBLE_PER_S:.0f}/s); edges show the totals")
+                                  f"{self._routed_what} (more than {MAX_VISIBLE_PER_S:.0f}/s); edges show the totals")
         elif skipped:
             chosen = routes
             self.sampling_note = (f"sampled: drawing {len(chosen)} of {len(routes) + dropped + skipped} routed "
-                                  "connections; edges show the totals")
+                                  f"{self._routed_what}; edges show the totals")
         else:
             chosen = routes
             self.sampling_note = (f"balancer sampled away {dropped} route events; edges show the totals"

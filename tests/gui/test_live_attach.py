@@ -71,6 +71,8 @@ def test_attach_shows_the_same_view_drift_and_live_weights(
         qtbot.waitUntil(lambda: sorted(win.chart.curve_ids()) == ["a", "b"], timeout=LONG)
         assert win.watcher is not None and win.watcher.newest  # the balancer honoured newest=1
         qtbot.waitUntil(lambda: win.topology.shown > 0, timeout=LONG)  # dots from the newest-only reads
+        # L7 keep-alive: the balancer box counts requests (the generator reuses its connections)
+        qtbot.waitUntil(lambda: float(win.topology._balancer.line3.text().split(" req/s")[0]) > 0, timeout=LONG)
 
         # change a weight and apply it live (running differs from saved again → drift)
         row = win.members.member_ids().index("a")
