@@ -1214,12 +1214,12 @@ static int h_response_head(Engine *e, conn_t *c, conn_t *u, long hl) {
         (le - p > 12 && p[12] != ' '))
         return -1;
     int status = (p[9] - '0') * 100 + (p[10] - '0') * 10 + (p[11] - '0');
+    if (status == 101) return -1; /* we never ask for an upgrade */
     int keep = p[7] == '1';
     long long cl = -1;
     int chunked = 0, te = 0;
-    side_t *o = &c->c;
-    /* a 1.0 status line becomes 1.1 with the same code and reason */
-    if (out_put(o, "HTTP/1.1", 8) < 0 || out_put(o, p + 8, (size_t)(le - p) - 8 + 2) < 0) return -2;
+    /* first pass: check every line and learn the framing; nothing is queued for the client before the
+     * whole head is known good (a bad one becomes a clean 502) */
     for (const char *ls = le + 2; ls < end;) {
         const char *lend = memchr(ls, '\r', (size_t)(end - ls));
         if (!lend || *ls == ' ' || *ls == '\t') return -1;
@@ -1228,9 +1228,7 @@ static int h_response_head(Engine *e, conn_t *c, conn_t *u, long hl) {
         const char *v = colon + 1, *ve = lend;
         trim(&v, &ve);
         size_t nl = (size_t)(colon - ls);
-        int keep_line = 1;
         if (nl == 10 && name_is(ls, nl, "connection")) {
-            keep_line = 0;
             for (const char *t = v; t < ve;) {
                 const char *tend = memchr(t, ',', (size_t)(ve - t));
                 if (!tend) tend = ve;
@@ -1240,27 +1238,36 @@ static int h_response_head(Engine *e, conn_t *c, conn_t *u, long hl) {
                 else if (name_is(a, (size_t)(b - a), "keep-alive")) keep = keep || p[7] == '0';
                 t = tend + 1;
             }
-        } else if ((nl == 10 && name_is(ls, nl, "keep-alive")) || (nl == 16 && name_is(ls, nl, "proxy-connection")) ||
-                   (nl == 2 && name_is(ls, nl, "te")) || (nl == 7 && name_is(ls, nl, "trailer")) ||
-                   (nl == 7 && name_is(ls, nl, "upgrade"))) {
-            keep_line = 0;
         } else if (nl == 17 && name_is(ls, nl, "transfer-encoding")) {
             te = 1;
             const char *a = ve - 7 > v ? ve - 7 : v;
             chunked = (ve - v >= 7) && name_is(a, 7, "chunked");
-            keep_line = chunked; /* forwarded as is with the chunks */
         } else if (nl == 14 && name_is(ls, nl, "content-length")) {
             long long x;
             if (parse_len(v, ve, &x) < 0 || (cl >= 0 && x != cl)) return -1;
             cl = x;
         }
-        if (keep_line && out_put(o, ls, (size_t)(lend - ls) + 2) < 0) return -2;
+        ls = lend + 2;
+    }
+    if (te && cl >= 0) return -1; /* both framings: refused as a bad answer, as http.py's parser does (RFC 9112 §6.3) */
+    /* second pass: the head for the client — an HTTP/1.1 status line with the member's code and reason,
+     * the end-to-end lines; Transfer-Encoding only when it is chunked (forwarded with the chunks) */
+    side_t *o = &c->c;
+    if (out_put(o, "HTTP/1.1", 8) < 0 || out_put(o, p + 8, (size_t)(le - p) - 8 + 2) < 0) return -2;
+    for (const char *ls = le + 2; ls < end;) {
+        const char *lend = memchr(ls, '\r', (size_t)(end - ls));
+        const char *colon = memchr(ls, ':', (size_t)(lend - ls));
+        size_t nl = (size_t)(colon - ls);
+        int drop = (nl == 10 && (name_is(ls, nl, "connection") || name_is(ls, nl, "keep-alive"))) ||
+                   (nl == 16 && name_is(ls, nl, "proxy-connection")) || (nl == 2 && name_is(ls, nl, "te")) ||
+                   (nl == 7 && (name_is(ls, nl, "trailer") || name_is(ls, nl, "upgrade"))) ||
+                   (nl == 17 && !chunked && name_is(ls, nl, "transfer-encoding"));
+        if (!drop && out_put(o, ls, (size_t)(lend - ls) + 2) < 0) return -2;
         ls = lend + 2;
     }
     u->in.off += (size_t)hl;
     u->in.scanned = u->in.off;
     if (status < 200) { /* an interim answer (100, 103): forwarded; the final one follows */
-        if (status == 101) return -1;
         if (out_put(o, "\r\n", 2) < 0) return -2;
         return 1;
     }

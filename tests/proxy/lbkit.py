@@ -311,6 +311,9 @@ class _HttpMemberProto(asyncio.Protocol):
                 parts.append(b"%x\r\n%s\r\n" % (len(piece), piece))
             parts.append(b"0\r\n\r\n")
             self.t.writelines(parts)
+        elif url.startswith("/both"):  # Content-Length beside chunked (RFC 9112: the length is ignored)
+            self.t.write(b"HTTP/1.1 200 OK\r\nContent-Length: 999\r\nTransfer-Encoding: chunked\r\n\r\n"
+                         b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body))
         elif url.startswith("/garbage"):  # not HTTP at all
             self.t.write(b"SPAM SPAM SPAM\r\n\r\n")
         elif url.startswith("/cut"):  # announces 100 bytes, sends 10, dies

@@ -380,3 +380,16 @@ def test_every_request_counted_once_while_a_member_is_down(balancer: StartBalanc
     totals = {m["memberID"]: m["total"] for m in snap["members"]}
     assert totals == {"a": totals["a"], "b": totals["b"], "dead": 0} and totals["a"] + totals["b"] == 40
     assert len(a.requests) + len(b.requests) == 40
+
+
+def test_an_answer_with_both_framings_is_refused_as_bad(balancer: StartBalancer, members: Members) -> None:
+    """Content-Length beside chunked can split a response in two places (response smuggling): the answer
+    is refused as a bad one (RFC 9112 §6.3 "ought to be handled as an error"), the client's connection
+    goes on."""
+    a = members.http("a")
+    bal = balancer(group_config([("a", a.endpoint, 1)]), mode="http")
+    s = connect(bal.addr)
+    status, _, body = request(s, "GET", "/both")
+    assert status == 502 and b"bad response from member" in body
+    assert request(s, "GET", "/")[:3:2] == (200, b"a")
+    s.close()
