@@ -618,8 +618,33 @@ static int parse_len(const char *v, const char *ve, long long *out) {
     return 0;
 }
 
+/* The options of a Connection header value: C_CLOSE, C_KEEPALIVE, C_OTHER (any other token) or'ed. */
+#define C_CLOSE 1
+#define C_KEEPALIVE 2
+#define C_OTHER 4
+static int conn_options(const char *v, const char *ve) {
+    int got = 0;
+    for (const char *t = v; t < ve;) {
+        const char *tend = memchr(t, ',', (size_t)(ve - t));
+        if (!tend) tend = ve;
+        const char *a = t, *b = tend;
+        trim(&a, &b);
+        if (name_is(a, (size_t)(b - a), "close")) got |= C_CLOSE;
+        else if (name_is(a, (size_t)(b - a), "keep-alive")) got |= C_KEEPALIVE;
+        else if (b > a) got |= C_OTHER;
+        t = tend + 1;
+    }
+    return got;
+}
+
 static void h_client_io(Engine *e, conn_t *c);
 static void h_up_read(Engine *e, conn_t *u);
+
+/* Reset a client and the member connection its request is on: an answer cut, or a socket broken. */
+static void h_abort(Engine *e, conn_t *c, conn_t *u) {
+    if (u) conn_end(e, u, 1);
+    conn_end(e, c, 1);
+}
 
 static inline conn_t *h_link(conn_t *c) {
     conn_t *o = c->link;
@@ -933,15 +958,9 @@ static int h_request(Engine *e, conn_t *c, long hl) {
                 keep_line = 0;
             } else if (name_is(ls, nl, "connection")) {
                 keep_line = 0;
-                for (const char *t = v; t < ve;) {
-                    const char *te = memchr(t, ',', (size_t)(ve - t));
-                    if (!te) te = ve;
-                    const char *a = t, *b = te;
-                    trim(&a, &b);
-                    if (name_is(a, (size_t)(b - a), "close")) hf &= ~H_KEEP;
-                    else if (b > a && !name_is(a, (size_t)(b - a), "keep-alive")) return 1;
-                    t = te + 1;
-                }
+                int opt = conn_options(v, ve);
+                if (opt & C_OTHER) return 1; /* headers named as hop-by-hop: http.py drops them */
+                if (opt & C_CLOSE) hf &= ~H_KEEP;
             }
             break;
         case 14:
@@ -1215,7 +1234,7 @@ static int h_response_head(Engine *e, conn_t *c, conn_t *u, long hl) {
         return -1;
     int status = (p[9] - '0') * 100 + (p[10] - '0') * 10 + (p[11] - '0');
     if (status == 101) return -1; /* we never ask for an upgrade */
-    int keep = p[7] == '1';
+    int copts = 0;
     long long cl = -1;
     int chunked = 0, te = 0;
     /* first pass: check every line and learn the framing; nothing is queued for the client before the
@@ -1229,15 +1248,7 @@ static int h_response_head(Engine *e, conn_t *c, conn_t *u, long hl) {
         trim(&v, &ve);
         size_t nl = (size_t)(colon - ls);
         if (nl == 10 && name_is(ls, nl, "connection")) {
-            for (const char *t = v; t < ve;) {
-                const char *tend = memchr(t, ',', (size_t)(ve - t));
-                if (!tend) tend = ve;
-                const char *a = t, *b = tend;
-                trim(&a, &b);
-                if (name_is(a, (size_t)(b - a), "close")) keep = 0;
-                else if (name_is(a, (size_t)(b - a), "keep-alive")) keep = keep || p[7] == '0';
-                t = tend + 1;
-            }
+            copts |= conn_options(v, ve);
         } else if (nl == 17 && name_is(ls, nl, "transfer-encoding")) {
             te = 1;
             const char *a = ve - 7 > v ? ve - 7 : v;
@@ -1249,6 +1260,8 @@ static int h_response_head(Engine *e, conn_t *c, conn_t *u, long hl) {
         }
         ls = lend + 2;
     }
+    /* HTTP/1.1 keeps the connection unless it says close; HTTP/1.0 only if it says keep-alive */
+    int keep = !(copts & C_CLOSE) && (p[7] == '1' || (copts & C_KEEPALIVE));
     if (te && cl >= 0) return -1; /* both framings: refused as a bad answer, as http.py's parser does (RFC 9112 §6.3) */
     /* second pass: the head for the client — an HTTP/1.1 status line with the member's code and reason,
      * the end-to-end lines; Transfer-Encoding only when it is chunked (forwarded with the chunks) */
@@ -1308,16 +1321,14 @@ static void h_up_lost(Engine *e, conn_t *c, conn_t *u) {
         if (u->framing == FR_CLOSE) { /* an answer delimited by the close: complete */
             u->hf |= H_CLOSING;
             if (out_write(&c->c, "0\r\n\r\n", 5) < 0) {
-                conn_end(e, u, 1);
-                conn_end(e, c, 1);
+                h_abort(e, c, u);
                 return;
             }
             h_done(e, c, u);
             return;
         }
         e->targets[t].failures++;
-        conn_end(e, u, 1);
-        conn_end(e, c, 1); /* the answer is cut: the client must see it cut */
+        h_abort(e, c, u); /* the answer is cut: the client must see it cut */
         return;
     }
     int reused = u->hf & H_REUSED;
@@ -1392,16 +1403,14 @@ static void h_up_read(Engine *e, conn_t *u) {
                 int r = hl > 0 ? h_response_head(e, c, u, hl) : -1;
                 if (r == 1) { /* an interim answer: on its way now */
                     if (out_flush(&c->c) < 0) {
-                        conn_end(e, u, 1);
-                        conn_end(e, c, 1);
+                        h_abort(e, c, u);
                         return;
                     }
                     continue;
                 }
                 if (r < 0) {
                     if (c->hf & H_STARTED || r == -2) {
-                        conn_end(e, u, 1);
-                        conn_end(e, c, 1);
+                        h_abort(e, c, u);
                         return;
                     }
                     c->link = NULL;
@@ -1416,8 +1425,7 @@ static void h_up_read(Engine *e, conn_t *u) {
                 if (rest && u->framing != FR_NONE) {
                     d = h_body_bytes(e, c, u, u->in.p + u->in.off, rest);
                     if (d < 0) {
-                        conn_end(e, u, 1);
-                        conn_end(e, c, 1);
+                        h_abort(e, c, u);
                         return;
                     }
                     u->in.off = u->in.len;
@@ -1426,8 +1434,7 @@ static void h_up_read(Engine *e, conn_t *u) {
                 }
                 u->in.off = u->in.len = u->in.scanned = 0;
                 if (out_flush(&c->c) < 0) {
-                    conn_end(e, u, 1);
-                    conn_end(e, c, 1);
+                    h_abort(e, c, u);
                     return;
                 }
                 if (d == 1) {
@@ -1452,8 +1459,7 @@ static void h_up_read(Engine *e, conn_t *u) {
         int d = h_body_bytes(e, c, u, e->scratch, (size_t)n);
         if (d < 0) {
             if (d == -1) e->targets[u->target].failures++; /* a malformed chunk */
-            conn_end(e, u, 1);
-            conn_end(e, c, 1);
+            h_abort(e, c, u);
             return;
         }
         if (d == 1) {
@@ -1470,8 +1476,7 @@ static void h_client_io(Engine *e, conn_t *c) {
     if (c->c.len && (c->c.flags & F_WRITABLE)) {
         if (out_flush(&c->c) < 0) {
             conn_t *u = h_link(c);
-            if (u) conn_end(e, u, 1);
-            conn_end(e, c, 1);
+            h_abort(e, c, u);
             return;
         }
     }
@@ -1505,8 +1510,7 @@ static void h_client_io(Engine *e, conn_t *c) {
             h_body(e, c, u);
             if (u->gen == gen && u->state != ST_FREE && (u->c.flags & F_EOF)) h_up_read(e, u);
             else if (c->hs == HS_BODY && (c->c.flags & F_EOF)) { /* the request body is cut */
-                conn_end(e, u, 1);
-                conn_end(e, c, 1);
+                h_abort(e, c, u);
             }
         }
         return;
@@ -1559,8 +1563,7 @@ static void h_event(Engine *e, conn_t *c, uint32_t ev) {
     }
     if (ev & EPOLLERR) { /* the client reset: whatever it waited for is dropped */
         conn_t *u = h_link(c);
-        if (u) conn_end(e, u, 1);
-        conn_end(e, c, 1);
+        h_abort(e, c, u);
         return;
     }
     h_client_io(e, c);
@@ -1601,8 +1604,7 @@ static long h_sweep(Engine *e, double idle) {
                 c->link = NULL;
                 h_fail(e, c, 3, t);
             } else {
-                if (u) conn_end(e, u, 1);
-                conn_end(e, c, 1);
+                h_abort(e, c, u);
             }
             n++;
         }
