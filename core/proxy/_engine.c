@@ -1335,6 +1335,9 @@ static void h_up_lost(Engine *e, conn_t *c, conn_t *u) {
     double secs = mono() - c->t0;
     conn_end(e, u, 0);
     c->link = NULL;
+    uint32_t gen = c->gen; /* the request does not count on a member that closed before answering */
+    call_int(e->on_connect, Py_BuildValue("(liid)", conn_cid(c), t, -2, 0.0));
+    if (c->gen != gen || c->state == ST_FREE) return;
     /* nginx's rule: sent again only if nothing was answered and the request can be repeated (idempotent,
      * and without a body, which is not kept) */
     int replayable = (c->hf & H_IDEMP) && !(c->hf & H_HASBODY) && c->hs == HS_WAIT;
@@ -1348,7 +1351,6 @@ static void h_up_lost(Engine *e, conn_t *c, conn_t *u) {
         return;
     }
     /* a fresh connection closed before answering: a failed attempt; Python says which member next */
-    uint32_t gen = c->gen;
     long next = call_int(e->on_connect, Py_BuildValue("(liid)", conn_cid(c), t, ECONNRESET, secs));
     if (c->gen != gen || c->state == ST_FREE) return;
     if (next < 0 || next >= e->n_targets) h_fail(e, c, 0, -1);

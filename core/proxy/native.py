@@ -201,6 +201,9 @@ class NativeTcp:
                 rt.add_route(now, self.engine.peer(cid), (*p.attempts, ok) if p is not None else (ok,), mid,
                              p.key if p is not None else None)
             return 0
+        if err == -2:  # L7: the member closed before answering the request it took: not counted on it
+            self._stats[t].total -= 1
+            return -1
         if err < 0:  # the client went away while connecting: no route event, no health mark
             self._pending.pop(cid, None)
             return -1

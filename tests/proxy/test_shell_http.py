@@ -249,6 +249,8 @@ def test_dead_pooled_connection_retried_only_when_idempotent(
     assert request(s, "GET", "/drop-next")[0] == 200
     status, _, body = request(s, "POST", "/", body=b"not twice")
     assert status == 502 and b"cannot be replayed" in body
+    # three requests were answered; the two the member dropped unanswered are not counted on it
+    assert bal.member("a")["total"] == 3
     assert bal.member("a")["health"] == "up"  # a dead pooled connection is not the member's failure
     s.close()
 
