@@ -13,6 +13,7 @@ from PySide6.QtCore import QModelIndex, Qt
 from PySide6.QtGui import QUndoStack
 
 from tests.gui.editor_support import demo_catalog, demo_doc, member_ids
+from tests.gui.refcounts import refs_lost
 
 
 @pytest.fixture
@@ -244,21 +245,13 @@ def test_review_lists_old_and_new_per_field_and_member(editor: GroupEditor) -> N
 def test_editing_does_not_leak_references_to_true(editor: GroupEditor) -> None:
     """PySide6 6.12.0's emit() dropped a reference to True each call (excluded in pyproject.toml);
     thousands of edits would abort the interpreter at exit. Many edits leave True's refcount in place."""
-    import gc
-    import sys
 
-    # only the edits may move True's count: the garbage of earlier tests (objects holding True) is collected
-    # first and the collector stays off meanwhile (CI once saw -87 from a collection inside the loop)
-    editor.doc.undo_stack.clear()
-    gc.collect()
-    gc.disable()
-    try:
-        before = sys.getrefcount(True)
+    def edits() -> None:
         for i in range(300):
             editor.model.set_weight("a", 2 + i % 7)
             editor.doc.set_field("retry_delay", i)
         editor.doc.undo_stack.clear()
-        after = sys.getrefcount(True)
-    finally:
-        gc.enable()
-    assert after >= before - 20  # the 6.12.0 bug: at least 600 fewer (two emits per edit)
+
+    editor.doc.undo_stack.clear()
+    lost = refs_lost(True, edits)
+    assert lost <= 20  # the 6.12.0 bug: at least 600 lost (two emits per edit)

@@ -4,21 +4,23 @@ none_dealloc``. pyproject.toml excludes that version; this test catches any othe
 
 from __future__ import annotations
 
-import sys
-
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtWidgets import QWidget
 from pytestqt.qtbot import QtBot
+
+from tests.gui.refcounts import refs_lost
 
 
 def test_void_calls_keep_none_references(qtbot: QtBot) -> None:
     w = QWidget()
     qtbot.addWidget(w)
-    before = sys.getrefcount(None)
-    for _ in range(2000):
-        w.update()
-    after = sys.getrefcount(None)
-    assert after - before > -100, f"None lost {before - after} references over 2000 void calls"
+
+    def calls() -> None:
+        for _ in range(2000):
+            w.update()
+
+    lost = refs_lost(None, calls)
+    assert lost < 100, f"None lost {lost} references over 2000 void calls"
 
 
 class _Emitter(QObject):
@@ -30,8 +32,11 @@ def test_emit_keeps_true_references(qtbot: QtBot) -> None:
     emitter = _Emitter()
     got: list[int] = []
     emitter.fired.connect(got.append)
-    before = sys.getrefcount(True)
-    for i in range(2000):
-        emitter.fired.emit(i)
+
+    def calls() -> None:
+        for i in range(2000):
+            emitter.fired.emit(i)
+
+    lost = refs_lost(True, calls)
     assert len(got) == 2000
-    assert sys.getrefcount(True) - before > -100
+    assert lost < 100, f"True lost {lost} references over 2000 emits"
