@@ -335,6 +335,27 @@ static void connect_done(Engine *e, conn_t *c, int err) {
     start_connect(e, c, next);
 }
 
+/* Start a non-blocking connect to target ``tg``, registered in the epoll set under ``tagv``; its connect
+ * deadline is set on ``dl`` (started at ``dl->cstart``). 0 with *fdp set, or the errno of an immediate
+ * failure (nothing left open). */
+static int open_connect(Engine *e, target_t *tg, uint64_t tagv, conn_t *dl, int *fdp) {
+    int fd = socket(tg->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) return errno;
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    int err = 0;
+    if (connect(fd, (struct sockaddr *)&tg->addr, tg->len) < 0 && errno != EINPROGRESS) err = errno;
+    struct epoll_event ev = {EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, {.u64 = tagv}};
+    if (!err && epoll_ctl(e->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) err = errno;
+    if (err) {
+        close(fd);
+        return err;
+    }
+    *fdp = fd;
+    if (e->connect_timeout > 0.0) dl_add(e, dl, dl->cstart + e->connect_timeout);
+    return 0; /* EPOLLOUT (or an error) says how it went */
+}
+
 static void start_connect(Engine *e, conn_t *c, long target) {
     for (;;) {
         target_t *tg = &e->targets[target];
@@ -342,30 +363,8 @@ static void start_connect(Engine *e, conn_t *c, long target) {
         c->state = ST_CONNECTING;
         c->cstart = mono();
         c->u.flags = 0;
-        int fd = socket(tg->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-        int err = 0;
-        if (fd < 0) {
-            err = errno;
-        } else {
-            int one = 1;
-            setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-            if (connect(fd, (struct sockaddr *)&tg->addr, tg->len) < 0 && errno != EINPROGRESS) err = errno;
-        }
-        if (err == 0) {
-            struct epoll_event ev = {EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, {.u64 = 0}};
-            c->u.fd = fd;
-            ev.data.u64 = tag(c, 1);
-            if (epoll_ctl(e->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
-                err = errno;
-                close(fd);
-                c->u.fd = -1;
-            } else {
-                if (e->connect_timeout > 0.0) dl_add(e, c, c->cstart + e->connect_timeout);
-                return; /* EPOLLOUT (or an error) says how it went */
-            }
-        } else if (fd >= 0) {
-            close(fd);
-        }
+        int err = open_connect(e, tg, tag(c, 1), c, &c->u.fd);
+        if (!err) return;
         /* failed at once: ask Python for the next member, without recursion */
         double secs = mono() - c->cstart;
         uint32_t gen = c->gen;
@@ -862,22 +861,9 @@ static void h_connect(Engine *e, conn_t *c, long t) {
             u->target = (int)t;
             u->cstart = mono();
             link_pair(c, u);
-            int fd = socket(tg->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-            if (fd < 0) {
-                err = errno;
-            } else {
-                int one = 1;
-                setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-                u->c.fd = fd;
-                if (connect(fd, (struct sockaddr *)&tg->addr, tg->len) < 0 && errno != EINPROGRESS) err = errno;
-            }
-            if (!err) {
-                struct epoll_event ev = {EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, {.u64 = tag(u, 0)}};
-                if (epoll_ctl(e->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) err = errno;
-            }
+            err = open_connect(e, tg, tag(u, 0), u, &u->c.fd);
             if (!err) {
                 c->hs = HS_ROUTE;
-                if (e->connect_timeout > 0.0) dl_add(e, u, u->cstart + e->connect_timeout);
                 return;
             }
         }
