@@ -380,25 +380,77 @@ static void start_connect(Engine *e, conn_t *c, long target) {
 
 /* --- relay ------------------------------------------------------------------------------------------ */
 
-/* Write dst's backlog. Returns 0 when it is empty, 1 when some is left, -1 on error. */
-static int flush(side_t *dst) {
-    while (dst->len) {
-        ssize_t w = send(dst->fd, dst->buf + dst->off, dst->len, MSG_NOSIGNAL);
+/* A side's backlog: bytes its socket did not take yet (``buf`` from ``off``, ``len`` bytes, ``cap`` allocated). */
+
+/* Queue bytes without writing (a head is put together piece by piece, then written with one send). */
+static int out_put(side_t *s, const char *d, size_t n) {
+    if (s->off + s->len + n > s->cap) {
+        if (s->off) {
+            memmove(s->buf, s->buf + s->off, s->len);
+            s->off = 0;
+        }
+        if (s->len + n > s->cap) {
+            size_t ncap = s->cap ? s->cap : 4096;
+            while (ncap < s->len + n) ncap *= 2;
+            char *nb = PyMem_Realloc(s->buf, ncap);
+            if (!nb) return -1;
+            s->buf = nb;
+            s->cap = ncap;
+        }
+    }
+    memcpy(s->buf + s->off + s->len, d, n);
+    s->len += n;
+    return 0;
+}
+
+/* Write to a socket: straight away if nothing is queued, the rest queued. -1 on an error. */
+static int out_write(side_t *s, const char *d, size_t n) {
+    if (!s->len) {
+        while (n) {
+            ssize_t w = send(s->fd, d, n, MSG_NOSIGNAL);
+            if (w < 0) {
+                if (errno == EINTR) continue;
+                if (errno != EAGAIN && errno != EWOULDBLOCK) return -1;
+                s->flags &= ~F_WRITABLE;
+                break;
+            }
+            d += w;
+            n -= (size_t)w;
+        }
+        if (!n) return 0;
+    }
+    return out_put(s, d, n);
+}
+
+/* Write the queued bytes. 0: all written, 1: some left, -1: error. The buffer is kept for reuse. */
+static int out_flush(side_t *s) {
+    while (s->len) {
+        ssize_t w = send(s->fd, s->buf + s->off, s->len, MSG_NOSIGNAL);
         if (w < 0) {
+            if (errno == EINTR) continue;
             if (errno == EAGAIN || errno == EWOULDBLOCK) {
-                dst->flags &= ~F_WRITABLE;
+                s->flags &= ~F_WRITABLE;
                 return 1;
             }
-            if (errno == EINTR) continue;
             return -1;
         }
-        dst->off += (size_t)w;
-        dst->len -= (size_t)w;
+        s->off += (size_t)w;
+        s->len -= (size_t)w;
     }
-    PyMem_Free(dst->buf);
-    dst->buf = NULL;
-    dst->off = 0;
+    s->off = 0;
     return 0;
+}
+
+/* Write dst's backlog (L4). Returns 0 when it is empty, 1 when some is left, -1 on error; an emptied
+ * backlog is freed, as a relayed connection seldom needs one again. */
+static int flush(side_t *dst) {
+    int r = out_flush(dst);
+    if (r == 0) {
+        PyMem_Free(dst->buf);
+        dst->buf = NULL;
+        dst->cap = 0;
+    }
+    return r;
 }
 
 /* Move bytes src → dst until src has none ready or dst is full. Returns -1 on an error (reset). */
@@ -437,12 +489,7 @@ static int pump(Engine *e, conn_t *c, side_t *src, side_t *dst, int down) {
                 done += (size_t)w;
             }
             if (done < (size_t)n) { /* dst is full: keep the rest, stop reading src until it drains */
-                size_t left = (size_t)n - done;
-                dst->buf = PyMem_Malloc(left);
-                if (!dst->buf) return -1;
-                memcpy(dst->buf, e->scratch + done, left);
-                dst->off = 0;
-                dst->len = left;
+                if (out_put(dst, e->scratch + done, (size_t)n - done) < 0) return -1;
                 dst->flags &= ~F_WRITABLE;
                 return 0;
             }
@@ -509,65 +556,6 @@ static int hb_put(hbuf_t *b, const char *d, size_t n) {
     if (hb_reserve(b, n) < 0) return -1;
     memcpy(b->p + b->len, d, n);
     b->len += n;
-    return 0;
-}
-
-/* Queue bytes without writing (a head is put together piece by piece, then written with one send). */
-static int out_put(side_t *s, const char *d, size_t n) {
-    if (s->off + s->len + n > s->cap) {
-        if (s->off) {
-            memmove(s->buf, s->buf + s->off, s->len);
-            s->off = 0;
-        }
-        if (s->len + n > s->cap) {
-            size_t ncap = s->cap ? s->cap : 4096;
-            while (ncap < s->len + n) ncap *= 2;
-            char *nb = PyMem_Realloc(s->buf, ncap);
-            if (!nb) return -1;
-            s->buf = nb;
-            s->cap = ncap;
-        }
-    }
-    memcpy(s->buf + s->off + s->len, d, n);
-    s->len += n;
-    return 0;
-}
-
-/* Write to a socket: straight away if nothing is queued, the rest queued. -1 on an error. */
-static int out_write(side_t *s, const char *d, size_t n) {
-    if (!s->len) {
-        while (n) {
-            ssize_t w = send(s->fd, d, n, MSG_NOSIGNAL);
-            if (w < 0) {
-                if (errno == EINTR) continue;
-                if (errno != EAGAIN && errno != EWOULDBLOCK) return -1;
-                s->flags &= ~F_WRITABLE;
-                break;
-            }
-            d += w;
-            n -= (size_t)w;
-        }
-        if (!n) return 0;
-    }
-    return out_put(s, d, n);
-}
-
-/* Write the queued bytes. 0: all written, 1: some left, -1: error. The buffer is kept for reuse. */
-static int out_flush(side_t *s) {
-    while (s->len) {
-        ssize_t w = send(s->fd, s->buf + s->off, s->len, MSG_NOSIGNAL);
-        if (w < 0) {
-            if (errno == EINTR) continue;
-            if (errno == EAGAIN || errno == EWOULDBLOCK) {
-                s->flags &= ~F_WRITABLE;
-                return 1;
-            }
-            return -1;
-        }
-        s->off += (size_t)w;
-        s->len -= (size_t)w;
-    }
-    s->off = 0;
     return 0;
 }
 
@@ -1416,7 +1404,6 @@ static void h_up_read(Engine *e, conn_t *u) {
                         h_abort(e, c, u);
                         return;
                     }
-                    u->in.off = u->in.len;
                 } else if (rest) {
                     u->hf |= H_CLOSING; /* bytes after a bodiless answer: not reused */
                 }
@@ -1503,12 +1490,7 @@ static void h_client_io(Engine *e, conn_t *c) {
         }
         return;
     }
-    if (c->hs == HS_HEAD) {
-        if ((c->c.flags & F_RDHUP) && c->in.len == c->in.off && !c->c.len) {
-            /* the client half-closed between requests: read the EOF and end */
-        }
-        h_read_heads(e, c);
-    }
+    if (c->hs == HS_HEAD) h_read_heads(e, c); /* (a half-close between requests: its EOF ends it there) */
 }
 
 static void h_accept(Engine *e, conn_t *c) {

@@ -17,11 +17,10 @@ from collections import deque
 from typing import TYPE_CHECKING, Any
 
 import httptools
-from balancedesk.core.proxy.runtime import MemberStats, classify
+from balancedesk.core.proxy.runtime import MemberStats, Runtime, classify
 from balancedesk.core.proxy.upstream import UpConn
 
 if TYPE_CHECKING:
-    from balancedesk.core.proxy.runtime import Runtime
     from balancedesk.core.proxy.server import Shell
 
 PENDING_LIMIT = 256 * 1024  # request body held while no upstream is attached (client reading pauses)
