@@ -46,6 +46,7 @@ def member_json(rt: Runtime, mid: str, now: float, shares: dict[str, float], tot
     until = view.disabled_until if not healthy else None
     p50, p99 = st.percentiles() if st is not None else (None, None)
     picked = st.total if st is not None else 0
+    check = rt.checks.view(mid) if rt.checks is not None else None
     return {
         "memberID": mid,
         "endpoint": f"[{host}]:{port}" if ":" in host else f"{host}:{port}",
@@ -64,6 +65,16 @@ def member_json(rt: Runtime, mid: str, now: float, shares: dict[str, float], tot
         "latencyP99_ms": p99,
         "configuredShare": shares.get(mid, 0.0),
         "actualShare": (picked / total) if total else 0.0,
+        # active health checks (None when off): the checks' state, the last result and how long ago
+        "check": None if check is None else {
+            "state": check.state.value,
+            "ok": check.last_ok,
+            "detail": check.last_detail,
+            "at": check.last_at,
+            "ago_s": (now - check.last_at) if check.last_at is not None else None,
+            "passes": check.passes,
+            "fails": check.fails,
+        },
     }
 
 
@@ -98,6 +109,7 @@ def snapshot(rt: Runtime) -> dict[str, Any]:
         "dataPlane": rt.data_plane,
         "listen": rt.listen,
         "affinityHeader": rt.affinity_header,
+        "listener": cfg.listener.to_json(),
         "now": now,
         "uptime_s": now - rt.started,
         "members": [member_json(rt, m, now, shares, total) for m in ids],

@@ -25,6 +25,7 @@ from balancedesk.core.balance import AdminState
 from balancedesk.core.model import BalancerConfig
 from balancedesk.core.proxy.admin import admin_factory
 from balancedesk.core.proxy.config import ApiSource, FileSource, log
+from balancedesk.core.proxy.healthcheck import HealthProber
 from balancedesk.core.proxy.runtime import Runtime
 from balancedesk.core.proxy.upstream import Pool
 
@@ -218,6 +219,7 @@ async def serve(
         server = await loop.create_server(factory, sock=sock, backlog=4096)
     rt.listen = listen
     shell.start()
+    prober = HealthProber(rt)
     admin_server = None
     admin_conns: set[Any] = set()
     admin_url = None
@@ -256,6 +258,7 @@ async def serve(
         server.close()
     if source is not None:
         source.stop()
+    prober.stop()
     shell.stop()
     if shell.alive():
         with contextlib.suppress(TimeoutError):
