@@ -3,6 +3,13 @@ L7 fast path."""
 
 from collections.abc import Callable
 
+LOG_RECORD_SIZE: int
+LOG_REQ_MAX: int
+LOG_OK: int
+LOG_FAILED: int
+LOG_RESET: int
+LOG_ABANDONED: int
+
 class Engine:
     active: int
     def __init__(self, on_accept: Callable[[int], int], on_connect: Callable[[int, int, int, float], int],
@@ -23,4 +30,6 @@ class Engine:
     def sweep(self, idle_seconds: float, /) -> int: ...
     def collect(self) -> tuple[list[tuple[int, int, int, int, int]], list[tuple[int, float]], int, int, int, int]: ...
     def drain(self) -> int: ...
+    def set_access_log(self, capacity: int, /) -> None: ...
+    def take_log(self) -> tuple[bytes, int]: ...
     def close(self) -> None: ...

@@ -110,6 +110,7 @@ def snapshot(rt: Runtime) -> dict[str, Any]:
         "listen": rt.listen,
         "affinityHeader": rt.affinity_header,
         "listener": cfg.listener.to_json(),
+        "accessLog": rt.access_log.stats() if rt.access_log is not None else None,
         "now": now,
         "uptime_s": now - rt.started,
         "members": [member_json(rt, m, now, shares, total) for m in ids],

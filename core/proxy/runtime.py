@@ -15,6 +15,7 @@ from typing import Any
 
 from balancedesk.core.balance import ActiveChecks, AdminState, GroupBalancer, Selection
 from balancedesk.core.model import BalancerConfig, parse_endpoint
+from balancedesk.core.proxy.accesslog import AccessLogger
 
 RESERVOIR = 512  # latency samples kept per member (a ring; p50/p99 computed when read)
 EVENT_RING = 8192  # events kept for the admin stream
@@ -81,6 +82,7 @@ class Runtime:
         self.balancer = GroupBalancer(cfg.connector_group)
         # active health checks (listener.healthCheck; None = off): decisions here, probes in healthcheck.py
         self.checks: ActiveChecks | None = None
+        self.access_log: AccessLogger | None = None  # listener.accessLog; the data planes add to it when set
         self.cfg = cfg
         self.version = 1
         self.endpoints: dict[str, tuple[str, int]] = {}
@@ -107,6 +109,7 @@ class Runtime:
         self.refreshers: list[Callable[[], None]] = []
         self.on_config: list[Callable[[], None]] = []  # called after a new config was applied
         self._apply_checks(cfg)
+        self._apply_access_log(cfg)
         self.record_config(None)
 
     # config -------------------------------------------------------------------------------------
@@ -124,6 +127,7 @@ class Runtime:
         self.cfg = cfg
         self._set_endpoints(cfg)
         self._apply_checks(cfg)
+        self._apply_access_log(cfg)
         self.version += 1
         # counters of members that left stay (connections in flight still count into them; a member
         # that comes back goes on counting); snapshot and metrics show only current members
@@ -150,6 +154,17 @@ class Runtime:
             self.checks = ActiveChecks(spec, self.balancer)
         else:
             self.checks.apply(spec)
+
+    def _apply_access_log(self, cfg: BalancerConfig) -> None:
+        """Open, replace or close the access log as the config says (before ``on_config`` runs, so a data
+        plane that keeps records of its own sees the new one there)."""
+        spec = cfg.listener.access_log
+        cur = self.access_log
+        if cur is not None and cur.spec == spec:
+            return
+        if cur is not None:
+            cur.close()
+        self.access_log = AccessLogger(spec, self.loop) if spec is not None else None
 
     def check_done(self, member_id: str, *, ok: bool, detail: str, now: float) -> None:
         """A probe of ``member_id`` ended (healthcheck.py): the checks decide, flips go to the event stream."""
@@ -270,3 +285,6 @@ class Runtime:
         if self._expiry is not None:
             self._expiry.cancel()
             self._expiry = None
+        if self.access_log is not None:
+            self.access_log.close()
+            self.access_log = None
