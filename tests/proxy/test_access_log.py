@@ -129,16 +129,18 @@ def test_l7_a_routing_failure_logs_the_balancers_status(http_plane: str, balance
 def test_sigusr1_reopens_the_log_and_nothing_is_lost(http_plane: str, balancer: StartBalancer, members: Members,
                                                      tmp_path: Path) -> None:
     log = tmp_path / "access.log"
-    rotated = tmp_path / "access.log.1"
+    rotated_path = tmp_path / "access.log.1"
     lb: Balancer = balancer(logged(group_config([("a", members.http("a").endpoint, 1)]), log, "text"),
                             mode="http")
     total = 300
     sent = [0]
-    rotate_at = threading.Event()
+    rotate_at, rotated = threading.Event(), threading.Event()
 
-    def client() -> None:
+    def client() -> None:  # a third before the rotation, a third during it, a third once it was handled
         with connect(lb.addr) as s:
             for i in range(total):
+                if i == 2 * total // 3:
+                    assert rotated.wait(30)
                 assert request(s, "GET", f"/r{i}")[0] == 200
                 sent[0] += 1
                 if i == total // 3:
@@ -149,15 +151,18 @@ def test_sigusr1_reopens_the_log_and_nothing_is_lost(http_plane: str, balancer: 
     try:
         assert rotate_at.wait(30)
         wait_lines(log, 1)
-        os.rename(log, rotated)  # while requests keep coming
+        os.rename(log, rotated_path)  # while requests keep coming
         os.kill(lb.child.pid, signal.SIGUSR1)
+        wait_until(lambda: lb.snapshot()["accessLog"]["reopened"] == 1, what="the balancer to handle SIGUSR1")
+        rotated.set()
     finally:
+        rotated.set()
         t.join(60)
     assert sent[0] == total
-    wait_until(lambda: len(lines(rotated)) + len(lines(log)) >= total, timeout=15,
+    wait_until(lambda: len(lines(rotated_path)) + len(lines(log)) >= total, timeout=15,
                what="every request in one of the two files")
-    old, new = lines(rotated), lines(log)
+    old, new = lines(rotated_path), lines(log)
     assert new, "nothing went to the reopened file"
     paths = [text_fields(x)["request"].split()[1] for x in old + new]
     assert sorted(paths) == sorted(f"/r{i}" for i in range(total))  # each once: none lost, none twice
-    wait_until(lambda: lb.snapshot()["accessLog"]["reopened"] == 1, what="the reopen counted")
+    assert {f"/r{i}" for i in range(2 * total // 3, total)} <= {text_fields(x)["request"].split()[1] for x in new}
