@@ -1,5 +1,6 @@
 """The balancer's live state in one event loop: the group balancer, endpoints, per-member counters, the
-event ring, the health re-enable timer and config apply. The L4/L7 shells and the admin endpoint share it.
+event ring, the health re-enable timer, config apply, and the opt-in listener features that follow the
+config (active health checks' decisions, the access log). The L4/L7 shells and the admin endpoint share it.
 
 Hot-path rules: counters are plain attributes on ``__slots__`` objects; an event is one tuple appended to
 a bounded deque; JSON is built only when the admin endpoint is read.
