@@ -63,6 +63,18 @@ def count_lines(path: Path | None) -> int:
         return sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(1 << 20), b""))
 
 
+def settled(path: Path | None) -> int:
+    """The line count once the writer has caught up (unchanged over 3 flush intervals; at most 10 s)."""
+    n, deadline = count_lines(path), time.monotonic() + 10
+    while path is not None and time.monotonic() < deadline:
+        time.sleep(0.3)  # polling a condition with a deadline: the writer's last batch
+        m = count_lines(path)
+        if m == n:
+            break
+        n = m
+    return n
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--duration", type=int, default=4, help="seconds per wrk run (default 4)")
@@ -107,7 +119,7 @@ def main() -> int:
             for c in (cells if i % 2 == 0 else list(reversed(cells))):
                 close = MODES[c.layer] == "close"
                 bp.wrk(c.port, 1, args.connections, close)  # warm-up
-                lines0 = count_lines(c.log_path)
+                lines0 = settled(c.log_path)
                 c0 = bp.cpu_seconds(c.proc.pid)
                 text, rc = bp.wrk(c.port, args.duration, args.connections, close)
                 c1 = bp.cpu_seconds(c.proc.pid)

@@ -44,6 +44,7 @@ import asyncio
 import json
 import os
 import queue
+import re
 import socket
 import struct
 import sys
@@ -73,7 +74,25 @@ Record = tuple[float, Any, bytes | None, int | None, str | None, int, int, float
 ENGINE_RECORD = struct.Struct(f"=dddQQiiiHBB16s{REQUEST_LINE_MAX}s")
 
 _ESC = {i: f"\\x{i:02X}" for i in [*range(0x20), 0x22, 0x5C, *range(0x7F, 0x100)]}
+_UNSAFE = re.compile(rb'[\x00-\x1f"\\\x7f-\xff]')  # bytes a request line is escaped for (text format)
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+class _Clock:
+    """Wall-clock stamps of the second a record falls in, made once per second (gmtime is not free)."""
+
+    __slots__ = ("iso", "sec", "text")
+
+    def __init__(self) -> None:
+        self.sec = -1
+        self.text = self.iso = ""
+
+    def set(self, sec: int) -> None:
+        tm = time.gmtime(sec)
+        self.sec = sec
+        self.text = (f"{tm.tm_mday:02d}/{_MONTHS[tm.tm_mon - 1]}/{tm.tm_year}:{tm.tm_hour:02d}:"
+                     f"{tm.tm_min:02d}:{tm.tm_sec:02d}")
+        self.iso = time.strftime("%Y-%m-%dT%H:%M:%S", tm)
 
 
 def _addr(peer: Any) -> str:
@@ -83,31 +102,67 @@ def _addr(peer: Any) -> str:
     return "-"
 
 
-def _ms(seconds: float | None) -> float | None:
-    return None if seconds is None else round(seconds * 1000.0, 3)
+def _request_text(req: bytes | None) -> str:
+    if req is None:
+        return "-"
+    if _UNSAFE.search(req) is None:
+        return f'"{req.decode("ascii")}"'
+    return f'"{req.decode("latin-1").translate(_ESC)}"'
+
+
+def _js(value: str | None) -> str:
+    if value is None:
+        return "null"
+    if value.isascii() and value.isprintable() and '"' not in value and "\\" not in value:
+        return f'"{value}"'
+    return json.dumps(value)
+
+
+def format_text(recs: list[Record], offset: float, clock: _Clock) -> str:
+    """Text lines of ``recs`` (``offset``: wall clock minus monotonic clock). One loop, locals only: this
+    runs for every record, in the writer thread."""
+    out = []
+    last_peer: Any = None
+    client = "-"
+    for start, peer, req, status, member, b_in, b_out, total, first, outcome in recs:
+        sec, ms = divmod(round((start + offset) * 1000.0), 1000)
+        if sec != clock.sec:
+            clock.set(sec)
+        if peer is not last_peer:  # a keep-alive connection's requests share one peer tuple
+            last_peer, client = peer, _addr(peer)
+        out.append(
+            f"{client} - - [{clock.text}.{ms:03d} +0000] {_request_text(req)} "
+            f"{status or '-'} {b_out} {b_in} member={member or '-'} total_ms={total * 1000.0:.3f} "
+            f"first_ms={'-' if first is None else format(first * 1000.0, '.3f')} outcome={outcome}\n")
+    return "".join(out)
+
+
+def format_json(recs: list[Record], offset: float, clock: _Clock) -> str:
+    """JSON lines of ``recs``, as :func:`format_text`."""
+    out = []
+    last_peer: Any = None
+    client = "null"
+    for start, peer, req, status, member, b_in, b_out, total, first, outcome in recs:
+        sec, ms = divmod(round((start + offset) * 1000.0), 1000)
+        if sec != clock.sec:
+            clock.set(sec)
+        if peer is not last_peer:
+            last_peer, client = peer, _js(_addr(peer)) if isinstance(peer, tuple) else "null"
+        out.append(
+            f'{{"time":"{clock.iso}.{ms:03d}Z","client":{client},'
+            f'"request":{_js(req.decode("latin-1") if req is not None else None)},"status":{status or "null"},'
+            f'"member":{_js(member)},"bytesIn":{b_in},"bytesOut":{b_out},"total_ms":{total * 1000.0:.3f},'
+            f'"first_ms":{"null" if first is None else format(first * 1000.0, ".3f")},"outcome":"{outcome}"}}\n')
+    return "".join(out)
 
 
 def text_line(rec: Record, wall: float) -> str:
-    _, peer, req, status, member, b_in, b_out, total, first, outcome = rec
-    tm = time.gmtime(wall)
-    stamp = (f"{tm.tm_mday:02d}/{_MONTHS[tm.tm_mon - 1]}/{tm.tm_year}:{tm.tm_hour:02d}:{tm.tm_min:02d}:"
-             f"{tm.tm_sec:02d}.{int(wall * 1000) % 1000:03d} +0000")
-    request = f'"{req.decode("latin-1").translate(_ESC)}"' if req is not None else "-"
-    first_ms = _ms(first)
-    return (f"{_addr(peer)} - - [{stamp}] {request} {status if status else '-'} {b_out} {b_in} "
-            f"member={member or '-'} total_ms={_ms(total)} first_ms={'-' if first_ms is None else first_ms} "
-            f"outcome={outcome}\n")
+    """One record's text line, its start at ``wall`` (seconds since the epoch)."""
+    return format_text([rec], wall - rec[0], _Clock())
 
 
 def json_line(rec: Record, wall: float) -> str:
-    _, peer, req, status, member, b_in, b_out, total, first, outcome = rec
-    tm = time.gmtime(wall)
-    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", tm) + f".{int(wall * 1000) % 1000:03d}Z"
-    return json.dumps({
-        "time": stamp, "client": _addr(peer), "request": req.decode("latin-1") if req is not None else None,
-        "status": status or None, "member": member, "bytesIn": b_in, "bytesOut": b_out,
-        "total_ms": _ms(total), "first_ms": _ms(first), "outcome": outcome,
-    }, separators=(",", ":")) + "\n"
+    return format_json([rec], wall - rec[0], _Clock())
 
 
 def engine_records(raw: bytes, members: list[str]) -> list[Record]:
@@ -133,13 +188,14 @@ class _Writer(threading.Thread):
     def __init__(self, spec: AccessLog, q: queue.Queue[Any]) -> None:
         super().__init__(name="balancedesk-access-log", daemon=True)
         self.path = spec.path
-        self.fmt: Callable[[Record, float], str] = json_line if spec.format == "json" else text_line
+        self.fmt: Callable[[list[Record], float, _Clock], str] = (
+            format_json if spec.format == "json" else format_text)
+        self.clock = _Clock()
         self.q = q
         self.fd = -1
         self.written = 0
         self.error: str | None = None
         self.reopen_asked = threading.Event()  # a reopen that did not fit in the queue
-        self._open()
 
     def _open(self) -> None:
         if self.fd >= 0:
@@ -153,6 +209,7 @@ class _Writer(threading.Thread):
             print(f"balancedesk: access log: {self.error}", file=sys.stderr, flush=True)
 
     def run(self) -> None:
+        self._open()  # here, not in the loop's thread: an open may block too (a FIFO, a network disk)
         while True:
             item = self.q.get()
             if item is None:
@@ -172,8 +229,7 @@ class _Writer(threading.Thread):
         kind, payload, members = item
         recs: list[Record] = engine_records(payload, members) if kind == "engine" else payload
         offset = time.time() - time.monotonic()  # monotonic start → wall clock
-        fmt = self.fmt
-        data = "".join([fmt(r, r[0] + offset) for r in recs]).encode("utf-8", "backslashreplace")
+        data = self.fmt(recs, offset, self.clock).encode("utf-8", "backslashreplace")
         if self.fd < 0:
             self._open()
             if self.fd < 0:
