@@ -43,7 +43,8 @@ def member_json(rt: Runtime, mid: str, now: float, shares: dict[str, float], tot
     st = rt.stats.get(mid)
     host, port = rt.endpoints.get(mid, ("", 0))
     healthy = view.healthy(now)
-    until = view.disabled_until if not healthy else None
+    # no countdown for a member the health checks hold down: its retryDelay will not bring it back
+    until = view.disabled_until if not healthy and not view.check_down else None
     p50, p99 = st.percentiles() if st is not None else (None, None)
     picked = st.total if st is not None else 0
     check = rt.checks.view(mid) if rt.checks is not None else None

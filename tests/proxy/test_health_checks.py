@@ -45,6 +45,7 @@ def test_a_killed_member_is_disabled_by_checks_without_traffic(
     a.child.kill()
     m = wait_until(lambda: (x := member(lb, "a"))["health"] == "disabled" and x, what="the checks to disable a")
     assert m["check"]["state"] == "down" and m["check"]["ok"] is False
+    assert m["retryIn_s"] is None and m["disabledUntil"] is None  # no countdown: only checks end the hold
     assert m["check"]["detail"] in ("refused", "reset")
     assert m["failures"] == 0 and lb.snapshot()["totals"]["accepted"] == 0  # no traffic was needed
     flips = [e for e in lb.events() if e["kind"] == "health" and e["memberID"] == "a"]
