@@ -11,8 +11,14 @@
 * ``accesslog`` — access logs (opt-in): the line formats, bounded batches and the writer thread, SIGUSR1
   reopen; the native engine's completion records are read here.
 * ``config``   — config file / management API sources and live reload.
-* ``server``   — listener, signals, graceful stop, ``--workers`` (SO_REUSEPORT), fd-aware connection cap.
+* ``shell``    — what one listener's connections share (runtime, limits, pool, idle sweeper), whatever
+  the plane.
+* ``server``   — composes a shell with its plane; listener, signals, graceful stop, ``--workers``
+  (SO_REUSEPORT), fd-aware connection cap.
 * ``cli``      — ``balancedesk balance``.
+
+The arrows: ``cli → server → planes (tcp, http, native) → shell, upstream, runtime``; a plane imports nothing
+of the server and there is no circle (tests/unit/test_architecture.py checks both).
 
 Imports: asyncio, httptools, uvloop (optional), httpx (``--api`` only), ``core.balance``, ``core.model``.
 """
