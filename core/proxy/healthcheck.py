@@ -1,16 +1,17 @@
 """Active health checks, the asyncio shell: probes each member every ``interval`` and hands the results to
 :meth:`Runtime.check_done` (the decisions are :class:`~balancedesk.core.balance.ActiveChecks`').
 
-* One task per worker (each worker of ``--workers N`` probes for itself, as it balances for itself). Every
-  round probes every member of the group concurrently; a round starts ``interval`` seconds after the last
-  one started (later if a probe took longer).
+* One task per worker (each worker of ``--workers N`` probes for itself, as it balances for itself); in it
+  every member has its own rhythm: a probe starts ``interval`` seconds after its last one started (later if
+  that one took longer), so a member whose probes time out delays nobody else's.
 * A probe is bounded by ``timeout`` as a whole. ``tcp``: a connect. ``http``: a connect, ``GET path
   HTTP/1.1`` with ``Host`` (the member's endpoint) and ``Connection: close``; only the status line is read
   (at most :data:`STATUS_LINE_MAX` bytes) and its code must be ``expectStatus``.
 * The results are the probe's detail: ``ok``, ``refused``, ``timeout``, ``reset``, ``unreachable``,
   ``status 500``, ``bad status line``.
 * Applied live: :meth:`Runtime.apply` keeps ``rt.checks`` in step with the config, and the task here is
-  started, restarted with the new settings or stopped from ``Runtime.on_config``.
+  started, restarted with the new settings or members (a probe of each at once) or stopped from
+  ``Runtime.on_config``.
 
 Works for both data planes: the native engine asks Python (Runtime's balancer) for every routing decision,
 so the holds the checks put on members apply there too.
@@ -81,35 +82,37 @@ async def _probe(spec: HealthCheck, host: str, port: int) -> tuple[bool, str]:
 
 
 class HealthProber:
-    """The probing task of one worker; follows the config (``rt.cfg.listener.healthCheck``)."""
+    """The probing task of one worker; follows the config (``rt.cfg.listener.healthCheck``, the members)."""
 
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
         self._task: asyncio.Task[None] | None = None
         self._spec: HealthCheck | None = None
+        self._members: dict[str, tuple[str, int]] = {}
         rt.on_config.append(self._config_applied)
         self._config_applied()
 
     def _config_applied(self) -> None:
         spec = self.rt.cfg.listener.health_check
-        if spec == self._spec and (spec is None or self._task is not None):
-            return  # unchanged: members come and go through rt.endpoints, read every round
+        members = dict(self.rt.endpoints)
+        if spec == self._spec and members == self._members and (spec is None or self._task is not None):
+            return  # unchanged: the probes go on at their pace
         self.stop()
-        self._spec = spec
+        self._spec, self._members = spec, members
         if spec is not None:
-            self._task = self.rt.loop.create_task(self._run(spec))
+            self._task = self.rt.loop.create_task(self._run(spec, members))
 
-    async def _run(self, spec: HealthCheck) -> None:
-        rt = self.rt
-        loop = rt.loop
+    async def _run(self, spec: HealthCheck, members: dict[str, tuple[str, int]]) -> None:
+        await asyncio.gather(*(self._probe_member(spec, mid, ep) for mid, ep in members.items()))
+
+    async def _probe_member(self, spec: HealthCheck, mid: str, ep: tuple[str, int]) -> None:
+        """One member's rhythm: a probe every ``interval`` (later if one took longer), so a member whose
+        probes time out does not slow the checks of the others."""
+        loop = self.rt.loop
         while True:
             started = loop.time()
-            members = list(rt.endpoints.items())
-            results = await asyncio.gather(*(probe(spec, host, port) for _, (host, port) in members))
-            now = loop.time()
-            for (mid, ep), (ok, detail) in zip(members, results, strict=True):
-                if rt.endpoints.get(mid) == ep:  # not moved or removed while probing
-                    rt.check_done(mid, ok=ok, detail=detail, now=now)
+            ok, detail = await probe(spec, *ep)
+            self.rt.check_done(mid, ok=ok, detail=detail, now=loop.time())
             await asyncio.sleep(max(0.0, started + spec.interval - loop.time()))
 
     def stop(self) -> None:

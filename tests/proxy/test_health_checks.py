@@ -115,3 +115,15 @@ def test_snapshot_fields_and_live_reconfiguration(
     lb.write_config(cfg)  # turned off live: the hold is lifted, only passive rules remain
     wait_until(lambda: (x := member(lb, "a"))["health"] == "up" and x["check"] is None,
                what="the hold lifted when checks are turned off")
+
+
+def test_a_member_whose_probes_time_out_does_not_slow_the_others(
+        data_plane: str, balancer: StartBalancer, upstream: StartUpstream) -> None:
+    a, hole = upstream("tcp_name", "a"), upstream("blackhole", "hole")
+    cfg = group_config([("a", a.endpoint, 1), ("hole", hole.endpoint, 1)], retry_delay=RETRY)
+    lb = balancer(with_checks(cfg, timeout=2.0, fall=1))
+    m = wait_until(lambda: (x := member(lb, "hole"))["health"] == "disabled" and x, what="the blackhole disabled")
+    assert m["check"]["detail"] == "timeout"
+    # the healthy member keeps its own rhythm (every INTERVAL), not the blackhole's 2 s timeouts
+    wait_until(lambda: (c := member(lb, "a")["check"]) is not None and c["passes"] >= 5,
+               what="five passes of a", timeout=2 * 2.0)
