@@ -166,3 +166,21 @@ def test_sigusr1_reopens_the_log_and_nothing_is_lost(http_plane: str, balancer: 
     paths = [text_fields(x)["request"].split()[1] for x in old + new]
     assert sorted(paths) == sorted(f"/r{i}" for i in range(total))  # each once: none lost, none twice
     assert {f"/r{i}" for i in range(2 * total // 3, total)} <= {text_fields(x)["request"].split()[1] for x in new}
+
+
+def test_with_workers_the_parent_forwards_sigusr1(balancer: StartBalancer, members: Members, tmp_path: Path) -> None:
+    log = tmp_path / "access.log"
+    lb = balancer(logged(group_config([("a", members.echo(), 1)]), log, "text"), args=["--workers", "2"])
+
+    async def clients(n: int) -> list[str | None]:
+        return [await ask(lb.addr, b"hello\n") for _ in range(n)]
+
+    assert asyncio.run(clients(20)) == ["hello\n"] * 20
+    wait_lines(log, 20)  # both workers append to the one path
+    os.rename(log, tmp_path / "access.log.1")
+    os.kill(lb.child.pid, signal.SIGUSR1)  # the parent, which forwards it to every worker
+    wait_until(lambda: lb.snapshot()["accessLog"]["reopened"] == 1, what="worker 0 to reopen its log")
+    assert asyncio.run(clients(20)) == ["hello\n"] * 20
+    wait_until(lambda: len(lines(tmp_path / "access.log.1")) + len(lines(log)) >= 40, timeout=15,
+               what="all 40 lines in the two files")
+    assert lines(log) and len(lines(tmp_path / "access.log.1")) >= 20
