@@ -166,18 +166,24 @@ def json_line(rec: Record, wall: float) -> str:
 
 
 def engine_records(raw: bytes, members: list[str]) -> list[Record]:
-    """The engine's fixed-size records → Record tuples (``members``: target index → memberID)."""
+    """The engine's fixed-size records → Record tuples (``members``: target index → memberID). Records of one
+    client connection (keep-alive) share one peer tuple, so the formatters format its address once."""
     out: list[Record] = []
+    last: tuple[int, int, bytes] | None = None
+    peer: Any = None
+    n_members = len(members)
     for (start, total, first, b_in, b_out, target, status, outcome, port, family, req_len, addr,
          req) in ENGINE_RECORD.iter_unpack(raw):
-        if family == 4:
-            peer: Any = (socket.inet_ntop(socket.AF_INET, addr[:4]), port)
-        elif family == 6:
-            peer = (socket.inet_ntop(socket.AF_INET6, addr), port)
-        else:
-            peer = None
+        if (family, port, addr) != last:
+            last = (family, port, addr)
+            if family == 4:
+                peer = (socket.inet_ntop(socket.AF_INET, addr[:4]), port)
+            elif family == 6:
+                peer = (socket.inet_ntop(socket.AF_INET6, addr), port)
+            else:
+                peer = None
         out.append((start, peer, req[:req_len] if req_len else None, status or None,
-                    members[target] if 0 <= target < len(members) else None, b_in, b_out, total,
+                    members[target] if 0 <= target < n_members else None, b_in, b_out, total,
                     first if first >= 0 else None, OUTCOMES[outcome] if 0 <= outcome < len(OUTCOMES) else "?"))
     return out
 
