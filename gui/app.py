@@ -75,9 +75,16 @@ def run(argv: list[str]) -> int:
     else:
         profile, password = local_profile(), None
 
+    # Every way out only asks (quit_event); main() then shuts down on the running loop (gui/quitting.py).
+    from balancedesk.gui.quitting import QuitSignals
+
     quit_event = asyncio.Event()
+    app.setQuitOnLastWindowClosed(False)
     app.aboutToQuit.connect(quit_event.set)
     app.lastWindowClosed.connect(quit_event.set)
+    signals = QuitSignals(quit_event.set)
+    window.closed.connect(quit_event.set)
+    window.connected.connect(lambda url: print(f"balancedesk: connected to {url}", file=sys.stderr, flush=True))
 
     async def main() -> None:
         if not args.no_connect:
@@ -93,8 +100,11 @@ def run(argv: list[str]) -> int:
         await quit_event.wait()
         await window.shutdown()
 
-    with loop:
-        loop.run_until_complete(main())
+    try:
+        with loop:
+            loop.run_until_complete(main())
+    finally:
+        signals.close()
     window.deleteLater()
     join_preload()
     return 0

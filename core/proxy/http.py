@@ -24,7 +24,7 @@ from balancedesk.core.proxy.runtime import MemberStats, Runtime, classify
 from balancedesk.core.proxy.upstream import UpConn
 
 if TYPE_CHECKING:
-    from balancedesk.core.proxy.server import Shell
+    from balancedesk.core.proxy.shell import Shell
 
 IDEMPOTENT = frozenset({b"GET", b"HEAD", b"PUT", b"DELETE", b"OPTIONS", b"TRACE"})
 # request headers the proxy decides itself (hop-by-hop, framing, Expect) — handled in on_header

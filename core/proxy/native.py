@@ -26,7 +26,7 @@ from balancedesk.core.proxy.limits import ANSWER_HEAD_MAX_BYTES
 from balancedesk.core.proxy.runtime import MemberStats, classify
 
 if TYPE_CHECKING:
-    from balancedesk.core.proxy.server import Shell
+    from balancedesk.core.proxy.shell import Shell
 
 try:
     from balancedesk.core.proxy._engine import Engine

@@ -21,7 +21,7 @@ from balancedesk.core.proxy.runtime import MemberStats, classify
 
 if TYPE_CHECKING:
     from balancedesk.core.balance import Selection
-    from balancedesk.core.proxy.server import Shell
+    from balancedesk.core.proxy.shell import Shell
 
 
 _Connect = Coroutine[Any, Any, tuple[asyncio.Transport, asyncio.BaseProtocol]]
