@@ -320,6 +320,7 @@ class MainWindow(ConnectionMixin, EditingMixin, QMainWindow):
 
         connector, etag = await self._client().get_connector(connector_id)
         self.set_document(GroupDocument(base=connector, etag=etag, catalog=self.catalog,
+                                        server=self._server_url(),
                                         owner=connector.owner, parent=self))
 
     def set_document(self, doc: GroupDocument | None) -> None:
