@@ -54,12 +54,20 @@ from collections.abc import Callable
 from typing import Any
 
 from balancedesk.core.model import AccessLog
+from balancedesk.core.proxy.limits import (
+    ACCESS_LOG_BATCH_RECORDS,
+    ACCESS_LOG_ENGINE_RECORDS,
+    ACCESS_LOG_FLUSH_S,
+    ACCESS_LOG_QUEUE_BATCHES,
+    ACCESS_LOG_REQUEST_LINE_BYTES,
+)
 
-REQUEST_LINE_MAX = 160  # bytes of an L7 request line kept in a record (the engine's LOG_REQ_MAX, checked)
-BATCH_MAX = 1024  # records per batch handed to the writer
-QUEUE_BATCHES = 64  # batches waiting for the writer at most (so at most ~65 k records in memory)
-FLUSH_S = 0.1  # how often the current batch (and the engine's records) go to the writer
-ENGINE_RECORDS = 16384  # records the native engine holds between two drains (then counted as dropped)
+# the bounds (core/proxy/limits.py), by the names this module uses
+REQUEST_LINE_MAX = ACCESS_LOG_REQUEST_LINE_BYTES  # the engine's LOG_REQ_MAX, checked by native.py
+BATCH_MAX = ACCESS_LOG_BATCH_RECORDS
+QUEUE_BATCHES = ACCESS_LOG_QUEUE_BATCHES
+FLUSH_S = ACCESS_LOG_FLUSH_S
+ENGINE_RECORDS = ACCESS_LOG_ENGINE_RECORDS
 FILE_MODE = 0o640
 
 OUTCOMES = ("ok", "failed", "reset", "abandoned")  # index = the engine's LOG_* outcome code

@@ -23,9 +23,10 @@ import asyncio
 import contextlib
 
 from balancedesk.core.model import HealthCheck
+from balancedesk.core.proxy.limits import HEALTH_STATUS_LINE_BYTES
 from balancedesk.core.proxy.runtime import Runtime, classify
 
-STATUS_LINE_MAX = 256  # bytes of the answer a probe reads at most: "HTTP/1.1 200 OK\r\n" and some reason
+STATUS_LINE_MAX = HEALTH_STATUS_LINE_BYTES  # bytes of the answer a probe reads at most (limits.py)
 
 
 def probe_request(path: str, host: str, port: int) -> bytes:
