@@ -208,6 +208,7 @@ class _Writer(threading.Thread):
         self.q = q
         self.fd = -1
         self.written = 0
+        self.unwritten = 0  # records the file could not take (not open, a write error): counted as dropped
         self.error: str | None = None
         self.reopen_asked = threading.Event()  # a reopen that did not fit in the queue
 
@@ -219,8 +220,10 @@ class _Writer(threading.Thread):
             self.fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, FILE_MODE)
             self.error = None
         except OSError as exc:
-            self.error = f"cannot open {self.path}: {exc.strerror}"
-            print(f"balancedesk: access log: {self.error}", file=sys.stderr, flush=True)
+            error = f"cannot open {self.path}: {exc.strerror}"
+            if error != self.error:  # said once, not at every batch
+                print(f"balancedesk: access log: {error}", file=sys.stderr, flush=True)
+            self.error = error
 
     def run(self) -> None:
         self._open()  # here, not in the loop's thread: an open may block too (a FIFO, a network disk)
@@ -247,6 +250,7 @@ class _Writer(threading.Thread):
         if self.fd < 0:
             self._open()
             if self.fd < 0:
+                self.unwritten += len(recs)
                 return
         view = memoryview(data)
         try:
@@ -255,6 +259,7 @@ class _Writer(threading.Thread):
                 view = view[n:]
         except OSError as exc:
             self.error = f"cannot write {self.path}: {exc.strerror}"
+            self.unwritten += len(recs)
             return
         self.written += len(recs)
 
@@ -326,5 +331,5 @@ class AccessLogger:
 
     def stats(self) -> dict[str, Any]:
         return {"path": self.spec.path, "format": self.spec.format, "written": self._writer.written,
-                "dropped": self.dropped, "queued": self._q.qsize(), "reopened": self.reopened,
+                "dropped": self.dropped + self._writer.unwritten, "queued": self._q.qsize(), "reopened": self.reopened,
                 "error": self._writer.error}

@@ -95,3 +95,17 @@ def test_the_text_format_regex_in_the_proxy_tests_matches() -> None:
     # the same pattern tests/proxy/test_access_log.py parses lines with
     rx = re.compile(r'^\S+ - - \[\d\d/\w{3}/\d{4}:\d\d:\d\d:\d\d\.\d{3} \+0000\] ("[^"]*"|-) (\d{3}|-) \d+ \d+ ')
     assert rx.match(al.text_line(REC, WALL))
+
+
+def test_a_path_that_cannot_be_opened_counts_its_lines_as_dropped(tmp_path: Path) -> None:
+    async def run() -> dict[str, object]:
+        logger = al.AccessLogger(AccessLog(path=str(tmp_path / "no-such-dir" / "access.log")),
+                                 asyncio.get_running_loop())
+        for _ in range(3):
+            logger.add(REC)
+        logger.close()
+        return logger.stats()
+
+    stats = asyncio.run(run())
+    assert stats["dropped"] == 3 and stats["written"] == 0
+    assert isinstance(stats["error"], str) and "cannot open" in stats["error"]
