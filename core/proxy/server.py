@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
+import functools
 import gc
 import os
 import signal
@@ -33,6 +35,8 @@ if TYPE_CHECKING:
     from balancedesk.core.proxy.tcp import ConnectDeadlines
 
 STOP_GRACE_S = 10.0
+# a burst of at least this many client connections, once 3/4 of them are gone, gives memory back to the system
+TRIM_AFTER_PEAK = 256
 GC_GEN0_THRESHOLD = 10000  # the balancer process only (run_worker); CPython's default is 700
 
 
@@ -70,7 +74,10 @@ class Shell:
         self.linger_s = 2.0
         self.affinity: bytes | None = opts.affinity_header.lower().encode() if opts.affinity_header else None
         self.pool = Pool(rt)
-        self._dt = max(0.05, min(1.0, opts.head_timeout / 4, opts.idle_timeout / 4))
+        self._dt = 1.0
+        self._set_dt()
+        rt.on_config.append(self._set_dt)  # the read timeout is the group's: it may change with the config
+        self._peak = 0  # most client connections alive since memory was last given back (see _sweep)
         self._sweep_handle: asyncio.TimerHandle | None = None
         self.connect_deadlines: ConnectDeadlines | None = None
         self.native: NativeTcp | None = None
@@ -91,6 +98,14 @@ class Shell:
             for c in list(st.conns if st is not None else ()):
                 c.abort()
 
+    def _set_dt(self) -> None:
+        """The sweeper's period: a quarter of the shortest timeout it serves (head, idle, L7 answer), 50 ms to
+        1 s — so a timeout fires at most a quarter late."""
+        timeouts = [self.head_timeout, self.idle_timeout]
+        if self.rt.mode == "http":
+            timeouts.append(self.rt.cfg.listener.read_timeout)
+        self._dt = max(0.05, min(1.0, *(t / 4 for t in timeouts)))
+
     def start(self) -> None:
         self._sweep_handle = self.rt.loop.call_later(self._dt, self._sweep)
 
@@ -102,6 +117,12 @@ class Shell:
             c.tick(now, dt)
         if self.native is not None:
             self.native.sweep(self.idle_timeout)
+        alive = self.alive()
+        if alive > self._peak:
+            self._peak = alive
+        elif self._peak >= TRIM_AFTER_PEAK and alive <= self._peak // 4:
+            self._peak = alive
+            give_back_memory()
         if self.closing and not self.alive():
             self.drained.set()
         self._sweep_handle = loop.call_later(dt, self._sweep)
@@ -127,6 +148,25 @@ class Shell:
             self.native.close()
         for c in list(self.conns):
             c.abort()
+
+
+def give_back_memory() -> None:
+    """Return freed heap pages to the system: glibc keeps what a burst of connections freed (their buffers,
+    the engine's and Python's) mapped until ``malloc_trim``, so RSS would stay at the burst's peak. Not
+    glibc: nothing to do."""
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
+
+
+@functools.cache
+def _malloc_trim() -> Callable[[int], int] | None:
+    try:
+        libc = ctypes.CDLL(None)
+        fn: Callable[[int], int] = libc.malloc_trim
+    except (OSError, AttributeError):
+        return None
+    return fn
 
 
 def use_native(choice: str, mode: str) -> bool:
