@@ -2,7 +2,8 @@
 pool of idle ones (:class:`Pool`, most recently used first, so stale connections age out at the bottom).
 
 An :class:`UpConn` parses responses with httptools and hands head, body and end to its current owner
-(an :class:`~balancedesk.core.proxy.http.HttpClient`) through a small set of methods.
+(an :class:`~balancedesk.core.proxy.http.HttpClient`) through the small :class:`Owner` protocol, so this
+module imports nothing of ``http`` (which imports it).
 """
 
 from __future__ import annotations
@@ -10,13 +11,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import httptools
 from balancedesk.core.balance import AdminState
 
 if TYPE_CHECKING:
-    from balancedesk.core.proxy.http import HttpClient
     from balancedesk.core.proxy.runtime import Runtime
 
 POOL_PER_MEMBER = 64
@@ -28,6 +28,21 @@ RESP_HOP = frozenset(
 # a hop-by-hop header line in a lower-cased head (the match starts at the CRLF before the name)
 _HOP_LINE = re.compile(rb"\r\n(?:connection|keep-alive|proxy-connection|te|trailer|transfer-encoding|upgrade)[ \t]*:")
 _SPECIAL_LENGTHS = frozenset(len(n) for n in (*RESP_HOP, b"content-length"))
+
+
+class Owner(Protocol):
+    """The client connection an :class:`UpConn` serves while it carries a request (``http.HttpClient``)."""
+
+    busy: bool
+
+    def kick(self) -> None: ...
+    def pause(self, bit: int) -> None: ...
+    def resume(self, bit: int) -> None: ...
+    def response_head(self, u: UpConn, status: int) -> None: ...
+    def response_body(self, data: bytes) -> None: ...
+    def response_done(self, u: UpConn) -> None: ...
+    def upstream_broken(self, u: UpConn, why: str) -> None: ...
+    def upstream_lost(self, u: UpConn, exc: Exception | None) -> None: ...
 
 
 class _HeadError(Exception):
@@ -115,7 +130,7 @@ class UpConn(asyncio.Protocol):
         self.ok_attempt = ((mid, "ok", 0.0),)  # the route event's attempts when a pooled connection answers
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpResponseParser(self)
-        self.owner: HttpClient | None = None
+        self.owner: Owner | None = None
         self.head = b""  # the response head to forward (see forward_head)
         self.hbuf = b""  # raw bytes since the response head began, while it is being read
         self.inhead = True
