@@ -208,4 +208,6 @@ def test_memory_taken_by_a_burst_of_stalled_requests_is_given_back(balancer: Sta
         after = wait_until(lambda: (r := _rss_kib(bal.child.pid)) - before < max(4096, grown // 4) and r,
                            timeout=10, what=f"RSS back near {before} KiB (peak {max(peak)} KiB)")
     assert grown > 8192, f"the burst should take memory to give back: {before} → {max(peak)} KiB"
+    snap = bal.snapshot()  # every 502/504 the clients saw is counted once, and none on the member
+    assert snap["totals"]["failed"] == 650 and snap["members"][0]["total"] == 0
     print(f"RSS KiB: before {before}, peak {max(peak)}, after {after}")
