@@ -47,9 +47,20 @@ def stopped(up: Upstream) -> Iterator[None]:
     the teardown's kill finds a running process."""
     os.kill(up.child.pid, signal.SIGSTOP)
     try:
+        # a signal takes effect when the process is next scheduled: until then it could still answer
+        wait_until(lambda: _all_stopped(up.child.pid), timeout=10, what=f"member {up.name} stopped")
         yield
     finally:
         os.kill(up.child.pid, signal.SIGCONT)
+
+
+def _all_stopped(pid: int) -> bool:
+    """Every thread of ``pid`` is in the stopped state (``T`` in /proc/PID/task/TID/stat)."""
+    states = []
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with contextlib.suppress(FileNotFoundError), open(f"/proc/{pid}/task/{tid}/stat") as f:
+            states.append(f.read().rsplit(")", 1)[1].split()[0])
+    return bool(states) and all(st in ("T", "t") for st in states)
 
 
 def settled(bal: Balancer) -> dict[str, Any]:
