@@ -6,7 +6,7 @@ it and composes it with a plane (:func:`balancedesk.core.proxy.server.make_shell
 ``server → plane → shell``: a plane imports nothing of the server, and this module imports no plane —
 it knows a plane only by the two small protocols below.
 
-Imports: asyncio, ctypes, ``core.balance``, ``core.proxy.runtime``, ``core.proxy.upstream``.
+Imports: asyncio, ctypes, ``core.balance``, ``core.proxy.limits``, ``core.proxy.runtime``, ``core.proxy.upstream``.
 """
 
 from __future__ import annotations
@@ -19,11 +19,9 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from balancedesk.core.balance import AdminState
+from balancedesk.core.proxy.limits import LINGER_S, TRIM_AFTER_PEAK
 from balancedesk.core.proxy.runtime import Runtime
 from balancedesk.core.proxy.upstream import Pool
-
-# a burst of at least this many client connections, once 3/4 of them are gone, gives memory back to the system
-TRIM_AFTER_PEAK = 256
 
 
 def give_back_memory() -> None:
@@ -77,7 +75,7 @@ class Shell:
         self.idle_timeout = idle_timeout
         self.head_timeout = head_timeout
         self.head_limit = head_limit
-        self.linger_s = 2.0
+        self.linger_s = LINGER_S
         self.affinity: bytes | None = affinity_header.lower().encode() if affinity_header else None
         self.pool = Pool(rt)
         self._dt = 1.0
