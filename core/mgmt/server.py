@@ -134,6 +134,7 @@ def serve(
 ) -> int:
     import uvicorn
     from balancedesk.core.mgmt.app import create_app
+    from balancedesk.core.mgmt.protocol import BoundedHttpProtocol
 
     if (cert is None) != (key is None):
         raise ServeError("TLS needs both --cert and --key")
@@ -164,7 +165,7 @@ def serve(
         access_log=False,
         lifespan="off",
         loop="uvloop" if sys.platform != "win32" else "asyncio",
-        http="httptools",
+        http=BoundedHttpProtocol,  # httptools, with the head/body bounds of core/mgmt/limits.py
         ssl_certfile=str(cert) if cert else None,
         ssl_keyfile=str(key) if key else None,
         timeout_graceful_shutdown=5,
