@@ -184,7 +184,7 @@ class LoginThrottle:
             if pair_row is not None and pair_row.failures > 0:
                 holding.append(("user", self._users.get(u, now, self.forget_s)))
         waits = [(row.wait_s(self.rules[name], now), name) for name, row in holding if row is not None]
-        worst = max(waits, default=(0.0, ""))
+        worst = max(waits, key=lambda w: w[0], default=(0.0, ""))  # on a tie the first: the pair
         if worst[0] > 0:
             return Refused(worst[0], worst[1])
         for row in self._rows_of(u, source):
