@@ -39,8 +39,10 @@ LABEL_MAX = 255
 DEFAULT_AFFINITY_HEADER = "sender-transfer-id"
 
 ID_MAX = 255
-_ID_RE = re.compile(r"[A-Za-z0-9._~!$&'()*+,;=:@-]{1,255}")
-_USER_NAME_RE = re.compile(r"[A-Za-z0-9_.@-]{1,64}")
+ID_PATTERN = r"^[A-Za-z0-9._~!$&'()*+,;=:@-]{1,255}$"  # and not "." or ".." (see id_problem)
+USER_NAME_PATTERN = r"^[A-Za-z0-9_.@-]{1,64}$"  # and not "." or ".."
+_ID_RE = re.compile(ID_PATTERN)
+_USER_NAME_RE = re.compile(USER_NAME_PATTERN)
 
 _ENDPOINT_RE = re.compile(r"^(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[A-Za-z0-9_.\-]+)):(?P<port>\d{1,5})$")
 

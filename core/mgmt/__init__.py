@@ -16,6 +16,6 @@
 * ``server``  — ``balancedesk serve``: first admin, demo data, TLS, the ``serving URL`` line.
 * ``cli``     — ``serve``, ``users``, ``connectors`` subcommands.
 
-Imports: ``balancedesk.core.model``, the standard library, fastapi/starlette/uvicorn/argon2/orjson/platformdirs. Never the
-balancer (``core.proxy``, ``core.balance``) or the GUI.
+Imports: ``balancedesk.core.model``, the standard library, fastapi/starlette/uvicorn/argon2/orjson/platformdirs.
+Never the balancer (``core.proxy``, ``core.balance``) or the GUI.
 """
