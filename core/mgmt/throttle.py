@@ -10,8 +10,8 @@ Which keys may hold an attempt back (all three always count it):
 
 * the pair, always: one source guessing one user is slowed after :data:`PAIR`'s few failures;
 * the source, unless this pair is *trusted*: one source guessing many users (or unknown names) is slowed;
-* the user, unless the pair is trusted, and only once this pair has itself failed: many sources guessing one
-  user are slowed, each after its first wrong guess.
+* the user, unless the pair is trusted, and only once this pair has itself failed (or has an attempt in
+  flight): many sources guessing one user are slowed, each after its first guess.
 
 A pair is trusted for :data:`TRUST_S` after a successful login (that source is the user's own). So the
 right password from a source that has not itself guessed wrong is never held up by anyone else's guesses,
@@ -181,7 +181,7 @@ class LoginThrottle:
         holding: list[tuple[str, _Count | None]] = [("pair", pair_row)]
         if not self._is_trusted(pair, now):
             holding.append(("source", self._sources.get(source, now, self.forget_s)))
-            if pair_row is not None and pair_row.failures > 0:
+            if pair_row is not None and pair_row.failures + pair_row.pending > 0:
                 holding.append(("user", self._users.get(u, now, self.forget_s)))
         waits = [(row.wait_s(self.rules[name], now), name) for name, row in holding if row is not None]
         worst = max(waits, key=lambda w: w[0], default=(0.0, ""))  # on a tie the first: the pair

@@ -147,46 +147,56 @@ def _warm(server: Server) -> None:
         assert server.admin.get("/api/mgmt/whoami").status_code == 200
 
 
-def test_a_100_mb_head_and_a_100_mb_body_are_refused_at_once_with_flat_rss(server: Server) -> None:
-    _warm(server)
-    pid = server.child.pid
-    watch = RssWatch(pid)
-    others = Others(server)
-    started = time.monotonic()
-    head = send_until_answered(server.url, b"GET /api/mgmt/whoami HTTP/1.1\r\nHost: x\r\nX-Big: ", HUNDRED_MB)
-    body_cl = send_until_answered(
-        server.url,
+ATTACKS: dict[str, tuple[bytes, bool, int]] = {  # head, chunked, the status expected
+    "head": (b"GET /api/mgmt/whoami HTTP/1.1\r\nHost: x\r\nX-Big: ", False, 431),
+    "content-length body": (
         b"POST /api/admin/connectors HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
         b"Content-Length: %d\r\n\r\n" % HUNDRED_MB,
-        HUNDRED_MB,
-    )
-    body_chunked = send_until_answered(
-        server.url,
+        False,
+        413,
+    ),
+    "chunked body": (
         b"POST /api/admin/connectors HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n" + AUTH
         + b"Transfer-Encoding: chunked\r\n\r\n",
-        HUNDRED_MB,
-        chunked=True,
-    )
-    unauthenticated_chunked = send_until_answered(
-        server.url,
+        True,
+        413,
+    ),
+    "chunked body, no credentials": (
         b"POST /api/admin/connectors HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
         b"Transfer-Encoding: chunked\r\n\r\n",
-        HUNDRED_MB,
-        chunked=True,
-    )
+        True,
+        401,
+    ),
+}
+ROUNDS = 3
+
+
+def test_a_100_mb_head_and_a_100_mb_body_are_refused_at_once_with_flat_rss(server: Server) -> None:
+    _warm(server)
+    watch = RssWatch(server.child.pid)
+    others = Others(server)
+    deadline = time.monotonic() + 15
+    while not others.answers and time.monotonic() < deadline:
+        time.sleep(0.01)  # the other client is being answered before the attacks start
+    started = time.monotonic()
+    results = [
+        (name, send_until_answered(server.url, head, HUNDRED_MB, chunked=chunked), status)
+        for _ in range(ROUNDS)
+        for name, (head, chunked, status) in ATTACKS.items()
+    ]
     finished = time.monotonic()
     answers = others.stop()
     growth_kib = watch.stop()
 
-    assert head.status == 431 and "head" in error_of_body(head)["message"]["value"]
-    assert body_cl.status == 413 and body_chunked.status == 413
-    assert unauthenticated_chunked.status == 401
-    for a in (head, body_cl, body_chunked, unauthenticated_chunked):
+    for name, a, status in results:
+        assert a.status == status, (name, a)
+        assert error_of_body(a)["message"]["value"], (name, a)
         # promptly, with most of the 100 MB never sent (the rest is what socket buffers took in)
-        assert a.seconds < 10 and a.sent < 40 * 1024 * 1024, a
+        assert a.seconds < 10 and a.sent < 40 * 1024 * 1024, (name, a)
         # and the connection closed by the server soon after (it lingers at most LINGER_S)
-        assert a.closed_after < LINGER_S + 5, a
-    assert body_cl.sent < 8 * 1024 * 1024  # answered at the end of the head, before any body was read
+        assert a.closed_after < LINGER_S + 5, (name, a)
+        if name == "content-length body":
+            assert a.sent < 8 * 1024 * 1024  # answered at the end of the head, before any body was read
     assert growth_kib < 20 * 1024, f"RSS grew by {growth_kib} KiB"
     during = [s for t, s in answers if started <= t <= finished]
     assert during and all(s == 200 for _, s in answers), answers[-5:]
@@ -195,7 +205,7 @@ def test_a_100_mb_head_and_a_100_mb_body_are_refused_at_once_with_flat_rss(serve
 
 def error_of_body(a: Answer) -> dict[str, Any]:
     err = a.body["error"]
-    assert len(err["code"]) == 9 and err["message"]["lang"] == "en-US" and err["problems"], a.body
+    assert len(err["code"]) == 9 and err["message"]["lang"] == "en-US" and isinstance(err["problems"], list), a.body
     return dict(err)
 
 

@@ -77,8 +77,10 @@ def test_many_sources_guessing_one_user_are_slowed_after_their_first_guess() -> 
     # a second guess from any of them now waits on the user key (the pair itself is still in budget)
     verdict = t.admit("admin", sources[0], 0.0)
     assert isinstance(verdict, Refused) and verdict.by == "user"
-    # a fresh source still gets its first guess, and so does the real user's source
+    # a fresh source still gets its first guess — one: a second one in parallel waits on the user key
     assert isinstance(t.admit("admin", "10.9.9.9", 0.0), Attempt)
+    verdict = t.admit("admin", "10.9.9.9", 0.0)
+    assert isinstance(verdict, Refused) and verdict.by == "user"
 
 
 def test_one_source_guessing_many_users_is_slowed_by_the_source_key() -> None:
