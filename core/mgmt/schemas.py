@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from balancedesk.core.model import ID_PATTERN, USER_NAME_PATTERN
+from balancedesk.core.model import ID_PATTERN, SEQUENCE_MAX, USER_NAME_PATTERN, WEIGHT_MAX
 
 SECONDS: dict[str, Any] = {
     "description": "Whole seconds; 0 means never. A number or a numeric string; answered as a number.",
@@ -23,8 +23,8 @@ MEMBER: dict[str, Any] = {
     "additionalProperties": False,
     "properties": {
         "memberID": {"type": "string", "pattern": ID_PATTERN},
-        "sequence": {"type": "integer", "minimum": 0, "maximum": 1_000_000},
-        "weight": {"type": "integer", "minimum": 1, "maximum": 1_000_000, "default": 1},
+        "sequence": {"type": "integer", "minimum": 0, "maximum": SEQUENCE_MAX},
+        "weight": {"type": "integer", "minimum": 1, "maximum": WEIGHT_MAX, "default": 1},
     },
 }
 GROUP: dict[str, Any] = {
