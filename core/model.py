@@ -45,6 +45,7 @@ DEFAULT_READ_TIMEOUT = 60.0  # seconds without an answer byte before a member is
 HEALTH_PATH_MAX = 1024
 
 ID_MAX = 255
+USER_NAME_MAX = 64
 ID_PATTERN = r"^[A-Za-z0-9._~!$&'()*+,;=:@-]{1,255}$"  # and not "." or ".." (see id_problem)
 USER_NAME_PATTERN = r"^[A-Za-z0-9_.@-]{1,64}$"  # and not "." or ".."
 _ID_RE = re.compile(ID_PATTERN)
@@ -68,23 +69,29 @@ class Problem:
         return out
 
 
-def _segment_problem(value: object, what: str, rx: re.Pattern[str], allowed: str) -> str | None:
+def _segment_problem(value: object, rx: re.Pattern[str], limit: int, allowed: str) -> str | None:
     if not isinstance(value, str):
-        return f"{what} must be a string, got {type(value).__name__ if value is not None else 'null'}"
-    if rx.fullmatch(value) and value not in (".", ".."):
-        return None
-    return f"{what} must be {allowed}, and not . or .., got {shown(value)}"
+        return "must be a string, not null" if value is None else "must be a string"
+    if not value:
+        return "must not be empty"
+    if len(value) > limit:
+        return f"must be at most {limit} characters"
+    if value in (".", ".."):
+        return "cannot be . or .. (a URL drops such a path segment)"
+    if not rx.fullmatch(value):
+        return f"may hold only {allowed}, not {shown(value)}"
+    return None
 
 
-def id_problem(value: object, what: str = "a connector ID") -> str | None:
+def id_problem(value: object) -> str | None:
     """Why ``value`` cannot be a connector ID (None if it can): see the module docstring."""
-    allowed = f"1-{ID_MAX} letters, digits or - . _ ~ ! $ & ' ( ) * + , ; = : @ (what a URL path segment carries)"
-    return _segment_problem(value, what, _ID_RE, allowed)
+    allowed = "letters, digits and - . _ ~ ! $ & ' ( ) * + , ; = : @ (what a URL path segment carries)"
+    return _segment_problem(value, _ID_RE, ID_MAX, allowed)
 
 
 def user_name_problem(value: object) -> str | None:
     """Why ``value`` cannot be a user name (None if it can): 1-64 letters, digits or ``_ . @ -``."""
-    return _segment_problem(value, "a user name", _USER_NAME_RE, "1-64 letters, digits or _ . @ -")
+    return _segment_problem(value, _USER_NAME_RE, USER_NAME_MAX, "letters, digits and _ . @ -")
 
 
 def is_text(value: str) -> bool:
@@ -170,7 +177,7 @@ class Member(_Frozen):
     @field_validator("member_id", mode="before")
     @classmethod
     def _member_id(cls, value: Any) -> Any:
-        problem = id_problem(value, "memberID (a connector ID)")
+        problem = id_problem(value)
         if problem:
             raise ValueError(problem)
         return value
@@ -264,7 +271,7 @@ class Connector(_Frozen):
     @field_validator("connector_id", mode="before")
     @classmethod
     def _connector_id(cls, value: Any) -> Any:
-        problem = id_problem(value, "connectorID")
+        problem = id_problem(value)
         if problem:
             raise ValueError(problem)
         return value

@@ -481,7 +481,7 @@ class Service:
                     parse_endpoint(endpoint)
                 except ValueError as exc:
                     problems.append(Problem("endpoint", str(exc)))
-        if "connectorID" in raw and (problem := id_problem(cid, "connectorID")):
+        if "connectorID" in raw and (problem := id_problem(cid)):
             problems.append(Problem("connectorID", problem))
         if problems:
             raise rule_failure(problems)
