@@ -12,8 +12,9 @@ HEAD_MAX_BYTES = 16 * 1024
 """Request line plus headers. Over it: 431, read no further (h11's default; nginx allows 1 KiB + 4 x 8 KiB)."""
 
 HEAD_TIMEOUT_S = 10.0
-"""A request head must be complete this long after the accept (or after the previous answer on a kept-alive
-connection), however slowly its bytes trickle in. Then: 408 if a head had begun, else a plain close."""
+"""A request head must be complete this long after the accept (or, on a kept-alive connection, after the
+head's first byte), however slowly its bytes trickle in. Then: 408 if a head had begun, else a plain close.
+The same rule and values as the balancer's admin endpoint (``core/proxy/limits.py``)."""
 
 BODY_MAX_BYTES = 1 << 20
 """The largest request body. A larger ``Content-Length``: 413 before a byte of the body is read; a chunked

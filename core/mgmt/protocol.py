@@ -5,8 +5,9 @@ uvicorn is told to use this class (``http=BoundedHttpProtocol``), so which parse
 before the application (and so before authentication) sees the request:
 
 * the head (request line and headers) is counted as its bytes arrive: past ``HEAD_MAX_BYTES`` → 431;
-* it must be complete ``HEAD_TIMEOUT_S`` after the accept, or after the previous answer on a kept-alive
-  connection, however its bytes trickle in → 408 (or a plain close if not a byte of it came);
+* it must be complete ``HEAD_TIMEOUT_S`` after the accept (a connection's first request) or after its own
+  first byte (a later one on a kept-alive connection, whose idle wait uvicorn's keep-alive timeout bounds),
+  however its bytes trickle in → 408 (or a plain close if not a byte of it came);
 * a ``Content-Length`` over ``BODY_MAX_BYTES`` → 413 at the end of the head, before the body is read;
 * a request llhttp cannot parse → 400 (uvicorn's own answer would be text).
 
@@ -111,6 +112,8 @@ class BoundedHttpProtocol(HttpToolsProtocol):
             return
         self._head_before = self._head_bytes
         if self._awaiting_head:
+            if self._head_timer is None and self._head_bytes == 0 and data:
+                self._arm_head_timer()  # a later request's head: timed from its first byte
             self._head_bytes += len(data)
         super().data_received(data)
         if self._lingering or self.transport.is_closing():
@@ -167,8 +170,6 @@ class BoundedHttpProtocol(HttpToolsProtocol):
         cycle = self.cycle
         if cycle is not None and cycle.response_complete and cycle.more_body:
             self._linger()  # answered before the request's body had arrived whole: read no more of it
-        elif not self.pipeline:
-            self._arm_head_timer()
 
     # -- refusing and lingering ---------------------------------------------------------------------
 
