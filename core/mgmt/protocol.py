@@ -38,6 +38,8 @@ from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from uvicorn.server import ServerState
 
+HEAD_TOO_LARGE = (431, f"The request head is larger than {HEAD_MAX_BYTES} bytes.", "head", "too large")
+
 
 def refusal(status: int, message: str, problems: Iterable[Problem] = (), *, extra: bytes = b"") -> bytes:
     """A whole HTTP/1.1 answer: ``status``, HDP's envelope as its body, ``Connection: close``."""
@@ -121,10 +123,7 @@ class BoundedHttpProtocol(HttpToolsProtocol):
         if self._refused is not None:
             self._refuse(*self._refused)
         elif self._awaiting_head and self._head_bytes > HEAD_MAX_BYTES:
-            self._refuse_head()
-
-    def _refuse_head(self) -> None:
-        self._refuse(431, f"The request head is larger than {HEAD_MAX_BYTES} bytes.", "head", "too large")
+            self._refuse(*HEAD_TOO_LARGE)
 
     def send_400_response(self, msg: str) -> None:
         self._refuse(400, "The request is not valid HTTP/1.1.", "request", "is not valid HTTP/1.1")
@@ -136,7 +135,7 @@ class BoundedHttpProtocol(HttpToolsProtocol):
             return
         size = len(self.url) + sum(len(n) + len(v) + 4 for n, v in self.headers) + 16
         if max(size, self._head_before) > HEAD_MAX_BYTES:
-            self._refused = (431, f"The request head is larger than {HEAD_MAX_BYTES} bytes.", "head", "too large")
+            self._refused = HEAD_TOO_LARGE
             return
         for name, value in self.headers:
             if name == b"content-length" and value.strip().isdigit() and int(value) > BODY_MAX_BYTES:
