@@ -9,10 +9,11 @@ loaded by ``--clients`` client processes (``bench/soak_client.py``) that send ra
 byte of every answer. Meanwhile chaos, one action at a time, in rotation, 1–2.5 s apart:
 
 * **kill**: SIGKILL a member, restart it on the same port 0.3–2 s later;
-* **stop**: SIGSTOP a member for 1–``--stop-max`` s, then SIGCONT (with the client timeout below the longest
-  stop, a stalled member shows up as client timeouts);
+* **stop**: SIGSTOP a member, then SIGCONT — in turn after more than the client's ``--timeout``, up to
+  ``--stop-max`` s (a stalled member: its clients give up), and after 1–3 s (its requests only slowed down);
 * **kill in flight** (http): four ``GET /slow`` requests held mid-answer (half the body sent, the member
-  pausing), then SIGKILL of the member holding the most of them — those must fail, never complete wrong;
+  pausing and saying so), then SIGKILL of the member holding the most of them, within its pause — those must
+  fail, never complete wrong;
 * **kill mid-upload** (http): a 1 MiB ``POST /echo`` sent half, the member announcing it is receiving it,
   then SIGKILL of that member; (tcp) a connection holding half a frame, its member SIGKILLed.
 
@@ -54,6 +55,7 @@ ROOT = Path(__file__).resolve().parents[1]
 BENCH = Path(__file__).resolve().parent
 PY = sys.executable
 HOST = "127.0.0.1"
+SLOW_N = 200_000  # bytes of a held /slow answer
 STARTED: dict[int, asyncio.subprocess.Process] = {}  # every child by PID: ended by cleanup()
 
 
@@ -144,7 +146,7 @@ class Member:
     port: int
     slow_s: float
     proc: asyncio.subprocess.Process | None = None
-    uploads: asyncio.Queue[str] = field(default_factory=asyncio.Queue)
+    said: asyncio.Queue[tuple[str, str, float]] = field(default_factory=asyncio.Queue)  # (upload|paused, req, t)
     starts: int = 0
 
     async def start(self) -> None:
@@ -166,8 +168,13 @@ class Member:
     async def _read(self, proc: asyncio.subprocess.Process) -> None:
         assert proc.stdout is not None
         while line := await proc.stdout.readline():
-            if line.startswith(b"upload "):
-                self.uploads.put_nowait(line.split()[1].decode())
+            if line.startswith((b"upload ", b"paused ")):
+                kind, req = line.decode().split()
+                self.said.put_nowait((kind, req, time.monotonic()))
+
+    def forget(self) -> None:
+        while not self.said.empty():
+            self.said.get_nowait()
 
     async def kill(self) -> None:
         assert self.proc is not None
@@ -190,6 +197,8 @@ class Chaos:
     mode: str
     rng: random.Random
     stop_max: float
+    timeout: float
+    slow_s: float
     done: Counter[str] = field(default_factory=Counter)
     probes: Counter[str] = field(default_factory=Counter)  # outcomes of the held requests the kills caught
     corrupted: Counter[str] = field(default_factory=Counter)
@@ -202,56 +211,74 @@ class Chaos:
         self.done["kill + restart"] += 1
 
     async def stop(self) -> None:
+        """SIGSTOP a member, SIGCONT it later: in turn past the clients' timeout (up to ``stop_max``: they give
+        up on it) and briefly (1–3 s: its requests are only slowed down)."""
         m = self.rng.choice(self.members)
+        long = self.done["SIGSTOP … SIGCONT, 1–3 s"] >= self.done["SIGSTOP … SIGCONT, past the client timeout"]
+        stalled_s = self.rng.uniform(self.timeout + 0.5, max(self.stop_max, self.timeout + 0.5)) if long \
+            else self.rng.uniform(1.0, 3.0)
         m.signal(signal.SIGSTOP)
         try:
-            await asyncio.sleep(self.rng.uniform(1.0, self.stop_max))  # how long the member is stalled
+            await asyncio.sleep(stalled_s)  # how long the member is stalled
         finally:
             m.signal(signal.SIGCONT)
-        self.done["SIGSTOP … SIGCONT"] += 1
+        self.done["SIGSTOP … SIGCONT, past the client timeout" if long else "SIGSTOP … SIGCONT, 1–3 s"] += 1
 
     async def kill_in_flight(self) -> None:
-        """Hold four /slow answers mid-body, SIGKILL the member holding most of them, see what each got."""
-        held: list[tuple[bytes, asyncio.StreamReader, asyncio.StreamWriter, bytes, int]] = []
+        """Four /slow answers held mid-body (each member announces the pause it holds an answer in); SIGKILL
+        of the member holding most of them, within its pause: those must fail, never complete wrong."""
+        for m in self.members:
+            m.forget()
+        held: dict[str, tuple[asyncio.StreamReader, asyncio.StreamWriter, int]] = {}
         try:
             for i in range(4):
                 r, w = await asyncio.open_connection(HOST, self.port)
-                n, seed = 200_000, self.rng.getrandbits(40)
-                req = f"slow-{self.done.total()}-{i}".encode()
-                w.write(b"GET /slow/%d/%d HTTP/1.1\r\nHost: soak\r\nX-Req: %s\r\n\r\n" % (n, seed, req))
-                held.append((req, r, w, b"", seed))
-            heads = []
-            for _req, r, _w, _, _seed in held:  # each answer's head (and half its body) is on its way
-                async with asyncio.timeout(10):
-                    head = await r.readuntil(b"\r\n\r\n")
-                heads.append(dict(ln.lower().split(b": ", 1) for ln in head[:-4].split(b"\r\n")[1:] if b": " in ln))
-            names = Counter(h.get(b"x-member", b"?").decode() for h in heads)
-            victim = next(m for m in self.members if m.name == names.most_common(1)[0][0])
-            await victim.kill()
-            for (req, r, _w, _, seed), h in zip(held, heads, strict=True):
-                caught = h.get(b"x-member", b"").decode() == victim.name
+                seed = self.rng.getrandbits(40)
+                req = f"slow-{self.done.total()}-{i}"
+                w.write(b"GET /slow/%d/%d HTTP/1.1\r\nHost: soak\r\nX-Req: %s\r\n\r\n" % (SLOW_N, seed, req.encode()))
+                held[req] = (r, w, seed)
+            paused: dict[str, tuple[Member, float]] = {}
+            deadline = time.monotonic() + 10
+            while len(paused) < len(held) and time.monotonic() < deadline:
+                for m in self.members:
+                    while not m.said.empty():
+                        kind, req, t = m.said.get_nowait()
+                        if kind == "paused" and req in held:
+                            paused[req] = (m, t)
+                await asyncio.sleep(0.02)  # polling the members' announcements, with a deadline
+            if not paused:
+                self.probes["held: no member announced a paused answer within 10 s"] += 1
+                return
+            victim = Counter(m.name for m, _ in paused.values()).most_common(1)[0][0]
+            member = next(m for m in self.members if m.name == victim)
+            first = min(t for m, t in paused.values() if m is member)
+            if time.monotonic() - first > self.slow_s - 1.0:
+                self.probes["held: too late to catch (the pause was nearly over)"] += 1
+                return
+            await member.kill()
+            for req, (r, _w, seed) in held.items():
+                caught = req in paused and paused[req][0] is member
                 try:
-                    async with asyncio.timeout(10):
-                        body = await r.readexactly(int(h[b"content-length"]))
-                    if h.get(b"x-req") != req.lower() or body != gen(200_000, seed):
+                    async with asyncio.timeout(self.slow_s + 5):
+                        status, headers, body = await read_response(r, [False])
+                    if status == 200 and (headers.get(b"x-req") != req.encode() or body != gen(SLOW_N, seed)):
                         self.corrupted["held answer completed with wrong bytes"] += 1
                     else:
-                        self.probes["held: completed (member not killed)" if not caught
-                                    else "held: completed although its member was killed"] += 1
-                except (OSError, asyncio.IncompleteReadError, TimeoutError) as exc:
+                        self.probes[f"held: HTTP {status}, completed" +
+                                    (" although its member was killed mid-answer" if caught else "")] += 1
+                except (OSError, asyncio.IncompleteReadError, TimeoutError, ValueError) as exc:
                     self.probes[f"held: {why(exc, started=True)}" + (" (its member killed)" if caught else "")] += 1
             await asyncio.sleep(self.rng.uniform(0.3, 1.0))
-            await victim.start()
+            await member.start()
             self.done["SIGKILL with answers in flight"] += 1
         finally:
-            for _, _, w, _, _ in held:
+            for _, w, _ in held.values():
                 w.close()
 
     async def kill_mid_upload(self) -> None:
         """Send half of a 1 MiB body; SIGKILL the member that announced it is reading it; finish the upload."""
         for m in self.members:
-            while not m.uploads.empty():
-                m.uploads.get_nowait()
+            m.forget()
         body = self.rng.randbytes(1 << 20)
         req = f"upload-{self.done.total()}".encode()
         r, w = await asyncio.open_connection(HOST, self.port)
@@ -260,14 +287,17 @@ class Chaos:
                     b"Content-Length: %d\r\n\r\n" % (req, hashlib.sha256(body).hexdigest().encode(), len(body)))
             w.write(body[: len(body) // 2])
             await w.drain()
-            waits = {asyncio.ensure_future(m.uploads.get()): m for m in self.members}
-            done, pending = await asyncio.wait(waits, timeout=10, return_when=asyncio.FIRST_COMPLETED)
-            for f in pending:
-                f.cancel()
-            if not done:
+            victim = None
+            deadline = time.monotonic() + 10
+            while victim is None and time.monotonic() < deadline:
+                for m in self.members:
+                    while not m.said.empty():
+                        if m.said.get_nowait()[:2] == ("upload", req.decode()):
+                            victim = m
+                await asyncio.sleep(0.02)  # polling the members' announcements, with a deadline
+            if victim is None:
                 self.probes["upload: no member announced it within 10 s"] += 1
                 return
-            victim = waits[done.pop()]
             await victim.kill()
             progress = [False]
             try:
@@ -398,16 +428,19 @@ async def soak_one(plane: str, mode: str, args: argparse.Namespace, tmp: Path) -
     res = Result(plane, mode, args.duration)
     rng = random.Random(f"{args.seed}-{plane}-{mode}")
     members = [Member(f"m{i + 1}", mode, free_port(), args.slow_s) for i in range(args.members)]
-    for m in members:
-        await m.start()
-    conf = tmp / f"{plane}-{mode}.json"
-    conf.write_text(json.dumps(group_config(members)))
-    token = tmp / f"{plane}-{mode}.token"
+    background: list[asyncio.Future[Any]] = []  # the chaos and the sampler: cancelled before anything is ended
+    clients: list[asyncio.subprocess.Process] = []
+    bal: asyncio.subprocess.Process | None = None
     log = os.open(tmp / f"{plane}-{mode}.log", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # closed below
-    bal = await spawn(PY, "-m", "balancedesk.gui.launcher", "balance", "--config", str(conf), "--listen",
-                      f"{HOST}:0", "--mode", mode, "--data-plane", plane, "--admin", f"{HOST}:0",
-                      "--admin-token-file", str(token), stdout=log)
     try:
+        for m in members:
+            await m.start()
+        conf = tmp / f"{plane}-{mode}.json"
+        conf.write_text(json.dumps(group_config(members)))
+        token = tmp / f"{plane}-{mode}.token"
+        bal = await spawn(PY, "-m", "balancedesk.gui.launcher", "balance", "--config", str(conf), "--listen",
+                          f"{HOST}:0", "--mode", mode, "--data-plane", plane, "--admin", f"{HOST}:0",
+                          "--admin-token-file", str(token), stdout=log)
         text = ""
         deadline = time.monotonic() + 20
         while "balancedesk: balancing" not in text:
@@ -420,14 +453,15 @@ async def soak_one(plane: str, mode: str, args: argparse.Namespace, tmp: Path) -
         member_ports = {m.port for m in members}
         res.start = Sample(*sockets_by_role(bal.pid, port, member_ports), rss_mb(bal.pid))
         until = time.time() + args.duration
-        clients = [await spawn(PY, str(BENCH / "soak_client.py"), "--port", str(port), "--mode", mode,
+        clients += [await spawn(PY, str(BENCH / "soak_client.py"), "--port", str(port), "--mode", mode,
                                "--until", str(until), "--budget", str(args.max_requests // args.clients),
                                "--sessions", str(args.sessions), "--timeout", str(args.timeout),
                                "--seed", f"{args.seed}-{plane}-{mode}-{k}",
                                "--out", str(tmp / f"{plane}-{mode}-client{k}.json"))
                    for k in range(args.clients)]
-        chaos = Chaos(members, port, mode, rng, args.stop_max)
+        chaos = Chaos(members, port, mode, rng, args.stop_max, args.timeout, args.slow_s)
         chaos_task = asyncio.ensure_future(chaos.run(until))
+        background.append(chaos_task)
 
         async def sample() -> None:
             while True:
@@ -436,6 +470,7 @@ async def soak_one(plane: str, mode: str, args: argparse.Namespace, tmp: Path) -
                 await asyncio.sleep(0.25)  # the sampling interval
 
         sampler = asyncio.ensure_future(sample())
+        background.append(sampler)
         outs = await asyncio.gather(*(c.communicate() for c in clients))
         for c in clients:
             STARTED.pop(c.pid, None)
@@ -465,7 +500,13 @@ async def soak_one(plane: str, mode: str, args: argparse.Namespace, tmp: Path) -
                 res.totals = json.loads(r.read())["totals"]
         return res
     finally:
-        await end(bal, signal.SIGTERM)
+        for task in background:
+            task.cancel()
+        await asyncio.gather(*background, return_exceptions=True)
+        for c in clients:
+            await end(c)
+        if bal is not None:
+            await end(bal, signal.SIGTERM)
         os.close(log)
         for m in members:
             if m.proc is not None:
@@ -509,7 +550,8 @@ def report(results: list[Result], args: argparse.Namespace) -> str:
 async def main_async(args: argparse.Namespace, tmp: Path) -> list[Result]:
     task = asyncio.current_task()
     assert task is not None
-    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
+    for sig in (signal.SIGINT, signal.SIGTERM):  # (SIGINT too: a shell starts a background job with it ignored)
+        asyncio.get_running_loop().add_signal_handler(sig, task.cancel)
     results = []
     try:
         for plane in args.data_plane.split(","):
@@ -531,8 +573,8 @@ def main() -> int:
     ap.add_argument("--clients", type=int, default=2, help="client processes")
     ap.add_argument("--sessions", type=int, default=12, help="concurrent sessions per client process")
     ap.add_argument("--timeout", type=float, default=5.0, help="seconds per request")
-    ap.add_argument("--stop-max", type=float, default=7.0, help="longest SIGSTOP, seconds")
-    ap.add_argument("--slow-s", type=float, default=1.5, help="the pause inside a held /slow answer")
+    ap.add_argument("--stop-max", type=float, default=8.0, help="longest SIGSTOP, seconds (default 8)")
+    ap.add_argument("--slow-s", type=float, default=3.0, help="the pause inside a held /slow answer")
     ap.add_argument("--settle", type=float, default=15.0, help="seconds to wait for the balancer to let go")
     ap.add_argument("--seed", default="1")
     ap.add_argument("--keep", action="store_true", help="keep the balancer logs and configs")

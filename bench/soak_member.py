@@ -12,8 +12,8 @@ HTTP routes (every answer carries ``X-Member: NAME`` and echoes the request's ``
   ``X-Sha256`` of it. ``X-Chunked: 1`` answers in chunks instead of with a Content-Length.
 * ``GET /gen/N/SEED``: ``200`` with N bytes of ``shake_128(SEED)`` (the client regenerates and compares);
   chunked when N is odd.
-* ``GET /slow/N/SEED``: as ``/gen`` but the answer stops halfway for ``--slow-s`` seconds (a request the soak
-  can catch in flight with a SIGKILL).
+* ``GET /slow/N/SEED``: as ``/gen`` but the answer stops halfway for ``--slow-s`` seconds, ``paused REQ``
+  printed as it stops (a request the soak catches in flight with a SIGKILL).
 * ``X-Announce: 1`` on any request: ``upload REQ`` is printed when its head is in, before its body is read
   (the soak kills the member that is receiving an upload).
 
@@ -137,6 +137,7 @@ class HttpMember(asyncio.Protocol):
         mid = len(body) // 2
         self.t.write(b"HTTP/1.1 200 X\r\n" + b"".join(h + b"\r\n" for h in headers)
                      + b"Content-Length: %d\r\n\r\n" % len(body) + body[:mid])
+        print(f"paused {self.headers.get(b'x-req', b'-').decode()}", flush=True)
         await asyncio.sleep(self.slow_s)  # the pause in which the soak's SIGKILL lands
         self.t.write(body[mid:])
         self.busy = None
@@ -196,7 +197,7 @@ def main() -> None:
     ap.add_argument("--name", required=True)
     ap.add_argument("--mode", choices=("http", "tcp"), required=True)
     ap.add_argument("--port", type=int, default=0)
-    ap.add_argument("--slow-s", type=float, default=1.5, help="the pause inside a /slow answer")
+    ap.add_argument("--slow-s", type=float, default=5.0, help="the pause inside a /slow answer")
     args = ap.parse_args()
     try:
         (uvloop.run if uvloop is not None else asyncio.run)(serve(args))
