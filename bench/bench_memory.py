@@ -91,12 +91,12 @@ def wait_port(port: int, proc: subprocess.Popen[bytes], deadline_s: float = 20.0
     deadline = time.monotonic() + deadline_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise SystemExit(f"{proc.args} exited with {proc.returncode}")
+            raise SystemExit(f"{proc.args!r} exited with {proc.returncode}")
         with contextlib.suppress(OSError), socket.create_connection((HOST, port), timeout=0.5) as s:
             s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             return
         time.sleep(0.05)  # polling a condition with a deadline
-    raise SystemExit(f"nothing listening on {port} after {deadline_s} s: {proc.args}")
+    raise SystemExit(f"nothing listening on {port} after {deadline_s} s: {proc.args!r}")
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:
@@ -333,6 +333,11 @@ def measure(lb: str, layer: str, scenario: str, n: int, tmp: Path, member: int, 
         return Cell(lb, layer, scenario, n, before, during, after, others, trimmed)
 
 
+def rss_text(c: Cell) -> str:
+    trimmed = f" (trimmed {c.trimmed_kb / 1024:.1f})" if c.trimmed_kb is not None else ""
+    return f"{c.before_kb / 1024:.1f} → {c.held_kb / 1024:.1f} → {c.after_kb / 1024:.1f}{trimmed}"
+
+
 def report(cells: list[Cell], args: argparse.Namespace) -> str:
     out = [f"{args.n:,} connections held per cell, each against a fresh balancer; RSS = VmRSS (nginx: its worker); "
            "per connection = ΔRSS ÷ N; after = once all N were reset"
@@ -352,9 +357,7 @@ def report(cells: list[Cell], args: argparse.Namespace) -> str:
                 c = row[s]
                 ratio = f" ({c.per_conn / ref[s]:.1f}× nginx)" if lb != "nginx" and ref.get(s) else ""
                 per.append(f"{c.per_conn:,.0f}{ratio}")
-            rss = [f"{row[s].before_kb / 1024:.1f} → {row[s].held_kb / 1024:.1f} → {row[s].after_kb / 1024:.1f}"
-                   + (f" (trimmed {row[s].trimmed_kb / 1024:.1f})" if row[s].trimmed_kb is not None else "")
-                   for s in scen]
+            rss = [rss_text(row[s]) for s in scen]
             others = " / ".join(str(row[s].others) for s in scen)
             out.append(f"| {lb} | " + " | ".join(per) + " | " + " | ".join(rss) + f" | {others} |")
         out.append("")

@@ -48,8 +48,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from soak_client import FRAME_HEAD, Corrupt, exchange, read_response, why
-from soak_member import gen
+from soak_client import Corrupt, exchange, read_response, why
+from soak_member import FRAME_HEAD, gen
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = Path(__file__).resolve().parent
@@ -516,7 +516,7 @@ async def soak_one(plane: str, mode: str, args: argparse.Namespace, tmp: Path) -
 # --- report -----------------------------------------------------------------------------------------------
 
 
-def pct(xs: list[float], q: float) -> float:
+def pct(xs: list[float], q: int) -> float:
     return statistics.quantiles(xs, n=100)[q - 1] * 1e3 if len(xs) >= 2 else float("nan")
 
 

@@ -4,10 +4,9 @@
 
 Runs ``--sessions`` concurrent client sessions until ``--until`` (wall clock, shared with the soak) or until
 ``--budget`` requests were sent, then writes one JSON object to ``--out``: ``requests``, ``ok``, ``failed``,
-``corrupted``
-(each a ``{reason: count}``), ``bytes`` and a sample of latencies. A request that got no answer, a cut or
-refused one is *failed* (why: the exception or the status); an answer with wrong bytes, an answer meant for
-another request, or a member that saw a corrupt body is *corrupted* — the number that must stay 0.
+``corrupted`` (each a ``{reason: count}``), ``bytes`` and a sample of latencies. A request that got no answer,
+a cut or refused one is *failed* (why: the exception or the status); an answer with wrong bytes, an answer meant
+for another request, or a member that saw a corrupt body is *corrupted* — the number that must stay 0.
 
 HTTP sessions (``soak_member.py``'s routes): a keep-alive connection carrying 1–20 requests, each a ``POST
 /echo`` of random bytes (sometimes answered chunked) or a ``GET /gen/N/SEED`` (chunked when N is odd), about
@@ -33,7 +32,7 @@ from soak_member import FRAME_HEAD, gen
 try:
     import uvloop
 except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
-    uvloop = None
+    uvloop = None  # type: ignore[assignment]
 
 HOST = "127.0.0.1"
 # body sizes: mostly small, some across several socket buffers (the engine's 64 KiB scratch, partial writes)
@@ -191,7 +190,7 @@ async def http_session(port: int, rng: random.Random, tally: Tally, *, tag: str,
                 tally.corrupted[str(exc)] += 1
                 return
             except Failed as exc:
-                tally.failed[str(exc)] += 1
+                tally.failed[f"{exc} to a {msg.split(b' ', 1)[0].decode()}"] += 1
                 if headers.get(b"connection", b"").lower() == b"close":
                     return
                 continue

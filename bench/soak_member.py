@@ -37,7 +37,7 @@ import httptools
 try:
     import uvloop
 except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
-    uvloop = None
+    uvloop = None  # type: ignore[assignment]
 
 
 def gen(n: int, seed: int) -> bytes:
