@@ -20,7 +20,7 @@ import re
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -28,7 +28,13 @@ ROUND_ROBIN = "Round Robin"
 DEFAULT_CONNECTION_TIMEOUT = 15
 DEFAULT_RETRY_DELAY = 120
 LABEL_MAX = 255
+# A member's weight: 1..WEIGHT_MAX everywhere (model, API, GUI, balancer admin endpoint, exports). 256 is
+# HAProxy's largest server weight, so every group exports exactly; nginx takes any positive weight.
+WEIGHT_MAX = 256
+SEQUENCE_MAX = 1_000_000
 DEFAULT_AFFINITY_HEADER = "sender-transfer-id"
+DEFAULT_READ_TIMEOUT = 60.0  # seconds without an answer byte before a member is called stalled (nginx: 60 s)
+HEALTH_PATH_MAX = 1024
 
 _ENDPOINT_RE = re.compile(r"^(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[A-Za-z0-9_.\-]+)):(?P<port>\d{1,5})$")
 
@@ -83,8 +89,8 @@ class Member(_Frozen):
     """One connector in a group: tried in ``sequence`` order, or sharing load by ``weight``."""
 
     member_id: str = Field(alias="memberID", min_length=1, max_length=255)
-    sequence: int = Field(ge=0, le=1_000_000)
-    weight: int = Field(default=1, ge=1, le=1_000_000)
+    sequence: int = Field(ge=0, le=SEQUENCE_MAX)
+    weight: int = Field(default=1, ge=1, le=WEIGHT_MAX)
 
     @field_validator("sequence", mode="before")
     @classmethod
@@ -97,7 +103,9 @@ class Member(_Frozen):
     @classmethod
     def _weight(cls, value: Any) -> Any:
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"weight must be a positive whole number (1 or more), got {value!r}")
+            raise ValueError(f"weight must be a whole number from 1 to {WEIGHT_MAX}, got {value!r}")
+        if value > WEIGHT_MAX:
+            raise ValueError(f"weight must be a whole number from 1 to {WEIGHT_MAX}, got {value}")
         return value
 
 
@@ -195,6 +203,26 @@ class Connector(_Frozen):
         return out
 
 
+def share_texts(shares: list[float]) -> list[str]:
+    """Shares (summing to 1) as percentages that sum to exactly 100: whole percents, or one decimal when a
+    share that is not 0 would show as "0%" (1000:1:1 → 99.8%, 0.1%, 0.1%). Largest remainders round up."""
+    if not shares:
+        return []
+    total = sum(shares)
+    if total <= 0:
+        return ["0%" for _ in shares]
+    for decimals in (0, 1, 2):
+        unit = 100 * 10**decimals
+        exact = [s / total * unit for s in shares]
+        units = [int(x) for x in exact]
+        by_remainder = sorted(range(len(shares)), key=lambda i: exact[i] - units[i], reverse=True)
+        for i in by_remainder[: unit - sum(units)]:
+            units[i] += 1
+        if decimals == 2 or all(u > 0 for u, s in zip(units, shares, strict=True) if s > 0):
+            break
+    return [f"{u / 10**decimals:.{decimals}f}%" for u in units]
+
+
 def parse_endpoint(value: str) -> tuple[str, int]:
     """``host:port`` or ``[v6]:port`` → (host, port); raises ValueError with a readable message."""
     match = _ENDPOINT_RE.match(value.strip())
@@ -233,10 +261,23 @@ def problems_from_validation(exc: ValidationError, body: Any) -> list[Problem]:
         msg = err["msg"]
         if msg.startswith("Value error, "):
             msg = msg[len("Value error, ") :]
-        if err["type"] == "missing":
+        kind, ctx = err["type"], err.get("ctx") or {}
+        if kind == "missing":
             msg = "is required"
-        elif err["type"] == "extra_forbidden":
+        elif kind == "extra_forbidden":
             msg = "is not a known field"
+        elif kind == "string_too_short":
+            least = ctx.get("min_length", 1)
+            msg = "must not be empty" if least == 1 else f"must be at least {least} characters"
+        elif kind == "string_too_long":
+            msg = f"must be at most {ctx.get('max_length')} characters"
+        elif kind in ("greater_than_equal", "less_than_equal", "greater_than", "less_than"):
+            bound = next(iter(ctx.values()), "")
+            word = {"greater_than_equal": "at least", "less_than_equal": "at most",
+                    "greater_than": "more than", "less_than": "less than"}[kind]
+            msg = f"must be {word} {bound}"
+        elif msg.startswith("Input should be "):
+            msg = "must be " + msg[len("Input should be "):]
         problems.append(Problem(field=field, message=msg, member_id=member_id))
     return problems
 
@@ -328,6 +369,86 @@ def check_group_rules(
     return problems
 
 
+def _positive_seconds(value: Any, name: str, *, high: float) -> float:
+    """A duration in seconds as a JSON number: more than 0, at most ``high``."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"{name} must be a number of seconds, got {value!r}")
+    out = float(value)
+    if not 0 < out <= high:
+        raise ValueError(f"{name} must be more than 0 and at most {high:g} seconds, got {value!r}")
+    return out
+
+
+class HealthCheck(_Frozen):
+    """Active health checks, opt-in per group (``listener.healthCheck``).
+
+    Every ``interval`` seconds each member is probed: ``type`` "tcp" is a connect within ``timeout``;
+    "http" also sends ``GET path`` and wants ``expectStatus``. ``fall`` failures in a row disable the member
+    (as a failed connect would, until a check passes again); ``rise`` passes in a row re-enable it before its
+    retryDelay ends. Without this object the seed's passive rules stay exactly as they are.
+    """
+
+    type: Literal["tcp", "http"] = "tcp"
+    path: str = Field(default="/", min_length=1, max_length=HEALTH_PATH_MAX)
+    expect_status: int = Field(default=200, alias="expectStatus", ge=100, le=599)
+    interval: float = 5.0
+    timeout: float = 2.0
+    rise: int = Field(default=2, ge=1, le=100)
+    fall: int = Field(default=3, ge=1, le=100)
+
+    @field_validator("interval", mode="before")
+    @classmethod
+    def _interval(cls, value: Any) -> float:
+        return _positive_seconds(value, "interval", high=3600)
+
+    @field_validator("timeout", mode="before")
+    @classmethod
+    def _timeout(cls, value: Any) -> float:
+        return _positive_seconds(value, "timeout", high=600)
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, value: str) -> str:
+        if not value.startswith("/") or any(not 0x21 <= ord(ch) <= 0x7E for ch in value):
+            raise ValueError("path must start with / and be printable ASCII without spaces")
+        return value
+
+
+class AccessLog(_Frozen):
+    """An access log, opt-in per group (``listener.accessLog``): one line per request (L7) or per
+    connection (L4) appended to ``path``, as ``text`` (a combined-log-like line) or ``json`` (JSON lines)."""
+
+    path: str = Field(min_length=1, max_length=4096)
+    format: Literal["text", "json"] = "text"
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, value: str) -> str:
+        if "\x00" in value:
+            raise ValueError("path must not contain NUL")
+        return value
+
+
+class ListenerSettings(_Frozen):
+    """Balance Desk's extension object beside HDP's fields (``listener``): how a balancer serves the group.
+
+    ``readTimeout``: seconds a member may take to send its first answer byte (L7) before the request is
+    answered 504 and the member counted as failed and handled like a failed connect.
+    """
+
+    read_timeout: float = Field(default=DEFAULT_READ_TIMEOUT, alias="readTimeout")
+    health_check: HealthCheck | None = Field(default=None, alias="healthCheck")
+    access_log: AccessLog | None = Field(default=None, alias="accessLog")
+
+    @field_validator("read_timeout", mode="before")
+    @classmethod
+    def _rt(cls, value: Any) -> float:
+        return _positive_seconds(value, "readTimeout", high=86_400)
+
+    def to_json(self) -> dict[str, Any]:
+        return self.model_dump(by_alias=True, exclude_none=True, mode="json")
+
+
 class BalancerConfig(_Frozen):
     """What ``balancedesk balance --config FILE`` reads: the group JSON exactly as the management API
     returns it, plus ``endpoints`` mapping each memberID to ``host:port``."""
@@ -338,6 +459,7 @@ class BalancerConfig(_Frozen):
     connector_group: ConnectorGroup = Field(alias="connectorGroup")
     auth_user: tuple[str, ...] = Field(default=(), alias="authUser")
     endpoints: dict[str, str]
+    listener: ListenerSettings = Field(default_factory=ListenerSettings)
 
     @field_validator("endpoints")
     @classmethod

@@ -2,11 +2,13 @@
 streamed both ways (Content-Length as is, chunked re-chunked), hop-by-hop headers dropped,
 ``X-Forwarded-For`` added, ``Expect: 100-continue`` answered by the proxy once a member is connected.
 
-Limits: head over ``head_limit`` → 431; head not complete within ``head_timeout`` → 408; malformed → 400;
+Limits (values in :mod:`limits`): head over ``head_limit`` → 431; head not complete within ``head_timeout``
+(from the accept for the first request, from its first byte for a later one) → 408, or a plain close if
+not a byte came since the accept; malformed → 400;
 every member failed → 502 (refused/reset/unreachable) or 504 (timeout) naming the group and members tried;
 no enabled member → 503. Retry on another member only before anything of the answer reached the client:
 always after a failed connect (the body was not sent yet); after a connection died before the answer only
-for idempotent methods whose body is still held (≤ ``REPLAY_LIMIT``) — nginx's rule.
+for idempotent methods whose body is still held (≤ ``REPLAY_BODY_BYTES``) — nginx's rule.
 """
 
 from __future__ import annotations
@@ -17,14 +19,13 @@ from collections import deque
 from typing import TYPE_CHECKING, Any
 
 import httptools
+from balancedesk.core.proxy.limits import PENDING_BODY_BYTES, REPLAY_BODY_BYTES
 from balancedesk.core.proxy.runtime import MemberStats, Runtime, classify
 from balancedesk.core.proxy.upstream import UpConn
 
 if TYPE_CHECKING:
-    from balancedesk.core.proxy.server import Shell
+    from balancedesk.core.proxy.shell import Shell
 
-PENDING_LIMIT = 256 * 1024  # request body held while no upstream is attached (client reading pauses)
-REPLAY_LIMIT = 64 * 1024  # request body kept for a retry after a dead connection
 IDEMPOTENT = frozenset({b"GET", b"HEAD", b"PUT", b"DELETE", b"OPTIONS", b"TRACE"})
 # request headers the proxy decides itself (hop-by-hop, framing, Expect) — handled in on_header
 REQ_SPECIAL = frozenset(
@@ -148,6 +149,7 @@ class HttpClient(asyncio.Protocol):
         if isinstance(peer, tuple):
             self.ip = str(peer[0]).encode()
         self.xff_line = b"X-Forwarded-For: " + self.ip + b"\r\n"
+        self.head_t0 = rt.loop.time()  # the first head is timed from the accept (see limits)
 
     def data_received(self, data: bytes) -> None:
         self.busy = True
@@ -249,7 +251,8 @@ class HttpClient(asyncio.Protocol):
     # request parsing ------------------------------------------------------------------------------
     def on_message_begin(self) -> None:
         self.req = _Req()
-        self.head_t0 = self.shell.now  # the sweeper's clock: coarse, but free on the hot path
+        if self.head_t0 is None:  # a later request: timed from its first byte (the first one: from the accept)
+            self.head_t0 = self.shell.now  # the sweeper's clock: coarse, but free on the hot path
 
     def on_url(self, url: bytes) -> None:
         r = self.req
@@ -317,7 +320,7 @@ class HttpClient(asyncio.Protocol):
         n = len(data)
         kept = r.kept
         if kept is not None:
-            if r.kept_n + n <= REPLAY_LIMIT:
+            if r.kept_n + n <= REPLAY_BODY_BYTES:
                 kept.append(data)
                 r.kept_n += n
             else:
@@ -332,7 +335,7 @@ class HttpClient(asyncio.Protocol):
                 self.uout.append(data)
         else:
             r.pending.append(data)
-            if r.body_n > PENDING_LIMIT:
+            if r.body_n > PENDING_BODY_BYTES:
                 self.pause(P_PENDING)
 
     def on_message_complete(self) -> None:
@@ -659,6 +662,10 @@ class HttpClient(asyncio.Protocol):
             return
         if self.head_t0 is not None and self.active is None and now - self.head_t0 >= shell.head_timeout:
             self.head_t0 = None
+            if self.req is None and not self.head_n and self.transport is not None:
+                self.dead = True
+                self.transport.close()  # not a byte since the accept: closed without an answer, as nginx does
+                return
             self.fail_request(408, f"balancedesk: request head not complete within {shell.head_timeout:g} s\n")
             return
         if self.busy:
