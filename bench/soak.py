@@ -17,6 +17,9 @@ byte of every answer. Meanwhile chaos, one action at a time, in rotation, 1–2.
 * **kill mid-upload** (http): a 1 MiB ``POST /echo`` sent half, the member announcing it is receiving it,
   then SIGKILL of that member; (tcp) a connection holding half a frame, its member SIGKILLed.
 
+The group's ``listener.readTimeout`` is ``--read-timeout`` (2 s, below the clients' 5 s): a stalled member is
+then answered for with a 504 (an idempotent request carried on to the next member) instead of a client timeout.
+
 Bounded: ``--duration`` seconds and ``--max-requests`` per run, a ``--timeout`` per request. After the chaos
 every member runs again; the soak waits (bounded) until the balancer holds no client socket, checks that 100
 requests in a row succeed, and reads the balancer's fds and RSS. Printed: one table (requests, ok, failed,
@@ -384,12 +387,16 @@ class Result:
     totals: dict[str, Any] = field(default_factory=dict)
 
 
-def group_config(members: list[Member]) -> dict[str, Any]:
-    return {"connectorID": "soak", "label": "soak",
-            "connectorGroup": {"connectionTimeout": 2, "retryDelay": 2, "loadBalancing": "Round Robin",
-                               "members": [{"memberID": m.name, "sequence": i + 1, "weight": 1}
-                                           for i, m in enumerate(members)]},
-            "endpoints": {m.name: f"{HOST}:{m.port}" for m in members}}
+def group_config(members: list[Member], read_timeout: float) -> dict[str, Any]:
+    cfg: dict[str, Any] = {
+        "connectorID": "soak", "label": "soak",
+        "connectorGroup": {"connectionTimeout": 2, "retryDelay": 2, "loadBalancing": "Round Robin",
+                           "members": [{"memberID": m.name, "sequence": i + 1, "weight": 1}
+                                       for i, m in enumerate(members)]},
+        "endpoints": {m.name: f"{HOST}:{m.port}" for m in members}}
+    if read_timeout > 0:
+        cfg["listener"] = {"readTimeout": read_timeout}
+    return cfg
 
 
 async def check_after(port: int, mode: str, n: int) -> int:
@@ -436,7 +443,7 @@ async def soak_one(plane: str, mode: str, args: argparse.Namespace, tmp: Path) -
         for m in members:
             await m.start()
         conf = tmp / f"{plane}-{mode}.json"
-        conf.write_text(json.dumps(group_config(members)))
+        conf.write_text(json.dumps(group_config(members, args.read_timeout)))
         token = tmp / f"{plane}-{mode}.token"
         bal = await spawn(PY, "-m", "balancedesk.gui.launcher", "balance", "--config", str(conf), "--listen",
                           f"{HOST}:0", "--mode", mode, "--data-plane", plane, "--admin", f"{HOST}:0",
@@ -521,8 +528,10 @@ def pct(xs: list[float], q: int) -> float:
 
 
 def report(results: list[Result], args: argparse.Namespace) -> str:
+    read_timeout = f"{args.read_timeout:g} s" if args.read_timeout > 0 else "the balancer's default"
     out = [f"soak: {args.duration:g} s per run, ≤ {args.max_requests} requests, {args.members} members, "
-           f"{args.clients}×{args.sessions} client sessions, timeout {args.timeout:g} s, SIGSTOP ≤ {args.stop_max:g} s",
+           f"{args.clients}×{args.sessions} client sessions, timeout {args.timeout:g} s, "
+           f"SIGSTOP ≤ {args.stop_max:g} s, readTimeout {read_timeout}",
            "",
            "| plane | mode | requests | ok | failed | corrupted | req/s | p50 / p99 ms | balancer at start | peak "
            "| at end | 100 after | chaos |",
@@ -573,6 +582,9 @@ def main() -> int:
     ap.add_argument("--clients", type=int, default=2, help="client processes")
     ap.add_argument("--sessions", type=int, default=12, help="concurrent sessions per client process")
     ap.add_argument("--timeout", type=float, default=5.0, help="seconds per request")
+    ap.add_argument("--read-timeout", type=float, default=2.0,
+                    help="the group's listener.readTimeout, seconds (L7: no answer byte from a member within it → "
+                    "504, the member counted as failed; default 2, below --timeout; 0: the balancer's default)")
     ap.add_argument("--stop-max", type=float, default=8.0, help="longest SIGSTOP, seconds (default 8)")
     ap.add_argument("--slow-s", type=float, default=3.0, help="the pause inside a held /slow answer")
     ap.add_argument("--settle", type=float, default=15.0, help="seconds to wait for the balancer to let go")
