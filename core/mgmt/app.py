@@ -16,8 +16,10 @@ import math
 import time
 from typing import Any
 
-from balancedesk.core.mgmt import schemas
+from balancedesk.core.fleet import HEARTBEAT_INTERVAL_S
+from balancedesk.core.mgmt import fleet_routes, schemas
 from balancedesk.core.mgmt.auth import PASSWORD_MIN, CredentialCache, LoginThrottle, hash_password, verify_password
+from balancedesk.core.mgmt.conditional import not_modified
 from balancedesk.core.mgmt.errors import CODES, INVALID_JSON, ApiFailure, envelope
 from balancedesk.core.mgmt.service import Caller, Service, json_bytes
 from balancedesk.core.mgmt.store import Store, Stored
@@ -93,11 +95,21 @@ class Authenticator:
         self.store = store
         self.cache = CredentialCache()
         self.throttle = LoginThrottle()
+        self.tokens = fleet_routes.TokenAuth(store, self.throttle)
 
     async def __call__(self, request: Request) -> Caller:
         header = request.headers.get("authorization")
         if not header:
             raise self._unauthorized("Authentication is required: send HTTP Basic credentials.")
+        token = self.tokens.bearer(request)
+        if token is not None:  # a balancer token: 401 if wrong (counted by the throttle), else 403
+            try:
+                self.tokens(request, token)
+            except ApiFailure as exc:
+                if exc.status != 401:
+                    raise
+                raise self._unauthorized("Only HTTP Basic authentication is supported here.") from None
+            raise ApiFailure(403, fleet_routes.TOKEN_ONLY)
         client = request.client.host if request.client else "?"
         wait = self.throttle.retry_after(client, time.monotonic())
         if wait > 0:
@@ -156,7 +168,7 @@ class Authenticator:
         return name, password
 
 
-def create_app(store: Store) -> FastAPI:
+def create_app(store: Store, *, heartbeat_interval: float = HEARTBEAT_INTERVAL_S) -> FastAPI:
     service = Service(store)
     auth = Authenticator(store)
     app = FastAPI(
@@ -231,7 +243,8 @@ def create_app(store: Store) -> FastAPI:
     @app.get(f"{MGMT}/connectors{cid_path}", tags=["mgmt"], responses=schemas.errors(401, 403, 404))
     async def get_connector(request: Request, connector_id: str) -> Response:
         caller = await auth(request)
-        return _connector(service.get_connector(caller, connector_id))
+        stored = service.get_connector(caller, connector_id)
+        return not_modified(request, stored.etag) or _connector(stored)
 
     @app.put(
         f"{MGMT}/connectors{cid_path}",
@@ -253,7 +266,8 @@ def create_app(store: Store) -> FastAPI:
     @app.get(f"{MGMT}/connectors{cid_path}/members", tags=["mgmt"], responses=schemas.errors(400, 401, 403, 404))
     async def get_members(request: Request, connector_id: str) -> Response:
         caller = await auth(request)
-        return _members(service.get_members(caller, connector_id))
+        stored = service.get_members(caller, connector_id)
+        return not_modified(request, stored.etag) or _members(stored)
 
     @app.post(
         f"{MGMT}/connectors{cid_path}/members",
@@ -293,7 +307,9 @@ def create_app(store: Store) -> FastAPI:
     async def get_auth_users(request: Request, connector_id: str) -> Response:
         caller = await auth(request)
         stored = service.get_auth_users(caller, connector_id)
-        return _json_response({"authUser": list(stored.connector.auth_user)}, etag=stored.etag)
+        return not_modified(request, stored.etag) or _json_response(
+            {"authUser": list(stored.connector.auth_user)}, etag=stored.etag
+        )
 
     async def _auth_users(request: Request, connector_id: str, how: str) -> Response:
         caller = await auth(request)
@@ -386,11 +402,31 @@ def create_app(store: Store) -> FastAPI:
         pw_hash = await _hash_of(body)
         return _json_response(service.update_user(caller, name, body, pw_hash=pw_hash))
 
+    fleet_routes.register(
+        app,
+        service=service,
+        users=auth,
+        token_auth=auth.tokens,
+        body=_body,
+        json=_json_response,
+        heartbeat_interval=heartbeat_interval,
+    )
+
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
             doc = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
-            doc.setdefault("components", {})["securitySchemes"] = {"basic": {"type": "http", "scheme": "basic"}}
+            doc.setdefault("components", {})["securitySchemes"] = {
+                "basic": {"type": "http", "scheme": "basic"},
+                "balancerToken": {"type": "http", "scheme": "bearer", "description": "bdt_… (balancedesk tokens add)"},
+            }
             doc["security"] = [{"basic": []}]
+            for path, ops in doc.get("paths", {}).items():
+                if path.startswith(f"{ADMIN}/pools/"):
+                    for op in ops.values():
+                        op["security"] = [{"basic": []}, {"balancerToken": []}]
+                elif path == f"{ADMIN}/balancers/heartbeat":
+                    for op in ops.values():
+                        op["security"] = [{"balancerToken": []}]
             on_behalf_of = {"name": "user", "in": "query", "required": False, "schema": {"type": "string"},
                             "description": "An Administrator acts on behalf of this user, with that user's rights "
                                            "(HDP's ?user=). Anyone else: 403."}
