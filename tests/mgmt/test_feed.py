@@ -31,13 +31,13 @@ def test_a_long_poll_is_woken_by_a_save_through_the_api(shared_server: Server) -
         answers: list[dict[str, Any]] = []
         done = threading.Event()
 
-        def follow(c: int = cursor) -> None:
+        def follow(c: int, out: list[dict[str, Any]], finished: threading.Event) -> None:
             # wait=55 against a 30 s client timeout: unless a commit wakes it, this request fails
             with httpx.Client(base_url=server.url, headers=balancer.headers, timeout=30.0) as fresh:
-                answers.append(_poll(fresh, pool, c, 55))
-            done.set()
+                out.append(_poll(fresh, pool, c, 55))
+            finished.set()
 
-        t = threading.Thread(target=follow)
+        t = threading.Thread(target=follow, args=(cursor, answers, done))
         t.start()
         doc = alice.get(url).json()
         saved_at = time.monotonic()

@@ -6,10 +6,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from balancedesk.core.model import DEFAULT_AFFINITY_HEADER
 from fleet_helpers import group_body, make_group, new_pool, owner
 from mgmt_helpers import Server, error_of
-
-from balancedesk.core.model import DEFAULT_AFFINITY_HEADER
 
 
 def test_a_plain_hdp_payload_round_trips_unchanged(shared_server: Server) -> None:
