@@ -15,6 +15,6 @@
   SQLite), ``fleet_routes`` (its routes and the bearer-token authenticator), ``tokens`` (balancer tokens),
   ``registry`` (heartbeating balancers, in memory, pure with ``now``).
 
-Imports: ``balancedesk.core.model``, ``balancedesk.core.fleet``, the standard library, fastapi/uvicorn/argon2/orjson/platformdirs. Never the
-balancer (``core.proxy``, ``core.balance``) or the GUI.
+Imports: ``balancedesk.core.model``, ``balancedesk.core.fleet``, the standard library,
+fastapi/uvicorn/argon2/orjson/platformdirs. Never the balancer (``core.proxy``, ``core.balance``) or the GUI.
 """

@@ -36,6 +36,11 @@ def unchanged(connector: Connector, previous: Stored | None) -> bool:
     return previous is not None and connector.to_json() == previous.document
 
 
+def _served(connector: Connector) -> dict[str, Any]:
+    """What a pool's balancers get of a group (its config but the members' endpoints): authUser is not part."""
+    return {k: v for k, v in connector.to_json().items() if k != "authUser"}
+
+
 def check_listener(store: Store, connector: Connector, group_id: str | None, *, caller: str, admin: bool) -> None:
     """Raise the 400/409 of the rules above, if ``connector`` (saved as ``group_id``) breaks one."""
     listener = connector.listener
@@ -59,7 +64,7 @@ def check_listener(store: Store, connector: Connector, group_id: str | None, *, 
     ]
     if missing:
         raise rule_failure(missing)
-    for gid, owner, label, text in fleetlog.listeners(store, exclude=group_id):
+    for gid, owner, label, text in fleetlog.listeners_on(store, listener.pool, listener.port, exclude=group_id):
         other = listener_from(text)
         if other is None or other.pool != listener.pool or not listener.claims(other):
             continue
@@ -79,6 +84,8 @@ def record_save(store: Store, connector: Connector, previous: Stored | None) -> 
     group it is a member of."""
     old = previous.connector if previous is not None else None
     if connector.connector_group is not None or (old is not None and old.connector_group is not None):
+        if old is not None and pool_of(old) == pool_of(connector) and _served(old) == _served(connector):
+            return False  # e.g. only authUser changed: nothing a balancer serves
         return fleetlog.record(
             store, connector.connector_id or "", old_pool=pool_of(old), new_pool=pool_of(connector)
         )

@@ -134,9 +134,12 @@ def endpoints_of(store: Store, ids: list[str]) -> dict[str, str]:
     return out
 
 
-def listeners(store: Store, exclude: str | None = None) -> list[tuple[str, str, str, str]]:
-    """(id, owner, label, listener JSON) of every group that has a listener, but ``exclude``."""
+def listeners_on(store: Store, pool: str, port: int, exclude: str | None = None) -> list[tuple[str, str, str, str]]:
+    """(id, owner, label, listener JSON) of the groups (but ``exclude``) whose listener is on ``port`` in
+    ``pool``: the candidates for a socket clash."""
     rows = store.db.execute(
-        "SELECT id, owner, label, listener FROM connectors WHERE listener IS NOT NULL AND id IS NOT ?", (exclude,)
+        "SELECT id, owner, label, listener FROM connectors WHERE listener IS NOT NULL AND id IS NOT ? "
+        "AND json_extract(listener, '$.pool') = ? AND json_extract(listener, '$.port') = ?",
+        (exclude, pool, port),
     ).fetchall()
     return [(str(r[0]), str(r[1]), str(r[2]), str(r[3])) for r in rows]

@@ -61,6 +61,11 @@ def test_a_save_that_changes_nothing_makes_no_version_and_no_event(shared_server
     feed = balancer.get(f"/api/admin/pools/{pool}/changes", params={"cursor": cursor}).json()
     assert feed["changes"] == [] and feed["resync"] is False
     assert balancer.get(f"/api/admin/pools/{pool}/groups/{gid}").json()["version"] == version
+    # a change of authUser alone is a new revision, but nothing a balancer serves: no change in the feed
+    _, bob_name = owner(server)
+    shared = alice.put(f"{url}/authuser", json={"authUser": [bob_name]})
+    assert shared.status_code == 200 and shared.headers["ETag"] != first.headers["ETag"], shared.text
+    assert balancer.get(f"/api/admin/pools/{pool}/changes", params={"cursor": cursor}).json()["changes"] == []
     # and a real change does both
     assert alice.put(url, json={**doc, "label": "changed"}).headers["ETag"] != first.headers["ETag"]
     feed = balancer.get(f"/api/admin/pools/{pool}/changes", params={"cursor": cursor}).json()

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import sqlite3
+import time
 from pathlib import Path
 
 import pytest
 from balancedesk.core.mgmt import fleet, fleetlog
-from balancedesk.core.mgmt.store import Store
+from balancedesk.core.mgmt.store import MIGRATIONS, Store
 
 
 @pytest.fixture
@@ -61,3 +63,29 @@ def test_pruned_tombstones_raise_the_floor_and_old_cursors_resync(store: Store,
     assert fleet.feed_answer(store, "p", fleetlog.floor(store), None, 100)["resync"] is False
     assert fleet.feed_answer(store, "p", fleetlog.current_seq(store) + 1, None, 100)["resync"] is True
     assert [g for g, _ in fleetlog.members_of(store, "p")] == []  # "keep" has no connector row
+
+
+def test_a_store_of_schema_1_is_migrated_and_its_groups_keep_their_etags(tmp_path: Path) -> None:
+    path = tmp_path / "old.sqlite3"
+    db = sqlite3.connect(path, isolation_level=None)
+    for statement in MIGRATIONS[0].split(";"):
+        if statement.strip():
+            db.execute(statement)
+    db.execute("PRAGMA user_version=1")
+    now = time.time()
+    db.execute("INSERT INTO connectors (id, owner, label, endpoint, is_group, rev, created, modified) "
+               "VALUES ('m', 'u', 'm', '127.0.0.1:1', 0, 1, ?, ?)", (now, now))
+    db.execute("INSERT INTO connectors (id, owner, label, is_group, connection_timeout, retry_delay, rev, created, "
+               "modified) VALUES ('g', 'u', 'g', 1, 15, 120, 3, ?, ?)", (now, now))
+    db.execute("INSERT INTO members (group_id, member_id, sequence, weight, pos) VALUES ('g', 'm', 1, 1, 0)")
+    db.close()
+    store = Store(path)
+    try:
+        assert store.schema_version == len(MIGRATIONS) == 2
+        got = store.get("g")
+        assert got is not None and got.connector.listener is None and "listener" not in got.document
+        assert got.etag.startswith('"3-') and fleetlog.current_seq(store) == 0
+        listed = store.list_details(owner=None, shared_with=None)
+        assert [d for d in listed if d["connectorID"] == "g"] == [got.document]
+    finally:
+        store.close()
