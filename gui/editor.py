@@ -239,6 +239,7 @@ class GroupEditor(QWidget):
 
     def on_weight_editor_weight_edited(self, member_id: str, weight: int) -> None:
         self.model.set_weight(member_id, weight)
+        self._sync_weight_editors()  # a refused weight shows the member's weight again, beside the message
 
     def on_view_drag_refused(self, reason: str) -> None:
         self.show_refusal(reason)

@@ -22,7 +22,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import httptools
 from balancedesk.core.balance import AdminState
-from balancedesk.core.model import RuleError
+from balancedesk.core.model import WEIGHT_MAX, RuleError
 from balancedesk.core.proxy.config import parse_config_bytes
 from balancedesk.core.proxy.runtime import Runtime
 
@@ -299,10 +299,10 @@ def handle(rt: Runtime, token: str, method: str, target: str, headers: dict[str,
                 rt.set_admin(mid, state)
             else:
                 w = data.get("weight") if isinstance(data, dict) else None
-                if isinstance(w, bool) or not isinstance(w, int) or not 1 <= w <= 1_000_000:
-                    raise _Reply(400, {"error": {"message": "weight must be a whole number 1-1000000",
+                if isinstance(w, bool) or not isinstance(w, int) or not 1 <= w <= WEIGHT_MAX:
+                    raise _Reply(400, {"error": {"message": f"weight must be a whole number from 1 to {WEIGHT_MAX}",
                                                  "problems": [{"field": "weight", "message":
-                                                               "must be a whole number 1-1000000"}]}})
+                                                               f"must be a whole number from 1 to {WEIGHT_MAX}"}]}})
                 rt.balancer.set_weight(mid, w)
             now = rt.loop.time()
             ids = rt.balancer.member_ids()

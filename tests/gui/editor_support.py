@@ -84,7 +84,8 @@ def demo_catalog() -> Catalog:
 
 def demo_doc(catalog: Catalog | None = None) -> GroupDocument:
     catalog = catalog or demo_catalog()
-    return GroupDocument(base=catalog.connectors["g1"], etag='"1"', catalog=catalog, owner="admin")
+    return GroupDocument(base=catalog.connectors["g1"], etag='"1"', catalog=catalog, owner="admin",
+                         server="http://127.0.0.1:1")
 
 
 def member_ids(doc: GroupDocument) -> list[str]:
