@@ -3,13 +3,15 @@ read a balancer's admin token back. Heartbeats are validated and bounded like ev
 
 from __future__ import annotations
 
+import subprocess
 import time
 import uuid
+from pathlib import Path
 
 from balancedesk.core.fleet import HEARTBEAT_INTERVAL_S, LOST_AFTER_MISSED, MAX_HEARTBEAT_BYTES
 from conftest import StartServer
 from fleet_helpers import as_token, heartbeat_body, make_token, new_pool, owner
-from mgmt_helpers import Server, error_of
+from mgmt_helpers import SERVE, Server, error_of
 
 
 def _instance() -> str:
@@ -110,3 +112,10 @@ def test_a_balancer_that_misses_three_heartbeats_is_lost(start_server: StartServ
     assert entry["lastSeenAgo_s"] > interval * LOST_AFTER_MISSED
     # a heartbeat brings it back
     assert balancer.post("/api/admin/balancers/heartbeat", json=heartbeat_body(iid)).json()["state"] == "alive"
+
+
+def test_serve_refuses_a_heartbeat_interval_out_of_range(tmp_path: Path) -> None:
+    for bad in ("0", "-1", "abc", "4000"):
+        r = subprocess.run([*SERVE, "--port", "0", "--data", str(tmp_path), "--heartbeat-interval", bad],
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 2 and "--heartbeat-interval" in r.stderr and "serving" not in r.stdout, r.stderr
