@@ -272,10 +272,23 @@ def problems_from_validation(exc: ValidationError, body: Any) -> list[Problem]:
         msg = err["msg"]
         if msg.startswith("Value error, "):
             msg = msg[len("Value error, ") :]
-        if err["type"] == "missing":
+        kind, ctx = err["type"], err.get("ctx") or {}
+        if kind == "missing":
             msg = "is required"
-        elif err["type"] == "extra_forbidden":
+        elif kind == "extra_forbidden":
             msg = "is not a known field"
+        elif kind == "string_too_short":
+            least = ctx.get("min_length", 1)
+            msg = "must not be empty" if least == 1 else f"must be at least {least} characters"
+        elif kind == "string_too_long":
+            msg = f"must be at most {ctx.get('max_length')} characters"
+        elif kind in ("greater_than_equal", "less_than_equal", "greater_than", "less_than"):
+            bound = next(iter(ctx.values()), "")
+            word = {"greater_than_equal": "at least", "less_than_equal": "at most",
+                    "greater_than": "more than", "less_than": "less than"}[kind]
+            msg = f"must be {word} {bound}"
+        elif msg.startswith("Input should be "):
+            msg = "must be " + msg[len("Input should be "):]
         problems.append(Problem(field=field, message=msg, member_id=member_id))
     return problems
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar, cast
 
 from balancedesk.gui.catalog import Catalog
-from balancedesk.gui.local_server import LocalServer, LocalServerError, admin_password
+from balancedesk.gui.local_server import ADMIN_PASSWORD_FILE, LocalServer, LocalServerError, admin_password
 from balancedesk.gui.preload import client_stack
 from balancedesk.gui.profiles import Profile, ProfileStore, remember_password, stored_password
 from PySide6.QtCore import QObject, SignalInstance
@@ -144,6 +144,10 @@ class ConnectionMixin:
                     "set BALANCEDESK_ADMIN_PASSWORD or reset it with `balancedesk users`."
                 )
             profile = Profile(name=profile.name, url=url, user="admin", local=True)
+            generated = server.generated_password()
+            if generated is not None and not server.password_shown:
+                server.password_shown = True
+                await self.prompter.first_password(generated, str(self.local_data / ADMIN_PASSWORD_FILE))
         else:
             password = password or stored_password(profile)
             if password is None:

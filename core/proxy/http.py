@@ -2,11 +2,19 @@
 streamed both ways (Content-Length as is, chunked re-chunked), hop-by-hop headers dropped,
 ``X-Forwarded-For`` added, ``Expect: 100-continue`` answered by the proxy once a member is connected.
 
-Limits: head over ``head_limit`` → 431; head not complete within ``head_timeout`` → 408; malformed → 400;
+Limits (values in :mod:`limits`): head over ``head_limit`` → 431; head not complete within ``head_timeout``
+(from the accept for the first request, from its first byte for a later one) → 408, or a plain close if
+not a byte came since the accept; malformed → 400;
 every member failed → 502 (refused/reset/unreachable) or 504 (timeout) naming the group and members tried;
 no enabled member → 503. Retry on another member only before anything of the answer reached the client:
-always after a failed connect (the body was not sent yet); after a connection died before the answer only
-for idempotent methods whose body is still held (≤ ``REPLAY_LIMIT``) — nginx's rule.
+always after a failed connect (the body was not sent yet); after a connection died before the answer, or
+the member sent no answer byte within the group's ``listener.readTimeout`` (or the idle timeout, if shorter)
+after the request was complete, only for idempotent methods whose body is still held (≤ ``REPLAY_BODY_BYTES``) —
+nginx's rule; otherwise 502 (closed) or 504 (stalled). A member that stalls, or closes a fresh connection
+before answering, is counted failed and disabled for retryDelay as a failed connect is; one that closes a
+pooled connection is counted failed only (it may have closed it idle as the request went out: the keep-alive
+race, retried once on a fresh connection when the request can be sent again). A client that leaves while
+its request's connect is in progress (EOF with no request bytes left unsent) abandons the connect.
 """
 
 from __future__ import annotations
@@ -17,14 +25,13 @@ from collections import deque
 from typing import TYPE_CHECKING, Any
 
 import httptools
+from balancedesk.core.proxy.limits import PENDING_BODY_BYTES, REPLAY_BODY_BYTES
 from balancedesk.core.proxy.runtime import MemberStats, Runtime, classify
 from balancedesk.core.proxy.upstream import UpConn
 
 if TYPE_CHECKING:
     from balancedesk.core.proxy.shell import Shell
 
-PENDING_LIMIT = 256 * 1024  # request body held while no upstream is attached (client reading pauses)
-REPLAY_LIMIT = 64 * 1024  # request body kept for a retry after a dead connection
 IDEMPOTENT = frozenset({b"GET", b"HEAD", b"PUT", b"DELETE", b"OPTIONS", b"TRACE"})
 # request headers the proxy decides itself (hop-by-hop, framing, Expect) — handled in on_header
 REQ_SPECIAL = frozenset(
@@ -48,6 +55,28 @@ def error_response(status: int, text: str, *, keep: bool) -> bytes:
             % (status, REASONS[status].encode(), len(body), b"" if keep else b"Connection: close\r\n", body))
 
 
+def answer_timeout(shell: Shell) -> float:
+    """Seconds a member may take to its answer's first byte after the request was complete: the group's
+    ``listener.readTimeout``, or the idle timeout when that is shorter (both planes)."""
+    return min(shell.rt.cfg.listener.read_timeout, shell.idle_timeout)
+
+
+def stalled_why(mid: str, seconds: float) -> str:
+    return f"member {mid} did not answer within {seconds:g} s"
+
+
+def exhausted_answer(attempts: list[tuple[str, str, float]], stalled: str | None,
+                     limit: float) -> tuple[int, str]:
+    """Status and reason when every candidate was tried (``stalled``: a member that took the request and did
+    not answer within ``limit`` seconds): 503 none enabled, 504 the last one timed out, 502 otherwise."""
+    if not attempts:
+        return 503, "no member is enabled"
+    mid, outcome, _ = attempts[-1]
+    if outcome != "timeout":
+        return 502, "every member failed"
+    return 504, stalled_why(mid, limit) if mid == stalled else "every member failed"
+
+
 def routed_error(rt: Runtime, status: int, why: str, attempts: list[tuple[str, str, float]], *, keep: bool) -> bytes:
     """The answer when routing a request failed: it names the group and every member tried."""
     cfg = rt.cfg
@@ -61,7 +90,7 @@ class _Req:
         "attempts", "body_done", "body_n", "chunked", "cl", "conn_drop", "expect", "first", "head", "head_only",
         "http10",
         "keep_alive", "kept", "kept_n", "key", "method", "parts", "pending", "resp_framing", "resp_started",
-        "retried", "sel", "sent_100", "size", "t0", "up", "url", "xff",
+        "retried", "sel", "sent", "sent_100", "size", "stalled", "t0", "task", "up", "url", "xff",
     )
 
     def __init__(self) -> None:
@@ -93,6 +122,9 @@ class _Req:
         self.resp_framing = 0  # 0 none, 1 raw (content-length or until close), 2 chunked
         self.sent_100 = False
         self.retried = False
+        self.sent = 0.0  # loop time the request was complete on ``up`` (its answer due within the read timeout)
+        self.stalled: str | None = None  # a member that did not answer it in time
+        self.task: asyncio.Task[None] | None = None  # the connect in progress
 
 
 class HttpClient(asyncio.Protocol):
@@ -148,6 +180,7 @@ class HttpClient(asyncio.Protocol):
         if isinstance(peer, tuple):
             self.ip = str(peer[0]).encode()
         self.xff_line = b"X-Forwarded-For: " + self.ip + b"\r\n"
+        self.head_t0 = rt.loop.time()  # the first head is timed from the accept (see limits)
 
     def data_received(self, data: bytes) -> None:
         self.busy = True
@@ -178,6 +211,12 @@ class HttpClient(asyncio.Protocol):
     def eof_received(self) -> bool:
         if self.linger or (self.active is None and not self.queue):
             return False  # close
+        r = self.active
+        if (r is not None and r.up is None and r.task is not None and not r.pending and self.req is None
+                and not self.queue):
+            r.task.cancel()  # it left while its connect was in progress (the native plane's rule)
+            r.task = None
+            return False
         self.closing = True  # half-closed by the client: finish the answers in flight, then close
         return True
 
@@ -192,6 +231,9 @@ class HttpClient(asyncio.Protocol):
         r = self.active
         if r is not None:
             self.active = None
+            if r.task is not None:  # a connect in progress is abandoned
+                r.task.cancel()
+                r.task = None
             u = r.up
             if u is not None:
                 r.up = None
@@ -249,7 +291,8 @@ class HttpClient(asyncio.Protocol):
     # request parsing ------------------------------------------------------------------------------
     def on_message_begin(self) -> None:
         self.req = _Req()
-        self.head_t0 = self.shell.now  # the sweeper's clock: coarse, but free on the hot path
+        if self.head_t0 is None:  # a later request: timed from its first byte (the first one: from the accept)
+            self.head_t0 = self.shell.now  # the sweeper's clock: coarse, but free on the hot path
 
     def on_url(self, url: bytes) -> None:
         r = self.req
@@ -317,7 +360,7 @@ class HttpClient(asyncio.Protocol):
         n = len(data)
         kept = r.kept
         if kept is not None:
-            if r.kept_n + n <= REPLAY_LIMIT:
+            if r.kept_n + n <= REPLAY_BODY_BYTES:
                 kept.append(data)
                 r.kept_n += n
             else:
@@ -332,7 +375,7 @@ class HttpClient(asyncio.Protocol):
                 self.uout.append(data)
         else:
             r.pending.append(data)
-            if r.body_n > PENDING_LIMIT:
+            if r.body_n > PENDING_BODY_BYTES:
                 self.pause(P_PENDING)
 
     def on_message_complete(self) -> None:
@@ -340,8 +383,10 @@ class HttpClient(asyncio.Protocol):
         assert r is not None
         self.req = None
         r.body_done = True
-        if r.chunked and r.up is not None and self.active is r:
-            self.uout.append(_END_CHUNKS)
+        if r.up is not None and self.active is r:
+            r.sent = self.shell.rt.loop.time()
+            if r.chunked:
+                self.uout.append(_END_CHUNKS)
         if not r.keep_alive:
             self.dead = True  # nothing after a request that closes the connection
 
@@ -362,7 +407,7 @@ class HttpClient(asyncio.Protocol):
         if u is not None:
             self.attach(r, u)
         else:
-            rt.loop.create_task(self.connect(r, mid, rt.loop.time()))
+            r.task = rt.loop.create_task(self.connect(r, mid, rt.loop.time()))
 
     def selection(self, r: _Req) -> Any:
         sel = r.sel
@@ -380,7 +425,7 @@ class HttpClient(asyncio.Protocol):
         if u is not None:
             self.attach(r, u)
         else:
-            rt.loop.create_task(self.connect(r, mid, now))
+            r.task = rt.loop.create_task(self.connect(r, mid, now))
 
     async def connect(self, r: _Req, mid: str, t_start: float) -> None:
         rt = self.shell.rt
@@ -395,6 +440,7 @@ class HttpClient(asyncio.Protocol):
                 async with asyncio.timeout(timeout):
                     _, u = await loop.create_connection(lambda: UpConn(pool, mid, endpoint), *endpoint)
         except OSError as exc:
+            r.task = None
             now = loop.time()
             r.attempts.append((mid, classify(exc), (now - t_start) * 1000.0))
             rt.connect_failed(self.selection(r), mid, now)
@@ -402,6 +448,7 @@ class HttpClient(asyncio.Protocol):
                 self.try_next(r, now)
                 self.kick()  # the next member may be a pooled connection: what attach queued goes out now
             return
+        r.task = None
         now = loop.time()
         rt.connect_succeeded(self.selection(r), mid, now)
         if self.active is not r or self.transport is None:
@@ -430,6 +477,7 @@ class HttpClient(asyncio.Protocol):
                 out += r.pending
             r.pending = []
         if r.body_done:
+            r.sent = self.shell.rt.loop.time()
             if r.chunked:
                 out.append(_END_CHUNKS)
         elif r.expect and not r.sent_100 and not r.body_n:
@@ -556,14 +604,16 @@ class HttpClient(asyncio.Protocol):
             # a pooled connection the member had closed: one more try on a fresh connection, same member
             r.retried = True
             r.pending = list(r.kept or ())
-            rt.loop.create_task(self.connect(r, u.mid, now))
+            r.task = rt.loop.create_task(self.connect(r, u.mid, now))
             return
         if not u.reused:
-            rt.connect_failed(self.selection(r), u.mid, now)
+            rt.connect_failed(self.selection(r), u.mid, now, reason="closed before answering")
         if replayable:
             r.pending = list(r.kept or ())
             self.try_next(r, now)
             return
+        if u.reused:  # the member failed it (counted; not marked: see the module's docstring)
+            rt.stats[u.mid].failures += 1
         self.fail_routed(r, 502, f"member {u.mid} closed the connection before answering "
                                  f"and {r.method.decode()} with this body cannot be replayed")
 
@@ -583,11 +633,31 @@ class HttpClient(asyncio.Protocol):
 
     # failures -------------------------------------------------------------------------------------
     def all_failed(self, r: _Req) -> None:
-        if not r.attempts:
-            self.fail_routed(r, 503, "no member is enabled")
+        status, why = exhausted_answer(r.attempts, r.stalled, answer_timeout(self.shell))
+        self.fail_routed(r, status, why)
+
+    def stalled(self, r: _Req, u: UpConn, now: float) -> None:
+        """No answer byte from ``u`` within the answer timeout after the request was complete: the member is
+        counted failed and marked as a failed connect is; the request goes on to the next member if it can
+        be sent again (idempotent, body held), else 504."""
+        rt = self.shell.rt
+        mid = u.mid
+        r.attempts.append((mid, "timeout", (time.monotonic() - r.t0) * 1000.0))
+        r.up = None
+        r.sent = 0.0
+        r.stalled = mid
+        self._member_done(mid)
+        u.owner = None
+        u.abort()
+        rt.stats[mid].total -= 1  # counted on the member that answers it
+        rt.connect_failed(self.selection(r), mid, now, reason="no answer within readTimeout")
+        self.uout = []
+        if r.kept is not None and r.method in IDEMPOTENT:
+            r.pending = list(r.kept or ())
+            self.try_next(r, now)
+            self.kick()
             return
-        status = 504 if r.attempts[-1][1] == "timeout" else 502
-        self.fail_routed(r, status, "every member failed")
+        self.fail_routed(r, 504, stalled_why(mid, answer_timeout(self.shell)))
 
     def fail_routed(self, r: _Req, status: int, why: str) -> None:
         rt = self.shell.rt
@@ -659,7 +729,16 @@ class HttpClient(asyncio.Protocol):
             return
         if self.head_t0 is not None and self.active is None and now - self.head_t0 >= shell.head_timeout:
             self.head_t0 = None
+            if self.req is None and not self.head_n and self.transport is not None:
+                self.dead = True
+                self.transport.close()  # not a byte since the accept: closed without an answer, as nginx does
+                return
             self.fail_request(408, f"balancedesk: request head not complete within {shell.head_timeout:g} s\n")
+            return
+        r = self.active
+        if (r is not None and r.sent and r.up is not None and not r.resp_started and not r.up.hbuf
+                and now - r.sent >= answer_timeout(shell)):
+            self.stalled(r, r.up, now)
             return
         if self.busy:
             self.busy = False

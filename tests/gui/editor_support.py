@@ -46,6 +46,9 @@ class CannedPrompter:
         self.asked.append(("login", url))
         return None
 
+    async def first_password(self, password: str, where: str) -> None:
+        self.asked.append(("first_password", (password, where)))
+
     async def accept_certificate(self, url: str, fingerprint: str, subject: str) -> bool:
         self.asked.append(("certificate", fingerprint))
         return False
