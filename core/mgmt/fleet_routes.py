@@ -25,9 +25,11 @@ from balancedesk.core.fleet import MAX_FEED_CHANGES, MAX_FEED_WAIT_S, MAX_HEARTB
 from balancedesk.core.mgmt import fleet, schemas, tokens
 from balancedesk.core.mgmt.conditional import not_modified
 from balancedesk.core.mgmt.errors import ApiFailure, rule_failure
+from balancedesk.core.mgmt.login import Authenticator, unauthorized
 from balancedesk.core.mgmt.registry import Registry, RegistryFull
 from balancedesk.core.mgmt.service import Caller, Service
 from balancedesk.core.mgmt.store import Store
+from balancedesk.core.mgmt.throttle import LoginThrottle, Refused, source_key
 from balancedesk.core.model import Problem, RuleError
 from fastapi import FastAPI, Query, Request
 from fastapi.responses import Response
@@ -43,12 +45,14 @@ Authenticate = Callable[[Request], Awaitable[Caller]]
 
 
 class TokenAuth:
-    """``Authorization: Bearer bdt_…`` → the token's :class:`Caller` (401 if unknown or revoked, throttled
-    with the login throttle of Basic authentication, so tokens cannot be guessed faster than passwords)."""
+    """``Authorization: Bearer bdt_…`` → the token's :class:`Caller` (401 if unknown or revoked). Every check is
+    an attempt of the login throttle, keyed by the token's ID as the user: tokens cannot be guessed faster
+    than passwords (429 with ``Retry-After`` while it holds a source back)."""
 
-    def __init__(self, store: Store, throttle: Any) -> None:
+    def __init__(self, store: Store, throttle: LoginThrottle, clock: Callable[[], float] = time.monotonic) -> None:
         self.store = store
         self.throttle = throttle
+        self.clock = clock
 
     @staticmethod
     def bearer(request: Request) -> str | None:
@@ -57,18 +61,40 @@ class TokenAuth:
         return value.strip() if scheme.lower() == "bearer" else None
 
     def __call__(self, request: Request, value: str) -> Caller:
-        client = request.client.host if request.client else "?"
-        wait = self.throttle.retry_after(client, time.monotonic())
-        if wait > 0:
-            raise ApiFailure(429, f"Too many failed logins from {client}; try again in {math.ceil(wait)} s.",
-                             headers={"Retry-After": str(math.ceil(wait))})
+        source = source_key(request.client.host if request.client else "?")
+        verdict = self.throttle.admit(f"token:{tokens.token_id_of(value)}", source, self.clock())
+        if isinstance(verdict, Refused):
+            wait = max(1, math.ceil(verdict.wait_s))
+            raise ApiFailure(429, f"Too many failed token checks from your address; try again in {wait} s.",
+                             [Problem("Authorization", "token checks are slowed")], headers={"Retry-After": str(wait)})
         row = tokens.verify(self.store, value)
         if row is None:
-            self.throttle.failed(client, time.monotonic())
+            self.throttle.failed(verdict, self.clock())
             raise ApiFailure(401, "The balancer token is wrong or was revoked.",
                              headers={"WWW-Authenticate": 'Bearer realm="balancedesk"'})
-        self.throttle.succeeded(client)
+        self.throttle.succeeded(verdict, self.clock())
         return Caller(f"token:{row.token_id}", False, pool=row.pool, token_id=row.token_id)
+
+
+class NoTokens:
+    """The authenticator of every route but the control plane's: HTTP Basic logins (``logins``); a balancer
+    token is checked (401 with the Basic challenge if wrong) and refused with 403 — it may not use the route."""
+
+    def __init__(self, logins: Authenticator, token_auth: TokenAuth) -> None:
+        self.logins = logins
+        self.tokens = token_auth
+
+    async def __call__(self, request: Request) -> Caller:
+        value = self.tokens.bearer(request)
+        if value is None:
+            return await self.logins(request)
+        try:
+            self.tokens(request, value)
+        except ApiFailure as exc:
+            if exc.status != 401:
+                raise
+            raise unauthorized("Only HTTP Basic authentication is supported here.") from None
+        raise ApiFailure(403, TOKEN_ONLY)
 
 
 def _pool_reader(caller: Caller, pool: str) -> str:

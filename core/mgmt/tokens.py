@@ -51,6 +51,12 @@ def is_token(header_value: str) -> bool:
     return header_value.startswith(BALANCER_TOKEN_PREFIX)
 
 
+def token_id_of(token: str) -> str:
+    """The ID part of a well-formed token, else ``"?"`` (the throttle's key for malformed guesses)."""
+    match = _TOKEN_RE.match(token)
+    return match[1] if match else "?"
+
+
 def verify(store: Store, token: str) -> TokenRow | None:
     """The token's row if the token is well formed, known, matches and is not revoked; else None."""
     match = _TOKEN_RE.match(token)

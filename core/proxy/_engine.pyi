@@ -5,6 +5,12 @@ them); ``IO_CHUNK_BYTES`` is its one compile-time size, equal to ``limits.IO_CHU
 from collections.abc import Callable
 
 IO_CHUNK_BYTES: int
+LOG_RECORD_SIZE: int
+LOG_REQ_MAX: int
+LOG_OK: int
+LOG_FAILED: int
+LOG_RESET: int
+LOG_ABANDONED: int
 
 class Engine:
     active: int
@@ -27,6 +33,8 @@ class Engine:
     def sweep(self, idle_seconds: float, /) -> int: ...
     def collect(self) -> tuple[list[tuple[int, int, int, int, int]], list[tuple[int, float]], int, int, int, int]: ...
     def drain(self) -> int: ...
+    def set_access_log(self, capacity: int, /) -> None: ...
+    def take_log(self) -> tuple[bytes, int]: ...
     def close(self) -> None: ...
 
 FAIL_ROUTING: int

@@ -89,7 +89,9 @@ def test_a_bad_heartbeat_is_refused_naming_the_field(shared_server: Server) -> N
     r = balancer.post("/api/admin/balancers/heartbeat", json=big)
     assert r.status_code == 413, r.text
     error_of(r)
-    assert balancer.post("/api/admin/balancers/heartbeat", content=b"{nope").status_code == 400
+    r = balancer.post("/api/admin/balancers/heartbeat", content=b"{nope", headers={"Content-Type": "application/json"})
+    assert r.status_code == 400, r.text
+    assert balancer.post("/api/admin/balancers/heartbeat", content=b"{}").status_code == 415
     assert good["instanceID"] not in server.admin.get("/api/admin/balancers").text
 
 
