@@ -125,6 +125,7 @@ def snapshot(rt: Runtime) -> dict[str, Any]:
         "now": now,
         "uptime_s": now - rt.started,
         "members": [member_json(rt, m, now, shares, total) for m in ids],
+        "overrides": overrides_json(rt),
         "totals": {
             "accepted": rt.accepted,
             "active": rt.active,
@@ -133,6 +134,19 @@ def snapshot(rt: Runtime) -> dict[str, Any]:
             "sampledAway": rt.sampled_away,
         },
     }
+
+
+def overrides_json(rt: Runtime) -> list[dict[str, Any]]:
+    """The group's runtime overrides as the heartbeat's ``overrides`` entries (``core.fleet.Override``)."""
+    out: list[dict[str, Any]] = []
+    for mid, (state, weight) in sorted(rt.overrides.items()):
+        item: dict[str, Any] = {"connectorID": rt.cfg.connector_id, "memberID": mid}
+        if state is not None:
+            item["state"] = state.value
+        if weight is not None:
+            item["weight"] = weight
+        out.append(item)
+    return out
 
 
 def event_json(ev: tuple[Any, ...]) -> dict[str, Any]:
@@ -303,6 +317,12 @@ def handle(rt: Runtime, method: str, target: str, body: bytes) -> tuple[int, str
                                              "problems": [p.as_json() for p in exc.problems]}}) from None
             raise _Reply(200, {"version": rt.apply(cfg)})
         seg = path.strip("/").split("/")
+        if len(seg) == 3 and seg[:2] == ["admin", "overrides"]:
+            if method != "DELETE":
+                raise _Reply(405, {"error": {"message": "use DELETE"}})
+            if not rt.revert(seg[2]):
+                raise _Reply(404, {"error": {"message": f"member {seg[2]} has no override"}})
+            raise _Reply(200, {"overrides": overrides_json(rt)})
         if len(seg) == 4 and seg[:2] == ["admin", "members"] and seg[3] in ("state", "weight"):
             mid = seg[2]
             if mid not in rt.endpoints:
@@ -317,14 +337,14 @@ def handle(rt: Runtime, method: str, target: str, body: bytes) -> tuple[int, str
                     raise _Reply(400, {"error": {"message": 'state must be "enabled", "drain" or "disabled"',
                                                  "problems": [{"field": "state", "message":
                                                                "must be enabled, drain or disabled"}]}}) from None
-                rt.set_admin(mid, state)
+                rt.override_admin(mid, state)
             else:
                 w = data.get("weight") if isinstance(data, dict) else None
                 if isinstance(w, bool) or not isinstance(w, int) or not 1 <= w <= WEIGHT_MAX:
                     raise _Reply(400, {"error": {"message": f"weight must be a whole number from 1 to {WEIGHT_MAX}",
                                                  "problems": [{"field": "weight", "message":
                                                                f"must be a whole number from 1 to {WEIGHT_MAX}"}]}})
-                rt.balancer.set_weight(mid, w)
+                rt.override_weight(mid, w)
             now = rt.loop.time()
             ids = rt.balancer.member_ids()
             total = sum(rt.stats[m].total for m in ids if m in rt.stats)
@@ -333,6 +353,8 @@ def handle(rt: Runtime, method: str, target: str, body: bytes) -> tuple[int, str
     except _Reply as r:
         return r.status, "application/json", _dumps(r.body).encode()
 
+
+Handler = Callable[[str, str, bytes], tuple[int, str, bytes]]  # (method, target, body) → (status, type, body)
 
 _dumps = json.JSONEncoder(separators=(",", ":"), check_circular=False).encode  # compact: fewer bytes to send
 
@@ -357,8 +379,8 @@ class AdminProtocol(asyncio.Protocol):
     sharing this event loop.
     """
 
-    def __init__(self, rt: Runtime, token: str, conns: set[AdminProtocol]) -> None:
-        self.rt = rt
+    def __init__(self, handler: Handler, token: str, conns: set[AdminProtocol]) -> None:
+        self.handler = handler
         self.token = token.encode()
         self.conns = conns
         self.transport: asyncio.Transport | None = None
@@ -468,7 +490,7 @@ class AdminProtocol(asyncio.Protocol):
             return
         method = self.parser.get_method().decode()
         try:
-            status, ctype, body = handle(self.rt, method, self._url.decode("latin-1"), b"".join(self._body))
+            status, ctype, body = self.handler(method, self._url.decode("latin-1"), b"".join(self._body))
         except Exception as exc:  # a bug: answer 500 and say so, never kill the balancer
             status, ctype, body = 500, "application/json", json.dumps({"error": {"message": repr(exc)}}).encode()
         self._body = []
@@ -513,7 +535,7 @@ class AdminProtocol(asyncio.Protocol):
     def _arm(self, seconds: float) -> None:
         if self._timer is not None:
             self._timer.cancel()
-        self._timer = self.rt.loop.call_later(seconds, self._expired)
+        self._timer = asyncio.get_running_loop().call_later(seconds, self._expired)
 
     def _expired(self) -> None:
         self._timer = None
@@ -535,5 +557,11 @@ class _Refused(Exception):
 
 
 def admin_factory(rt: Runtime, token: str) -> tuple[Callable[[], AdminProtocol], set[AdminProtocol]]:
+    """The admin endpoint of one group's runtime."""
+    return handler_factory(lambda method, target, body: handle(rt, method, target, body), token)
+
+
+def handler_factory(handler: Handler, token: str) -> tuple[Callable[[], AdminProtocol], set[AdminProtocol]]:
+    """The admin endpoint around any request handler (a balancer serving many groups: ``core.proxy.fleet``)."""
     conns: set[AdminProtocol] = set()
-    return (lambda: AdminProtocol(rt, token, conns)), conns
+    return (lambda: AdminProtocol(handler, token, conns)), conns

@@ -22,16 +22,24 @@ def register(subparsers: Any) -> None:
     )
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--config", type=Path, metavar="FILE",
-                     help='group JSON as the management API returns it plus "endpoints": {memberID: "host:port"}; '
-                          "reloaded on SIGHUP and when the file changes")
-    src.add_argument("--api", metavar="URL", help="management API to pull the group from (with --group)")
-    p.add_argument("--group", metavar="ID", help="connector group ID (with --api)")
-    p.add_argument("--user", metavar="U", help="management API user (with --api)")
-    p.add_argument("--password-env", metavar="VAR", help="environment variable holding the API password")
-    p.add_argument("--password-file", type=Path, metavar="F", help="file holding the API password")
+                     help='one group: its JSON as the management API returns it plus "endpoints": '
+                          '{memberID: "host:port"} (with --listen and --mode); several groups: '
+                          '{"groups": [<that, with listener.port>, …]}. Reloaded on SIGHUP and when the file changes')
+    src.add_argument("--api", metavar="URL",
+                     help="management server to follow: serves every group of --pool (with --token-file)")
+    p.add_argument("--token-file", type=Path, metavar="F",
+                   help="file holding the balancer token (bdt_…, from 'balancedesk tokens add --pool P')")
+    p.add_argument("--pool", metavar="NAME", default=None,
+                   help="the balancer pool to serve (default: the token's pool is asked for as 'default')")
+    p.add_argument("--group", metavar="ID", help=argparse.SUPPRESS)  # replaced by --pool: a clear error
+    p.add_argument("--user", metavar="U", help=argparse.SUPPRESS)
+    p.add_argument("--password-env", metavar="VAR", help=argparse.SUPPRESS)
+    p.add_argument("--password-file", type=Path, metavar="F", help=argparse.SUPPRESS)
     p.add_argument("--insecure", action="store_true", help="do not verify the API's TLS certificate")
-    p.add_argument("--listen", required=True, metavar="HOST:PORT", help="where clients connect (port 0: any)")
-    p.add_argument("--mode", required=True, choices=("tcp", "http"))
+    p.add_argument("--bind", metavar="ADDR", default="0.0.0.0",
+                   help="several groups: the address of a group whose listener names no bind (default 0.0.0.0)")
+    p.add_argument("--listen", metavar="HOST:PORT", help="one group from --config: where clients connect (port 0: any)")
+    p.add_argument("--mode", choices=("tcp", "http"), help="one group from --config: L4 or L7")
     p.add_argument("--affinity-header", metavar="NAME", default=DEFAULT_AFFINITY_HEADER,
                    help=f"http: route requests carrying this header by its value (default {DEFAULT_AFFINITY_HEADER})")
     p.add_argument("--no-affinity", action="store_true", help="http: ignore the affinity header")
@@ -65,21 +73,9 @@ def _fail(msg: str) -> int:
 
 
 API_HINTS = {
-    401: "the user or password was not accepted (give --user and --password-env VAR or --password-file F)",
-    403: "this user may not read that group",
-    404: "there is no such group",
+    401: "the token was not accepted (revoked, or not a token of this server)",
+    403: "this token may not read that pool (a token serves its own pool only)",
 }
-
-
-def api_failure(exc: Exception) -> str:
-    """A failed management API call as one sentence for the admin (no HTTP library wording, no links)."""
-    response = getattr(exc, "response", None)
-    status = getattr(response, "status_code", None)
-    if isinstance(status, int):
-        reason = getattr(response, "reason_phrase", "") or ""
-        hint = API_HINTS.get(status)
-        return f"the server answered {status} {reason}".rstrip() + (f": {hint}" if hint else "")
-    return str(exc) or type(exc).__name__
 
 
 def read_token(path: Path) -> str:
@@ -99,11 +95,27 @@ def read_token(path: Path) -> str:
 
 def main(args: argparse.Namespace) -> int:
     from balancedesk.core.model import RuleError
-    from balancedesk.core.proxy.config import ApiSource, load_file
+    from balancedesk.core.proxy.config import load_file
+    from balancedesk.core.proxy.fleetserve import is_groups_file
     from balancedesk.core.proxy.server import Options, run
 
+    if args.group or args.user or args.password_env or args.password_file:
+        return _fail("--group, --user and --password-* are gone: a balancer follows a pool of the management "
+                     "server with its own token (--api URL --token-file F [--pool NAME]); make the token with "
+                     "'balancedesk tokens add --pool NAME' and give the group a listener in that pool")
+    several = args.api is not None
+    if args.config is not None:
+        try:
+            several = is_groups_file(args.config.read_bytes())
+        except OSError as exc:
+            return _fail(f"cannot read {args.config}: {exc}")
+    if not several and (args.listen is None or args.mode is None):
+        return _fail("--config with one group needs --listen HOST:PORT and --mode tcp|http")
     try:
-        listen = parse_endpoint(args.listen) if not args.listen.endswith(":0") else (args.listen[:-2].strip("[]"), 0)
+        listen = ("", 0)
+        if args.listen is not None:
+            listen = parse_endpoint(args.listen) if not args.listen.endswith(":0") else \
+                (args.listen[:-2].strip("[]"), 0)
         admin = None
         if args.admin:
             admin = parse_endpoint(args.admin) if not args.admin.endswith(":0") else (args.admin[:-2].strip("[]"), 0)
@@ -123,8 +135,9 @@ def main(args: argparse.Namespace) -> int:
             token = read_token(args.admin_token_file)
         except (OSError, ValueError) as exc:
             return _fail(f"admin token: {exc}")
-    affinity = None if args.no_affinity or args.mode == "tcp" else (args.affinity_header or None)
-    opts = Options(listen=listen, mode=args.mode, affinity_header=affinity, admin=admin, admin_token=token,
+    mode = args.mode or "tcp"
+    affinity = None if args.no_affinity or mode == "tcp" else (args.affinity_header or None)
+    opts = Options(listen=listen, mode=mode, affinity_header=affinity, admin=admin, admin_token=token,
                    workers=args.workers, max_connections=args.max_connections, idle_timeout=args.idle_timeout,
                    head_timeout=args.header_timeout, head_limit=args.max_header_bytes,
                    data_plane=args.data_plane)
@@ -133,39 +146,46 @@ def main(args: argparse.Namespace) -> int:
 
         if not native.available():
             return _fail(f"--data-plane native: {native.MISSING}")
-    if args.config is not None:
-        try:
-            cfg = load_file(args.config)
-        except OSError as exc:
-            return _fail(f"cannot read {args.config}: {exc}")
-        except RuleError as exc:
-            return _fail(f"{args.config}: {exc}")
-        opts.config_file = args.config
-    else:
-        if not args.group:
-            return _fail("--api needs --group ID")
-        password = ""
-        if args.password_env:
-            password = os.environ.get(args.password_env, "")
-        elif args.password_file:
-            try:
-                password = args.password_file.read_text().strip()
-            except OSError as exc:
-                return _fail(f"cannot read {args.password_file}: {exc}")
-        source = ApiSource(args.api, args.group, user=args.user or "", password=password,
-                           verify=not args.insecure)
-        import asyncio
-
-        try:
-            got = asyncio.run(source.fetch())
-        except RuleError as exc:
-            return _fail(f"group {args.group} from {args.api}: {exc}")
-        except Exception as exc:
-            return _fail(f"cannot load group {args.group} from {args.api}: {api_failure(exc)}")
-        assert got is not None
-        cfg = got
-        opts.api = source
+    if several:
+        return _main_several(args, opts)
+    try:
+        cfg = load_file(args.config)
+    except OSError as exc:
+        return _fail(f"cannot read {args.config}: {exc}")
+    except RuleError as exc:
+        return _fail(f"{args.config}: {exc}")
+    opts.config_file = args.config
     try:
         return int(run(opts, cfg))
     except OSError as exc:
         return _fail(f"cannot listen on {args.listen}: {exc}")
+
+
+def _main_several(args: argparse.Namespace, opts: Any) -> int:
+    """Several groups: a ``{"groups": […]}`` file, or every group of a pool of the management server."""
+    from balancedesk.core.client import ApiError, ApiUnavailable
+    from balancedesk.core.fleet import BALANCER_TOKEN_PREFIX
+    from balancedesk.core.proxy.fleetserve import FleetOptions, run_fleet
+
+    fo = FleetOptions(base=opts, default_bind=args.bind, verify=not args.insecure)
+    if args.api is not None:
+        if args.token_file is None:
+            return _fail("--api needs --token-file F (a balancer token: 'balancedesk tokens add --pool NAME')")
+        try:
+            secret = args.token_file.read_text().strip()
+        except OSError as exc:
+            return _fail(f"cannot read {args.token_file}: {exc}")
+        if not secret.startswith(BALANCER_TOKEN_PREFIX):
+            return _fail(f"{args.token_file} holds no balancer token (it starts with {BALANCER_TOKEN_PREFIX})")
+        fo.api, fo.token, fo.pool = args.api, secret, args.pool or "default"
+    else:
+        if args.pool is not None or args.token_file is not None:
+            return _fail("--pool and --token-file go with --api")
+        fo.groups_file = args.config
+    try:
+        return int(run_fleet(fo))
+    except ApiError as exc:
+        hint = API_HINTS.get(exc.status, "")
+        return _fail(f"pool {fo.pool} from {args.api}: {exc.status} {exc}" + (f" ({hint})" if hint else ""))
+    except ApiUnavailable as exc:
+        return _fail(f"cannot reach {args.api}: {exc}")

@@ -109,6 +109,9 @@ class Runtime:
         # (the native engine) folds its counts into ``stats``/``active``/``refused`` here
         self.refreshers: list[Callable[[], None]] = []
         self.on_config: list[Callable[[], None]] = []  # called after a new config was applied
+        # runtime overrides set through the admin endpoint: memberID -> (admin state or None, weight or None);
+        # they outlive config updates (re-applied after each) until reverted (DELETE …/overrides/{memberID})
+        self.overrides: dict[str, tuple[AdminState | None, int | None]] = {}
         self._apply_checks(cfg)
         self._apply_access_log(cfg)
         self.record_config(None)
@@ -126,6 +129,7 @@ class Runtime:
         old_eps = self.endpoints
         self.balancer.apply(cfg.connector_group)
         self.cfg = cfg
+        self._reapply_overrides()
         self._set_endpoints(cfg)
         self._apply_checks(cfg)
         self._apply_access_log(cfg)
@@ -141,6 +145,51 @@ class Runtime:
         for applied in self.on_config:
             applied()
         return self.version
+
+    # runtime overrides ------------------------------------------------------------------------------
+    def override_admin(self, member_id: str, state: AdminState) -> None:
+        """drain/disable/enable set live: kept across config updates. ``enabled`` is the config's own state, so
+        it clears the state part of the override (a live weight stays)."""
+        self.set_admin(member_id, state)
+        _, weight = self.overrides.get(member_id, (None, None))
+        self._set_override(member_id, None if state is AdminState.ENABLED else state, weight)
+
+    def override_weight(self, member_id: str, weight: int) -> None:
+        """A live weight: kept across config updates until reverted."""
+        self.balancer.set_weight(member_id, weight)
+        state, _ = self.overrides.get(member_id, (None, None))
+        self._set_override(member_id, state, weight)
+
+    def revert(self, member_id: str) -> bool:
+        """Drop ``member_id``'s override: its weight is the config's again and it is enabled. False if none."""
+        got = self.overrides.pop(member_id, None)
+        if got is None:
+            return False
+        state, weight = got
+        member = next((m for m in self.cfg.connector_group.members if m.member_id == member_id), None)
+        if member is not None:
+            if weight is not None:
+                self.balancer.set_weight(member_id, member.weight)
+            if state is not None:
+                self.set_admin(member_id, AdminState.ENABLED)
+        return True
+
+    def _set_override(self, member_id: str, state: AdminState | None, weight: int | None) -> None:
+        if state is None and weight is None:
+            self.overrides.pop(member_id, None)
+        else:
+            self.overrides[member_id] = (state, weight)
+
+    def _reapply_overrides(self) -> None:
+        """After ``balancer.apply``: overrides of members still in the group are set again; others dropped."""
+        present = {m.member_id for m in self.cfg.connector_group.members}
+        for mid in [m for m in self.overrides if m not in present]:
+            del self.overrides[mid]
+        for mid, (state, weight) in self.overrides.items():
+            if weight is not None:
+                self.balancer.set_weight(mid, weight)
+            if state is not None:
+                self.balancer.set_admin(mid, state)
 
     def _apply_checks(self, cfg: BalancerConfig) -> None:
         spec = cfg.listener.health_check

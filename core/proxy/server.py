@@ -17,7 +17,7 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,7 +25,7 @@ from typing import Any
 from balancedesk.core.model import BalancerConfig
 from balancedesk.core.proxy import limits
 from balancedesk.core.proxy.admin import admin_factory
-from balancedesk.core.proxy.config import ApiSource, FileSource, log
+from balancedesk.core.proxy.config import FileSource, log
 from balancedesk.core.proxy.healthcheck import HealthProber
 from balancedesk.core.proxy.runtime import Runtime
 from balancedesk.core.proxy.shell import Shell
@@ -46,7 +46,6 @@ class Options:
     head_timeout: float = limits.HEAD_TIMEOUT_S
     head_limit: int = limits.REQUEST_HEAD_MAX_BYTES
     config_file: Path | None = None
-    api: ApiSource | None = None
     stop_grace: float = limits.STOP_GRACE_S
     data_plane: str = "auto"  # "native" (the C engine), "asyncio" (tcp.py / http.py), "auto" (native when built)
 
@@ -166,23 +165,16 @@ async def serve(
         admin_server = await loop.create_server(make, opts.admin[0], opts.admin[1])
         admin_url = "http://" + hostport(admin_server.sockets[0].getsockname())
 
-    source: FileSource | ApiSource | None = None
+    source: FileSource | None = None
     if opts.config_file is not None:
         source = FileSource(opts.config_file, rt)
         source.start()
-    elif opts.api is not None:
-        source = opts.api
-        source.start(rt)
 
     stop = asyncio.Event()
-    tasks: set[asyncio.Task[bool]] = set()
 
     def on_hup() -> None:
-        if isinstance(source, FileSource):
+        if source is not None:
             source.reload()
-        elif isinstance(source, ApiSource):
-            tasks.add(task := loop.create_task(source.reload(force=True)))
-            task.add_done_callback(tasks.discard)
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
@@ -219,6 +211,11 @@ async def serve(
 
 def run_worker(opts: Options, cfg: BalancerConfig, *, sock: socket.socket, admin: bool,
                ready: Callable[[str, str | None], None]) -> int:
+    return run_worker_loop(serve(opts, cfg, sock=sock, admin=admin, ready=ready))
+
+
+def run_worker_loop(main: Coroutine[Any, Any, int]) -> int:
+    """Run one worker's main coroutine on its own event loop (uvloop when installed)."""
     # A connection allocates a few dozen short-lived objects, none of them cyclic garbage: a larger first
     # GC generation lets them die by refcount before a collection scans them (GC time ~5x lower).
     gc.set_threshold(GC_GEN0_THRESHOLD, *gc.get_threshold()[1:])
@@ -231,7 +228,7 @@ def run_worker(opts: Options, cfg: BalancerConfig, *, sock: socket.socket, admin
         except ImportError:
             loop_factory = None
     with asyncio.Runner(loop_factory=loop_factory) as runner:
-        return runner.run(serve(opts, cfg, sock=sock, admin=admin, ready=ready))
+        return runner.run(main)
 
 
 def ready_line(listen: str, admin_url: str | None) -> str:
