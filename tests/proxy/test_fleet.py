@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +36,7 @@ def _http_get(addr: tuple[str, int]) -> str:
 
 
 @pytest.fixture
-def fleet(spawn: Spawn, upstream: StartUpstream, tmp_path: Path) -> dict[str, Any]:
+def fleet(spawn: Spawn, upstream: StartUpstream, tmp_path: Path) -> Iterator[dict[str, Any]]:
     mgmt = Mgmt(spawn, tmp_path / "mgmt", heartbeat_interval=0.5)
     pool = "edge"
     a, b = upstream("tcp_name", "a"), upstream("tcp_name", "b")
@@ -49,8 +50,10 @@ def fleet(spawn: Spawn, upstream: StartUpstream, tmp_path: Path) -> dict[str, An
     balancers = [start_fleet_balancer(spawn, tmp_path / f"lb{i}", mgmt.url, token_file, pool=pool,
                                       bind=f"127.0.0.{i + 1}", args=args)
                  for i, args in enumerate([(), ("--workers", "2"), ()])]
-    return {"mgmt": mgmt, "pool": pool, "ids": ids, "gids": gids, "balancers": balancers,
-            "token_file": token_file, "upstream": upstream}
+    yield {"mgmt": mgmt, "pool": pool, "ids": ids, "gids": gids, "balancers": balancers,
+           "token_file": token_file, "upstream": upstream}
+    for lb in balancers:  # SIGTERM: the --workers parent forwards it to its workers (SIGKILL would orphan them)
+        lb.child.kill(signal.SIGTERM)
 
 
 def test_three_balancers_serve_three_groups_and_follow_saves(fleet: dict[str, Any]) -> None:
@@ -64,3 +67,142 @@ def test_three_balancers_serve_three_groups_and_follow_saves(fleet: dict[str, An
         assert asyncio.run(ask(_addr(b, gids[0]))) in ("a", "b")
         assert asyncio.run(ask(_addr(b, gids[1]))) == "a"
         assert _http_get(_addr(b, gids[2])) == "h1"
+
+
+def _relabel(n: int) -> Any:
+    def change(body: dict[str, Any]) -> None:
+        body["label"] = f"relabelled {n}"
+    return change
+
+
+def test_a_save_reaches_all_three_and_nothing_else_happens_while_nothing_changes(fleet: dict[str, Any]) -> None:
+    mgmt: Mgmt = fleet["mgmt"]
+    pool, gids, ids = fleet["pool"], fleet["gids"], fleet["ids"]
+    lbs: list[FleetBalancer] = fleet["balancers"]
+    g = gids[0]
+    before = {id(b): b.snapshot(g)["version"] for b in lbs}
+
+    def drop_b(body: dict[str, Any]) -> None:
+        body["connectorGroup"]["members"] = [m for m in body["connectorGroup"]["members"]
+                                             if m["memberID"] == ids["a1"]]
+
+    mgmt.edit(g, drop_b)
+    version = mgmt.version(pool, g)
+    wait_applied(lbs, g, version, what="the save applied by all three balancers")
+    for b in lbs:
+        snap = b.snapshot(g)
+        assert [m["memberID"] for m in snap["members"]] == [ids["a1"]]
+        assert snap["version"] == before[id(b)] + 1, "one save, one new local version"
+        assert snap["serverVersion"] == version and snap["controlPlane"]["state"] == "connected"
+        assert {asyncio.run(ask(_addr(b, g))) for _ in range(4)} == {"a"}
+    # nothing changes: no config event and no new local version anywhere for QUIET_S
+    marks = {(id(b), gid): (b.snapshot(gid)["version"], len(b.config_events(gid))) for b in lbs for gid in gids}
+    end = time.monotonic() + QUIET_S
+    while time.monotonic() < end:  # watching for something that must not happen, over a bounded period
+        for b in lbs:
+            for gid in gids:
+                assert (b.snapshot(gid)["version"], len(b.config_events(gid))) == marks[(id(b), gid)]
+        time.sleep(0.5)
+
+
+def test_the_server_goes_away_and_comes_back(fleet: dict[str, Any]) -> None:
+    mgmt: Mgmt = fleet["mgmt"]
+    pool, gids = fleet["pool"], fleet["gids"]
+    lbs: list[FleetBalancer] = fleet["balancers"]
+    port = mgmt.port
+    mgmt.child.kill()
+    for b in lbs:
+        state = wait_until(lambda b=b: (cp := b.snapshot(gids[1])["controlPlane"])["state"] == "unreachable" and cp,
+                           what="the balancer to say the server is unreachable", timeout=30)
+        assert state["lastError"] and state["since"] > 0
+        assert asyncio.run(ask(_addr(b, gids[1]))) == "a", "the last good config keeps serving"
+    mgmt.start(port)
+    mgmt.edit(gids[1], _relabel(1))
+    version = mgmt.version(pool, gids[1])
+    wait_applied(lbs, gids[1], version, what="the balancers to catch up after the server's restart")
+    for b in lbs:
+        wait_until(lambda b=b: b.snapshot(gids[1])["controlPlane"]["state"] == "connected",
+                   what="connected again", timeout=15)
+        assert b.snapshot(gids[1])["group"]["label"] == "relabelled 1"
+
+
+def test_a_killed_balancer_is_shown_as_lost(fleet: dict[str, Any]) -> None:
+    mgmt: Mgmt = fleet["mgmt"]
+    lbs: list[FleetBalancer] = fleet["balancers"]
+    listed = wait_until(lambda: len(got := mgmt.balancers()) == 3 and all(x["state"] == "alive" for x in got) and got,
+                        what="three alive balancers listed")
+    assert sorted(x["workers"] for x in listed) == [1, 1, 2]
+    assert all(len(x["groups"]) == 3 and all(g["listen"] for g in x["groups"]) for x in listed)
+    lbs[2].child.kill()
+    wait_until(lambda: sorted(x["state"] for x in mgmt.balancers()) == ["alive", "alive", "lost"],
+               what="the killed balancer shown as lost", timeout=15)
+
+
+def test_a_group_added_opens_everywhere_and_one_deleted_closes_after_its_connection(fleet: dict[str, Any]) -> None:
+    mgmt: Mgmt = fleet["mgmt"]
+    pool, ids = fleet["pool"], fleet["ids"]
+    lbs: list[FleetBalancer] = fleet["balancers"]
+    others = {gid: [b.snapshot(gid)["version"] for b in lbs] for gid in fleet["gids"]}
+    gid = mgmt.create_group("g-new", [ids["b2"]], pool=pool, port=free_port())
+    wait_applied(lbs, gid, mgmt.version(pool, gid), what="the new group's listener on all three")
+    for b in lbs:
+        assert asyncio.run(ask(_addr(b, gid))) == "b"
+
+    async def delete_while_held() -> None:
+        addr = _addr(lbs[0], gid)
+        held = await Held.open(addr)
+        assert held.member == "b"
+        await asyncio.to_thread(mgmt.delete, gid)
+        for b in lbs:
+            await asyncio.to_thread(wait_until, lambda b=b: gid not in b.groups(), what="the group closed")
+        assert await ask(addr, deadline_s=5) is None, "its listener is closed"
+        assert await held.ask(b"still there\n") == "b", "the connection in flight goes on"
+        await held.close()
+
+    asyncio.run(delete_while_held())
+    for gid_other, versions in others.items():  # the other groups were not touched
+        assert [b.snapshot(gid_other)["version"] for b in lbs] == versions
+
+
+def test_the_token_reads_its_pool_only(fleet: dict[str, Any]) -> None:
+    mgmt: Mgmt = fleet["mgmt"]
+    token = fleet["token_file"].read_text().strip()
+    gid = fleet["gids"][0]
+    with httpx.Client(base_url=mgmt.url, headers={"Authorization": f"Bearer {token}"}, timeout=10) as bal:
+        body, etag = mgmt.get(gid)
+        assert bal.put(f"/api/mgmt/connectors/{gid}", json=body, headers={"If-Match": etag}).status_code == 403
+        assert bal.get("/api/admin/pools/other-pool/groups").status_code == 403
+        assert bal.get("/api/admin/balancers").status_code == 403
+        assert bal.get("/api/admin/users").status_code == 403
+        assert bal.get(f"/api/admin/pools/{fleet['pool']}/groups").status_code == 200
+
+
+def test_a_live_weight_and_a_drain_survive_ten_updates_and_revert(fleet: dict[str, Any]) -> None:
+    mgmt: Mgmt = fleet["mgmt"]
+    pool, gids, ids = fleet["pool"], fleet["gids"], fleet["ids"]
+    lb: FleetBalancer = fleet["balancers"][0]
+    g, a1, b1 = gids[0], ids["a1"], ids["b1"]
+    lb.json("POST", f"/groups/{g}/members/{a1}/weight", json={"weight": 5})
+    lb.json("POST", f"/groups/{g}/members/{b1}/state", json={"state": "drain"})
+    want = [{"connectorID": g, "memberID": a1, "weight": 5}, {"connectorID": g, "memberID": b1, "state": "drain"}]
+    want.sort(key=lambda o: o["memberID"])
+    for n in range(10):
+        mgmt.edit(g, _relabel(n))
+        wait_applied([lb], g, mgmt.version(pool, g), what=f"update {n + 1} applied")
+        snap = lb.snapshot(g)
+        assert snap["group"]["label"] == f"relabelled {n}"
+        members = {m["memberID"]: m for m in snap["members"]}
+        assert members[a1]["weight"] == 5 and members[b1]["admin"] == "drain", f"after update {n + 1}"
+        assert snap["overrides"] == want
+    assert lb.json("GET", "/admin/groups")["overrides"] == want
+    beat = wait_until(lambda: next((x for x in mgmt.balancers() if x["adminURL"] == lb.admin_url
+                                    and x["overrides"]), None), what="the overrides in the heartbeat")
+    beaten = [{k: v for k, v in o.items() if v is not None} for o in beat["overrides"]]  # the server fills in None
+    assert sorted(beaten, key=lambda o: o["memberID"]) == want
+    assert lb.json("DELETE", f"/groups/{g}/overrides/{a1}")["overrides"] == [want[1] if want[1]["memberID"] == b1
+                                                                              else want[0]]
+    members = {m["memberID"]: m for m in lb.snapshot(g)["members"]}
+    assert members[a1]["weight"] == 1 and members[b1]["admin"] == "drain"
+    assert lb.admin("DELETE", f"/groups/{g}/overrides/{a1}").status_code == 404
+    lb.json("DELETE", f"/groups/{g}/overrides/{b1}")
+    assert lb.snapshot(g)["overrides"] == [] and lb.snapshot(g)["members"][1]["admin"] == "enabled"
