@@ -71,6 +71,8 @@ def parse_groups_file(raw: bytes) -> list[BalancerConfig]:
             cfg = parse_balancer_config(raw_group)
         except RuleError as exc:
             raise RuleError([Problem(f"groups[{i}].{p.field}", p.message) for p in exc.problems]) from None
+        if not cfg.connector_id:
+            raise RuleError([Problem(f"groups[{i}].connectorID", "is required in a file of several groups")])
         if cfg.listener.port is None:
             raise RuleError([Problem(f"groups[{i}].listener.port", "is required in a file of several groups")])
         if cfg.connector_id in seen:

@@ -192,14 +192,14 @@ class Heartbeater:
         applied: list[AppliedGroup] = []
         overrides: list[Override] = []
         for gid, g in sorted(self.groups.items.items()):
-            applied.append(AppliedGroup(connectorID=gid, version=g.version, listen=g.listen,
+            applied.append(AppliedGroup(connector_id=gid, version=g.version, listen=g.listen,
                                         error=g.error[:1000] if g.error else None))
             if g.rt is not None:
                 overrides.extend(Override.model_validate(o) for o in overrides_json(g.rt))
         ident = self.ident
-        return Heartbeat(instanceID=ident.instance_id, host=ident.host, adminURL=self.admin_url,
-                         adminToken=self.admin_token, dataPlane=ident.data_plane, workers=ident.workers,
-                         startedAt=ident.started_at, groups=tuple(applied), overrides=tuple(overrides))
+        return Heartbeat(instance_id=ident.instance_id, host=ident.host, admin_url=self.admin_url,
+                         admin_token=self.admin_token, data_plane=ident.data_plane, workers=ident.workers,
+                         started_at=ident.started_at, groups=tuple(applied), overrides=tuple(overrides))
 
     async def run(self) -> None:
         while True:

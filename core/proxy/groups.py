@@ -31,6 +31,13 @@ from balancedesk.core.proxy.server import Options, hostport, listen_socket, make
 from balancedesk.core.proxy.shell import Shell
 
 
+def group_id(cfg: BalancerConfig) -> str:
+    """A served group's connectorID (a config without one cannot be served beside others)."""
+    if not cfg.connector_id:
+        raise ValueError("a group served beside others needs its connectorID")
+    return cfg.connector_id
+
+
 def socket_key(cfg: BalancerConfig, default_bind: str) -> tuple[str, int, str, str | None]:
     """What a group's socket is made of: a change of any of these reopens the listener."""
     lst = cfg.listener
@@ -123,7 +130,7 @@ class Groups:
 
     async def put(self, cfg: BalancerConfig, version: int) -> bool:
         """Serve ``cfg`` (the server's ``version`` of it). Returns whether anything was (re)applied."""
-        gid = cfg.connector_id
+        gid = group_id(cfg)
         cur = self.items.get(gid)
         if cur is not None and cur.cfg == cfg and (cur.rt is not None or cur.error is not None):
             cur.version = version  # same served config (a resync, a second delivery): nothing to do
@@ -152,7 +159,7 @@ class Groups:
 
     async def sync(self, configs: list[tuple[BalancerConfig, int]]) -> None:
         """Serve exactly these groups: put each, close the ones not listed."""
-        keep = {cfg.connector_id for cfg, _ in configs}
+        keep = {group_id(cfg) for cfg, _ in configs}
         for gid in [g for g in self.items if g not in keep]:
             self.remove(gid)
         for cfg, version in configs:

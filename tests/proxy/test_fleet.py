@@ -56,9 +56,8 @@ def fleet(spawn: Spawn, upstream: StartUpstream, tmp_path: Path) -> Iterator[dic
         lb.child.kill(signal.SIGTERM)
 
 
-def test_three_balancers_serve_three_groups_and_follow_saves(fleet: dict[str, Any]) -> None:
-    mgmt: Mgmt = fleet["mgmt"]
-    pool, gids, ids = fleet["pool"], fleet["gids"], fleet["ids"]
+def test_three_balancers_serve_three_groups_l4_and_l7(fleet: dict[str, Any]) -> None:
+    gids = fleet["gids"]
     lbs: list[FleetBalancer] = fleet["balancers"]
     for b in lbs:
         groups = b.groups()
