@@ -10,15 +10,19 @@
 * ``healthcheck`` — active health checks (opt-in): the probing task; ``core.balance.health`` decides.
 * ``accesslog`` — access logs (opt-in): the line formats, bounded batches and the writer thread, SIGUSR1
   reopen; the native engine's completion records are read here.
-* ``config``   — config file / management API sources and live reload.
+* ``config``   — the one-group config file source and live reload.
+* ``groups``   — many groups in one worker: one listener per group, opened, changed and closed on its own.
+* ``follow``   — following a pool of the management server (change feed, no timer) and the heartbeat.
+* ``fleetserve`` — a process serving many groups (``--api URL --token-file F``, ``{"groups": …}`` files):
+  its workers, its admin routes (``/admin/groups``, ``/groups/{id}/…``).
 * ``shell``    — what one listener's connections share (runtime, limits, pool, idle sweeper), whatever
   the plane.
 * ``server``   — composes a shell with its plane; listener, signals, graceful stop, ``--workers``
   (SO_REUSEPORT), fd-aware connection cap.
 * ``cli``      — ``balancedesk balance``.
 
-The arrows: ``cli → server → planes (tcp, http, native) → shell, upstream, runtime``; a plane imports nothing
+The arrows: ``cli → fleetserve → follow → groups → server``; ``cli → server → planes (tcp, http, native) → shell, upstream, runtime``; a plane imports nothing
 of the server and there is no circle (tests/unit/test_architecture.py checks both).
 
-Imports: asyncio, httptools, uvloop (optional), httpx (``--api`` only), ``core.balance``, ``core.model``.
+Imports: asyncio, httptools, uvloop (optional), httpx (``--api`` only, through ``core.client``), ``core.fleet``, ``core.balance``, ``core.model``.
 """
