@@ -6,6 +6,7 @@
   control and half-close.
 * ``http`` / ``upstream`` — L7 HTTP/1.1 (httptools): per-request pick, pooled keep-alive members,
   streamed bodies, retries before the first answer byte, 400/408/431/502/503/504 answers.
+* ``contract`` — what a balancer says (snapshot, events, admin commands) as typed values, read by the GUI too.
 * ``admin``    — the admin endpoint (snapshot, events, member state/weight, PUT config, /metrics).
 * ``healthcheck`` — active health checks (opt-in): the probing task; ``core.balance.health`` decides.
 * ``accesslog`` — access logs (opt-in): the line formats, bounded batches and the writer thread, SIGUSR1
@@ -21,8 +22,10 @@
   (SO_REUSEPORT), fd-aware connection cap.
 * ``cli``      — ``balancedesk balance``.
 
-The arrows: ``cli → fleetserve → follow → groups → server``; ``cli → server → planes (tcp, http, native) → shell, upstream, runtime``; a plane imports nothing
+The arrows: ``cli → fleetserve → follow → groups → server``;
+``cli → server → planes (tcp, http, native) → shell, upstream, runtime``; a plane imports nothing
 of the server and there is no circle (tests/unit/test_architecture.py checks both).
 
-Imports: asyncio, httptools, uvloop (optional), httpx (``--api`` only, through ``core.client``), ``core.fleet``, ``core.balance``, ``core.model``.
+Imports: asyncio, httptools, uvloop (optional), httpx (``--api`` only, through ``core.client``),
+``core.fleet``, ``core.balance``, ``core.model``.
 """

@@ -14,6 +14,7 @@ over, and the newest ``limit`` other route events — oldest first, the cursor a
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hmac
 import json
 from collections.abc import Callable
@@ -24,6 +25,17 @@ import httptools
 from balancedesk.core.balance import AdminState
 from balancedesk.core.model import WEIGHT_MAX, RuleError
 from balancedesk.core.proxy.config import parse_config_bytes
+from balancedesk.core.proxy.contract import (
+    Command,
+    CommandError,
+    MemberSnap,
+    RevertOverride,
+    SetState,
+    Snapshot,
+    event_from_ring,
+    parse_command,
+    ring_route_loud,
+)
 from balancedesk.core.proxy.limits import (
     ADMIN_BODY_MAX_BYTES,
     ADMIN_BODY_TIMEOUT_S,
@@ -49,6 +61,10 @@ def _peer(p: Any) -> str | None:
 
 
 def member_json(rt: Runtime, mid: str, now: float, shares: dict[str, float], total: int) -> dict[str, Any]:
+    return member_snap(rt, mid, now, shares, total).to_json()
+
+
+def member_snap(rt: Runtime, mid: str, now: float, shares: dict[str, float], total: int) -> MemberSnap:
     view = next(v for v in rt.balancer.members() if v.member_id == mid)
     st = rt.stats.get(mid)
     host, port = rt.endpoints.get(mid, ("", 0))
@@ -58,35 +74,32 @@ def member_json(rt: Runtime, mid: str, now: float, shares: dict[str, float], tot
     p50, p99 = st.percentiles() if st is not None else (None, None)
     picked = st.total if st is not None else 0
     check = rt.checks.view(mid) if rt.checks is not None else None
-    return {
-        "memberID": mid,
-        "endpoint": f"[{host}]:{port}" if ":" in host else f"{host}:{port}",
-        "sequence": view.sequence,
-        "weight": view.weight,
-        "admin": view.admin.value,
-        "health": "up" if healthy else "disabled",
-        "disabledUntil": until,
-        "retryIn_s": (until - now) if until is not None else None,
-        "active": st.active if st is not None else 0,
-        "total": picked,
-        "failures": view.failures,
-        "bytesIn": st.bytes_in if st is not None else 0,
-        "bytesOut": st.bytes_out if st is not None else 0,
-        "latencyP50_ms": p50,
-        "latencyP99_ms": p99,
-        "configuredShare": shares.get(mid, 0.0),
-        "actualShare": (picked / total) if total else 0.0,
-        # active health checks (None when off): the checks' state, the last result and how long ago
-        "check": None if check is None else {
-            "state": check.state.value,
-            "ok": check.last_ok,
-            "detail": check.last_detail,
-            "at": check.last_at,
-            "ago_s": (now - check.last_at) if check.last_at is not None else None,
-            "passes": check.passes,
-            "fails": check.fails,
-        },
-    }
+    snap = MemberSnap(
+        member_id=mid,
+        endpoint=f"[{host}]:{port}" if ":" in host else f"{host}:{port}",
+        sequence=view.sequence,
+        weight=view.weight,
+        admin=view.admin.value,
+        health="up" if healthy else "disabled",
+        disabled_until=until,
+        retry_in_s=(until - now) if until is not None else None,
+        active=st.active if st is not None else 0,
+        total=picked,
+        failures=view.failures,
+        bytes_in=st.bytes_in if st is not None else 0,
+        bytes_out=st.bytes_out if st is not None else 0,
+        latency_p50_ms=p50,
+        latency_p99_ms=p99,
+        configured_share=shares.get(mid, 0.0),
+        actual_share=(picked / total) if total else 0.0,
+    )
+    if check is None:
+        return snap
+    # active health checks: the checks' state, the last result and how long ago
+    return dataclasses.replace(snap, check_state=check.state.value, check_ok=check.last_ok,
+                               check_detail=check.last_detail, check_at=check.last_at,
+                               check_ago_s=(now - check.last_at) if check.last_at is not None else None,
+                               check_passes=check.passes, check_fails=check.fails)
 
 
 def _shares(rt: Runtime) -> dict[str, float]:
@@ -98,7 +111,8 @@ def _shares(rt: Runtime) -> dict[str, float]:
     return shares
 
 
-def snapshot(rt: Runtime) -> dict[str, Any]:
+def snapshot(rt: Runtime, *, server_version: int | None = None,
+             control_plane: dict[str, Any] | None = None) -> dict[str, Any]:
     for refresh in rt.refreshers:
         refresh()
     now = rt.loop.time()
@@ -107,33 +121,25 @@ def snapshot(rt: Runtime) -> dict[str, Any]:
     shares = _shares(rt)
     ids = rt.balancer.member_ids()
     total = sum(rt.stats[m].total for m in ids if m in rt.stats)
-    return {
-        "version": rt.version,
-        "group": {
-            "connectorID": cfg.connector_id,
-            "label": cfg.label,
-            "loadBalancing": g.load_balancing,
-            "connectionTimeout": g.connection_timeout,
-            "retryDelay": g.retry_delay,
-        },
-        "mode": rt.mode,
-        "dataPlane": rt.data_plane,
-        "listen": rt.listen,
-        "affinityHeader": rt.affinity_header,
-        "listener": cfg.listener.to_json(),
-        "accessLog": rt.access_log.stats() if rt.access_log is not None else None,
-        "now": now,
-        "uptime_s": now - rt.started,
-        "members": [member_json(rt, m, now, shares, total) for m in ids],
-        "overrides": overrides_json(rt),
-        "totals": {
-            "accepted": rt.accepted,
-            "active": rt.active,
-            "refused": rt.refused,
-            "failed": rt.failed,
-            "sampledAway": rt.sampled_away,
-        },
-    }
+    return Snapshot(
+        version=rt.version,
+        group={"connectorID": cfg.connector_id, "label": cfg.label, "loadBalancing": g.load_balancing,
+               "connectionTimeout": g.connection_timeout, "retryDelay": g.retry_delay},
+        mode=rt.mode,
+        data_plane=rt.data_plane,
+        listen=rt.listen,
+        affinity_header=rt.affinity_header,
+        listener=cfg.listener.to_json(),
+        access_log=rt.access_log.stats() if rt.access_log is not None else None,
+        now=now,
+        uptime_s=now - rt.started,
+        members=tuple(member_snap(rt, m, now, shares, total) for m in ids),
+        overrides=tuple(overrides_json(rt)),
+        totals={"accepted": rt.accepted, "active": rt.active, "refused": rt.refused, "failed": rt.failed,
+                "sampledAway": rt.sampled_away},
+        server_version=server_version,
+        control_plane=control_plane,
+    ).to_json()
 
 
 def overrides_json(rt: Runtime) -> list[dict[str, Any]]:
@@ -150,24 +156,7 @@ def overrides_json(rt: Runtime) -> list[dict[str, Any]]:
 
 
 def event_json(ev: tuple[Any, ...]) -> dict[str, Any]:
-    seq, t, _sa, kind = ev[0], ev[1], ev[2], ev[3]
-    out: dict[str, Any] = {"seq": seq, "t": t, "kind": kind}
-    if kind == "route":
-        _, _, _, _, client, attempts, mid, outcome, key = ev
-        out["client"] = _peer(client)
-        out["attempts"] = [{"memberID": a, "outcome": o, "ms": round(ms, 3)} for a, o, ms in attempts]
-        out["memberID"] = mid
-        out["outcome"] = outcome
-        out["key"] = key
-    elif kind == "health":
-        out.update(memberID=ev[4], state=ev[5], until=ev[6], reason=ev[7])
-    elif kind == "admin":
-        out.update(memberID=ev[4], state=ev[5])
-    elif kind == "config":
-        out["version"] = ev[4]
-        if ev[5] is not None:
-            out["error"] = ev[5]
-    return out
+    return event_from_ring(ev, _peer).to_json()
 
 
 def events(rt: Runtime, after: int, limit: int) -> dict[str, Any]:
@@ -192,9 +181,8 @@ def events(rt: Runtime, after: int, limit: int) -> dict[str, Any]:
 
 
 def _loud(ev: tuple[Any, ...]) -> bool:
-    """A route event a person should see: it failed, or an attempt before the chosen one failed."""
-    attempts = ev[5]
-    return ev[7] != "ok" or len(attempts) != 1 or attempts[0][1] != "ok"
+    """A route event a person should see (:attr:`RouteEvent.loud`)."""
+    return ring_route_loud(ev)
 
 
 def newest_events(rt: Runtime, after: int, limit: int) -> dict[str, Any]:
@@ -317,44 +305,41 @@ def handle(rt: Runtime, method: str, target: str, body: bytes) -> tuple[int, str
                                              "problems": [p.as_json() for p in exc.problems]}}) from None
             raise _Reply(200, {"version": rt.apply(cfg)})
         seg = path.strip("/").split("/")
-        if len(seg) == 3 and seg[:2] == ["admin", "overrides"]:
-            if method != "DELETE":
-                raise _Reply(405, {"error": {"message": "use DELETE"}})
-            if not rt.revert(seg[2]):
-                raise _Reply(404, {"error": {"message": f"member {seg[2]} has no override"}})
-            raise _Reply(200, {"overrides": overrides_json(rt)})
-        if len(seg) == 4 and seg[:2] == ["admin", "members"] and seg[3] in ("state", "weight"):
-            mid = seg[2]
-            if mid not in rt.endpoints:
-                raise _Reply(404, {"error": {"message": f"no member {mid} in this group"}})
-            if method != "POST":
-                raise _Reply(405, {"error": {"message": "use POST"}})
-            data = _json_body(body)
-            if seg[3] == "state":
-                try:
-                    state = AdminState(data.get("state") if isinstance(data, dict) else None)
-                except ValueError:
-                    raise _Reply(400, {"error": {"message": 'state must be "enabled", "drain" or "disabled"',
-                                                 "problems": [{"field": "state", "message":
-                                                               "must be enabled, drain or disabled"}]}}) from None
-                rt.override_admin(mid, state)
-            else:
-                w = data.get("weight") if isinstance(data, dict) else None
-                if isinstance(w, bool) or not isinstance(w, int) or not 1 <= w <= WEIGHT_MAX:
-                    raise _Reply(400, {"error": {"message": f"weight must be a whole number from 1 to {WEIGHT_MAX}",
-                                                 "problems": [{"field": "weight", "message":
-                                                               f"must be a whole number from 1 to {WEIGHT_MAX}"}]}})
-                rt.override_weight(mid, w)
-            now = rt.loop.time()
-            ids = rt.balancer.member_ids()
-            total = sum(rt.stats[m].total for m in ids if m in rt.stats)
-            raise _Reply(200, member_json(rt, mid, now, _shares(rt), total))
+        if seg[:1] == ["admin"]:
+            try:
+                cmd = parse_command(method, seg[1:], _json_body(body) if method == "POST" else None,
+                                    weight_max=WEIGHT_MAX)
+            except CommandError as exc:
+                err: dict[str, Any] = {"message": str(exc)}
+                if exc.field is not None:
+                    err["problems"] = [{"field": exc.field, "message": str(exc)}]
+                raise _Reply(exc.status, {"error": err}) from None
+            if cmd is not None:
+                raise _Reply(*run_command(rt, cmd))
         raise _Reply(404, {"error": {"message": f"no such admin resource {path}"}})
     except _Reply as r:
         return r.status, "application/json", _dumps(r.body).encode()
 
 
 Handler = Callable[[str, str, bytes], tuple[int, str, bytes]]  # (method, target, body) → (status, type, body)
+
+def run_command(rt: Runtime, cmd: Command) -> tuple[int, Any]:
+    """Carry out an admin command on ``rt`` → (status, JSON body)."""
+    if isinstance(cmd, RevertOverride):
+        if not rt.revert(cmd.member_id):
+            return 404, {"error": {"message": f"member {cmd.member_id} has no override"}}
+        return 200, {"overrides": overrides_json(rt)}
+    if cmd.member_id not in rt.endpoints:
+        return 404, {"error": {"message": f"no member {cmd.member_id} in this group"}}
+    if isinstance(cmd, SetState):
+        rt.override_admin(cmd.member_id, AdminState(cmd.state))
+    else:
+        rt.override_weight(cmd.member_id, cmd.weight)
+    now = rt.loop.time()
+    ids = rt.balancer.member_ids()
+    total = sum(rt.stats[m].total for m in ids if m in rt.stats)
+    return 200, member_json(rt, cmd.member_id, now, _shares(rt), total)
+
 
 _dumps = json.JSONEncoder(separators=(",", ":"), check_circular=False).encode  # compact: fewer bytes to send
 

@@ -107,8 +107,8 @@ def main(args: argparse.Namespace) -> int:
     if args.config is not None:
         try:
             several = is_groups_file(args.config.read_bytes())
-        except OSError as exc:
-            return _fail(f"cannot read {args.config}: {exc}")
+        except OSError:
+            several = False  # reported below, after the checks of the arguments
     if not several and (args.listen is None or args.mode is None):
         return _fail("--config with one group needs --listen HOST:PORT and --mode tcp|http")
     try:

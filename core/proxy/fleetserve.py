@@ -172,9 +172,8 @@ class FleetAdmin:
         if target.split("?", 1)[0] == "/admin/config" and self.control is not None:
             return _err(409, "this balancer follows the management server: save the group there")
         if target.split("?", 1)[0] == "/admin/snapshot" and method == "GET":
-            snap = admin_mod.snapshot(g.rt)
-            snap["serverVersion"] = g.version
-            snap["controlPlane"] = self.control.to_json() if self.control is not None else None
+            snap = admin_mod.snapshot(g.rt, server_version=g.version,
+                                      control_plane=self.control.to_json() if self.control is not None else None)
             return 200, "application/json", json.dumps(snap).encode()
         return admin_mod.handle(g.rt, method, target, body)
 

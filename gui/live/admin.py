@@ -1,8 +1,10 @@
 """The balancer's admin endpoint as async calls and frozen values.
 
-Contract: docs/ARCHITECTURE.md, "Admin endpoint". Everything here is plain Python (no Qt) so the bench
-and tests can use it without a window. ``mono_s`` values are the balancer's clock; a viewer computes
-countdowns from ``Snapshot.now`` and the ``retryIn_s`` of each member, never from its own clock.
+Contract: docs/ARCHITECTURE.md, "Admin endpoint"; the values (``MemberSnap``, ``Snapshot``, the commands) are
+``core.proxy.contract``'s, the same definitions the balancer serialises with. Everything here is plain
+Python (no Qt) so the bench and tests can use it without a window. ``mono_s`` values are the balancer's
+clock; a viewer computes countdowns from ``Snapshot.now`` and the ``retryIn_s`` of each member, never from
+its own clock.
 
 The transport is a small keep-alive HTTP/1.1 client on asyncio Protocols (httptools parses the answers,
 orjson the bodies), not httpx: a viewer polls about ten times a second while the balancer it watches may
@@ -16,12 +18,15 @@ from __future__ import annotations
 import asyncio
 import ssl
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import SplitResult, urlencode, urlsplit
 
 import httptools
 import orjson
+from balancedesk.core.proxy.contract import Command, MemberSnap, SetState, SetWeight, Snapshot
+
+__all__ = ["AdminClient", "AdminError", "AdminUnavailable", "EventBatch", "MemberSnap", "Snapshot", "admin_url"]
 
 
 class AdminUnavailable(Exception):
@@ -35,127 +40,6 @@ class AdminError(Exception):
         self.status = status
         self.problems = list(problems)
         super().__init__(f"{status}: {message}")
-
-
-def _f(value: Any, default: float = 0.0) -> float:
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return default
-
-
-def _opt(value: Any) -> float | None:
-    return None if value is None else _f(value)
-
-
-def _check(value: Any) -> dict[str, Any]:
-    """The snapshot's ``check`` object of a member (None when checks are off) → MemberSnap fields."""
-    if not isinstance(value, Mapping) or value.get("ok") is None:
-        return {}
-    return {"check_ok": bool(value.get("ok")), "check_detail": str(value.get("detail") or ""),
-            "check_ago_s": _opt(value.get("ago_s"))}
-
-
-@dataclass(frozen=True)
-class MemberSnap:
-    """One member as the running balancer sees it."""
-
-    member_id: str
-    endpoint: str = ""
-    sequence: int = 0
-    weight: int = 1
-    admin: str = "enabled"  # enabled / drain / disabled
-    health: str = "up"  # up / disabled
-    disabled_until: float | None = None
-    retry_in_s: float | None = None
-    active: int = 0
-    total: int = 0
-    failures: int = 0
-    bytes_in: int = 0
-    bytes_out: int = 0
-    latency_p50_ms: float | None = None
-    latency_p99_ms: float | None = None
-    configured_share: float = 0.0
-    actual_share: float = 0.0
-    # active health checks (all None when the group has none, or before the first result)
-    check_ok: bool | None = None
-    check_detail: str | None = None
-    check_ago_s: float | None = None
-
-    @classmethod
-    def from_json(cls, d: Mapping[str, Any]) -> MemberSnap:
-        return cls(
-            member_id=str(d.get("memberID", "?")),
-            endpoint=str(d.get("endpoint") or ""),
-            sequence=int(d.get("sequence") or 0),
-            weight=int(d.get("weight") or 1),
-            admin=str(d.get("admin") or "enabled"),
-            health=str(d.get("health") or "up"),
-            disabled_until=_opt(d.get("disabledUntil")),
-            retry_in_s=_opt(d.get("retryIn_s")),
-            active=int(d.get("active") or 0),
-            total=int(d.get("total") or 0),
-            failures=int(d.get("failures") or 0),
-            bytes_in=int(d.get("bytesIn") or 0),
-            bytes_out=int(d.get("bytesOut") or 0),
-            latency_p50_ms=_opt(d.get("latencyP50_ms")),
-            latency_p99_ms=_opt(d.get("latencyP99_ms")),
-            configured_share=_f(d.get("configuredShare")),
-            actual_share=_f(d.get("actualShare")),
-            **_check(d.get("check")),
-        )
-
-    def check_text(self, elapsed: float = 0.0) -> str:
-        """The last health check as a person reads it: ``check ok 0.3 s ago`` / ``check failed: refused``
-        (``elapsed``: seconds since the snapshot arrived); empty without checks."""
-        if self.check_ok is None or self.check_ago_s is None:
-            return ""
-        if self.check_ok:
-            return f"check ok {self.check_ago_s + elapsed:.1f} s ago"
-        return f"check failed: {self.check_detail or '?'}"
-
-    @property
-    def state(self) -> str:
-        """What a person reads: ``disabled`` (health, with a countdown) wins over the admin state."""
-        if self.health == "disabled":
-            return "down"
-        if self.admin == "drain":
-            return "draining"
-        if self.admin == "disabled":
-            return "disabled"
-        return "up"
-
-
-@dataclass(frozen=True)
-class Snapshot:
-    version: int
-    group: Mapping[str, Any]
-    mode: str
-    listen: str
-    affinity_header: str | None
-    now: float
-    uptime_s: float
-    members: tuple[MemberSnap, ...]
-    totals: Mapping[str, int] = field(default_factory=dict)
-    data_plane: str = ""  # "native" (the C engine) or "asyncio"; "" from a balancer that does not say
-
-    @classmethod
-    def from_json(cls, d: Mapping[str, Any]) -> Snapshot:
-        return cls(
-            version=int(d.get("version") or 0),
-            group=dict(d.get("group") or {}),
-            mode=str(d.get("mode") or "tcp"),
-            listen=str(d.get("listen") or ""),
-            affinity_header=d.get("affinityHeader"),
-            now=_f(d.get("now")),
-            uptime_s=_f(d.get("uptime_s")),
-            members=tuple(MemberSnap.from_json(m) for m in d.get("members") or ()),
-            totals={str(k): int(v or 0) for k, v in dict(d.get("totals") or {}).items()},
-            data_plane=str(d.get("dataPlane") or ""),
-        )
-
-    def member(self, member_id: str) -> MemberSnap | None:
-        return next((m for m in self.members if m.member_id == member_id), None)
 
 
 @dataclass(frozen=True)
@@ -359,11 +243,15 @@ class AdminClient:
             newest="skipped" in d,
         )
 
+    async def command(self, cmd: Command) -> Any:
+        """Send an admin command (``core.proxy.contract``): the answer's JSON."""
+        return await self._call(cmd.method, "/admin/" + cmd.path, json=cmd.body())
+
     async def set_state(self, member_id: str, state: str) -> Any:
-        return await self._call("POST", f"/admin/members/{member_id}/state", json={"state": state})
+        return await self.command(SetState(member_id, state))
 
     async def set_weight(self, member_id: str, weight: int) -> Any:
-        return await self._call("POST", f"/admin/members/{member_id}/weight", json={"weight": weight})
+        return await self.command(SetWeight(member_id, weight))
 
     async def put_config(self, config: Mapping[str, Any]) -> int:
         d = await self._call("PUT", "/admin/config", json=dict(config))
