@@ -37,6 +37,7 @@
 #include <unistd.h>
 
 #define SCRATCH (64 * 1024)
+#define MAX_HEADERS 100 /* header lines the fast path takes (framing.MAX_HEADERS; a test checks they agree) */
 #define MAX_EVENTS 256
 #define MAX_LISTENERS 8
 #define MAX_SAMPLES 1024 /* first-byte latencies kept between two collects (a member keeps 512) */
@@ -522,9 +523,13 @@ static void relay(Engine *e, conn_t *c) {
 
 /* --- HTTP/1.1 (L7) ----------------------------------------------------------------------------------
  *
- * The usual request takes the fast path here: a head of at most ``head_limit`` bytes with CRLF line ends,
- * HTTP/1.1, a body framed by Content-Length (or none), no Expect, Upgrade, Transfer-Encoding or Connection
- * options beyond close/keep-alive. Its head is forwarded with the hop-by-hop headers dropped and
+ * The usual request takes the fast path here: a head of at most ``head_limit`` bytes with CRLF line ends and no
+ * other CR or LF, HTTP/1.1, a common method (GET HEAD POST PUT DELETE OPTIONS PATCH TRACE), one Host made of
+ * [A-Za-z0-9.-_:[]], at most MAX_HEADERS header lines, at most one Content-Length (digits), no Expect, Upgrade,
+ * Transfer-Encoding or Connection options beyond close/keep-alive. What it does not fully understand it does not
+ * judge: the request goes to http.py, whose rules (framing.py) answer it. Its head is forwarded with each header
+ * line written as ``Name: value`` (the value's surrounding whitespace dropped, as http.py does), the
+ * hop-by-hop headers dropped and
  * X-Forwarded-For added, on a pooled keep-alive connection to the member Python picked; the answer comes
  * back with its hop-by-hop headers dropped, Content-Length and chunked bodies passed through as they are
  * (chunk boundaries tracked to find the end), a body delimited by the member's close ends the client
@@ -878,7 +883,7 @@ static void h_connect(Engine *e, conn_t *c, long t) {
 static int h_request(Engine *e, conn_t *c, long hl) {
     const char *p = c->in.p + c->in.off, *end = p + hl - 2; /* end: the final CRLF */
     const char *le = memchr(p, '\r', (size_t)(end - p));
-    if (!le) return 1;
+    if (!le || le[1] != '\n') return 1; /* a bare CR: not judged here */
     /* request line: METHOD SP target SP HTTP/1.1 */
     const char *sp1 = memchr(p, ' ', (size_t)(le - p));
     if (!sp1 || sp1 == p) return 1;
@@ -890,21 +895,22 @@ static int h_request(Engine *e, conn_t *c, long hl) {
         if ((unsigned char)*q <= ' ' || *q == 0x7f) return 1;
     size_t ml = (size_t)(sp1 - p);
     unsigned hf = H_KEEP;
-    if (ml == 7 && !memcmp(p, "CONNECT", 7)) return 1;
     if (ml == 4 && !memcmp(p, "HEAD", 4)) hf |= H_HEADONLY | H_IDEMP;
     else if ((ml == 3 && (!memcmp(p, "GET", 3) || !memcmp(p, "PUT", 3))) || (ml == 6 && !memcmp(p, "DELETE", 6)) ||
              (ml == 7 && !memcmp(p, "OPTIONS", 7)) || (ml == 5 && !memcmp(p, "TRACE", 5)))
         hf |= H_IDEMP;
+    else if (!(ml == 4 && !memcmp(p, "POST", 4)) && !(ml == 5 && !memcmp(p, "PATCH", 5)))
+        return 1; /* CONNECT, a rarer method, or not a method: http.py's */
     hbuf_t *r = &c->req;
     r->off = r->len = 0;
     if (hb_put(r, p, (size_t)(le - p) + 2) < 0) return -1;
     long long cl = -1;
     const char *key = NULL, *key_end = NULL;
     const char *xff = NULL, *xff_end = NULL;
-    int n_xff = 0;
+    int n_xff = 0, n_host = 0, n_lines = 0;
     for (const char *ls = le + 2; ls < end;) {
         const char *lend = memchr(ls, '\r', (size_t)(end - ls));
-        if (!lend) return 1;
+        if (!lend || lend[1] != '\n' || ++n_lines > MAX_HEADERS) return 1;
         if (*ls == ' ' || *ls == '\t') return 1; /* a folded line */
         const char *colon = memchr(ls, ':', (size_t)(lend - ls));
         if (!colon || colon == ls) return 1;
@@ -912,7 +918,7 @@ static int h_request(Engine *e, conn_t *c, long hl) {
             if (!is_tchar((unsigned char)*q)) return 1;
         const char *v = colon + 1, *ve = lend;
         for (const char *q = v; q < ve; q++)
-            if ((unsigned char)*q < ' ' && *q != '\t') return 1;
+            if (((unsigned char)*q < ' ' && *q != '\t') || *q == 0x7f) return 1;
         trim(&v, &ve);
         size_t nl = (size_t)(colon - ls);
         int keep_line = 1;
@@ -937,10 +943,19 @@ static int h_request(Engine *e, conn_t *c, long hl) {
                 if (opt & C_CLOSE) hf &= ~H_KEEP;
             }
             break;
+        case 4:
+            if (name_is(ls, nl, "host")) {
+                if (n_host++) return 1;
+                for (const char *q = v; q < ve; q++)
+                    if (!((*q >= 'a' && *q <= 'z') || (*q >= 'A' && *q <= 'Z') || (*q >= '0' && *q <= '9') ||
+                          (*q && strchr(".-_:[]", *q))))
+                        return 1;
+            }
+            break;
         case 14:
             if (name_is(ls, nl, "content-length")) {
                 long long x;
-                if (parse_len(v, ve, &x) < 0 || (cl >= 0 && x != cl)) return 1;
+                if (parse_len(v, ve, &x) < 0 || cl >= 0) return 1; /* a second one, even equal: http.py's */
                 cl = x;
             }
             break;
@@ -963,9 +978,17 @@ static int h_request(Engine *e, conn_t *c, long hl) {
             key = v;
             key_end = ve;
         }
-        if (keep_line && hb_put(r, ls, (size_t)(lend - ls) + 2) < 0) return -1;
+        if (keep_line) {
+            if (v == colon + 2 && colon[1] == ' ' && ve == lend) { /* already ``Name: value`` */
+                if (hb_put(r, ls, (size_t)(lend - ls) + 2) < 0) return -1;
+            } else if (hb_put(r, ls, nl) < 0 || hb_put(r, ": ", 2) < 0 || hb_put(r, v, (size_t)(ve - v)) < 0 ||
+                       hb_put(r, "\r\n", 2) < 0) {
+                return -1;
+            }
+        }
         ls = lend + 2;
     }
+    if (n_host != 1) return 1;
     if (hb_put(r, "X-Forwarded-For: ", 17) < 0) return -1;
     if (xff && (hb_put(r, xff, (size_t)(xff_end - xff)) < 0 || hb_put(r, ", ", 2) < 0)) return -1;
     if (hb_put(r, c->ip, strlen(c->ip)) < 0 || hb_put(r, "\r\n\r\n", 4) < 0) return -1;
@@ -2109,7 +2132,8 @@ PyMODINIT_FUNC PyInit__engine(void) {
     PyObject *m = PyModule_Create(&enginemodule);
     if (!m) return NULL;
     Py_INCREF(&EngineType);
-    if (PyModule_AddObject(m, "Engine", (PyObject *)&EngineType) < 0) {
+    if (PyModule_AddIntConstant(m, "MAX_HEADERS", MAX_HEADERS) < 0 ||
+        PyModule_AddObject(m, "Engine", (PyObject *)&EngineType) < 0) {
         Py_DECREF(&EngineType);
         Py_DECREF(m);
         return NULL;
