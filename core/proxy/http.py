@@ -679,13 +679,13 @@ class HttpClient(asyncio.Protocol):
         if u.reused and not r.retried and replayable:
             # a pooled connection the member had closed: one more try on a fresh connection, same member
             r.retried = True
-            r.pending = list(r.kept or ())
+            r.pending = r.pending if r.upgrade else list(r.kept or ())  # an upgrade's: tunnel bytes held
             rt.loop.create_task(self.connect(r, u.mid, now))
             return
         if not u.reused:
             rt.connect_failed(self.selection(r), u.mid, now)
         if replayable:
-            r.pending = list(r.kept or ())
+            r.pending = r.pending if r.upgrade else list(r.kept or ())  # an upgrade's: tunnel bytes held
             self.try_next(r, now)
             return
         self.fail_routed(r, 502, f"member {u.mid} closed the connection before answering "
