@@ -27,7 +27,7 @@ POOL_PER_MEMBER = 64
 RESP_HOP = HOP_BY_HOP - {b"http2-settings"}
 
 # a hop-by-hop header line in a lower-cased head (the match starts at the CRLF before the name)
-_HOP_LINE = re.compile(rb"\r\n(?:" + b"|".join(sorted(RESP_HOP, key=len, reverse=True)) + rb")[ \t]*:")
+_HOP_LINE = re.compile(rb"\r\n(?:" + b"|".join(sorted(RESP_HOP)) + rb")[ \t]*:")
 _SPECIAL_LENGTHS = frozenset(len(n) for n in (*RESP_HOP, b"content-length"))
 
 
