@@ -16,7 +16,7 @@ VENV=.venv
 STAMP=$VENV/.installed-from
 
 APT_GUI=(libxcb-icccm4 libxcb-keysyms1 libxcb-cursor0 libxkbcommon-x11-0 libegl1 libgl1 libfontconfig1 libdbus-1-3)
-APT_TEST=(xvfb xauth nginx libnginx-mod-stream haproxy)
+APT_TEST=(xvfb xauth xdotool nginx libnginx-mod-stream haproxy)
 
 need_apt() {
   local missing=()
@@ -40,11 +40,11 @@ setup() {
     echo "dev.sh: creating $VENV"
     "$PY" -m venv "$VENV"
   fi
-  local want; want=$(sha256sum pyproject.toml setup.py core/proxy/_engine.c | sha256sum | cut -c1-16)
+  local want; want=$(sha256sum pyproject.toml setup.py constraints.txt core/proxy/_engine.c | sha256sum | cut -c1-16)
   if [ "$(cat "$STAMP" 2>/dev/null)" != "$want" ]; then
     echo "dev.sh: installing Python packages into $VENV"
     "$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null
-    "$VENV/bin/python" -m pip install -q -e ".[dev]"
+    "$VENV/bin/python" -m pip install -q -c constraints.txt -e ".[dev]"
     echo "$want" > "$STAMP"
   fi
 }

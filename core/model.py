@@ -20,7 +20,7 @@ import re
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -29,6 +29,8 @@ DEFAULT_CONNECTION_TIMEOUT = 15
 DEFAULT_RETRY_DELAY = 120
 LABEL_MAX = 255
 DEFAULT_AFFINITY_HEADER = "sender-transfer-id"
+DEFAULT_READ_TIMEOUT = 60.0  # seconds without an answer byte before a member is called stalled (nginx: 60 s)
+HEALTH_PATH_MAX = 1024
 
 _ENDPOINT_RE = re.compile(r"^(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[A-Za-z0-9_.\-]+)):(?P<port>\d{1,5})$")
 
@@ -328,6 +330,86 @@ def check_group_rules(
     return problems
 
 
+def _positive_seconds(value: Any, name: str, *, high: float) -> float:
+    """A duration in seconds as a JSON number: more than 0, at most ``high``."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"{name} must be a number of seconds, got {value!r}")
+    out = float(value)
+    if not 0 < out <= high:
+        raise ValueError(f"{name} must be more than 0 and at most {high:g} seconds, got {value!r}")
+    return out
+
+
+class HealthCheck(_Frozen):
+    """Active health checks, opt-in per group (``listener.healthCheck``).
+
+    Every ``interval`` seconds each member is probed: ``type`` "tcp" is a connect within ``timeout``;
+    "http" also sends ``GET path`` and wants ``expectStatus``. ``fall`` failures in a row disable the member
+    (as a failed connect would, until a check passes again); ``rise`` passes in a row re-enable it before its
+    retryDelay ends. Without this object the seed's passive rules stay exactly as they are.
+    """
+
+    type: Literal["tcp", "http"] = "tcp"
+    path: str = Field(default="/", min_length=1, max_length=HEALTH_PATH_MAX)
+    expect_status: int = Field(default=200, alias="expectStatus", ge=100, le=599)
+    interval: float = 5.0
+    timeout: float = 2.0
+    rise: int = Field(default=2, ge=1, le=100)
+    fall: int = Field(default=3, ge=1, le=100)
+
+    @field_validator("interval", mode="before")
+    @classmethod
+    def _interval(cls, value: Any) -> float:
+        return _positive_seconds(value, "interval", high=3600)
+
+    @field_validator("timeout", mode="before")
+    @classmethod
+    def _timeout(cls, value: Any) -> float:
+        return _positive_seconds(value, "timeout", high=600)
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, value: str) -> str:
+        if not value.startswith("/") or any(not 0x21 <= ord(ch) <= 0x7E for ch in value):
+            raise ValueError("path must start with / and be printable ASCII without spaces")
+        return value
+
+
+class AccessLog(_Frozen):
+    """An access log, opt-in per group (``listener.accessLog``): one line per request (L7) or per
+    connection (L4) appended to ``path``, as ``text`` (a combined-log-like line) or ``json`` (JSON lines)."""
+
+    path: str = Field(min_length=1, max_length=4096)
+    format: Literal["text", "json"] = "text"
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, value: str) -> str:
+        if "\x00" in value:
+            raise ValueError("path must not contain NUL")
+        return value
+
+
+class ListenerSettings(_Frozen):
+    """Balance Desk's extension object beside HDP's fields (``listener``): how a balancer serves the group.
+
+    ``readTimeout``: seconds a member may take to send its first answer byte (L7) before the request is
+    answered 504 and the member counted as failed and handled like a failed connect.
+    """
+
+    read_timeout: float = Field(default=DEFAULT_READ_TIMEOUT, alias="readTimeout")
+    health_check: HealthCheck | None = Field(default=None, alias="healthCheck")
+    access_log: AccessLog | None = Field(default=None, alias="accessLog")
+
+    @field_validator("read_timeout", mode="before")
+    @classmethod
+    def _rt(cls, value: Any) -> float:
+        return _positive_seconds(value, "readTimeout", high=86_400)
+
+    def to_json(self) -> dict[str, Any]:
+        return self.model_dump(by_alias=True, exclude_none=True, mode="json")
+
+
 class BalancerConfig(_Frozen):
     """What ``balancedesk balance --config FILE`` reads: the group JSON exactly as the management API
     returns it, plus ``endpoints`` mapping each memberID to ``host:port``."""
@@ -338,6 +420,7 @@ class BalancerConfig(_Frozen):
     connector_group: ConnectorGroup = Field(alias="connectorGroup")
     auth_user: tuple[str, ...] = Field(default=(), alias="authUser")
     endpoints: dict[str, str]
+    listener: ListenerSettings = Field(default_factory=ListenerSettings)
 
     @field_validator("endpoints")
     @classmethod

@@ -16,8 +16,8 @@ from pathlib import Path
 PASSWORD_ENV = "BALANCEDESK_PASSWORD"
 
 
-def parse_args(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="balancedesk", description="Balance Desk desktop app")
+def add_app_options(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """The desktop app's options (also listed by ``balancedesk --help``, through the launcher)."""
     parser.add_argument("--theme", choices=("system", "light", "dark"), default="system",
                         help="colour theme (default: follow the system)")
     parser.add_argument("--url", help="connect to this management server instead of the local one")
@@ -25,6 +25,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                                                         "the keyring, or asked)")
     parser.add_argument("--data", type=Path, help="data directory of the local embedded server")
     parser.add_argument("--no-connect", action="store_true", help="open without connecting")
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="balancedesk", description="Balance Desk desktop app")
+    add_app_options(parser)
     return parser.parse_args(argv)
 
 
@@ -75,9 +80,16 @@ def run(argv: list[str]) -> int:
     else:
         profile, password = local_profile(), None
 
+    # Every way out only asks (quit_event); main() then shuts down on the running loop (gui/quitting.py).
+    from balancedesk.gui.quitting import QuitSignals
+
     quit_event = asyncio.Event()
+    app.setQuitOnLastWindowClosed(False)
     app.aboutToQuit.connect(quit_event.set)
     app.lastWindowClosed.connect(quit_event.set)
+    signals = QuitSignals(quit_event.set)
+    window.closed.connect(quit_event.set)
+    window.connected.connect(lambda url: print(f"balancedesk: connected to {url}", file=sys.stderr, flush=True))
 
     async def main() -> None:
         if not args.no_connect:
@@ -93,8 +105,11 @@ def run(argv: list[str]) -> int:
         await quit_event.wait()
         await window.shutdown()
 
-    with loop:
-        loop.run_until_complete(main())
+    try:
+        with loop:
+            loop.run_until_complete(main())
+    finally:
+        signals.close()
     window.deleteLater()
     join_preload()
     return 0

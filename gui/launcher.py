@@ -9,7 +9,15 @@ from collections.abc import Sequence
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
-    if (args and not args[0].startswith("-")) or any(a in ("-h", "--help") for a in args[:1]):
+    if args[:1] in (["-h"], ["--help"]):  # the subcommands and the desktop app's own options
+        from balancedesk.core.cli import build_parser
+        from balancedesk.gui.app import add_app_options
+
+        parser = build_parser()
+        add_app_options(parser.add_argument_group("desktop app options (with no COMMAND)"))
+        parser.print_help()
+        return 0
+    if args and not args[0].startswith("-"):
         from balancedesk.core.cli import main as cli_main
 
         return int(cli_main(args))

@@ -69,6 +69,7 @@ class MainWindow(ConnectionMixin, EditingMixin, QMainWindow):
         saved(str): a group was saved (its connectorID).
         deleted(str): a group was deleted (its connectorID).
         failed(str): something failed; the argument is the sentence shown to the user.
+        closed(): the window accepted a close (File › Quit or the window's close button): the app quits.
     """
 
     connected = Signal(str)
@@ -77,6 +78,7 @@ class MainWindow(ConnectionMixin, EditingMixin, QMainWindow):
     saved = Signal(str)
     deleted = Signal(str)
     failed = Signal(str)
+    closed = Signal()
 
     def __init__(self, *, profiles: ProfileStore | None = None, local_data: Path | None = None) -> None:
         super().__init__()
@@ -419,6 +421,7 @@ class MainWindow(ConnectionMixin, EditingMixin, QMainWindow):
         if self._close_ok or not self.is_dirty():
             self._save_geometry()
             event.accept()
+            self.closed.emit()
             return
         event.ignore()
 
@@ -446,7 +449,12 @@ class MainWindow(ConnectionMixin, EditingMixin, QMainWindow):
             self.splitter.restoreState(state)
 
     async def shutdown(self) -> None:
-        """Close the client, cancel work, stop the embedded server."""
+        """Close the live windows (each stops the children it started), close the client, cancel work,
+        stop the embedded server (SIGTERM, waited for). Awaited on the running loop before the app ends."""
+        if "balancedesk.gui.live.window" in sys.modules:  # a live view was opened: close every one
+            from balancedesk.gui.live.window import close_all_live_windows
+
+            await close_all_live_windows()
         for task in list(self.tasks):
             task.cancel()
         await self.disconnect_client()

@@ -13,7 +13,7 @@ VENV=build/pkg-venv
 PY=${PYTHON:-python3}
 [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
 "$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null
-"$VENV/bin/python" -m pip install -q . "pyinstaller>=6"
+"$VENV/bin/python" -m pip install -q -c constraints.txt . "pyinstaller>=6"
 VER=$("$VENV/bin/python" -c "import importlib.metadata as m; print(m.version('balancedesk'))")
 
 echo "== PyInstaller"

@@ -114,8 +114,15 @@ def _users_add(args: argparse.Namespace) -> int:
         if password is None:
             print(f"balancedesk: environment variable {args.password_env} is not set", file=sys.stderr)
             return 1
+    elif not sys.stdin.isatty():
+        print("balancedesk: no terminal to ask the password on; pass --password-env VAR", file=sys.stderr)
+        return 2
     else:
-        password = getpass.getpass(f"Password for {args.name}: ")
+        try:
+            password = getpass.getpass(f"Password for {args.name}: ")
+        except (EOFError, KeyboardInterrupt):
+            print("\nbalancedesk: no password given; nothing was added", file=sys.stderr)
+            return 1
     user = _service(args).add_user(None, {"name": args.name, "password": password, "role": args.role})
     print(f"added {user['name']} ({user['role']})")
     return 0

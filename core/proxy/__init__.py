@@ -8,8 +8,14 @@
   streamed bodies, retries before the first answer byte, 400/408/431/502/503/504 answers.
 * ``admin``    — the admin endpoint (snapshot, events, member state/weight, PUT config, /metrics).
 * ``config``   — config file / management API sources and live reload.
-* ``server``   — listener, signals, graceful stop, ``--workers`` (SO_REUSEPORT), fd-aware connection cap.
+* ``shell``    — what one listener's connections share (runtime, limits, pool, idle sweeper), whatever
+  the plane.
+* ``server``   — composes a shell with its plane; listener, signals, graceful stop, ``--workers``
+  (SO_REUSEPORT), fd-aware connection cap.
 * ``cli``      — ``balancedesk balance``.
+
+The arrows: ``cli → server → planes (tcp, http, native) → shell, upstream, runtime``; a plane imports nothing
+of the server and there is no circle (tests/unit/test_architecture.py checks both).
 
 Imports: asyncio, httptools, uvloop (optional), httpx (``--api`` only), ``core.balance``, ``core.model``.
 """

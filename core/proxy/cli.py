@@ -60,6 +60,24 @@ def _fail(msg: str) -> int:
     return 2
 
 
+API_HINTS = {
+    401: "the user or password was not accepted (give --user and --password-env VAR or --password-file F)",
+    403: "this user may not read that group",
+    404: "there is no such group",
+}
+
+
+def api_failure(exc: Exception) -> str:
+    """A failed management API call as one sentence for the admin (no HTTP library wording, no links)."""
+    response = getattr(exc, "response", None)
+    status = getattr(response, "status_code", None)
+    if isinstance(status, int):
+        reason = getattr(response, "reason_phrase", "") or ""
+        hint = API_HINTS.get(status)
+        return f"the server answered {status} {reason}".rstrip() + (f": {hint}" if hint else "")
+    return str(exc) or type(exc).__name__
+
+
 def read_token(path: Path) -> str:
     """The admin token from ``path``; a new random one (file created 0600) if it does not exist."""
     try:
@@ -135,7 +153,7 @@ def main(args: argparse.Namespace) -> int:
         except RuleError as exc:
             return _fail(f"group {args.group} from {args.api}: {exc}")
         except Exception as exc:
-            return _fail(f"cannot load group {args.group} from {args.api}: {exc}")
+            return _fail(f"cannot load group {args.group} from {args.api}: {api_failure(exc)}")
         assert got is not None
         cfg = got
         opts.api = source

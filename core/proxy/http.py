@@ -26,7 +26,7 @@ from balancedesk.core.proxy.runtime import MemberStats, Runtime, classify
 from balancedesk.core.proxy.upstream import UpConn
 
 if TYPE_CHECKING:
-    from balancedesk.core.proxy.server import Shell
+    from balancedesk.core.proxy.shell import Shell
 
 PENDING_LIMIT = 256 * 1024  # request body held while no upstream is attached (client reading pauses)
 REPLAY_LIMIT = 64 * 1024  # request body kept for a retry after a dead connection

@@ -25,7 +25,7 @@ from balancedesk.core.proxy.http import HttpClient, routed_error
 from balancedesk.core.proxy.runtime import MemberStats, classify
 
 if TYPE_CHECKING:
-    from balancedesk.core.proxy.server import Shell
+    from balancedesk.core.proxy.shell import Shell
 
 try:
     from balancedesk.core.proxy._engine import Engine

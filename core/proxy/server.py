@@ -19,18 +19,13 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from balancedesk.core.balance import AdminState
 from balancedesk.core.model import BalancerConfig
 from balancedesk.core.proxy.admin import admin_factory
 from balancedesk.core.proxy.config import ApiSource, FileSource, log
 from balancedesk.core.proxy.runtime import Runtime
-from balancedesk.core.proxy.upstream import Pool
-
-if TYPE_CHECKING:
-    from balancedesk.core.proxy.native import NativeTcp
-    from balancedesk.core.proxy.tcp import ConnectDeadlines
+from balancedesk.core.proxy.shell import Shell
 
 STOP_GRACE_S = 10.0
 GC_GEN0_THRESHOLD = 10000  # the balancer process only (run_worker); CPython's default is 700
@@ -54,79 +49,21 @@ class Options:
     data_plane: str = "auto"  # "native" (the C engine), "asyncio" (tcp.py / http.py), "auto" (native when built)
 
 
-class Shell:
-    """What a listener's connections share: runtime, live connections, limits, the idle sweeper."""
+def make_shell(rt: Runtime, opts: Options) -> Shell:
+    """Compose one listener: the shared :class:`Shell` state and its data plane (native engine or asyncio)."""
+    shell = Shell(rt, max_connections=opts.max_connections, idle_timeout=opts.idle_timeout,
+                  head_timeout=opts.head_timeout, head_limit=opts.head_limit, affinity_header=opts.affinity_header)
+    if use_native(opts.data_plane, opts.mode):
+        from balancedesk.core.proxy.native import NativeHttp, NativeTcp
 
-    def __init__(self, rt: Runtime, opts: Options) -> None:
-        self.rt = rt
-        self.conns: set[Any] = set()
-        self.closing = False
-        self.drained = asyncio.Event()  # set once closing and the last connection is gone
-        self.now = rt.loop.time()  # refreshed by the sweeper; for coarse timers (slow head)
-        self.max_connections = opts.max_connections
-        self.idle_timeout = opts.idle_timeout
-        self.head_timeout = opts.head_timeout
-        self.head_limit = opts.head_limit
-        self.linger_s = 2.0
-        self.affinity: bytes | None = opts.affinity_header.lower().encode() if opts.affinity_header else None
-        self.pool = Pool(rt)
-        self._dt = max(0.05, min(1.0, opts.head_timeout / 4, opts.idle_timeout / 4))
-        self._sweep_handle: asyncio.TimerHandle | None = None
-        self.connect_deadlines: ConnectDeadlines | None = None
-        self.native: NativeTcp | None = None
-        if use_native(opts.data_plane, opts.mode):
-            from balancedesk.core.proxy.native import NativeHttp, NativeTcp
+        shell.native = NativeTcp(shell) if opts.mode == "tcp" else NativeHttp(shell)
+        rt.data_plane = "native"
+    elif opts.mode == "tcp":
+        from balancedesk.core.proxy.tcp import ConnectDeadlines
 
-            self.native = NativeTcp(self) if opts.mode == "tcp" else NativeHttp(self)
-            rt.data_plane = "native"
-        elif opts.mode == "tcp":
-            from balancedesk.core.proxy.tcp import ConnectDeadlines
-
-            self.connect_deadlines = ConnectDeadlines(rt.loop)
-            rt.on_member_change.append(self._tcp_member_changed)
-
-    def _tcp_member_changed(self, mid: str, state: AdminState) -> None:
-        if state is AdminState.DISABLED:
-            st = self.rt.stats.get(mid)
-            for c in list(st.conns if st is not None else ()):
-                c.abort()
-
-    def start(self) -> None:
-        self._sweep_handle = self.rt.loop.call_later(self._dt, self._sweep)
-
-    def _sweep(self) -> None:
-        loop = self.rt.loop
-        self.now = now = loop.time()
-        dt = self._dt
-        for c in list(self.conns):
-            c.tick(now, dt)
-        if self.native is not None:
-            self.native.sweep(self.idle_timeout)
-        if self.closing and not self.alive():
-            self.drained.set()
-        self._sweep_handle = loop.call_later(dt, self._sweep)
-
-    def alive(self) -> int:
-        """Client connections still open."""
-        return len(self.conns) + (self.native.active if self.native is not None else 0)
-
-    def stop(self) -> None:
-        self.closing = True
-        if self.native is not None:
-            self.native.stop_accepting()
-        self.pool.close_all()
-        for c in list(self.conns):
-            c.stop_idle()
-
-    def close(self) -> None:
-        if self._sweep_handle is not None:
-            self._sweep_handle.cancel()
-        if self.connect_deadlines is not None:
-            self.connect_deadlines.close()
-        if self.native is not None:
-            self.native.close()
-        for c in list(self.conns):
-            c.abort()
+        shell.connect_deadlines = ConnectDeadlines(rt.loop)
+        rt.on_member_change.append(shell.abort_tcp_of_disabled)
+    return shell
 
 
 def use_native(choice: str, mode: str) -> bool:
@@ -203,7 +140,7 @@ async def serve(
 
     loop = asyncio.get_running_loop()
     rt = Runtime(cfg, mode=opts.mode, affinity_header=opts.affinity_header if opts.mode == "http" else None)
-    shell = Shell(rt, opts)
+    shell = make_shell(rt, opts)
     proto: type[TcpClient] | type[HttpClient] = TcpClient if opts.mode == "tcp" else HttpClient
 
     def factory() -> asyncio.Protocol:

@@ -20,7 +20,7 @@ from balancedesk.core.proxy.runtime import MemberStats, classify
 
 if TYPE_CHECKING:
     from balancedesk.core.balance import Selection
-    from balancedesk.core.proxy.server import Shell
+    from balancedesk.core.proxy.shell import Shell
 
 PENDING_LIMIT = 256 * 1024  # client bytes held while the upstream connect is in progress
 

@@ -2,9 +2,10 @@
 pool of idle ones (:class:`Pool`, most recently used first, so stale connections age out at the bottom).
 
 An :class:`UpConn` parses responses with httptools and hands head, body and end to its current owner
-(an :class:`~balancedesk.core.proxy.http.HttpClient`) through a small set of methods. A ``101`` to an upgrade
-request the owner passed on makes it a tunnel: its head goes to the client as sent, then every byte as it comes
-(it never returns to the pool); a ``101`` nobody asked for is a bad response.
+(an :class:`~balancedesk.core.proxy.http.HttpClient`) through the small :class:`Owner` protocol, so this
+module imports nothing of ``http`` (which imports it). A ``101`` to an upgrade request the owner passed on makes
+it a tunnel: its head goes to the client as sent, then every byte as it comes (it never returns to the pool); a
+``101`` nobody asked for is a bad response.
 """
 
 from __future__ import annotations
@@ -12,14 +13,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import httptools
 from balancedesk.core.balance import AdminState
 from balancedesk.core.proxy.framing import HOP_BY_HOP
 
 if TYPE_CHECKING:
-    from balancedesk.core.proxy.http import HttpClient
     from balancedesk.core.proxy.runtime import Runtime
 
 POOL_PER_MEMBER = 64
@@ -29,6 +29,24 @@ RESP_HOP = HOP_BY_HOP - {b"http2-settings"}
 # a hop-by-hop header line in a lower-cased head (the match starts at the CRLF before the name)
 _HOP_LINE = re.compile(rb"\r\n(?:" + b"|".join(sorted(RESP_HOP)) + rb")[ \t]*:")
 _SPECIAL_LENGTHS = frozenset(len(n) for n in (*RESP_HOP, b"content-length"))
+
+
+class Owner(Protocol):
+    """The client connection an :class:`UpConn` serves while it carries a request (``http.HttpClient``)."""
+
+    busy: bool
+
+    def kick(self) -> None: ...
+    def pause(self, bit: int) -> None: ...
+    def resume(self, bit: int) -> None: ...
+    def response_head(self, u: UpConn, status: int) -> None: ...
+    def response_body(self, data: bytes) -> None: ...
+    def response_done(self, u: UpConn) -> None: ...
+    def upstream_broken(self, u: UpConn, why: str) -> None: ...
+    def upstream_lost(self, u: UpConn, exc: Exception | None) -> None: ...
+    def wants_upgrade(self, u: UpConn) -> bool: ...
+    def response_upgraded(self, u: UpConn, head: bytes) -> None: ...
+    def tunnel_down(self, data: bytes) -> None: ...
 
 
 class _HeadError(Exception):
@@ -116,7 +134,7 @@ class UpConn(asyncio.Protocol):
         self.ok_attempt = ((mid, "ok", 0.0),)  # the route event's attempts when a pooled connection answers
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpResponseParser(self)
-        self.owner: HttpClient | None = None
+        self.owner: Owner | None = None
         self.head = b""  # the response head to forward (see forward_head)
         self.hbuf = b""  # raw bytes since the response head began, while it is being read
         self.inhead = True

@@ -581,6 +581,19 @@ class LiveWindow(QMainWindow):
         super().closeEvent(event)
 
 
+async def close_all_live_windows() -> None:
+    """Close every open live window (each kills the children it started, by PID) and wait for the calls
+    their closing left running (client and demo-control ``aclose``), so none outlives the loop."""
+    from PySide6.QtWidgets import QApplication
+
+    for widget in QApplication.topLevelWidgets():
+        if isinstance(widget, LiveWindow):
+            widget.shutdown()
+            widget.close()
+    if _CLOSING:
+        await asyncio.gather(*list(_CLOSING), return_exceptions=True)
+
+
 def _json(value: Any) -> str:
     import json
 

@@ -175,7 +175,7 @@ def test_a_member_name_that_does_not_resolve_is_not_looked_up_at_every_connectio
     from balancedesk.core.model import parse_balancer_config
     from balancedesk.core.proxy import native
     from balancedesk.core.proxy.runtime import Runtime
-    from balancedesk.core.proxy.server import Options, Shell
+    from balancedesk.core.proxy.server import Options, make_shell
     from lbkit import group_config
 
     asked: list[str] = []
@@ -189,7 +189,8 @@ def test_a_member_name_that_does_not_resolve_is_not_looked_up_at_every_connectio
 
     async def run() -> None:
         rt = Runtime(cfg, mode="tcp", affinity_header=None)
-        shell = Shell(rt, Options(listen=("127.0.0.1", 0), mode="tcp", affinity_header=None, data_plane="native"))
+        shell = make_shell(rt, Options(listen=("127.0.0.1", 0), mode="tcp", affinity_header=None,
+                                       data_plane="native"))
         plane = shell.native
         assert plane is not None
         assert plane._target("gone") == -1 and plane._target("gone") == -1
