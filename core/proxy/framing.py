@@ -29,7 +29,7 @@ The rules, in the order they are checked:
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from typing import NamedTuple
 
 # request headers the balancer decides itself and never forwards as received: the hop-by-hop ones (RFC 9110 §7.6.1),
 # Transfer-Encoding (re-framed), Expect (answered here), X-Forwarded-For (rebuilt), HTTP2-Settings (an h2c offer)
@@ -44,22 +44,21 @@ FRAMING = frozenset({b"content-length", b"transfer-encoding", b"host"})
 WATCHED = REQ_SPECIAL | FRAMING
 MAX_HEADERS = 100  # header lines in a request head (more → 431); the engine hands such a head to http.py
 
-_DIGITS = re.compile(rb"[0-9]+")
+_HOST_PLAIN = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-:"  # the usual host: no regex needed
 # uri-host [":" port]: an IP-literal, or a reg-name / IPv4 (unreserved, pct-encoded, sub-delims but ",")
 _HOST = re.compile(rb"(?:\[[0-9A-Za-z:.]+\]|[A-Za-z0-9\-._~%!$&'()*+;=]*)(?::[0-9]*)?")
+_USUAL_OPTIONS = frozenset({b"keep-alive", b"close"})
 _TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 
 
-@dataclass(frozen=True, slots=True)
-class Refused:
+class Refused(NamedTuple):
     """The request is answered by the balancer with ``status`` and ``why``; the connection closes."""
 
     status: int
     why: str
 
 
-@dataclass(frozen=True, slots=True)
-class Framing:
+class Framing(NamedTuple):
     """How to forward an accepted request: its body (``length`` bytes, or ``chunked``), the extra header names to
     drop (Connection options), and what the balancer itself takes care of."""
 
@@ -71,6 +70,11 @@ class Framing:
     upgrade: bytes | None  # the Upgrade value to pass to the member (h2c offers never are)
     offered: bool  # Upgrade with Connection: upgrade (llhttp stops after such a head, whatever is done with it)
     add_host: bool  # HTTP/1.0 without Host: forwarded with an empty one
+
+
+_NONE: frozenset[bytes] = frozenset()
+_PLAIN = Framing(length=0, chunked=False, drop=_NONE, close=False, expect_continue=False, upgrade=None,
+                 offered=False, add_host=False)  # the usual request: one Host, no body, nothing else to decide
 
 
 def _list(values: list[bytes]) -> list[bytes]:
@@ -95,15 +99,17 @@ def decide(method: bytes, version: str, fields: dict[bytes, list[bytes]], n_head
         return Refused(400, "more than one Host header")
     if not hosts and not http10:
         return Refused(400, "an HTTP/1.1 request needs a Host header")
-    if hosts and not _HOST.fullmatch(hosts[0].strip(b" \t")):
+    if hosts and hosts[0].translate(None, _HOST_PLAIN) and not _HOST.fullmatch(hosts[0].strip(b" \t")):
         return Refused(400, "the Host header is not one host[:port]")
+    if len(fields) == 1 and hosts:
+        return _PLAIN
     cls = fields.get(b"content-length", [])
     if len(cls) > 1:
         return Refused(400, "more than one Content-Length header")
     length = 0
     if cls:
         v = cls[0].strip(b" \t")
-        if not _DIGITS.fullmatch(v) or len(v) > 18:
+        if not v.isdigit() or len(v) > 18:
             return Refused(400, "Content-Length is not a number of bytes")
         length = int(v)
     tes = fields.get(b"transfer-encoding")
@@ -119,10 +125,13 @@ def decide(method: bytes, version: str, fields: dict[bytes, list[bytes]], n_head
         if len(codings) > 1:
             return Refused(501, f"transfer coding {codings[0].decode('latin-1')!r} is not implemented")
         chunked = True
-    options = _list(fields.get(b"connection", []))
-    if any(o and not _TOKEN.fullmatch(o) for o in options):
-        return Refused(400, "a Connection option is not a token")
-    drop = frozenset(o for o in options if o and o not in FRAMING)
+    conn = fields.get(b"connection")
+    options = _list(conn) if conn is not None else []
+    drop = _NONE
+    if options and not (len(options) == 1 and options[0] in _USUAL_OPTIONS):
+        if any(o and not _TOKEN.fullmatch(o) for o in options):
+            return Refused(400, "a Connection option is not a token")
+        drop = frozenset(o for o in options if o and o not in FRAMING)
     expect = fields.get(b"expect")
     expect_continue = False
     if expect is not None:
