@@ -119,6 +119,9 @@ CASES: list[Case] = [
     ok("h2c_offer_with_body", POST + H + b"Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\n"
        b"HTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n" + CL5 + b"\r\nhello",
        fwd(POST + H + CL5, b"hello")),
+    ok("h2c_offer_with_chunked_body_then_get", POST + H + b"Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\n"
+       b"HTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n" + TE + b"\r\n" + CHUNKED_HELLO + GET + H + b"\r\n",
+       fwd(POST + H, CHUNKED_HELLO, chunked=True) + fwd(GET + H), statuses=(200, 200)),
     # expectations ----------------------------------------------------------------------------------------
     ok("expect_100_continue", POST + H + CL5 + b"Expect: 100-continue\r\n\r\nhello", fwd(POST + H + CL5, b"hello"),
        "the balancer answers the expectation itself"),
