@@ -524,7 +524,8 @@ static void relay(Engine *e, conn_t *c) {
 /* --- HTTP/1.1 (L7) ----------------------------------------------------------------------------------
  *
  * The usual request takes the fast path here: a head of at most ``head_limit`` bytes with CRLF line ends and no
- * other CR or LF, HTTP/1.1, a common method (GET HEAD POST PUT DELETE OPTIONS PATCH TRACE), one Host made of
+ * other CR or LF, HTTP/1.1, a common method (GET HEAD POST PUT DELETE OPTIONS PATCH TRACE), an origin-form target
+ * of visible ASCII, one Host made of
  * [A-Za-z0-9.-_:[]], at most MAX_HEADERS header lines, at most one Content-Length (digits), no Expect, Upgrade,
  * Transfer-Encoding or Connection options beyond close/keep-alive. What it does not fully understand it does not
  * judge: the request goes to http.py, whose rules (framing.py) answer it. Its head is forwarded with each header
@@ -580,13 +581,16 @@ static int is_tchar(int ch) {
 }
 
 /* Find the blank line ending a head in b (from b->scanned on). Returns the head's length, 0 if incomplete,
- * -1 if a bare LF shows up (a head the fast path leaves to Python). */
+ * -1 if a bare LF or CR shows up (a head the fast path leaves to Python, which refuses it at once). */
 static long head_end(hbuf_t *b) {
     const char *p = b->p + b->off;
     size_t n = b->len - b->off;
     size_t i = b->scanned > b->off ? b->scanned - b->off : 0;
     for (; i < n; i++) {
-        if (p[i] != '\n') continue;
+        if (p[i] != '\n') {
+            if (p[i] == '\r' && i + 1 < n && p[i + 1] != '\n') return -1;
+            continue;
+        }
         if (i == 0 || p[i - 1] != '\r') return -1;
         if (i >= 3 && p[i - 2] == '\n' && p[i - 3] == '\r') return (long)(i + 1);
     }
@@ -891,8 +895,9 @@ static int h_request(Engine *e, conn_t *c, long hl) {
         if (!is_tchar((unsigned char)*q)) return 1;
     const char *sp2 = memchr(sp1 + 1, ' ', (size_t)(le - sp1 - 1));
     if (!sp2 || sp2 == sp1 + 1 || le - sp2 != 9 || memcmp(sp2 + 1, "HTTP/1.1", 8) != 0) return 1;
+    if (sp1[1] != '/') return 1; /* absolute-form, asterisk-form or not a target: http.py's */
     for (const char *q = sp1 + 1; q < sp2; q++)
-        if ((unsigned char)*q <= ' ' || *q == 0x7f) return 1;
+        if ((unsigned char)*q <= ' ' || (unsigned char)*q >= 0x7f) return 1; /* visible ASCII only */
     size_t ml = (size_t)(sp1 - p);
     unsigned hf = H_KEEP;
     if (ml == 4 && !memcmp(p, "HEAD", 4)) hf |= H_HEADONLY | H_IDEMP;
@@ -1046,7 +1051,10 @@ static void h_read_heads(Engine *e, conn_t *c) {
             return;
         }
         if (!(c->c.flags & F_READABLE) || (c->c.flags & F_EOF)) {
-            if ((c->c.flags & F_EOF) && !c->c.len) conn_end(e, c, 0); /* the client is done */
+            if ((c->c.flags & F_EOF) && !c->c.len) {
+                if (c->in.len > c->in.off) h_handoff(e, c, 0); /* a head cut by EOF: http.py judges what came */
+                else conn_end(e, c, 0); /* the client is done */
+            }
             return;
         }
         if (hb_reserve(&c->in, 16384) < 0) {

@@ -42,19 +42,22 @@ REASONS = {400: "Bad Request", 408: "Request Timeout", 417: "Expectation Failed"
            503: "Service Unavailable", 504: "Gateway Timeout", 505: "HTTP Version Not Supported"}
 
 
-def error_response(status: int, text: str, *, keep: bool) -> bytes:
-    """An answer of the proxy's own: ``status`` with ``text`` as a plain-text body."""
+def error_response(status: int, text: str, *, keep: bool, head_only: bool = False) -> bytes:
+    """An answer of the proxy's own: ``status`` with ``text`` as a plain-text body (its length only, for HEAD)."""
     body = text.encode()
     return (b"HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\n%s\r\n%s"
-            % (status, REASONS[status].encode(), len(body), b"" if keep else b"Connection: close\r\n", body))
+            % (status, REASONS[status].encode(), len(body), b"" if keep else b"Connection: close\r\n",
+               b"" if head_only else body))
 
 
-def routed_error(rt: Runtime, status: int, why: str, attempts: list[tuple[str, str, float]], *, keep: bool) -> bytes:
+def routed_error(rt: Runtime, status: int, why: str, attempts: list[tuple[str, str, float]], *, keep: bool,
+                 head_only: bool = False) -> bytes:
     """The answer when routing a request failed: it names the group and every member tried."""
     cfg = rt.cfg
     group = cfg.label + (f" ({cfg.connector_id})" if cfg.connector_id else "")
     tried = ", ".join(f"{m} ({o}, {ms:.1f} ms)" for m, o, ms in attempts) or "none"
-    return error_response(status, f"balancedesk: group {group}: {why}; members tried: {tried}\n", keep=keep)
+    return error_response(status, f"balancedesk: group {group}: {why}; members tried: {tried}\n", keep=keep,
+                          head_only=head_only)
 
 
 class _Req:
@@ -717,7 +720,7 @@ class HttpClient(asyncio.Protocol):
         rt = self.shell.rt
         rt.route_failed(rt.loop.time(), self.peer, tuple(r.attempts), r.key)
         keep = r.keep_alive and r.body_done and not self.closing and not self.shell.closing
-        self.out.append(routed_error(rt, status, why, r.attempts, keep=keep))
+        self.out.append(routed_error(rt, status, why, r.attempts, keep=keep, head_only=r.head_only))
         if keep:
             self.finish_request()
         else:
@@ -733,7 +736,7 @@ class HttpClient(asyncio.Protocol):
         self.dead = True
         r = self.req
         if self.active is not None and r is not None and r is not self.active and r not in self.queue:
-            self.deferred = error_response(status, text, keep=False)
+            self.deferred = error_response(status, text, keep=False, head_only=r.method == b"HEAD")
             self.kick()  # the requests before it go out
             return
         if self.active is not None and self.active.resp_started:
@@ -741,12 +744,12 @@ class HttpClient(asyncio.Protocol):
             return
         self._drop_active_upstream()
         self.queue.clear()
-        self._error(status, text, keep=False)
+        self._error(status, text, keep=False, head_only=r is not None and r.method == b"HEAD")
         self.flush()
         self.close_soon(linger=True)
 
-    def _error(self, status: int, text: str, *, keep: bool) -> None:
-        self.out.append(error_response(status, text, keep=keep))
+    def _error(self, status: int, text: str, *, keep: bool, head_only: bool = False) -> None:
+        self.out.append(error_response(status, text, keep=keep, head_only=head_only))
 
     def close_soon(self, *, linger: bool) -> None:
         """Close after the answer is written; with ``linger`` read and drop what the client still sends

@@ -309,13 +309,14 @@ class NativeHttp(NativeTcp):
         request cannot be sent again."""
         rt = self.rt
         shell = self.shell
+        head = method == "HEAD"  # the answer's length, not its body
         if code == 0:
             p = self._fails.pop(cid, None)
             attempts = p.attempts if p is not None else []
             if not attempts:
-                return routed_error(rt, 503, "no member is enabled", attempts, keep=bool(keep))
+                return routed_error(rt, 503, "no member is enabled", attempts, keep=bool(keep), head_only=head)
             status = 504 if attempts[-1][1] == "timeout" else 502
-            return routed_error(rt, status, "every member failed", attempts, keep=bool(keep))
+            return routed_error(rt, status, "every member failed", attempts, keep=bool(keep), head_only=head)
         mid = self._mids[t] if 0 <= t < len(self._mids) else "?"
         if 0 <= t < len(self._stats):
             self._stats[t].failures += 1
@@ -326,7 +327,7 @@ class NativeHttp(NativeTcp):
         }.get(code, ("timeout", 504, f"member {mid} did not answer within {shell.idle_timeout:g} s"))
         attempts = [(mid, outcome, 0.0)]
         rt.route_failed(rt.loop.time(), self.engine.peer(cid), tuple(attempts), None)
-        return routed_error(rt, status, why, attempts, keep=bool(keep))
+        return routed_error(rt, status, why, attempts, keep=bool(keep), head_only=head)
 
     def _on_handoff(self, fd: int, data: bytes, timed_out: int) -> None:
         """A client connection the fast path leaves to http.py, with what was read of it so far."""

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from balancedesk.core.proxy import framing
 from framing_cases import CASES, XFF, Case
-from lbkit import Loop, StartBalancer, connect, group_config, read_response, wait_until
+from lbkit import Loop, StartBalancer, connect, group_config, read_response, refused_endpoint, wait_until
 
 pytestmark = pytest.mark.usefixtures("http_plane")  # each test on both L7 data planes
 
@@ -146,9 +146,10 @@ class _StrictProto(asyncio.Protocol):
                 break
             if not n:
                 break
+            head_only = self.buf.startswith(b"HEAD ")
             self.m.requests.append(self.buf[:n])
             self.buf = self.buf[n:]
-            self.t.write(_ANSWER)
+            self.t.write(_ANSWER[:-2] if head_only else _ANSWER)
         self.m.partial[id(self)] = self.buf
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -308,3 +309,17 @@ def test_the_engine_hands_over_what_http_py_refuses() -> None:
 
     assert _engine.MAX_HEADERS == framing.MAX_HEADERS
 
+
+
+def test_an_error_answer_to_head_has_no_body(balancer: StartBalancer) -> None:
+    """The balancer's own answer to HEAD carries its length only: the next answer on the connection is read
+    where it starts."""
+    bal = balancer(group_config([("gone", refused_endpoint(), 1)]), mode="http")
+    s = connect(bal.addr)
+    s.sendall(b"HEAD / HTTP/1.1\r\nHost: a\r\n\r\n")
+    status, headers, body = read_response(s, head_request=True)
+    assert status == 502 and int(headers["content-length"]) > 0 and body == b""
+    s.sendall(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+    status, headers, body = read_response(s)
+    assert status == 502 and len(body) == int(headers["content-length"]) and b"gone" in body
+    s.close()
