@@ -26,6 +26,15 @@ def accept_key(key: bytes) -> bytes:
     return base64.b64encode(hashlib.sha1(key + GUID).digest())
 
 
+def unmask(payload: bytes, key: bytes) -> bytes:
+    """RFC 6455 §5.3: XOR with the 4-byte key repeated (big integers: fast enough for megabytes)."""
+    n = len(payload)
+    if not n:
+        return b""
+    keys = (key * (n // 4 + 1))[:n]
+    return (int.from_bytes(payload, "big") ^ int.from_bytes(keys, "big")).to_bytes(n, "big")
+
+
 def frame(opcode: int, payload: bytes, *, mask: bool) -> bytes:
     """One final WebSocket frame (RFC 6455 §5.2); a client masks, a server does not."""
     n = len(payload)
@@ -40,7 +49,7 @@ def frame(opcode: int, payload: bytes, *, mask: bool) -> bytes:
     if not mask:
         return head + payload
     key = os.urandom(4)
-    return head + key + bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+    return head + key + unmask(payload, key)
 
 
 def parse_frame(buf: bytes) -> tuple[int, bytes, int] | None:
@@ -63,7 +72,7 @@ def parse_frame(buf: bytes) -> tuple[int, bytes, int] | None:
         return None
     payload = buf[at:at + n]
     if masked:
-        payload = bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+        payload = unmask(payload, key)
     return opcode, payload, at + n
 
 
