@@ -28,6 +28,10 @@ ROUND_ROBIN = "Round Robin"
 DEFAULT_CONNECTION_TIMEOUT = 15
 DEFAULT_RETRY_DELAY = 120
 LABEL_MAX = 255
+# A member's weight: 1..WEIGHT_MAX everywhere (model, API, GUI, balancer admin endpoint, exports). 256 is
+# HAProxy's largest server weight, so every group exports exactly; nginx takes any positive weight.
+WEIGHT_MAX = 256
+SEQUENCE_MAX = 1_000_000
 DEFAULT_AFFINITY_HEADER = "sender-transfer-id"
 DEFAULT_READ_TIMEOUT = 60.0  # seconds without an answer byte before a member is called stalled (nginx: 60 s)
 HEALTH_PATH_MAX = 1024
@@ -85,8 +89,8 @@ class Member(_Frozen):
     """One connector in a group: tried in ``sequence`` order, or sharing load by ``weight``."""
 
     member_id: str = Field(alias="memberID", min_length=1, max_length=255)
-    sequence: int = Field(ge=0, le=1_000_000)
-    weight: int = Field(default=1, ge=1, le=1_000_000)
+    sequence: int = Field(ge=0, le=SEQUENCE_MAX)
+    weight: int = Field(default=1, ge=1, le=WEIGHT_MAX)
 
     @field_validator("sequence", mode="before")
     @classmethod
@@ -99,7 +103,9 @@ class Member(_Frozen):
     @classmethod
     def _weight(cls, value: Any) -> Any:
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"weight must be a positive whole number (1 or more), got {value!r}")
+            raise ValueError(f"weight must be a whole number from 1 to {WEIGHT_MAX}, got {value!r}")
+        if value > WEIGHT_MAX:
+            raise ValueError(f"weight must be a whole number from 1 to {WEIGHT_MAX}, got {value}")
         return value
 
 
@@ -197,6 +203,26 @@ class Connector(_Frozen):
         return out
 
 
+def share_texts(shares: list[float]) -> list[str]:
+    """Shares (summing to 1) as percentages that sum to exactly 100: whole percents, or one decimal when a
+    share that is not 0 would show as "0%" (1000:1:1 → 99.8%, 0.1%, 0.1%). Largest remainders round up."""
+    if not shares:
+        return []
+    total = sum(shares)
+    if total <= 0:
+        return ["0%" for _ in shares]
+    for decimals in (0, 1, 2):
+        unit = 100 * 10**decimals
+        exact = [s / total * unit for s in shares]
+        units = [int(x) for x in exact]
+        by_remainder = sorted(range(len(shares)), key=lambda i: exact[i] - units[i], reverse=True)
+        for i in by_remainder[: unit - sum(units)]:
+            units[i] += 1
+        if decimals == 2 or all(u > 0 for u, s in zip(units, shares, strict=True) if s > 0):
+            break
+    return [f"{u / 10**decimals:.{decimals}f}%" for u in units]
+
+
 def parse_endpoint(value: str) -> tuple[str, int]:
     """``host:port`` or ``[v6]:port`` → (host, port); raises ValueError with a readable message."""
     match = _ENDPOINT_RE.match(value.strip())
@@ -235,10 +261,23 @@ def problems_from_validation(exc: ValidationError, body: Any) -> list[Problem]:
         msg = err["msg"]
         if msg.startswith("Value error, "):
             msg = msg[len("Value error, ") :]
-        if err["type"] == "missing":
+        kind, ctx = err["type"], err.get("ctx") or {}
+        if kind == "missing":
             msg = "is required"
-        elif err["type"] == "extra_forbidden":
+        elif kind == "extra_forbidden":
             msg = "is not a known field"
+        elif kind == "string_too_short":
+            least = ctx.get("min_length", 1)
+            msg = "must not be empty" if least == 1 else f"must be at least {least} characters"
+        elif kind == "string_too_long":
+            msg = f"must be at most {ctx.get('max_length')} characters"
+        elif kind in ("greater_than_equal", "less_than_equal", "greater_than", "less_than"):
+            bound = next(iter(ctx.values()), "")
+            word = {"greater_than_equal": "at least", "less_than_equal": "at most",
+                    "greater_than": "more than", "less_than": "less than"}[kind]
+            msg = f"must be {word} {bound}"
+        elif msg.startswith("Input should be "):
+            msg = "must be " + msg[len("Input should be "):]
         problems.append(Problem(field=field, message=msg, member_id=member_id))
     return problems
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar, cast
 
 from balancedesk.gui.catalog import Catalog
-from balancedesk.gui.local_server import LocalServer, LocalServerError, admin_password
+from balancedesk.gui.local_server import ADMIN_PASSWORD_FILE, LocalServer, LocalServerError, admin_password
 from balancedesk.gui.preload import client_stack
 from balancedesk.gui.profiles import Profile, ProfileStore, remember_password, stored_password
 from PySide6.QtCore import QObject, SignalInstance
@@ -84,6 +84,7 @@ class ConnectionMixin:
         async def confirm_leave(self) -> bool: ...
         def show_message(self, text: str, *, error: bool = False) -> None: ...
         def _update_actions(self) -> None: ...
+        def set_document(self, doc: GroupDocument | None) -> None: ...
 
     def _fill_profiles(self, profiles: list[Profile]) -> None:
         for p in profiles:
@@ -125,8 +126,13 @@ class ConnectionMixin:
         await self.connect_profile(profile)
 
     async def connect_profile(self, profile: Profile, *, password: str | None = None, remember: bool = False) -> None:
-        """Connect (starting the embedded server for the local profile) and list the connectors."""
+        """Connect (starting the embedded server for the local profile) and list the connectors.
+
+        What belonged to the previous server (the open group, the listing) is put away first, so a failed
+        login shows nothing of it and nothing can be saved to the wrong server. Callers that let the user
+        pick a server ask about unsaved changes first (``confirm_leave``)."""
         await self.disconnect_client()
+        self.forget_server()
         if profile.local:
             server = self._local_server()
             self.show_message("Starting the local management server…")
@@ -138,6 +144,10 @@ class ConnectionMixin:
                     "set BALANCEDESK_ADMIN_PASSWORD or reset it with `balancedesk users`."
                 )
             profile = Profile(name=profile.name, url=url, user="admin", local=True)
+            generated = server.generated_password()
+            if generated is not None and not server.password_shown:
+                server.password_shown = True
+                await self.prompter.first_password(generated, str(self.local_data / ADMIN_PASSWORD_FILE))
         else:
             password = password or stored_password(profile)
             if password is None:
@@ -167,6 +177,7 @@ class ConnectionMixin:
         if remember and not profile.local and not remember_password(profile, password):
             self.show_message("No keyring on this computer: the password will be asked each time.")
         self.client, self.whoami, self.profile = client, who, profile
+        self._show_profile(profile)
         self.connected.emit(profile.url)
         await self.refresh_catalog()
 
@@ -224,6 +235,32 @@ class ConnectionMixin:
         if os.environ.get(BENCH_ENV):
             print(f"balancedesk-gui: groups listed {groups}", flush=True)
         return self.catalog
+
+    def forget_server(self) -> None:
+        """Close the open group and empty the listing: they belong to the server being left."""
+        self.set_document(None)
+        self.profile, self.whoami = None, None
+        self.catalog = Catalog()
+        self.browser_model.set_catalog(self.catalog)
+        self._update_actions()
+
+    def _show_profile(self, profile: Profile) -> None:
+        """The profile box names the server actually connected (adding a ``--url`` one if it is not listed)."""
+        combo = self.profile_combo
+        for i in range(combo.count()):
+            known = combo.itemData(i)
+            if known is not None and (known.name == profile.name or (profile.local and known.local)):
+                index = i
+                break
+        else:
+            index = max(0, combo.count() - 1)  # before "New connection…"
+            combo.insertItem(index, profile.name, profile)
+        combo.blockSignals(True)
+        combo.setCurrentIndex(index)
+        combo.blockSignals(False)
+
+    def _server_url(self) -> str:
+        return self.profile.url if self.profile is not None else ""
 
     def _client(self) -> MgmtClient:
         if self.client is None:

@@ -54,9 +54,11 @@ class GroupDocument(QObject):
     refused = Signal(str)
 
     def __init__(
-        self, *, base: Connector | None, etag: str | None, catalog: Catalog, owner: str, parent: QObject | None = None
+        self, *, base: Connector | None, etag: str | None, catalog: Catalog, owner: str, server: str,
+        parent: QObject | None = None,
     ) -> None:
         super().__init__(parent)
+        self.server = server  # the URL of the management server the group was loaded from (or is new on)
         self.base = base
         self.etag = etag
         self.catalog = catalog

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from balancedesk.gui.browser_model import BrowserModel
     from balancedesk.gui.document import GroupDocument
     from balancedesk.gui.editor import GroupEditor
+    from balancedesk.gui.profiles import Profile
     from balancedesk.gui.prompts import Prompter
 
 T = TypeVar("T")
@@ -37,6 +38,7 @@ class EditingMixin:
     browser_model: BrowserModel
     browser: QTreeView
     whoami: Whoami | None
+    profile: Profile | None
     catalog: Catalog
     doc: GroupDocument | None
     editor: GroupEditor | None
@@ -53,6 +55,7 @@ class EditingMixin:
         def _update_title(self) -> None: ...
         async def refresh_catalog(self) -> Catalog: ...
         def _client(self) -> MgmtClient: ...
+        def _server_url(self) -> str: ...
 
     def on_new_action_triggered(self) -> None:
         self.spawn(self.new_group(), "")
@@ -64,6 +67,7 @@ class EditingMixin:
 
         owner = self.whoami.user if self.whoami is not None else "admin"
         self.set_document(GroupDocument(base=None, etag=None, catalog=self.catalog, owner=owner,
+                                        server=self._server_url(),
                                         parent=cast(QObject, self)))
         self.browser.selectionModel().blockSignals(True)
         self.browser.clearSelection()
@@ -106,6 +110,7 @@ class EditingMixin:
 
         connector, etag = await self._client().get_connector(connector_id)
         self.set_document(GroupDocument(base=connector, etag=etag, catalog=self.catalog,
+                                        server=self._server_url(),
                                         owner=connector.owner, parent=cast(QObject, self)))
 
     # saving -----------------------------------------------------------------------------------------
@@ -125,6 +130,11 @@ class EditingMixin:
             return False
         from balancedesk.core.client import ApiError
 
+        if self.profile is None or doc.server != self.profile.url:
+            self.show_message(f"Not saved: this group belongs to {doc.server}, and this window is connected to "
+                              f"{self.profile.url if self.profile else 'no server'}. Reconnect to that server "
+                              "to save it.", error=True)
+            return False
         label = doc.fields["label"]
         if not overwrite and not await self.prompter.review(label, doc.changes()):
             return False

@@ -48,11 +48,12 @@ def field_key(problem: Problem) -> str:
     return ""
 
 
-def _seconds_spin(name: str) -> QSpinBox:
+def _seconds_spin(name: str, zero: str) -> QSpinBox:
+    """Seconds, 0 to a year; ``zero`` says what 0 means for this field."""
     spin = QSpinBox()
     spin.setRange(0, 86_400 * 365)
     spin.setSuffix(" s")
-    spin.setSpecialValueText("never")
+    spin.setSpecialValueText(zero)
     spin.setAccessibleName(name)
     spin.setKeyboardTracking(False)
     return spin
@@ -89,9 +90,9 @@ class GroupEditor(QWidget):
         self.auth_edit = QLineEdit()
         self.auth_edit.setAccessibleName("Authorised users")
         self.auth_edit.setPlaceholderText("user names, separated by commas")
-        self.timeout_spin = _seconds_spin("Connection timeout")
+        self.timeout_spin = _seconds_spin("Connection timeout", "0 s (no limit)")
         self.timeout_spin.setToolTip("Seconds to wait for one member before trying the next; 0 means never.")
-        self.retry_spin = _seconds_spin("Retry delay")
+        self.retry_spin = _seconds_spin("Retry delay", "0 s (never left out)")
         self.retry_spin.setToolTip("Seconds a failed member is left out; 0 means it is never left out.")
         self.rr_check = QCheckBox("Round Robin — share new connections by weight")
         self.rr_check.setAccessibleName("Round Robin")
@@ -239,6 +240,7 @@ class GroupEditor(QWidget):
 
     def on_weight_editor_weight_edited(self, member_id: str, weight: int) -> None:
         self.model.set_weight(member_id, weight)
+        self._sync_weight_editors()  # a refused weight shows the member's weight again, beside the message
 
     def on_view_drag_refused(self, reason: str) -> None:
         self.show_refusal(reason)
@@ -348,9 +350,12 @@ class GroupEditor(QWidget):
             self._server_problems = [Problem("", message)]
         self.show_problems()
 
-    def show_problems(self) -> list[Problem]:
-        """Show local and server problems next to their fields; returns them all."""
+    def show_problems(self, *, display: bool = True) -> list[Problem]:
+        """Show local and server problems next to their fields; returns them all. ``display=False`` finds
+        them without showing any (a new, untouched group: nothing is wrong until the user acts)."""
         problems = self.doc.problems() + self._server_problems
+        if not display:
+            return list(problems)
         texts: dict[str, list[str]] = {}
         member_texts: dict[str, str] = {}
         for p in problems:

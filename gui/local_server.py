@@ -52,6 +52,8 @@ class LocalServer(QObject):
         self._buffer = b""
         self._ready: asyncio.Future[str] | None = None
         self._pending: asyncio.Future[str] | None = None  # launched, not yet awaited by start()
+        self._password_file_existed = True
+        self.password_shown = False  # the generated admin password was shown to the user (first start)
         self.process = QProcess(self)
         self.process.setProcessChannelMode(QProcess.ProcessChannelMode.MergedChannels)
         self.process.readyReadStandardOutput.connect(self.on_process_ready_read_standard_output)
@@ -68,6 +70,7 @@ class LocalServer(QObject):
         if self._pending is not None or (self.url is not None and self.running):
             return
         self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._password_file_existed = (self.folder / ADMIN_PASSWORD_FILE).exists()
         argv = balancedesk_argv("serve", "--host", "127.0.0.1", "--port", "0", "--data", str(self.folder), "--demo")
         self._ready = self._pending = asyncio.get_event_loop().create_future()
         # retrieved here so that a child dying before anyone awaits it is not "never retrieved"
@@ -99,6 +102,13 @@ class LocalServer(QObject):
                 + self._tail()
             ) from None
         return self.url
+
+    def generated_password(self) -> str | None:
+        """The admin password this launch generated (the server wrote its file just now), else None."""
+        path = self.folder / ADMIN_PASSWORD_FILE
+        if self._password_file_existed or not path.exists():
+            return None
+        return admin_password(self.folder)
 
     def _tail(self) -> str:
         return ("\nIts last output:\n" + "\n".join(self.output[-8:])) if self.output else ""

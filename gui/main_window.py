@@ -320,6 +320,7 @@ class MainWindow(ConnectionMixin, EditingMixin, QMainWindow):
 
         connector, etag = await self._client().get_connector(connector_id)
         self.set_document(GroupDocument(base=connector, etag=etag, catalog=self.catalog,
+                                        server=self._server_url(),
                                         owner=connector.owner, parent=self))
 
     def set_document(self, doc: GroupDocument | None) -> None:
@@ -337,7 +338,7 @@ class MainWindow(ConnectionMixin, EditingMixin, QMainWindow):
             self.undo_group.setActiveStack(doc.undo_stack)
             doc.undo_stack.cleanChanged.connect(self.on_undo_stack_clean_changed)
             doc.field_changed.connect(self.on_doc_field_changed)
-            self.editor.show_problems()
+            self.editor.show_problems(display=doc.group_id is not None)  # a new form opens without errors
             if doc.group_id:
                 self.select_in_browser(doc.group_id)
             self.group_opened.emit(doc.group_id or "")

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from balancedesk.core.model import WEIGHT_MAX, share_texts
 from balancedesk.gui.commands import (
     InsertMemberCommand,
     MoveMembersCommand,
@@ -36,7 +37,7 @@ if TYPE_CHECKING:
     from balancedesk.gui.document import GroupDocument
 
 MEMBER_MIME = "application/x-balancedesk-member-rows"
-WEIGHT_MAX = 1_000_000
+WEIGHT_REFUSED = f"A weight is a whole number from 1 to {WEIGHT_MAX}; the weight was not changed."
 
 Index = QModelIndex | QPersistentModelIndex
 
@@ -184,7 +185,7 @@ class MembersModel(QAbstractTableModel):
     def share_text(self, row: int) -> str:
         if not self._doc.round_robin:
             return "first" if row == 0 else f"standby {row}"
-        return f"{round(self.shares()[row] * 100)}%"
+        return share_texts(self.shares())[row]
 
     def flags(self, index: Index) -> Qt.ItemFlag:
         if not index.isValid():
@@ -201,8 +202,10 @@ class MembersModel(QAbstractTableModel):
         try:
             weight = int(value)
         except (TypeError, ValueError):
+            self.refused.emit(WEIGHT_REFUSED)
             return False
         if not 1 <= weight <= WEIGHT_MAX:
+            self.refused.emit(WEIGHT_REFUSED)
             return False
         m = self.members[index.row()]
         if weight != m.weight:

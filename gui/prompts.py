@@ -192,6 +192,19 @@ class Prompter:
             return Unsaved.DISCARD
         return Unsaved.CANCEL
 
+    async def first_password(self, password: str, where: str) -> None:
+        """The first start made the local server's ``admin``: show the generated password once."""
+        box = QMessageBox(QMessageBox.Icon.Information, "Welcome to Balance Desk",
+                          "The local management server was set up with the user admin.", parent=self.parent)
+        box.setInformativeText(
+            f"Its password is:\n\n{password}\n\nIt is kept in {where}, readable only by you. Balance Desk "
+            "uses it to connect; other tools (the API, balancedesk balance --api) need it too. "
+            "`balancedesk users` can add users or disable this one."
+        )
+        box.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        box.setStandardButtons(QMessageBox.StandardButton.Ok)
+        await _ask_box(box)
+
     async def confirm_delete(self, label: str) -> bool:
         box = QMessageBox(QMessageBox.Icon.Warning, "Delete group",
                           f"Delete the group “{label}”?", parent=self.parent)

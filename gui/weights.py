@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-from balancedesk.gui.members_model import WEIGHT_MAX
-from PySide6.QtCore import QRectF, QSize, Qt, Signal
-from PySide6.QtGui import QColor, QFont, QPainter, QPaintEvent, QPalette
+from balancedesk.core.model import WEIGHT_MAX, share_texts
+from PySide6.QtCore import QEvent, QObject, QRectF, QSize, Qt, Signal
+from PySide6.QtGui import QColor, QFont, QKeyEvent, QPainter, QPaintEvent, QPalette
 from PySide6.QtWidgets import QHBoxLayout, QSizePolicy, QSlider, QSpinBox, QWidget
 
 SLIDER_MAX = 20
+ENTRY_MAX = 99_999_999  # what the box lets one type: an out-of-range weight is refused with a message, not clamped
 
 
 class WeightEditor(QWidget):
-    """A slider (coarse, 1–20) and a spin box (exact, up to 1,000,000) for one member's weight.
+    """A slider (coarse, 1–20) and a spin box (exact, 1 to WEIGHT_MAX) for one member's weight. The box takes
+    any number typed (it never clamps or reverts silently); the model refuses one out of range with a message.
 
     Signals:
         weight_edited(str, int): the user set ``memberID``'s weight.
@@ -28,8 +30,10 @@ class WeightEditor(QWidget):
         self.slider.setAccessibleName(f"Weight of {name}")
         self.slider.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
         self.spin = QSpinBox(self)
-        self.spin.setRange(1, WEIGHT_MAX)
+        self.spin.setRange(0, ENTRY_MAX)
         self.spin.setAccessibleName(f"Exact weight of {name}")
+        self.spin.setAccessibleDescription(f"a whole number from 1 to {WEIGHT_MAX}")
+        self.spin.setToolTip(f"Weight: a whole number from 1 to {WEIGHT_MAX}")
         self.spin.setKeyboardTracking(False)
         lay = QHBoxLayout(self)
         lay.setContentsMargins(4, 0, 4, 0)
@@ -38,6 +42,15 @@ class WeightEditor(QWidget):
         self.show_weight(weight)
         self.slider.valueChanged.connect(self.on_slider_value_changed)
         self.spin.valueChanged.connect(self.on_spin_value_changed)
+        self.spin.installEventFilter(self)
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        # Inside an item view, Tab moves the view's current cell and the box keeps its focus, so it never
+        # commits on focus-out: commit the typed text first, then let Tab go on.
+        if (watched is self.spin and event.type() == QEvent.Type.KeyPress and isinstance(event, QKeyEvent)
+                and event.key() in (Qt.Key.Key_Tab, Qt.Key.Key_Backtab)):
+            self.spin.interpretText()
+        return False
 
     def show_weight(self, weight: int) -> None:
         """Show ``weight`` without emitting anything."""
@@ -63,6 +76,7 @@ class ShareBar(QWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self._parts: list[tuple[str, float, QColor]] = []
+        self._texts: list[str] = []
         self._greyed = False
         self.setMinimumHeight(28)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
@@ -70,8 +84,9 @@ class ShareBar(QWidget):
 
     def set_parts(self, parts: list[tuple[str, float, QColor]], *, greyed: bool = False) -> None:
         self._parts = parts
+        self._texts = share_texts([s for _, s, _ in parts])
         self._greyed = greyed
-        self.setAccessibleDescription(", ".join(f"{n} {round(s * 100)}%" for n, s, _ in parts))
+        self.setAccessibleDescription(", ".join(f"{n} {t}" for (n, _, _), t in zip(parts, self._texts, strict=True)))
         self.update()
 
     def sizeHint(self) -> QSize:
@@ -88,7 +103,7 @@ class ShareBar(QWidget):
         font = QFont(self.font())
         font.setBold(True)
         p.setFont(font)
-        for name, share, color in self._parts:
+        for (name, share, color), share_text in zip(self._parts, self._texts, strict=True):
             if share <= 0:
                 continue
             w = rect.width() * share
@@ -99,7 +114,7 @@ class ShareBar(QWidget):
             p.setPen(Qt.PenStyle.NoPen)
             p.setBrush(c)
             p.drawRoundedRect(seg.adjusted(1, 1, -1, -1), 3, 3)
-            text = f"{name} {round(share * 100)}%"
+            text = f"{name} {share_text}"
             if p.fontMetrics().horizontalAdvance(text) + 6 > w:
                 text = name if p.fontMetrics().horizontalAdvance(name) + 4 <= w else ""
             p.setPen(QColor("white"))

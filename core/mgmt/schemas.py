@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from balancedesk.core.model import SEQUENCE_MAX, WEIGHT_MAX
+
 SECONDS: dict[str, Any] = {
     "description": "Whole seconds; 0 means never. A number or a numeric string; answered as a number.",
     "oneOf": [
@@ -21,8 +23,8 @@ MEMBER: dict[str, Any] = {
     "additionalProperties": False,
     "properties": {
         "memberID": {"type": "string", "minLength": 1, "maxLength": 255},
-        "sequence": {"type": "integer", "minimum": 0, "maximum": 1_000_000},
-        "weight": {"type": "integer", "minimum": 1, "maximum": 1_000_000, "default": 1},
+        "sequence": {"type": "integer", "minimum": 0, "maximum": SEQUENCE_MAX},
+        "weight": {"type": "integer", "minimum": 1, "maximum": WEIGHT_MAX, "default": 1},
     },
 }
 GROUP: dict[str, Any] = {

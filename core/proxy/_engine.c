@@ -36,8 +36,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#define SCRATCH (64 * 1024)
-#define MAX_HEADERS 100 /* header lines the fast path takes (framing.MAX_HEADERS; a test checks they agree) */
+#define SCRATCH (64 * 1024) /* limits.IO_CHUNK_BYTES: exposed as _engine.IO_CHUNK_BYTES, checked by the tests */
+#define MAX_HEADERS 100 /* limits.REQUEST_HEADERS_MAX, exposed under that name: more lines go to http.py */
 #define MAX_EVENTS 256
 #define MAX_LISTENERS 8
 #define MAX_SAMPLES 1024 /* first-byte latencies kept between two collects (a member keeps 512) */
@@ -112,6 +112,7 @@ enum { FR_NONE = 0, FR_CL, FR_CHUNKED, FR_CLOSE };
 #define H_WANTREAD 0x200u /* member: reading paused until the client's backlog drains */
 #define H_COUNTED 0x400u  /* member: carries a request Python counted as active (closed++ when it ends) */
 #define H_HASBODY 0x800u  /* client: the request has a body (not kept: it cannot be sent again) */
+#define H_SERVED 0x1000u  /* client: a request was answered (later heads are timed from their first byte) */
 
 typedef struct {
     struct sockaddr_storage addr;
@@ -142,7 +143,7 @@ typedef struct {
     PyObject *on_request, *on_fail, *on_handoff; /* HTTP mode */
     int http;
     double head_timeout, linger;
-    size_t head_limit;
+    size_t head_limit, answer_head_limit;
     char affinity[64];
     size_t affinity_len;
     int draining;
@@ -751,6 +752,7 @@ static void h_fail(Engine *e, conn_t *c, int code, int target) {
         h_close_soon(e, c);
         return;
     }
+    c->hf |= H_SERVED;
     c->head_t0 = mono_coarse();
     h_client_io(e, c); /* a pipelined request may be waiting */
 }
@@ -1064,7 +1066,7 @@ static void h_read_heads(Engine *e, conn_t *c) {
         size_t room = c->in.cap - c->in.len;
         ssize_t n = recv(c->c.fd, c->in.p + c->in.len, room, 0);
         if (n > 0) {
-            if (c->in.len == c->in.off) c->head_t0 = mono_coarse();
+            if (c->in.len == c->in.off && (c->hf & H_SERVED)) c->head_t0 = mono_coarse(); /* the first: from the accept */
             c->in.len += (size_t)n;
             c->last = mono_coarse();
             /* a short read emptied the socket: the next bytes bring a new edge (saves a recv → EAGAIN) */
@@ -1120,6 +1122,7 @@ static void h_done(Engine *e, conn_t *c, conn_t *u) {
         h_close_soon(e, c);
         return;
     }
+    c->hf |= H_SERVED;
     c->head_t0 = mono_coarse();
     c->last = c->head_t0;
     h_read_heads(e, c);
@@ -1404,9 +1407,10 @@ static void h_up_read(Engine *e, conn_t *u) {
             for (;;) {
                 long hl = head_end(&u->in);
                 if (hl == 0) {
-                    if (u->in.len - u->in.off > 65536) hl = -1;
+                    if (u->in.len - u->in.off > e->answer_head_limit) hl = -1;
                     else break;
                 }
+                if ((size_t)hl > e->answer_head_limit) hl = -1; /* complete, but too large all the same */
                 int r = hl > 0 ? h_response_head(e, c, u, hl) : -1;
                 if (r == 1) { /* an interim answer: on its way now */
                     if (out_flush(&c->c) < 0) {
@@ -1589,6 +1593,9 @@ static long h_sweep(Engine *e, double idle) {
             if (c->in.len > c->in.off && !c->c.len && now - c->head_t0 >= e->head_timeout) {
                 h_handoff(e, c, 1);
                 n++;
+            } else if (!(c->hf & H_SERVED) && c->in.len == c->in.off && now - c->head_t0 >= e->head_timeout) {
+                conn_end(e, c, 0); /* not a byte since the accept: closed without an answer, as nginx does */
+                n++;
             } else if ((idle > 0.0 && now - c->last >= idle) || (e->draining && c->in.len == c->in.off)) {
                 if (!c->c.len) {
                     conn_end(e, c, 0);
@@ -1767,16 +1774,17 @@ static PyObject *Engine_run(Engine *e, PyObject *Py_UNUSED(ignored)) {
 
 static int Engine_init(Engine *e, PyObject *args, PyObject *kw) {
     static char *kwlist[] = {"on_accept", "on_connect", "max_connections", "connect_timeout", "on_request",
-                             "on_fail", "on_handoff", "head_limit", "head_timeout", "linger", "affinity", NULL};
+                             "on_fail", "on_handoff", "head_limit", "head_timeout", "linger", "affinity",
+                             "answer_head_limit", NULL};
     PyObject *on_accept, *on_connect, *on_request = NULL, *on_fail = NULL, *on_handoff = NULL;
-    long max_conns = 10000;
-    double ct = 0.0, head_timeout = 15.0, linger = 2.0;
-    Py_ssize_t head_limit = 32 * 1024;
+    long max_conns = LONG_MAX; /* no cap unless given; the limits (limits.py) come from Python, no defaults here */
+    double ct = 0.0, head_timeout = -1.0, linger = -1.0;
+    Py_ssize_t head_limit = -1, answer_head_limit = -1;
     const char *affinity = NULL;
     Py_ssize_t affinity_len = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "OO|ld$OOOnddz#", kwlist, &on_accept, &on_connect, &max_conns, &ct,
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OO|ld$OOOnddz#n", kwlist, &on_accept, &on_connect, &max_conns, &ct,
                                      &on_request, &on_fail, &on_handoff, &head_limit, &head_timeout, &linger,
-                                     &affinity, &affinity_len))
+                                     &affinity, &affinity_len, &answer_head_limit))
         return -1;
     if (!PyCallable_Check(on_accept) || !PyCallable_Check(on_connect)) {
         PyErr_SetString(PyExc_TypeError, "on_accept and on_connect must be callable");
@@ -1792,8 +1800,12 @@ static int Engine_init(Engine *e, PyObject *args, PyObject *kw) {
         PyErr_Format(PyExc_ValueError, "affinity header name longer than %d bytes", (int)sizeof e->affinity - 1);
         return -1;
     }
-    if (head_limit < 64) {
-        PyErr_Format(PyExc_ValueError, "head_limit too small: %zd", head_limit);
+    if (http && (head_limit < 0 || answer_head_limit < 0 || head_timeout < 0.0 || linger < 0.0)) {
+        PyErr_SetString(PyExc_TypeError, "HTTP mode needs head_limit, answer_head_limit, head_timeout and linger");
+        return -1;
+    }
+    if (http && (head_limit == 0 || answer_head_limit == 0)) { /* the CLI enforces limits.REQUEST_HEAD_MIN_BYTES */
+        PyErr_Format(PyExc_ValueError, "head limits must be positive: %zd, %zd", head_limit, answer_head_limit);
         return -1;
     }
     if (e->epfd > 0) {
@@ -1830,6 +1842,7 @@ static int Engine_init(Engine *e, PyObject *args, PyObject *kw) {
         e->on_fail = on_fail;
         e->on_handoff = on_handoff;
         e->head_limit = (size_t)head_limit;
+        e->answer_head_limit = (size_t)answer_head_limit;
         e->head_timeout = head_timeout;
         e->linger = linger;
         for (Py_ssize_t i = 0; i < affinity_len; i++) e->affinity[i] = (char)lc((unsigned char)affinity[i]);
@@ -2140,9 +2153,13 @@ PyMODINIT_FUNC PyInit__engine(void) {
     PyObject *m = PyModule_Create(&enginemodule);
     if (!m) return NULL;
     Py_INCREF(&EngineType);
-    if (PyModule_AddIntConstant(m, "MAX_HEADERS", MAX_HEADERS) < 0 ||
-        PyModule_AddObject(m, "Engine", (PyObject *)&EngineType) < 0) {
+    if (PyModule_AddObject(m, "Engine", (PyObject *)&EngineType) < 0) {
         Py_DECREF(&EngineType);
+        Py_DECREF(m);
+        return NULL;
+    }
+    if (PyModule_AddIntConstant(m, "IO_CHUNK_BYTES", SCRATCH) < 0 ||
+        PyModule_AddIntConstant(m, "REQUEST_HEADERS_MAX", MAX_HEADERS) < 0) {
         Py_DECREF(m);
         return NULL;
     }

@@ -1,7 +1,10 @@
 """Types of the native data plane (``_engine.c``): L4 relaying, and in HTTP mode (``on_request`` given) the
-L7 fast path."""
+L7 fast path. Its limits come from :mod:`balancedesk.core.proxy.limits` as arguments (HTTP mode requires
+them); ``IO_CHUNK_BYTES`` is its one compile-time size, equal to ``limits.IO_CHUNK_BYTES`` (tested)."""
 
 from collections.abc import Callable
+
+IO_CHUNK_BYTES: int
 
 class Engine:
     active: int
@@ -11,7 +14,7 @@ class Engine:
                  on_fail: Callable[[int, int, int, int, str], bytes] | None = ...,
                  on_handoff: Callable[[int, bytes, int], None] | None = ...,
                  head_limit: int = ..., head_timeout: float = ..., linger: float = ...,
-                 affinity: str | None = ...) -> None: ...
+                 affinity: str | None = ..., answer_head_limit: int = ...) -> None: ...
     def run(self) -> None: ...
     def fileno(self) -> int: ...
     def add_listener(self, fd: int, /) -> None: ...

@@ -22,13 +22,23 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import httptools
 from balancedesk.core.balance import AdminState
-from balancedesk.core.model import RuleError
+from balancedesk.core.model import WEIGHT_MAX, RuleError
 from balancedesk.core.proxy.config import parse_config_bytes
+from balancedesk.core.proxy.limits import (
+    ADMIN_BODY_MAX_BYTES,
+    ADMIN_BODY_TIMEOUT_S,
+    ADMIN_HEAD_MAX_BYTES,
+    ADMIN_HEAD_TIMEOUT_S,
+    ADMIN_IDLE_TIMEOUT_S,
+    ADMIN_MAX_CONNECTIONS,
+    ADMIN_WRITE_HIGH_BYTES,
+    LINGER_S,
+)
 from balancedesk.core.proxy.runtime import Runtime
 
-BODY_LIMIT = 1 << 20
 REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 405: "Method Not Allowed",
-           413: "Payload Too Large", 500: "Internal Server Error"}
+           408: "Request Timeout", 413: "Payload Too Large", 431: "Request Header Fields Too Large",
+           500: "Internal Server Error", 503: "Service Unavailable"}
 
 
 def _peer(p: Any) -> str | None:
@@ -239,13 +249,10 @@ def _json_body(raw: bytes) -> Any:
         raise _Reply(400, {"error": {"message": "body is not valid JSON"}}) from None
 
 
-def handle(rt: Runtime, token: str, method: str, target: str, headers: dict[str, str],
-           body: bytes) -> tuple[int, str, bytes]:
-    """One admin request → (status, content type, body)."""
+def handle(rt: Runtime, method: str, target: str, body: bytes) -> tuple[int, str, bytes]:
+    """One admin request, its bearer token already checked (:class:`AdminProtocol`) → (status, content
+    type, body)."""
     try:
-        auth = headers.get("authorization", "")
-        if not (auth.startswith("Bearer ") and hmac.compare_digest(auth[7:].strip().encode(), token.encode())):
-            raise _Reply(401, {"error": {"message": "missing or wrong bearer token"}})
         parts = urlsplit(target)
         path = unquote(parts.path)
         if path == "/metrics":
@@ -299,10 +306,10 @@ def handle(rt: Runtime, token: str, method: str, target: str, headers: dict[str,
                 rt.set_admin(mid, state)
             else:
                 w = data.get("weight") if isinstance(data, dict) else None
-                if isinstance(w, bool) or not isinstance(w, int) or not 1 <= w <= 1_000_000:
-                    raise _Reply(400, {"error": {"message": "weight must be a whole number 1-1000000",
+                if isinstance(w, bool) or not isinstance(w, int) or not 1 <= w <= WEIGHT_MAX:
+                    raise _Reply(400, {"error": {"message": f"weight must be a whole number from 1 to {WEIGHT_MAX}",
                                                  "problems": [{"field": "weight", "message":
-                                                               "must be a whole number 1-1000000"}]}})
+                                                               f"must be a whole number from 1 to {WEIGHT_MAX}"}]}})
                 rt.balancer.set_weight(mid, w)
             now = rt.loop.time()
             ids = rt.balancer.member_ids()
@@ -317,11 +324,28 @@ _dumps = json.JSONEncoder(separators=(",", ":"), check_circular=False).encode  #
 
 
 class AdminProtocol(asyncio.Protocol):
-    """HTTP/1.1 with keep-alive, one request at a time; bodies up to 1 MB."""
+    """HTTP/1.1 with keep-alive, one request at a time, bounded before the bearer token is looked at (the
+    values are in :mod:`limits`):
+
+    * the head: at most ``ADMIN_HEAD_MAX_BYTES`` (431), complete within ``ADMIN_HEAD_TIMEOUT_S`` from the
+      accept for the first request and from its first byte for a later one (408; a connection that sent
+      nothing is closed unanswered); between requests a connection may idle ``ADMIN_IDLE_TIMEOUT_S``;
+    * the body: at most ``ADMIN_BODY_MAX_BYTES`` — 413 from ``Content-Length`` before any of it is read, or
+      as soon as a chunked one passes the limit — and complete within ``ADMIN_BODY_TIMEOUT_S`` of the head
+      (408);
+    * then the token (401 at the end of the head: the body of a stranger is never read);
+    * at most ``ADMIN_MAX_CONNECTIONS`` open (503), and answers not read by the client stop its reading at
+      ``ADMIN_WRITE_HIGH_BYTES``; a client that pipelines past that is dropped.
+
+    Every refusal is a JSON error body with ``Connection: close``; the connection then reads and drops
+    what the client still sends for ``LINGER_S`` (so the answer is not lost to a reset) and closes. The
+    work per read is bounded by the read, so a huge or slow admin client cannot hold up the data plane
+    sharing this event loop.
+    """
 
     def __init__(self, rt: Runtime, token: str, conns: set[AdminProtocol]) -> None:
         self.rt = rt
-        self.token = token
+        self.token = token.encode()
         self.conns = conns
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpRequestParser(self)
@@ -329,23 +353,66 @@ class AdminProtocol(asyncio.Protocol):
         self._headers: dict[str, str] = {}
         self._body: list[bytes] = []
         self._size = 0
+        self._head_n = 0  # bytes read while in a head
+        self._in_head = True  # between requests or inside a head
+        self._started = False  # a byte of the current head came
+        self._served = False  # a request was answered (later heads are timed from their first byte)
+        self._dead = False  # refused: reading and dropping until the linger ends
+        self._paused = False  # the client does not read its answers: its requests are not read either
+        self._timer: asyncio.TimerHandle | None = None
 
+    # transport events -------------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        if len(self.conns) >= ADMIN_MAX_CONNECTIONS:
+            self._refuse(503, f"more than {ADMIN_MAX_CONNECTIONS} admin connections are open")
+            return
         self.conns.add(self)
+        transport.set_write_buffer_limits(high=ADMIN_WRITE_HIGH_BYTES)  # type: ignore[attr-defined]
+        self._arm(ADMIN_HEAD_TIMEOUT_S)  # the first head: from the accept
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
         self.conns.discard(self)
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def eof_received(self) -> bool:
+        return False  # close (a half-closed client gets the answer already written)
+
+    def pause_writing(self) -> None:
+        self._paused = True
+        if self.transport is not None:
+            self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        self._paused = False
+        if self.transport is not None and not self._dead:
+            self.transport.resume_reading()
 
     def data_received(self, data: bytes) -> None:
+        if self._dead:
+            return  # lingering: dropped
+        if self._in_head:
+            self._head_n += len(data)
+            if not self._started:
+                self._started = True
+                if self._served:
+                    self._arm(ADMIN_HEAD_TIMEOUT_S)  # a later head: from its first byte
         try:
             self.parser.feed_data(data)
-        except httptools.HttpParserError:
-            self._send(400, "application/json", b'{"error":{"message":"malformed request"}}', close=True)
-        except _TooLarge:
-            self._send(413, "application/json", b'{"error":{"message":"body too large"}}', close=True)
+        except httptools.HttpParserError as exc:
+            early = exc.__context__
+            if isinstance(early, _Refused):
+                self._refuse(early.status, early.message)
+            elif not self._dead:
+                self._refuse(400, "malformed request")
+            return
+        if self._in_head and self._head_n > ADMIN_HEAD_MAX_BYTES and not self._dead:
+            self._refuse(431, f"request head larger than {ADMIN_HEAD_MAX_BYTES} bytes")
 
+    # parser callbacks -------------------------------------------------------------------------------
     def on_message_begin(self) -> None:
         self._url = b""
         self._headers = {}
@@ -356,23 +423,51 @@ class AdminProtocol(asyncio.Protocol):
         self._url += url
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        self._size += len(name) + len(value) + 4
         self._headers[name.decode("latin-1").lower()] = value.decode("latin-1")
+
+    def on_headers_complete(self) -> None:
+        if self._size + len(self._url) > ADMIN_HEAD_MAX_BYTES:  # it ended inside the read that passed the limit
+            raise _Refused(431, f"request head larger than {ADMIN_HEAD_MAX_BYTES} bytes")
+        self._in_head = False
+        self._size = 0
+        cl = self._headers.get("content-length", "").strip()
+        if cl.isdigit() and int(cl) > ADMIN_BODY_MAX_BYTES:
+            raise _Refused(413, f"request body larger than {ADMIN_BODY_MAX_BYTES} bytes")
+        auth = self._headers.get("authorization", "")
+        if not (auth.startswith("Bearer ") and hmac.compare_digest(auth[7:].strip().encode(), self.token)):
+            raise _Refused(401, "missing or wrong bearer token")
+        self._arm(ADMIN_BODY_TIMEOUT_S)
 
     def on_body(self, body: bytes) -> None:
         self._size += len(body)
-        if self._size > BODY_LIMIT:
-            raise _TooLarge()
+        if self._size > ADMIN_BODY_MAX_BYTES:
+            raise _Refused(413, f"request body larger than {ADMIN_BODY_MAX_BYTES} bytes")
         self._body.append(body)
 
     def on_message_complete(self) -> None:
+        if self._dead:
+            return
+        if self._paused:  # pipelining past what it reads
+            if self.transport is not None:
+                self.transport.abort()
+            return
         method = self.parser.get_method().decode()
         try:
-            status, ctype, body = handle(self.rt, self.token, method, self._url.decode("latin-1"), self._headers,
-                                         b"".join(self._body))
+            status, ctype, body = handle(self.rt, method, self._url.decode("latin-1"), b"".join(self._body))
         except Exception as exc:  # a bug: answer 500 and say so, never kill the balancer
             status, ctype, body = 500, "application/json", json.dumps({"error": {"message": repr(exc)}}).encode()
-        self._send(status, ctype, body, close=not self.parser.should_keep_alive())
+        self._body = []
+        self._in_head = True
+        self._started = False
+        self._served = True
+        self._head_n = 0
+        keep = self.parser.should_keep_alive()
+        self._send(status, ctype, body, close=not keep)
+        if keep:
+            self._arm(ADMIN_IDLE_TIMEOUT_S)
 
+    # answers and timers -----------------------------------------------------------------------------
     def _send(self, status: int, ctype: str, body: bytes, *, close: bool) -> None:
         t = self.transport
         if t is None:
@@ -384,9 +479,45 @@ class AdminProtocol(asyncio.Protocol):
         if close:
             t.close()
 
+    def _refuse(self, status: int, message: str) -> None:
+        """An error answer of the endpoint's own, then linger: read and drop, close at EOF or ``LINGER_S``."""
+        self._dead = True
+        t = self.transport
+        if t is None:
+            return
+        body = _dumps({"error": {"message": message}}).encode()
+        head = (f"HTTP/1.1 {status} {REASONS.get(status, 'Error')}\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {len(body)}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n")
+        t.writelines([head.encode(), body])
+        if t.can_write_eof():
+            t.write_eof()
+            t.resume_reading()
+            self._arm(LINGER_S)
+        else:
+            t.close()
 
-class _TooLarge(Exception):
-    pass
+    def _arm(self, seconds: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = self.rt.loop.call_later(seconds, self._expired)
+
+    def _expired(self) -> None:
+        self._timer = None
+        t = self.transport
+        if t is None:
+            return
+        if self._dead or (self._in_head and not self._started):
+            t.close()  # the linger ended, an idle keep-alive connection, or not a byte since the accept
+        elif self._in_head:
+            self._refuse(408, f"request head not complete within {ADMIN_HEAD_TIMEOUT_S:g} s")
+        else:
+            self._refuse(408, f"request body not complete within {ADMIN_BODY_TIMEOUT_S:g} s")
+
+
+class _Refused(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        self.status = status
+        self.message = message
 
 
 def admin_factory(rt: Runtime, token: str) -> tuple[Callable[[], AdminProtocol], set[AdminProtocol]]:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from balancedesk.core.model import DEFAULT_AFFINITY_HEADER, parse_endpoint
+from balancedesk.core.proxy import limits
 
 
 def register(subparsers: Any) -> None:
@@ -39,15 +40,18 @@ def register(subparsers: Any) -> None:
                    help="bearer token for the admin endpoint; created (0600, random token) if missing")
     p.add_argument("--workers", type=int, default=1, metavar="N",
                    help="processes sharing the port with SO_REUSEPORT; the admin endpoint runs in worker 0 only")
-    p.add_argument("--max-connections", type=int, default=10000, metavar="N",
+    p.add_argument("--max-connections", type=int, default=limits.MAX_CONNECTIONS, metavar="N",
                    help="concurrent client connections per worker (kept below RLIMIT_NOFILE/2); "
                         "excess: tcp closed at once, http 503")
-    p.add_argument("--idle-timeout", type=float, default=300.0, metavar="S",
-                   help="close a connection with no traffic for S seconds (default 300)")
-    p.add_argument("--header-timeout", type=float, default=15.0, metavar="S",
-                   help="http: 408 if a request head is not complete within S seconds (default 15)")
-    p.add_argument("--max-header-bytes", type=int, default=32 * 1024, metavar="N",
-                   help="http: 431 for a request head larger than N bytes (default 32768)")
+    p.add_argument("--idle-timeout", type=float, default=limits.IDLE_TIMEOUT_S, metavar="S",
+                   help=f"close a connection with no traffic for S seconds (default {limits.IDLE_TIMEOUT_S:g})")
+    p.add_argument("--header-timeout", type=float, default=limits.HEAD_TIMEOUT_S, metavar="S",
+                   help="http: a request head must be complete within S seconds, from the accept for a "
+                        "connection's first request (408; closed unanswered if nothing came) "
+                        f"(default {limits.HEAD_TIMEOUT_S:g})")
+    p.add_argument("--max-header-bytes", type=int, default=limits.REQUEST_HEAD_MAX_BYTES, metavar="N",
+                   help=f"http: 431 for a request head larger than N bytes "
+                        f"(default {limits.REQUEST_HEAD_MAX_BYTES})")
     p.add_argument("--data-plane", choices=("auto", "native", "asyncio"), default="auto",
                    help="proxy in the native engine (C, Linux; the default when it was built) or in "
                         "asyncio (the portable shell). In http mode the engine forwards the usual request "
@@ -107,6 +111,10 @@ def main(args: argparse.Namespace) -> int:
         return _fail(str(exc))
     if args.workers < 1 or args.max_connections < 1:
         return _fail("--workers and --max-connections must be at least 1")
+    if args.max_header_bytes < limits.REQUEST_HEAD_MIN_BYTES:
+        return _fail(f"--max-header-bytes must be at least {limits.REQUEST_HEAD_MIN_BYTES}")
+    if not (args.header_timeout > 0 and args.idle_timeout > 0):
+        return _fail("--header-timeout and --idle-timeout must be more than 0 seconds")
     token = None
     if admin is not None:
         if args.admin_token_file is None:

@@ -23,13 +23,15 @@ The rules, in the order they are checked:
 * ``Upgrade`` (with ``Connection: upgrade``): ``h2c`` alone is ignored (Upgrade and HTTP2-Settings dropped, the
   request answered over HTTP/1.1); other protocols are passed to the member, and after its 101 the connection is
   relayed both ways.
-* a head of more than :data:`MAX_HEADERS` header lines → 431.
+* a head of more than ``limits.REQUEST_HEADERS_MAX`` header lines → 431.
 """
 
 from __future__ import annotations
 
 import re
 from typing import NamedTuple
+
+from balancedesk.core.proxy.limits import REQUEST_HEADERS_MAX
 
 # request headers the balancer decides itself and never forwards as received: the hop-by-hop ones (RFC 9110 §7.6.1),
 # Transfer-Encoding (re-framed), Expect (answered here), X-Forwarded-For (rebuilt), HTTP2-Settings (an h2c offer)
@@ -42,7 +44,6 @@ REQ_SPECIAL = HOP_BY_HOP | {b"expect", b"x-forwarded-for"}
 FRAMING = frozenset({b"content-length", b"transfer-encoding", b"host"})
 # headers decide() looks at (on_header keeps their values aside)
 WATCHED = REQ_SPECIAL | FRAMING
-MAX_HEADERS = 100  # header lines in a request head (more → 431); the engine hands such a head to http.py
 
 _HOST_PLAIN = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-:"  # the usual host: no regex needed
 # uri-host [":" port]: an IP-literal, or a reg-name / IPv4 (unreserved, pct-encoded, sub-delims but ",")
@@ -91,8 +92,8 @@ def decide(method: bytes, version: str, fields: dict[bytes, list[bytes]], n_head
         return Refused(505, f"HTTP/{version} is not supported; send HTTP/1.1")
     if method == b"CONNECT":
         return Refused(501, "CONNECT is not supported: this is a reverse proxy, it opens no tunnels")
-    if n_headers > MAX_HEADERS:
-        return Refused(431, f"more than {MAX_HEADERS} header lines")
+    if n_headers > REQUEST_HEADERS_MAX:
+        return Refused(431, f"more than {REQUEST_HEADERS_MAX} header lines")
     http10 = version == "1.0"
     hosts = fields.get(b"host", [])
     if len(hosts) > 1:

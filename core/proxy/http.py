@@ -6,11 +6,13 @@ connected. Which requests are forwarded, and how they are framed, is :mod:`frami
 relayed byte for byte, with flow control and the idle timeout, until either side closes (a refusal of the
 upgrade is forwarded and the client connection closed after it).
 
-Limits: head over ``head_limit`` → 431; head not complete within ``head_timeout`` → 408; malformed → 400;
+Limits (values in :mod:`limits`): head over ``head_limit`` → 431; head not complete within ``head_timeout``
+(from the accept for the first request, from its first byte for a later one) → 408, or a plain close if
+not a byte came since the accept; malformed → 400;
 every member failed → 502 (refused/reset/unreachable) or 504 (timeout) naming the group and members tried;
 no enabled member → 503. Retry on another member only before anything of the answer reached the client:
 always after a failed connect (the body was not sent yet); after a connection died before the answer only
-for idempotent methods whose body is still held (≤ ``REPLAY_LIMIT``) — nginx's rule.
+for idempotent methods whose body is still held (≤ ``REPLAY_BODY_BYTES``) — nginx's rule.
 """
 
 from __future__ import annotations
@@ -22,14 +24,13 @@ from typing import TYPE_CHECKING, Any
 
 import httptools
 from balancedesk.core.proxy.framing import REQ_SPECIAL, WATCHED, Refused, decide
+from balancedesk.core.proxy.limits import PENDING_BODY_BYTES, REPLAY_BODY_BYTES
 from balancedesk.core.proxy.runtime import MemberStats, Runtime, classify
 from balancedesk.core.proxy.upstream import UpConn
 
 if TYPE_CHECKING:
     from balancedesk.core.proxy.shell import Shell
 
-PENDING_LIMIT = 256 * 1024  # request body held while no upstream is attached (client reading pauses)
-REPLAY_LIMIT = 64 * 1024  # request body kept for a retry after a dead connection
 IDEMPOTENT = frozenset({b"GET", b"HEAD", b"PUT", b"DELETE", b"OPTIONS", b"TRACE"})
 NO_BODY_STATUS = frozenset({204, 304})
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
@@ -160,6 +161,7 @@ class HttpClient(asyncio.Protocol):
         if isinstance(peer, tuple):
             self.ip = str(peer[0]).encode()
         self.xff_line = b"X-Forwarded-For: " + self.ip + b"\r\n"
+        self.head_t0 = rt.loop.time()  # the first head is timed from the accept (see limits)
 
     def data_received(self, data: bytes) -> None:
         self.busy = True
@@ -279,7 +281,8 @@ class HttpClient(asyncio.Protocol):
         if self.skip:
             return
         self.req = _Req()
-        self.head_t0 = self.shell.now  # the sweeper's clock: coarse, but free on the hot path
+        if self.head_t0 is None:  # a later request: timed from its first byte (the first one: from the accept)
+            self.head_t0 = self.shell.now  # the sweeper's clock: coarse, but free on the hot path
 
     def on_url(self, url: bytes) -> None:
         if self.skip:
@@ -365,7 +368,7 @@ class HttpClient(asyncio.Protocol):
         n = len(data)
         kept = r.kept
         if kept is not None:
-            if r.kept_n + n <= REPLAY_LIMIT:
+            if r.kept_n + n <= REPLAY_BODY_BYTES:
                 kept.append(data)
                 r.kept_n += n
             else:
@@ -380,7 +383,7 @@ class HttpClient(asyncio.Protocol):
                 self.uout.append(data)
         else:
             r.pending.append(data)
-            if r.body_n > PENDING_LIMIT:
+            if r.body_n > PENDING_BODY_BYTES:
                 self.pause(P_PENDING)
 
     def on_message_complete(self) -> None:
@@ -435,7 +438,7 @@ class HttpClient(asyncio.Protocol):
             return
         r.pending.append(data)
         r.body_n += len(data)
-        if r.body_n > PENDING_LIMIT:
+        if r.body_n > PENDING_BODY_BYTES:
             self.pause(P_PENDING)
 
     def response_upgraded(self, u: UpConn, head: bytes) -> None:
@@ -792,6 +795,10 @@ class HttpClient(asyncio.Protocol):
             return
         if self.head_t0 is not None and self.active is None and now - self.head_t0 >= shell.head_timeout:
             self.head_t0 = None
+            if self.req is None and not self.head_n and self.transport is not None:
+                self.dead = True
+                self.transport.close()  # not a byte since the accept: closed without an answer, as nginx does
+                return
             self.fail_request(408, f"balancedesk: request head not complete within {shell.head_timeout:g} s\n")
             return
         if self.busy:

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from balancedesk.core.balance import AdminState, Selection
 from balancedesk.core.proxy.http import HttpClient, routed_error
+from balancedesk.core.proxy.limits import ANSWER_HEAD_MAX_BYTES
 from balancedesk.core.proxy.runtime import MemberStats, classify
 
 if TYPE_CHECKING:
@@ -251,6 +252,7 @@ class NativeHttp(NativeTcp):
         shell = self.shell
         return {"on_request": self._on_request, "on_fail": self._on_fail, "on_handoff": self._on_handoff,
                 "head_limit": shell.head_limit, "head_timeout": shell.head_timeout, "linger": shell.linger_s,
+                "answer_head_limit": ANSWER_HEAD_MAX_BYTES,
                 "affinity": shell.affinity.decode("latin-1") if shell.affinity else None}
 
     def stop_accepting(self) -> None:

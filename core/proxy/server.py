@@ -22,12 +22,12 @@ from pathlib import Path
 from typing import Any
 
 from balancedesk.core.model import BalancerConfig
+from balancedesk.core.proxy import limits
 from balancedesk.core.proxy.admin import admin_factory
 from balancedesk.core.proxy.config import ApiSource, FileSource, log
 from balancedesk.core.proxy.runtime import Runtime
 from balancedesk.core.proxy.shell import Shell
 
-STOP_GRACE_S = 10.0
 GC_GEN0_THRESHOLD = 10000  # the balancer process only (run_worker); CPython's default is 700
 
 
@@ -39,13 +39,13 @@ class Options:
     admin: tuple[str, int] | None = None
     admin_token: str | None = None
     workers: int = 1
-    max_connections: int = 10000
-    idle_timeout: float = 300.0
-    head_timeout: float = 15.0
-    head_limit: int = 32 * 1024
+    max_connections: int = limits.MAX_CONNECTIONS
+    idle_timeout: float = limits.IDLE_TIMEOUT_S
+    head_timeout: float = limits.HEAD_TIMEOUT_S
+    head_limit: int = limits.REQUEST_HEAD_MAX_BYTES
     config_file: Path | None = None
     api: ApiSource | None = None
-    stop_grace: float = STOP_GRACE_S
+    stop_grace: float = limits.STOP_GRACE_S
     data_plane: str = "auto"  # "native" (the C engine), "asyncio" (tcp.py / http.py), "auto" (native when built)
 
 

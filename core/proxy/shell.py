@@ -6,7 +6,7 @@ it and composes it with a plane (:func:`balancedesk.core.proxy.server.make_shell
 ``server → plane → shell``: a plane imports nothing of the server, and this module imports no plane —
 it knows a plane only by the two small protocols below.
 
-Imports: asyncio, ``core.balance``, ``core.proxy.runtime``, ``core.proxy.upstream``.
+Imports: asyncio, ``core.balance``, ``core.proxy.limits``, ``core.proxy.runtime``, ``core.proxy.upstream``.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import socket
 from typing import Any, Protocol
 
 from balancedesk.core.balance import AdminState
+from balancedesk.core.proxy.limits import LINGER_S
 from balancedesk.core.proxy.runtime import Runtime
 from balancedesk.core.proxy.upstream import Pool
 
@@ -52,7 +53,7 @@ class Shell:
         self.idle_timeout = idle_timeout
         self.head_timeout = head_timeout
         self.head_limit = head_limit
-        self.linger_s = 2.0
+        self.linger_s = LINGER_S
         self.affinity: bytes | None = affinity_header.lower().encode() if affinity_header else None
         self.pool = Pool(rt)
         self._dt = max(0.05, min(1.0, head_timeout / 4, idle_timeout / 4))

@@ -16,13 +16,13 @@ import time
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
+from balancedesk.core.proxy.limits import PENDING_BODY_BYTES
 from balancedesk.core.proxy.runtime import MemberStats, classify
 
 if TYPE_CHECKING:
     from balancedesk.core.balance import Selection
     from balancedesk.core.proxy.shell import Shell
 
-PENDING_LIMIT = 256 * 1024  # client bytes held while the upstream connect is in progress
 
 _Connect = Coroutine[Any, Any, tuple[asyncio.Transport, asyncio.BaseProtocol]]
 
@@ -186,7 +186,7 @@ class TcpClient(asyncio.Protocol):
             return
         self.pending.append(data)
         self.pending_n += len(data)
-        if self.pending_n > PENDING_LIMIT and self.transport is not None:
+        if self.pending_n > PENDING_BODY_BYTES and self.transport is not None:
             self.transport.pause_reading()
 
     def eof_received(self) -> bool:
@@ -358,7 +358,7 @@ class TcpClient(asyncio.Protocol):
             st.bytes_in += self.pending_n
             up.write(pending[0] if len(pending) == 1 else b"".join(pending))  # one buffer: uvloop's fastest
             self.pending = []
-            if self.pending_n > PENDING_LIMIT and self.transport is not None:
+            if self.pending_n > PENDING_BODY_BYTES and self.transport is not None:
                 self.transport.resume_reading()
         self.up = up
         if self.client_eof and up.can_write_eof():

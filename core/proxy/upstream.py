@@ -6,6 +6,9 @@ An :class:`UpConn` parses responses with httptools and hands head, body and end 
 module imports nothing of ``http`` (which imports it). A ``101`` to an upgrade request the owner passed on makes
 it a tunnel: its head goes to the client as sent, then every byte as it comes (it never returns to the pool); a
 ``101`` nobody asked for is a bad response.
+
+A response head larger than ``ANSWER_HEAD_MAX_BYTES`` (see :mod:`limits`) is a bad answer: the owner
+answers 502 and counts a failure on the member, the connection is closed — the head is never held whole.
 """
 
 from __future__ import annotations
@@ -18,11 +21,11 @@ from typing import TYPE_CHECKING, Protocol
 import httptools
 from balancedesk.core.balance import AdminState
 from balancedesk.core.proxy.framing import HOP_BY_HOP
+from balancedesk.core.proxy.limits import ANSWER_HEAD_MAX_BYTES, POOL_PER_MEMBER
 
 if TYPE_CHECKING:
     from balancedesk.core.proxy.runtime import Runtime
 
-POOL_PER_MEMBER = 64
 # response headers the proxy decides itself (hop-by-hop, RFC 9110 §7.6.1, and framing)
 RESP_HOP = HOP_BY_HOP - {b"http2-settings"}
 
@@ -181,6 +184,9 @@ class UpConn(asyncio.Protocol):
             self.close()
             owner.kick()
             return
+        if self.inhead and len(self.hbuf) > ANSWER_HEAD_MAX_BYTES:  # still no end of the head in sight
+            self._too_large(owner)
+            return
         if self.head_only and self.status:  # HEAD: the answer ends with its head
             self.parser = httptools.HttpResponseParser(self)
             self.head_only = False
@@ -259,6 +265,10 @@ class UpConn(asyncio.Protocol):
             e = hbuf.find(b"\r\n\r\n")
             self.hbuf = hbuf[e + 4:] if e >= 0 else b""
             return
+        if len(hbuf) > ANSWER_HEAD_MAX_BYTES:  # complete in this read: is its end within the limit?
+            room = ANSWER_HEAD_MAX_BYTES + 4
+            if hbuf.find(b"\n\r\n", 0, room) < 0 and hbuf.find(b"\n\n", 0, room) < 0:
+                raise _HeadError(f"response head larger than {ANSWER_HEAD_MAX_BYTES} bytes")
         self.inhead = False
         self.hbuf = b""
         head = forward_head(hbuf, status, self.hops)
@@ -287,6 +297,14 @@ class UpConn(asyncio.Protocol):
             self.owner.response_done(self)
 
     # helpers ------------------------------------------------------------------------------------
+    def _too_large(self, owner: Owner) -> None:
+        self.hbuf = b""
+        if self.owner is not None:
+            self.owner.upstream_broken(self, f"bad response from member {self.mid}: response head larger "
+                                             f"than {ANSWER_HEAD_MAX_BYTES} bytes")
+        self.abort()
+        owner.kick()
+
     def close(self) -> None:
         t = self.transport
         if t is not None:

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from balancedesk.core.model import WEIGHT_MAX
 from balancedesk.gui.live.admin import MemberSnap
 from PySide6.QtCore import (
     QAbstractListModel,
@@ -48,6 +49,11 @@ def state_text(m: MemberSnap, retry_in_s: float | None) -> str:
     if m.health == "disabled":
         return state
     return state
+
+
+def _percent(share: float) -> str:
+    """A share as a percentage; one decimal where a share that is not 0 would read "0 %"."""
+    return f"{share * 100:.1f} %" if 0 < share < 0.005 else f"{share * 100:.0f} %"
 
 
 def _ms(v: float | None) -> str:
@@ -210,7 +216,7 @@ class MemberTableModel(QAbstractTableModel):
             return _ms(m.latency_p50_ms)
         if col == 9:
             return _ms(m.latency_p99_ms)
-        return f"{m.actual_share * 100:.0f} % / {m.configured_share * 100:.0f} %"
+        return f"{_percent(m.actual_share)} / {_percent(m.configured_share)}"
 
     def setData(self, index: _Index, value: Any, role: int = Qt.ItemDataRole.EditRole) -> bool:
         if role != Qt.ItemDataRole.EditRole or not index.isValid() or index.column() != COL_WEIGHT:
@@ -219,7 +225,7 @@ class MemberTableModel(QAbstractTableModel):
             weight = int(value)
         except (TypeError, ValueError):
             return False
-        if not 1 <= weight <= 1_000_000:
+        if not 1 <= weight <= WEIGHT_MAX:
             return False
         m = self._rows[index.row()]
         if weight == m.weight:

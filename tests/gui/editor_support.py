@@ -46,6 +46,9 @@ class CannedPrompter:
         self.asked.append(("login", url))
         return None
 
+    async def first_password(self, password: str, where: str) -> None:
+        self.asked.append(("first_password", (password, where)))
+
     async def accept_certificate(self, url: str, fingerprint: str, subject: str) -> bool:
         self.asked.append(("certificate", fingerprint))
         return False
@@ -84,7 +87,8 @@ def demo_catalog() -> Catalog:
 
 def demo_doc(catalog: Catalog | None = None) -> GroupDocument:
     catalog = catalog or demo_catalog()
-    return GroupDocument(base=catalog.connectors["g1"], etag='"1"', catalog=catalog, owner="admin")
+    return GroupDocument(base=catalog.connectors["g1"], etag='"1"', catalog=catalog, owner="admin",
+                         server="http://127.0.0.1:1")
 
 
 def member_ids(doc: GroupDocument) -> list[str]:

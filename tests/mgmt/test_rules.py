@@ -117,7 +117,14 @@ def test_each_group_rule_is_refused_with_its_own_message_and_changes_nothing(sha
         w,
         put(_group(w, [{"memberID": a[2], "sequence": 1, "weight": 0}])),
         "connectorGroup.members[0].weight",
-        "weight must be a positive whole number (1 or more), got 0",
+        "weight must be a whole number from 1 to 256, got 0",
+        a[2],
+    )
+    _refused(
+        w,
+        put(_group(w, [{"memberID": a[2], "sequence": 1, "weight": 257}])),
+        "connectorGroup.members[0].weight",
+        "weight must be a whole number from 1 to 256, got 257",
         a[2],
     )
     _refused(

@@ -14,7 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
-from balancedesk.core.proxy import framing
+from balancedesk.core.proxy import limits
 from framing_cases import CASES, XFF, Case
 from lbkit import Loop, StartBalancer, connect, group_config, read_response, refused_endpoint, wait_until
 
@@ -304,10 +304,10 @@ def test_refusals_name_the_problem(balancer: StartBalancer) -> None:
 
 
 def test_the_engine_hands_over_what_http_py_refuses() -> None:
-    """The fast path's header-count bound is framing.MAX_HEADERS (past it, the engine hands the head over)."""
+    """The fast path's header-count bound is limits.REQUEST_HEADERS_MAX (past it, the engine hands the head over)."""
     from balancedesk.core.proxy import _engine
 
-    assert _engine.MAX_HEADERS == framing.MAX_HEADERS
+    assert _engine.REQUEST_HEADERS_MAX == limits.REQUEST_HEADERS_MAX
 
 
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from balancedesk.core.proxy.framing import FRAMING, HOP_BY_HOP, MAX_HEADERS, Framing, Refused, decide
+from balancedesk.core.proxy.framing import FRAMING, HOP_BY_HOP, Framing, Refused, decide
+from balancedesk.core.proxy.limits import REQUEST_HEADERS_MAX as MAX_HEADERS
 
 
 def fields(*pairs: tuple[bytes, bytes]) -> dict[bytes, list[bytes]]:
