@@ -5,6 +5,7 @@ them); ``IO_CHUNK_BYTES`` is its one compile-time size, equal to ``limits.IO_CHU
 from collections.abc import Callable
 
 IO_CHUNK_BYTES: int
+REQUEST_HEADERS_MAX: int  # header lines the L7 fast path takes, equal to limits.REQUEST_HEADERS_MAX (tested)
 
 class Engine:
     active: int

@@ -18,8 +18,6 @@ from balancedesk.core.proxy import limits
 from framing_cases import CASES, XFF, Case
 from lbkit import Loop, StartBalancer, connect, group_config, read_response, refused_endpoint, wait_until
 
-pytestmark = pytest.mark.usefixtures("http_plane")  # each test on both L7 data planes
-
 _TCHARS = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _REQUEST_LINE = re.compile(rb"([!#$%&'*+\-.^_`|~0-9A-Za-z]+) ([\x21-\x7e\x80-\xff]+) HTTP/1\.1")
 _BAD_VALUE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
@@ -267,6 +265,7 @@ LENIENT_TRICKS = [
 ]
 
 
+@pytest.mark.usefixtures("http_plane")
 def test_lenient_member_never_sees_a_bare_cr(balancer: StartBalancer) -> None:
     """Each trick would make http.server read a request the balancer did not: all are 400 at the balancer, and
     the member sees only the plain request sent afterwards."""
@@ -282,6 +281,7 @@ def test_lenient_member_never_sees_a_bare_cr(balancer: StartBalancer) -> None:
         lenient.close()
 
 
+@pytest.mark.usefixtures("http_plane")
 def test_refusals_name_the_problem(balancer: StartBalancer) -> None:
     bg = Loop()
     try:
@@ -311,6 +311,7 @@ def test_the_engine_hands_over_what_http_py_refuses() -> None:
 
 
 
+@pytest.mark.usefixtures("http_plane")
 def test_an_error_answer_to_head_has_no_body(balancer: StartBalancer) -> None:
     """The balancer's own answer to HEAD carries its length only: the next answer on the connection is read
     where it starts."""
