@@ -94,6 +94,8 @@ typedef struct conn {
     int status;
     double head_t0;           /* client: when the request head began */
     char ip[INET6_ADDRSTRLEN];
+    double sent;              /* member: when its request was complete (the read timeout runs from here) */
+    int rd;                   /* the deadline list c is on: 0 connects (dl_*), 1 answers awaited (rd_*) */
 } conn_t;
 
 enum { K_PAIR = 0, K_CLIENT = 1, K_UP = 2 };
@@ -113,6 +115,17 @@ enum { FR_NONE = 0, FR_CL, FR_CHUNKED, FR_CLOSE };
 #define H_COUNTED 0x400u  /* member: carries a request Python counted as active (closed++ when it ends) */
 #define H_HASBODY 0x800u  /* client: the request has a body (not kept: it cannot be sent again) */
 #define H_SERVED 0x1000u  /* client: a request was answered (later heads are timed from their first byte) */
+/* on_fail codes (module constants FAIL_*, read by native.py) */
+#define FAIL_ROUTING 0      /* every member tried failed, or none is enabled */
+#define FAIL_BAD_ANSWER 2   /* the member answered garbage */
+#define FAIL_IDLE 3         /* the client went idle while sending its body (no answer yet) */
+#define FAIL_CLOSED 4       /* a pooled connection closed before answering; the request cannot be sent again */
+#define FAIL_STALLED 5      /* no answer byte within the read timeout; the request cannot be sent again */
+#define FAIL_CLOSED_FRESH 6 /* a fresh connection closed before answering; the request cannot be sent again */
+/* on_connect's errno below 0 (module constants CONNECT_*) */
+#define CONNECT_CLIENT_LEFT -1 /* the client went away while its connect was in progress */
+#define CONNECT_UNANSWERED -2  /* L7: the member closed before answering the request it took */
+#define CONNECT_STALLED -3     /* L7: the member sent no answer byte within the read timeout; may go on */
 
 typedef struct {
     struct sockaddr_storage addr;
@@ -139,6 +152,8 @@ typedef struct {
     target_t *targets;
     int n_targets, targets_cap;
     conn_t *dl_head, *dl_tail; /* connects in progress with a deadline, in start order */
+    conn_t *rd_head, *rd_tail; /* HTTP: member connections awaiting an answer's first byte, in send order */
+    double read_timeout;       /* HTTP: seconds from a complete request to its answer's first byte */
     PyObject *on_accept, *on_connect;
     PyObject *on_request, *on_fail, *on_handoff; /* HTTP mode */
     int http;
@@ -175,10 +190,12 @@ static inline uint64_t tag(conn_t *c, int upstream) {
 
 static void dl_remove(Engine *e, conn_t *c) {
     if (c->deadline == 0.0) return;
-    if (c->dl_prev) c->dl_prev->dl_next = c->dl_next; else e->dl_head = c->dl_next;
-    if (c->dl_next) c->dl_next->dl_prev = c->dl_prev; else e->dl_tail = c->dl_prev;
+    conn_t **head = c->rd ? &e->rd_head : &e->dl_head, **tail = c->rd ? &e->rd_tail : &e->dl_tail;
+    if (c->dl_prev) c->dl_prev->dl_next = c->dl_next; else *head = c->dl_next;
+    if (c->dl_next) c->dl_next->dl_prev = c->dl_prev; else *tail = c->dl_prev;
     c->dl_prev = c->dl_next = NULL;
     c->deadline = 0.0;
+    c->rd = 0;
 }
 
 static void arm_timer(Engine *e, double at) {
@@ -201,6 +218,20 @@ static void dl_add(Engine *e, conn_t *c, double deadline) {
     e->dl_tail = c;
     /* the timer only moves earlier here; it is re-armed lazily when it fires */
     if (e->timer_at == 0.0 || deadline < e->timer_at) arm_timer(e, deadline);
+}
+
+/* HTTP: the request on member connection u is complete; its answer's first byte is due within the read
+ * timeout. One list in send order (every entry waits the same timeout, so the head is due first). */
+static void rd_add(Engine *e, conn_t *u) {
+    dl_remove(e, u);
+    u->sent = mono();
+    u->rd = 1;
+    u->deadline = u->sent + e->read_timeout;
+    u->dl_next = NULL;
+    u->dl_prev = e->rd_tail;
+    if (e->rd_tail) e->rd_tail->dl_next = u; else e->rd_head = u;
+    e->rd_tail = u;
+    if (e->timer_at == 0.0 || u->deadline < e->timer_at) arm_timer(e, u->deadline);
 }
 
 /* --- connection slots ------------------------------------------------------------------------------- */
@@ -637,8 +668,14 @@ static int conn_options(const char *v, const char *ve) {
 static void h_client_io(Engine *e, conn_t *c);
 static void h_up_read(Engine *e, conn_t *u);
 
+static void h_abandon(Engine *e, conn_t *c, conn_t *u);
+
 /* Reset a client and the member connection its request is on: an answer cut, or a socket broken. */
 static void h_abort(Engine *e, conn_t *c, conn_t *u) {
+    if (u && u->hs == US_CONNECTING) { /* its connect is abandoned: Python forgets the request */
+        h_abandon(e, c, u);
+        return;
+    }
     if (u) conn_end(e, u, 1);
     conn_end(e, c, 1);
 }
@@ -673,6 +710,7 @@ static void pool_unlink(Engine *e, conn_t *u) {
 static void pool_put(Engine *e, conn_t *u) {
     target_t *tg = &e->targets[u->target];
     u->link = NULL;
+    dl_remove(e, u);
     if (u->hf & H_COUNTED) tg->closed++;
     u->hf &= ~H_COUNTED;
     if (tg->n_idle >= POOL_PER_TARGET || e->draining) {
@@ -718,8 +756,7 @@ static void h_close_soon(Engine *e, conn_t *c) {
     }
 }
 
-/* Answer with Python's error response (``code``: 0 routing failed, 1 member closed before answering,
- * 2 bad answer from the member, 3 no answer within the idle timeout). */
+/* Answer with Python's error response (``code``: one of FAIL_*). */
 static void h_fail(Engine *e, conn_t *c, int code, int target) {
     int keep = (c->hf & H_KEEP) && !(c->hf & H_CLOSING) && c->body_left == 0 && !e->draining;
     uint32_t gen = c->gen;
@@ -780,6 +817,7 @@ static void h_attach(Engine *e, conn_t *c, conn_t *u) {
     }
     if (out_flush(&u->c) < 0) goto broken; /* head and body so far: one send */
     if (c->hs == HS_BODY) h_client_io(e, c);
+    else rd_add(e, u);
     return;
 broken: /* the member connection failed at once: the same as a close before answering */
     u->c.flags |= F_EOF;
@@ -883,6 +921,26 @@ static void h_connect(Engine *e, conn_t *c, long t) {
         }
         t = next;
     }
+}
+
+/* A Python int with bit t set for every target t with an idle pooled connection, for any number of targets
+ * (one machine word for the usual group; a byte string turned into an int past 64). */
+static PyObject *pooled_mask(Engine *e) {
+    int n = e->n_targets;
+    if (n <= 64) {
+        unsigned long long m = 0;
+        for (int t = 0; t < n; t++)
+            if (e->targets[t].idle) m |= 1ULL << t;
+        return PyLong_FromUnsignedLongLong(m);
+    }
+    size_t nb = ((size_t)n + 7) / 8;
+    unsigned char *b = PyMem_Calloc(nb, 1);
+    if (!b) return PyErr_NoMemory();
+    for (int t = 0; t < n; t++)
+        if (e->targets[t].idle) b[t >> 3] |= (unsigned char)(1u << (t & 7));
+    PyObject *r = _PyLong_FromByteArray(b, nb, 1, 0);
+    PyMem_Free(b);
+    return r;
 }
 
 /* Parse the request head (hl bytes at c->in) into c->req. 0: routed on; 1: not for the fast path. */
@@ -1007,12 +1065,15 @@ static int h_request(Engine *e, conn_t *c, long hl) {
     c->t0 = mono();
     c->hs = HS_ROUTE;
     /* which members have a pooled connection ready (the route event of a pooled request is Python's) */
-    unsigned long long mask = 0;
-    for (int t = 0; t < e->n_targets && t < 64; t++)
-        if (e->targets[t].idle) mask |= 1ULL << t;
+    PyObject *mask = pooled_mask(e);
     PyObject *k = key ? PyUnicode_DecodeLatin1(key, key_end - key, NULL) : (Py_INCREF(Py_None), Py_None);
     uint32_t gen = c->gen;
-    long t = call_int(e->on_request, k ? Py_BuildValue("(lNK)", conn_cid(c), k, mask) : NULL);
+    if (!mask || !k) {
+        Py_XDECREF(mask);
+        Py_XDECREF(k);
+        mask = k = NULL;
+    }
+    long t = call_int(e->on_request, k ? Py_BuildValue("(lNN)", conn_cid(c), k, mask) : NULL);
     if (c->gen != gen || c->state == ST_FREE) return 0;
     h_route(e, c, t, 0);
     return 0;
@@ -1091,7 +1152,10 @@ static void h_body(Engine *e, conn_t *c, conn_t *u) {
             e->targets[u->target].d_in += (unsigned long long)n;
             c->body_left -= n;
             c->last = mono_coarse();
-            if (!c->body_left) c->hs = HS_WAIT;
+            if (!c->body_left) {
+                c->hs = HS_WAIT;
+                rd_add(e, u);
+            }
             if (out_write(&u->c, e->scratch, (size_t)n) < 0) {
                 u->c.flags |= F_EOF; /* seen by h_up_read as a member gone before answering */
                 return;
@@ -1344,13 +1408,13 @@ static void h_up_lost(Engine *e, conn_t *c, conn_t *u) {
     conn_end(e, u, 0);
     c->link = NULL;
     uint32_t gen = c->gen; /* the request does not count on a member that closed before answering */
-    call_int(e->on_connect, Py_BuildValue("(liid)", conn_cid(c), t, -2, 0.0));
+    call_int(e->on_connect, Py_BuildValue("(liid)", conn_cid(c), t, CONNECT_UNANSWERED, 0.0));
     if (c->gen != gen || c->state == ST_FREE) return;
     /* nginx's rule: sent again only if nothing was answered and the request can be repeated (idempotent,
      * and without a body, which is not kept) */
     int replayable = (c->hf & H_IDEMP) && !(c->hf & H_HASBODY) && c->hs == HS_WAIT;
-    if (!replayable) {
-        h_fail(e, c, 4, t);
+    if (!replayable) { /* the member failed it: counted on it; a fresh connection also marks it (http.py alike) */
+        h_fail(e, c, reused ? FAIL_CLOSED : FAIL_CLOSED_FRESH, t);
         return;
     }
     if (reused && !(c->hf & H_RETRIED)) { /* a pooled connection the member had closed: once more, fresh */
@@ -1363,6 +1427,52 @@ static void h_up_lost(Engine *e, conn_t *c, conn_t *u) {
     if (c->gen != gen || c->state == ST_FREE) return;
     if (next < 0 || next >= e->n_targets) h_fail(e, c, 0, -1);
     else h_route(e, c, next, 1);
+}
+
+/* No answer byte from u within the read timeout (or the idle timeout, if shorter) after its request was
+ * complete: the member connection is reset and the member counted failed and marked (Python). nginx's rule
+ * for the request: one that can be sent again (idempotent, no body) goes on to the next member Python
+ * names; any other is answered 504. */
+static void h_stalled(Engine *e, conn_t *u) {
+    conn_t *c = h_link(u);
+    dl_remove(e, u);
+    if (!c || (c->hf & H_STARTED)) { /* (not awaiting a first byte: nothing to time out) */
+        if (!c) conn_end(e, u, 1);
+        return;
+    }
+    int t = u->target;
+    double secs = mono() - u->sent;
+    conn_end(e, u, 1);
+    c->link = NULL;
+    if (!((c->hf & H_IDEMP) && !(c->hf & H_HASBODY) && c->hs == HS_WAIT)) {
+        h_fail(e, c, FAIL_STALLED, t);
+        return;
+    }
+    uint32_t gen = c->gen;
+    long next = call_int(e->on_connect, Py_BuildValue("(liid)", conn_cid(c), t, CONNECT_STALLED, secs));
+    if (c->gen != gen || c->state == ST_FREE) return;
+    if (next < 0 || next >= e->n_targets) h_fail(e, c, FAIL_ROUTING, -1);
+    else h_route(e, c, next, 1);
+}
+
+/* The client ended its connection (a reset, or EOF with nothing unread) while its request's connect to u
+ * was in progress: the connect is abandoned (nginx: proxy_ignore_client_abort off), Python forgets the
+ * request (no route event, no health mark). */
+static void h_abandon(Engine *e, conn_t *c, conn_t *u) {
+    long cid = conn_cid(c);
+    int t = u->target;
+    double secs = mono() - u->cstart;
+    conn_end(e, u, 1);
+    conn_end(e, c, 1);
+    call_int(e->on_connect, Py_BuildValue("(liid)", cid, t, CONNECT_CLIENT_LEFT, secs));
+}
+
+/* Whether the client's EOF (RDHUP) came with nothing unread before it: then it left (a FIN after bytes is
+ * a half-close, and the bytes are still to be delivered). */
+static int client_left(int fd) {
+    char b;
+    ssize_t n = recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+    return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
 }
 
 /* Member side: flush the request, read the answer, forward it. */
@@ -1402,6 +1512,7 @@ static void h_up_read(Engine *e, conn_t *u) {
                 continue;
             }
             u->in.len += (size_t)n;
+            if (u->rd) dl_remove(e, u); /* the answer began within the read timeout */
             if ((size_t)n < room && !(u->c.flags & F_RDHUP)) u->c.flags &= ~F_READABLE;
             c->last = mono_coarse();
             for (;;) {
@@ -1509,6 +1620,10 @@ static void h_client_io(Engine *e, conn_t *c) {
         return;
     }
     conn_t *u = h_link(c);
+    if (u && u->hs == US_CONNECTING) {
+        if ((c->c.flags & F_RDHUP) && c->in.len == c->in.off && client_left(c->c.fd)) h_abandon(e, c, u);
+        return;
+    }
     if (u) {
         if ((u->hf & H_WANTREAD) && !c->c.len) {
             u->hf &= ~H_WANTREAD;
@@ -1606,11 +1721,13 @@ static long h_sweep(Engine *e, double idle) {
         }
         if (idle > 0.0 && now - c->last >= idle) {
             conn_t *u = h_link(c);
-            if (u && !(c->hf & H_STARTED)) {
+            if (u && u->rd) {
+                h_stalled(e, u); /* the idle timeout is shorter than the read timeout */
+            } else if (u && !(c->hf & H_STARTED)) {
                 int t = u->target;
                 conn_end(e, u, 1);
                 c->link = NULL;
-                h_fail(e, c, 3, t);
+                h_fail(e, c, FAIL_IDLE, t);
             } else {
                 h_abort(e, c, u);
             }
@@ -1697,7 +1814,10 @@ static void on_timer(Engine *e) {
         c->u.fd = -1;
         connect_done(e, c, ETIMEDOUT);
     }
-    if (e->dl_head) arm_timer(e, e->dl_head->deadline);
+    while (e->rd_head && e->rd_head->deadline <= now) h_stalled(e, e->rd_head);
+    double at = e->dl_head ? e->dl_head->deadline : 0.0;
+    if (e->rd_head && (at == 0.0 || e->rd_head->deadline < at)) at = e->rd_head->deadline;
+    if (at > 0.0) arm_timer(e, at);
 }
 
 static void on_conn_event(Engine *e, uint64_t data, uint32_t ev) {
@@ -1716,7 +1836,9 @@ static void on_conn_event(Engine *e, uint64_t data, uint32_t ev) {
     if (ev & (EPOLLOUT | EPOLLHUP | EPOLLERR)) s->flags |= F_WRITABLE;
     if (c->state == ST_CONNECTING) {
         if (!upstream) {
-            if (ev & (EPOLLHUP | EPOLLERR)) { /* the client went away while its connect was in progress */
+            /* the client went away while its connect was in progress: a reset, or an EOF with nothing
+             * unread before it (a FIN after bytes is a half-close: the bytes still go to the member) */
+            if ((ev & (EPOLLHUP | EPOLLERR)) || ((ev & EPOLLRDHUP) && client_left(c->c.fd))) {
                 int t = c->target;
                 dl_remove(e, c);
                 close_fd(c->u.fd, 1);
@@ -1775,16 +1897,16 @@ static PyObject *Engine_run(Engine *e, PyObject *Py_UNUSED(ignored)) {
 static int Engine_init(Engine *e, PyObject *args, PyObject *kw) {
     static char *kwlist[] = {"on_accept", "on_connect", "max_connections", "connect_timeout", "on_request",
                              "on_fail", "on_handoff", "head_limit", "head_timeout", "linger", "affinity",
-                             "answer_head_limit", NULL};
+                             "answer_head_limit", "read_timeout", NULL};
     PyObject *on_accept, *on_connect, *on_request = NULL, *on_fail = NULL, *on_handoff = NULL;
     long max_conns = LONG_MAX; /* no cap unless given; the limits (limits.py) come from Python, no defaults here */
-    double ct = 0.0, head_timeout = -1.0, linger = -1.0;
+    double ct = 0.0, head_timeout = -1.0, linger = -1.0, read_timeout = -1.0;
     Py_ssize_t head_limit = -1, answer_head_limit = -1;
     const char *affinity = NULL;
     Py_ssize_t affinity_len = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "OO|ld$OOOnddz#n", kwlist, &on_accept, &on_connect, &max_conns, &ct,
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OO|ld$OOOnddz#nd", kwlist, &on_accept, &on_connect, &max_conns, &ct,
                                      &on_request, &on_fail, &on_handoff, &head_limit, &head_timeout, &linger,
-                                     &affinity, &affinity_len, &answer_head_limit))
+                                     &affinity, &affinity_len, &answer_head_limit, &read_timeout))
         return -1;
     if (!PyCallable_Check(on_accept) || !PyCallable_Check(on_connect)) {
         PyErr_SetString(PyExc_TypeError, "on_accept and on_connect must be callable");
@@ -1802,6 +1924,10 @@ static int Engine_init(Engine *e, PyObject *args, PyObject *kw) {
     }
     if (http && (head_limit < 0 || answer_head_limit < 0 || head_timeout < 0.0 || linger < 0.0)) {
         PyErr_SetString(PyExc_TypeError, "HTTP mode needs head_limit, answer_head_limit, head_timeout and linger");
+        return -1;
+    }
+    if (http && !(read_timeout > 0.0)) { /* the group's listener.readTimeout (core/model.py) */
+        PyErr_Format(PyExc_ValueError, "HTTP mode needs a positive read_timeout: %g", read_timeout);
         return -1;
     }
     if (http && (head_limit == 0 || answer_head_limit == 0)) { /* the CLI enforces limits.REQUEST_HEAD_MIN_BYTES */
@@ -1845,6 +1971,7 @@ static int Engine_init(Engine *e, PyObject *args, PyObject *kw) {
         e->answer_head_limit = (size_t)answer_head_limit;
         e->head_timeout = head_timeout;
         e->linger = linger;
+        e->read_timeout = read_timeout;
         for (Py_ssize_t i = 0; i < affinity_len; i++) e->affinity[i] = (char)lc((unsigned char)affinity[i]);
         e->affinity_len = (size_t)affinity_len;
     }
@@ -1966,6 +2093,21 @@ static PyObject *Engine_set_connect_timeout(Engine *e, PyObject *arg) {
     double v = PyFloat_AsDouble(arg);
     if (v == -1.0 && PyErr_Occurred()) return NULL;
     e->connect_timeout = v > 0.0 ? v : 0.0;
+    Py_RETURN_NONE;
+}
+
+/* HTTP: a new read timeout, at once for the answers awaited too (each due its new timeout after its
+ * request was complete; the list stays in send order, so its head is still due first). */
+static PyObject *Engine_set_read_timeout(Engine *e, PyObject *arg) {
+    double v = PyFloat_AsDouble(arg);
+    if (v == -1.0 && PyErr_Occurred()) return NULL;
+    if (!(v > 0.0)) {
+        PyErr_Format(PyExc_ValueError, "read_timeout must be positive: %g", v);
+        return NULL;
+    }
+    e->read_timeout = v;
+    for (conn_t *u = e->rd_head; u; u = u->dl_next) u->deadline = u->sent + v;
+    if (e->rd_head && (e->timer_at == 0.0 || e->rd_head->deadline < e->timer_at)) arm_timer(e, e->rd_head->deadline);
     Py_RETURN_NONE;
 }
 
@@ -2115,6 +2257,7 @@ static PyMethodDef Engine_methods[] = {
     {"stop_accepting", (PyCFunction)Engine_stop_accepting, METH_NOARGS, "Forget the listeners."},
     {"add_target", (PyCFunction)Engine_add_target, METH_VARARGS, "add_target(ip, port) -> member index"},
     {"set_connect_timeout", (PyCFunction)Engine_set_connect_timeout, METH_O, "Seconds; 0 = none."},
+    {"set_read_timeout", (PyCFunction)Engine_set_read_timeout, METH_O, "HTTP: seconds to an answer's first byte."},
     {"peer", (PyCFunction)Engine_peer, METH_O, "The client address of a connection, or None."},
     {"abort", (PyCFunction)Engine_abort, METH_O, "abort(member) resets its connections; -1: all."},
     {"sweep", (PyCFunction)Engine_sweep, METH_O, "sweep(idle_seconds) -> idle connections ended."},
@@ -2152,6 +2295,17 @@ PyMODINIT_FUNC PyInit__engine(void) {
     if (PyType_Ready(&EngineType) < 0) return NULL;
     PyObject *m = PyModule_Create(&enginemodule);
     if (!m) return NULL;
+    if (PyModule_AddIntConstant(m, "FAIL_ROUTING", FAIL_ROUTING) < 0 ||
+        PyModule_AddIntConstant(m, "FAIL_BAD_ANSWER", FAIL_BAD_ANSWER) < 0 ||
+        PyModule_AddIntConstant(m, "FAIL_IDLE", FAIL_IDLE) < 0 || PyModule_AddIntConstant(m, "FAIL_CLOSED", FAIL_CLOSED) < 0 ||
+        PyModule_AddIntConstant(m, "FAIL_STALLED", FAIL_STALLED) < 0 ||
+        PyModule_AddIntConstant(m, "FAIL_CLOSED_FRESH", FAIL_CLOSED_FRESH) < 0 ||
+        PyModule_AddIntConstant(m, "CONNECT_CLIENT_LEFT", CONNECT_CLIENT_LEFT) < 0 ||
+        PyModule_AddIntConstant(m, "CONNECT_UNANSWERED", CONNECT_UNANSWERED) < 0 ||
+        PyModule_AddIntConstant(m, "CONNECT_STALLED", CONNECT_STALLED) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
     Py_INCREF(&EngineType);
     if (PyModule_AddObject(m, "Engine", (PyObject *)&EngineType) < 0) {
         Py_DECREF(&EngineType);

@@ -11,8 +11,14 @@ Limits (values in :mod:`limits`): head over ``head_limit`` → 431; head not com
 not a byte came since the accept; malformed → 400;
 every member failed → 502 (refused/reset/unreachable) or 504 (timeout) naming the group and members tried;
 no enabled member → 503. Retry on another member only before anything of the answer reached the client:
-always after a failed connect (the body was not sent yet); after a connection died before the answer only
-for idempotent methods whose body is still held (≤ ``REPLAY_BODY_BYTES``) — nginx's rule.
+always after a failed connect (the body was not sent yet); after a connection died before the answer, or
+the member sent no answer byte within the group's ``listener.readTimeout`` (or the idle timeout, if shorter)
+after the request was complete, only for idempotent methods whose body is still held (≤ ``REPLAY_BODY_BYTES``) —
+nginx's rule; otherwise 502 (closed) or 504 (stalled). A member that stalls, or closes a fresh connection
+before answering, is counted failed and disabled for retryDelay as a failed connect is; one that closes a
+pooled connection is counted failed only (it may have closed it idle as the request went out: the keep-alive
+race, retried once on a fresh connection when the request can be sent again). A client that leaves while
+its request's connect is in progress (EOF with no request bytes left unsent) abandons the connect.
 """
 
 from __future__ import annotations
@@ -51,6 +57,28 @@ def error_response(status: int, text: str, *, keep: bool, head_only: bool = Fals
                b"" if head_only else body))
 
 
+def answer_timeout(shell: Shell) -> float:
+    """Seconds a member may take to its answer's first byte after the request was complete: the group's
+    ``listener.readTimeout``, or the idle timeout when that is shorter (both planes)."""
+    return min(shell.rt.cfg.listener.read_timeout, shell.idle_timeout)
+
+
+def stalled_why(mid: str, seconds: float) -> str:
+    return f"member {mid} did not answer within {seconds:g} s"
+
+
+def exhausted_answer(attempts: list[tuple[str, str, float]], stalled: str | None,
+                     limit: float) -> tuple[int, str]:
+    """Status and reason when every candidate was tried (``stalled``: a member that took the request and did
+    not answer within ``limit`` seconds): 503 none enabled, 504 the last one timed out, 502 otherwise."""
+    if not attempts:
+        return 503, "no member is enabled"
+    mid, outcome, _ = attempts[-1]
+    if outcome != "timeout":
+        return 502, "every member failed"
+    return 504, stalled_why(mid, limit) if mid == stalled else "every member failed"
+
+
 def routed_error(rt: Runtime, status: int, why: str, attempts: list[tuple[str, str, float]], *, keep: bool,
                  head_only: bool = False) -> bytes:
     """The answer when routing a request failed: it names the group and every member tried."""
@@ -65,8 +93,8 @@ class _Req:
     __slots__ = (
         "attempts", "body_done", "body_n", "chunked", "expect", "fields", "first", "head", "head_done",
         "head_only", "http10", "keep_alive", "kept", "kept_n", "key", "method", "n_headers", "offered", "parts",
-        "pending", "resp_framing", "resp_started", "retried", "sel", "sent_100", "size", "t0", "up", "upgrade",
-        "url", "xff",
+        "pending", "resp_framing", "resp_started", "retried", "sel", "sent", "sent_100", "size", "stalled", "t0",
+        "task", "up", "upgrade", "url", "xff",
     )
 
     def __init__(self) -> None:
@@ -101,6 +129,9 @@ class _Req:
         self.resp_framing = 0  # 0 none, 1 raw (content-length or until close), 2 chunked
         self.sent_100 = False
         self.retried = False
+        self.sent = 0.0  # loop time the request was complete on ``up`` (its answer due within the read timeout)
+        self.stalled: str | None = None  # a member that did not answer it in time
+        self.task: asyncio.Task[None] | None = None  # the connect in progress
 
 
 class HttpClient(asyncio.Protocol):
@@ -208,6 +239,12 @@ class HttpClient(asyncio.Protocol):
             return False
         if self.linger or (self.active is None and not self.queue):
             return False  # close
+        r = self.active
+        if (r is not None and r.up is None and r.task is not None and not r.pending and self.req is None
+                and not self.queue):
+            r.task.cancel()  # it left while its connect was in progress (the native plane's rule)
+            r.task = None
+            return False
         self.closing = True  # half-closed by the client: finish the answers in flight, then close
         return True
 
@@ -222,6 +259,9 @@ class HttpClient(asyncio.Protocol):
         r = self.active
         if r is not None:
             self.active = None
+            if r.task is not None:  # a connect in progress is abandoned
+                r.task.cancel()
+                r.task = None
             u = r.up
             if u is not None:
                 r.up = None
@@ -393,8 +433,10 @@ class HttpClient(asyncio.Protocol):
             return  # an h2c offer with a body: llhttp stopped at the head, _after_upgrade reads the body
         self.req = None
         r.body_done = True
-        if r.chunked and r.up is not None and self.active is r:
-            self.uout.append(_END_CHUNKS)
+        if r.up is not None and self.active is r:
+            r.sent = self.shell.rt.loop.time()
+            if r.chunked:
+                self.uout.append(_END_CHUNKS)
         if not r.keep_alive and not r.upgrade:
             self.dead = True  # nothing after a request that closes the connection
 
@@ -485,7 +527,7 @@ class HttpClient(asyncio.Protocol):
         if u is not None:
             self.attach(r, u)
         else:
-            rt.loop.create_task(self.connect(r, mid, rt.loop.time()))
+            r.task = rt.loop.create_task(self.connect(r, mid, rt.loop.time()))
 
     def selection(self, r: _Req) -> Any:
         sel = r.sel
@@ -503,7 +545,7 @@ class HttpClient(asyncio.Protocol):
         if u is not None:
             self.attach(r, u)
         else:
-            rt.loop.create_task(self.connect(r, mid, now))
+            r.task = rt.loop.create_task(self.connect(r, mid, now))
 
     async def connect(self, r: _Req, mid: str, t_start: float) -> None:
         rt = self.shell.rt
@@ -518,6 +560,7 @@ class HttpClient(asyncio.Protocol):
                 async with asyncio.timeout(timeout):
                     _, u = await loop.create_connection(lambda: UpConn(pool, mid, endpoint), *endpoint)
         except OSError as exc:
+            r.task = None
             now = loop.time()
             r.attempts.append((mid, classify(exc), (now - t_start) * 1000.0))
             rt.connect_failed(self.selection(r), mid, now)
@@ -525,6 +568,7 @@ class HttpClient(asyncio.Protocol):
                 self.try_next(r, now)
                 self.kick()  # the next member may be a pooled connection: what attach queued goes out now
             return
+        r.task = None
         now = loop.time()
         rt.connect_succeeded(self.selection(r), mid, now)
         if self.active is not r or self.transport is None:
@@ -553,6 +597,7 @@ class HttpClient(asyncio.Protocol):
                 out += r.pending
             r.pending = []
         if r.body_done:
+            r.sent = self.shell.rt.loop.time()
             if r.chunked:
                 out.append(_END_CHUNKS)
         elif r.expect and not r.sent_100 and not r.body_n:
@@ -686,14 +731,16 @@ class HttpClient(asyncio.Protocol):
             # a pooled connection the member had closed: one more try on a fresh connection, same member
             r.retried = True
             r.pending = r.pending if r.upgrade else list(r.kept or ())  # an upgrade's: tunnel bytes held
-            rt.loop.create_task(self.connect(r, u.mid, now))
+            r.task = rt.loop.create_task(self.connect(r, u.mid, now))
             return
         if not u.reused:
-            rt.connect_failed(self.selection(r), u.mid, now)
+            rt.connect_failed(self.selection(r), u.mid, now, reason="closed before answering")
         if replayable:
             r.pending = r.pending if r.upgrade else list(r.kept or ())  # an upgrade's: tunnel bytes held
             self.try_next(r, now)
             return
+        if u.reused:  # the member failed it (counted; not marked: see the module's docstring)
+            rt.stats[u.mid].failures += 1
         self.fail_routed(r, 502, f"member {u.mid} closed the connection before answering "
                                  f"and {r.method.decode()} with this body cannot be replayed")
 
@@ -713,11 +760,31 @@ class HttpClient(asyncio.Protocol):
 
     # failures -------------------------------------------------------------------------------------
     def all_failed(self, r: _Req) -> None:
-        if not r.attempts:
-            self.fail_routed(r, 503, "no member is enabled")
+        status, why = exhausted_answer(r.attempts, r.stalled, answer_timeout(self.shell))
+        self.fail_routed(r, status, why)
+
+    def stalled(self, r: _Req, u: UpConn, now: float) -> None:
+        """No answer byte from ``u`` within the answer timeout after the request was complete: the member is
+        counted failed and marked as a failed connect is; the request goes on to the next member if it can
+        be sent again (idempotent, body held), else 504."""
+        rt = self.shell.rt
+        mid = u.mid
+        r.attempts.append((mid, "timeout", (time.monotonic() - r.t0) * 1000.0))
+        r.up = None
+        r.sent = 0.0
+        r.stalled = mid
+        self._member_done(mid)
+        u.owner = None
+        u.abort()
+        rt.stats[mid].total -= 1  # counted on the member that answers it
+        rt.connect_failed(self.selection(r), mid, now, reason="no answer within readTimeout")
+        self.uout = []
+        if r.kept is not None and r.method in IDEMPOTENT:
+            r.pending = list(r.kept or ())
+            self.try_next(r, now)
+            self.kick()
             return
-        status = 504 if r.attempts[-1][1] == "timeout" else 502
-        self.fail_routed(r, status, "every member failed")
+        self.fail_routed(r, 504, stalled_why(mid, answer_timeout(self.shell)))
 
     def fail_routed(self, r: _Req, status: int, why: str) -> None:
         rt = self.shell.rt
@@ -800,6 +867,11 @@ class HttpClient(asyncio.Protocol):
                 self.transport.close()  # not a byte since the accept: closed without an answer, as nginx does
                 return
             self.fail_request(408, f"balancedesk: request head not complete within {shell.head_timeout:g} s\n")
+            return
+        r = self.active
+        if (r is not None and r.sent and r.up is not None and not r.resp_started and not r.up.hbuf
+                and now - r.sent >= answer_timeout(shell)):
+            self.stalled(r, r.up, now)
             return
         if self.busy:
             self.busy = False

@@ -79,3 +79,8 @@ ADMIN_WRITE_HIGH_BYTES: Final = 1 * MIB
 # stopping -----------------------------------------------------------------------------------------------
 STOP_GRACE_S: Final = 10.0
 """SIGTERM: in-flight work gets this long to finish."""
+
+# memory -------------------------------------------------------------------------------------------------
+TRIM_AFTER_PEAK: Final = 256
+"""A burst of at least this many client connections, once it has shrunk to a quarter, gives the heap pages
+it freed back to the system (``malloc_trim``; glibc keeps them otherwise, and RSS stays at the peak)."""

@@ -21,7 +21,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from balancedesk.core.balance import AdminState, Selection
-from balancedesk.core.proxy.http import HttpClient, routed_error
+from balancedesk.core.proxy.http import HttpClient, answer_timeout, exhausted_answer, routed_error, stalled_why
 from balancedesk.core.proxy.limits import ANSWER_HEAD_MAX_BYTES
 from balancedesk.core.proxy.runtime import MemberStats, classify
 
@@ -29,7 +29,16 @@ if TYPE_CHECKING:
     from balancedesk.core.proxy.shell import Shell
 
 try:
-    from balancedesk.core.proxy._engine import Engine
+    from balancedesk.core.proxy._engine import (
+        CONNECT_STALLED,
+        CONNECT_UNANSWERED,
+        FAIL_BAD_ANSWER,
+        FAIL_CLOSED,
+        FAIL_CLOSED_FRESH,
+        FAIL_ROUTING,
+        FAIL_STALLED,
+        Engine,
+    )
 except ImportError:  # not built (no compiler, not Linux): the asyncio shell serves L4
     Engine = None  # type: ignore[assignment,misc]
 
@@ -63,12 +72,13 @@ class _Pending:
     """A connection (L7: a request) whose first connect failed, that had no first pick, or (L7) that waits
     for a fresh connection: its walk over the group."""
 
-    __slots__ = ("attempts", "key", "sel")
+    __slots__ = ("attempts", "key", "sel", "stalled")
 
     def __init__(self, sel: Selection, key: str | None = None) -> None:
         self.sel = sel
         self.key = key
         self.attempts: list[tuple[str, str, float]] = []
+        self.stalled: str | None = None  # L7: the member that took the request and did not answer in time
 
 
 class NativeTcp:
@@ -202,10 +212,16 @@ class NativeTcp:
                 rt.add_route(now, self.engine.peer(cid), (*p.attempts, ok) if p is not None else (ok,), mid,
                              p.key if p is not None else None)
             return 0
-        if err == -2:  # L7: the member closed before answering the request it took: not counted on it
-            self._stats[t].total -= 1
+        if err == CONNECT_UNANSWERED:  # L7: the member closed before answering the request it took
+            self._stats[t].total -= 1  # not counted on it (the member that answers it counts it)
             return -1
-        if err < 0:  # the client went away while connecting: no route event, no health mark
+        if err == CONNECT_STALLED:  # L7: it took the request and sent no answer byte in time; may go on
+            self._stats[t].total -= 1
+            p = self._pending.get(cid) or _Pending(rt.begin(now, None, mid))
+            p.stalled = mid
+            self._failed(p, mid, "timeout", seconds * 1000.0, now, reason="no answer within readTimeout")
+            return self._next(cid, p, now)
+        if err < 0:  # CONNECT_CLIENT_LEFT: the client went away while connecting: no route event, no mark
             self._pending.pop(cid, None)
             return -1
         p = self._pending.get(cid) or _Pending(rt.begin(now, None, mid))
@@ -216,9 +232,10 @@ class NativeTcp:
         """Every candidate was tried: a failed route event."""
         self.rt.route_failed(now, self.engine.peer(cid), tuple(p.attempts), p.key)
 
-    def _failed(self, p: _Pending, mid: str, outcome: str, ms: float, now: float) -> None:
+    def _failed(self, p: _Pending, mid: str, outcome: str, ms: float, now: float, *,
+                reason: str = "connect failed") -> None:
         p.attempts.append((mid, outcome, ms))
-        self.rt.connect_failed(p.sel, mid, now)
+        self.rt.connect_failed(p.sel, mid, now, reason=reason)
 
     def _next(self, cid: int, p: _Pending, now: float) -> int:
         """The next candidate's target, or -1 (and a failed route event) when every one was tried."""
@@ -253,7 +270,12 @@ class NativeHttp(NativeTcp):
         return {"on_request": self._on_request, "on_fail": self._on_fail, "on_handoff": self._on_handoff,
                 "head_limit": shell.head_limit, "head_timeout": shell.head_timeout, "linger": shell.linger_s,
                 "answer_head_limit": ANSWER_HEAD_MAX_BYTES,
-                "affinity": shell.affinity.decode("latin-1") if shell.affinity else None}
+                "affinity": shell.affinity.decode("latin-1") if shell.affinity else None,
+                "read_timeout": self.rt.cfg.listener.read_timeout}
+
+    def _config_applied(self) -> None:
+        super()._config_applied()
+        self.engine.set_read_timeout(self.rt.cfg.listener.read_timeout)  # answers awaited too
 
     def stop_accepting(self) -> None:
         super().stop_accepting()
@@ -306,29 +328,47 @@ class NativeHttp(NativeTcp):
         self._fails[cid] = p  # for the error answer (_on_fail)
 
     def _on_fail(self, cid: int, code: int, t: int, keep: int, method: str) -> bytes:
-        """The error answer for a request: 0 routing failed (every member tried, or none enabled); after a
-        member took it: 2 it answered garbage, 3 no answer in time, 4 it closed before answering and the
-        request cannot be sent again."""
+        """The error answer for a request (``code``: the engine's FAIL_*): FAIL_ROUTING every member tried
+        failed, or none is enabled; after a member took it: FAIL_BAD_ANSWER it answered garbage, FAIL_IDLE
+        the client went idle before its request was complete, FAIL_STALLED no answer byte in time,
+        FAIL_CLOSED / FAIL_CLOSED_FRESH it closed a pooled / fresh connection before answering — each
+        counted on the member; a stall or a fresh connection's close also marks it, as a failed connect
+        does (http.py's rules). Those three cannot be sent again (not idempotent, or with a body)."""
         rt = self.rt
         shell = self.shell
+        now = rt.loop.time()
         head = method == "HEAD"  # the answer's length, not its body
-        if code == 0:
+        if code == FAIL_ROUTING:
             p = self._fails.pop(cid, None)
             attempts = p.attempts if p is not None else []
-            if not attempts:
-                return routed_error(rt, 503, "no member is enabled", attempts, keep=bool(keep), head_only=head)
-            status = 504 if attempts[-1][1] == "timeout" else 502
-            return routed_error(rt, status, "every member failed", attempts, keep=bool(keep), head_only=head)
+            status, why = exhausted_answer(attempts, p.stalled if p is not None else None,
+                                           answer_timeout(shell))
+            return routed_error(rt, status, why, attempts, keep=bool(keep), head_only=head)
+        self._pending.pop(cid, None)  # (a connect in progress when the client went idle)
         mid = self._mids[t] if 0 <= t < len(self._mids) else "?"
-        if 0 <= t < len(self._stats):
-            self._stats[t].failures += 1
-        outcome, status, why = {
-            2: ("reset", 502, f"bad response from member {mid}"),
-            4: ("reset", 502, f"member {mid} closed the connection before answering "
-                              f"and {method} with this body cannot be replayed"),
-        }.get(code, ("timeout", 504, f"member {mid} did not answer within {shell.idle_timeout:g} s"))
-        attempts = [(mid, outcome, 0.0)]
-        rt.route_failed(rt.loop.time(), self.engine.peer(cid), tuple(attempts), None)
+        st = self._stats[t] if 0 <= t < len(self._stats) else None
+        if code == FAIL_STALLED and st is not None:
+            st.total -= 1  # not counted on it (a close before answering was taken off already)
+        if code in (FAIL_STALLED, FAIL_CLOSED_FRESH) and mid != "?":
+            reason = "no answer within readTimeout" if code == FAIL_STALLED else "closed before answering"
+            rt.connect_failed(rt.begin(now, None, mid), mid, now, reason=reason)  # counted and marked
+        elif st is not None:
+            st.failures += 1
+        if code == FAIL_STALLED:
+            limit = answer_timeout(shell)
+            attempts = [(mid, "timeout", limit * 1000.0)]
+            status, why = 504, stalled_why(mid, limit)
+        elif code in (FAIL_CLOSED, FAIL_CLOSED_FRESH):
+            attempts = [(mid, "reset", 0.0)]
+            status, why = 502, (f"member {mid} closed the connection before answering "
+                                f"and {method} with this body cannot be replayed")
+        elif code == FAIL_BAD_ANSWER:
+            attempts = [(mid, "reset", 0.0)]
+            status, why = 502, f"bad response from member {mid}"
+        else:  # FAIL_IDLE
+            attempts = [(mid, "timeout", 0.0)]
+            status, why = 504, f"member {mid} did not answer within {shell.idle_timeout:g} s"
+        rt.route_failed(now, self.engine.peer(cid), tuple(attempts), None)
         return routed_error(rt, status, why, attempts, keep=bool(keep), head_only=head)
 
     def _on_handoff(self, fd: int, data: bytes, timed_out: int) -> None:

@@ -155,13 +155,15 @@ class Runtime:
         self.failed += 1
         self.record_route(now, client, attempts, None, key)
 
-    def connect_failed(self, sel: Selection, member_id: str, now: float) -> None:
+    def connect_failed(self, sel: Selection, member_id: str, now: float, *, reason: str = "connect failed") -> None:
+        """A member failed a connection or request: counted on it, and disabled for retryDelay (``reason`` in
+        its health event: a failed connect, or after it took a request, no answer in time or a close)."""
         st = self.stats.get(member_id)
         if st is not None:
             st.failures += 1
         if sel.failed(member_id, now=now):
             until = now + self.balancer.retry_delay_s
-            self._emit(("health", member_id, "disabled", until, "connect failed"))
+            self._emit(("health", member_id, "disabled", until, reason))
             self._arm_expiry()
 
     def connect_succeeded(self, sel: Selection | None, member_id: str, now: float) -> None:

@@ -191,6 +191,11 @@ class TcpClient(asyncio.Protocol):
 
     def eof_received(self) -> bool:
         self.client_eof = True
+        if self.coro is not None and not self.pending_n:
+            # it left while its connect was in progress, having sent nothing (a FIN after bytes is a
+            # half-close: they still go to the member): closed, so connection_lost abandons the connect
+            # (the native plane's rule)
+            return False
         up = self.up
         if up is not None:
             if self.proto is not None and self.proto.eof:
