@@ -10,6 +10,14 @@ and by the GUI (to show an inline message before a save is even tried):
   listing every :class:`Problem` with the field (and member) it names.
 * :func:`check_group_rules` checks a group against what the store knows (which connectors exist, who
   owns them, which group uses them) and returns the problems found.
+* :func:`id_problem` is the rule for connector IDs (and member IDs, which name connectors): 1-255 of the
+  characters RFC 3986 lets a URL path segment carry as they are — letters, digits and ``-._~!$&'()*+,;=:@``
+  — and not ``.`` or ``..`` (which clients fold away). So every ID can be put in a URL, read and deleted.
+  User names (:func:`user_name_problem`) follow a stricter rule of the same kind.
+* :func:`text_problems` is the rule for every string a client sends: Unicode text that UTF-8 can carry (no
+  lone surrogates such as a JSON ``"\\ud800"``, no bytes that are not UTF-8), each problem naming the field.
+* A field the schema types as a string or an object takes no ``null`` (leave it out instead); only
+  ``loadBalancing`` has ``null`` as one of its values.
 
 Imports: pydantic and the standard library only.
 """
@@ -36,6 +44,13 @@ DEFAULT_AFFINITY_HEADER = "sender-transfer-id"
 DEFAULT_READ_TIMEOUT = 60.0  # seconds without an answer byte before a member is called stalled (nginx: 60 s)
 HEALTH_PATH_MAX = 1024
 
+ID_MAX = 255
+USER_NAME_MAX = 64
+ID_PATTERN = r"^[A-Za-z0-9._~!$&'()*+,;=:@-]{1,255}$"  # and not "." or ".." (see id_problem)
+USER_NAME_PATTERN = r"^[A-Za-z0-9_.@-]{1,64}$"  # and not "." or ".."
+_ID_RE = re.compile(ID_PATTERN)
+_USER_NAME_RE = re.compile(USER_NAME_PATTERN)
+
 _ENDPOINT_RE = re.compile(r"^(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[A-Za-z0-9_.\-]+)):(?P<port>\d{1,5})$")
 
 
@@ -52,6 +67,73 @@ class Problem:
         if self.member_id is not None:
             out["memberID"] = self.member_id
         return out
+
+
+def _segment_problem(value: object, rx: re.Pattern[str], limit: int, allowed: str) -> str | None:
+    if not isinstance(value, str):
+        return "must be a string, not null" if value is None else "must be a string"
+    if not value:
+        return "must not be empty"
+    if len(value) > limit:
+        return f"must be at most {limit} characters"
+    if value in (".", ".."):
+        return "cannot be . or .. (a URL drops such a path segment)"
+    if not rx.fullmatch(value):
+        return f"may hold only {allowed}, not {shown(value)}"
+    return None
+
+
+def id_problem(value: object) -> str | None:
+    """Why ``value`` cannot be a connector ID (None if it can): see the module docstring."""
+    allowed = "letters, digits and - . _ ~ ! $ & ' ( ) * + , ; = : @ (what a URL path segment carries)"
+    return _segment_problem(value, _ID_RE, ID_MAX, allowed)
+
+
+def user_name_problem(value: object) -> str | None:
+    """Why ``value`` cannot be a user name (None if it can): 1-64 letters, digits or ``_ . @ -``."""
+    return _segment_problem(value, _USER_NAME_RE, USER_NAME_MAX, "letters, digits and _ . @ -")
+
+
+def is_text(value: str) -> bool:
+    """True if UTF-8 can carry ``value`` (it has no lone surrogate)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def shown(value: str, limit: int = 80) -> str:
+    """``value`` quoted for a message: shortened, and with what is not text escaped (so the answer is UTF-8)."""
+    short = value if len(value) <= limit else value[:limit] + "…"
+    return repr(short.encode("utf-8", "backslashreplace").decode("utf-8"))
+
+
+NOT_TEXT = "is not valid UTF-8 text (a lone surrogate, or bytes that are not UTF-8)"
+
+
+def text_problems(body: Any, field: str = "body") -> list[Problem]:
+    """Every string in a parsed JSON value (object keys too) that is not text, each with the field it is in:
+    ``label``, ``connectorGroup.members[2].memberID``, or the key's own path for a bad key."""
+    problems: list[Problem] = []
+    stack: list[tuple[str, Any]] = [(field, body)]
+    while stack:
+        where, value = stack.pop()
+        if isinstance(value, str):
+            if not is_text(value):
+                problems.append(Problem(where, NOT_TEXT))
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                path = key if where == field and field == "body" else f"{where}.{key}"
+                if not is_text(key):
+                    bad = key.encode("utf-8", "backslashreplace").decode("utf-8")
+                    bad_path = bad if where == field and field == "body" else f"{where}.{bad}"
+                    problems.append(Problem(bad_path, "this field name is not valid UTF-8 text"))
+                    continue
+                stack.append((path, item))
+        elif isinstance(value, list):
+            stack.extend((f"{where}[{i}]", item) for i, item in enumerate(value))
+    return sorted(problems, key=lambda p: p.field)
 
 
 class RuleError(ValueError):
@@ -91,6 +173,14 @@ class Member(_Frozen):
     member_id: str = Field(alias="memberID", min_length=1, max_length=255)
     sequence: int = Field(ge=0, le=SEQUENCE_MAX)
     weight: int = Field(default=1, ge=1, le=WEIGHT_MAX)
+
+    @field_validator("member_id", mode="before")
+    @classmethod
+    def _member_id(cls, value: Any) -> Any:
+        problem = id_problem(value)
+        if problem:
+            raise ValueError(problem)
+        return value
 
     @field_validator("sequence", mode="before")
     @classmethod
@@ -177,6 +267,21 @@ class Connector(_Frozen):
     connector_group: ConnectorGroup | None = Field(default=None, alias="connectorGroup")
     auth_user: tuple[str, ...] = Field(default=(), alias="authUser")
     endpoint: str | None = None
+
+    @field_validator("connector_id", mode="before")
+    @classmethod
+    def _connector_id(cls, value: Any) -> Any:
+        problem = id_problem(value)
+        if problem:
+            raise ValueError(problem)
+        return value
+
+    @field_validator("connector_group", "endpoint", mode="before")
+    @classmethod
+    def _not_null(cls, value: Any) -> Any:
+        if value is None:
+            raise ValueError("takes no null: leave the field out instead")
+        return value
 
     @field_validator("endpoint")
     @classmethod

@@ -5,6 +5,8 @@
 * ``group``     — :class:`GroupBalancer`: one connector group's members, their runtime admin state
   (enabled / drain / disabled), their health (disabled for ``retryDelay`` after a failed connect, tried
   anyway when all are disabled), and :class:`Selection`, the per-connection walk through candidates.
+* ``health``    — :class:`ActiveChecks`: opt-in active health checks (rise/fall counts) holding members
+  down or lifting their marks through the group's health, so routing honours them.
 
 No sockets, no asyncio, no clock: time is the ``now`` argument (monotonic seconds). Imports only the
 standard library and :mod:`balancedesk.core.model`.
@@ -17,6 +19,8 @@ from balancedesk.core.balance.group import (
     MemberView,
     Selection,
 )
+from balancedesk.core.balance.health import ActiveChecks, CheckState, CheckView, Flip
 from balancedesk.core.balance.wrr import SmoothWRR
 
-__all__ = ["AdminState", "GroupBalancer", "MemberView", "Selection", "SmoothWRR", "rendezvous_rank"]
+__all__ = ["ActiveChecks", "AdminState", "CheckState", "CheckView", "Flip", "GroupBalancer", "MemberView",
+           "Selection", "SmoothWRR", "rendezvous_rank"]

@@ -11,6 +11,10 @@ Rules (HDP's connector-group documents, plus header affinity and runtime admin s
   the next-ranked member.
 * Admin state: ``DRAIN`` and ``DISABLED`` members get no new connections (existing ones are the shell's
   business); only ``ENABLED`` members are candidates.
+* Active health checks (opt-in, :mod:`balancedesk.core.balance.health` decides) hold a member *down*
+  (``set_check_down``): it is not healthy whatever its retryDelay says, a successful connect does not
+  re-enable it and the end of its retryDelay does not either; only the checks lift the hold. A held
+  member is still tried when every member is disabled at once (the rule above).
 
 Usage by the shell, per client connection or request::
 
@@ -48,13 +52,14 @@ class MemberView:
     admin: AdminState
     disabled_until: float | None
     failures: int
+    check_down: bool = False  # held down by active health checks (see GroupBalancer.set_check_down)
 
     def healthy(self, now: float) -> bool:
-        return self.disabled_until is None or now >= self.disabled_until
+        return not self.check_down and (self.disabled_until is None or now >= self.disabled_until)
 
 
 class _Member:
-    __slots__ = ("admin", "disabled_until", "failures", "member_id", "sequence", "weight")
+    __slots__ = ("admin", "check_down", "disabled_until", "failures", "member_id", "sequence", "weight")
 
     def __init__(self, member_id: str, sequence: int, weight: int) -> None:
         self.member_id = member_id
@@ -63,6 +68,7 @@ class _Member:
         self.admin = AdminState.ENABLED
         self.disabled_until: float | None = None
         self.failures = 0
+        self.check_down = False
 
 
 class GroupBalancer:
@@ -98,7 +104,7 @@ class GroupBalancer:
         """``_all_clear``: every member is admin-enabled and has no health mark, so a fresh pick needs no
         filtering (the hot path: one WRR step or one cached rendezvous rank). Kept by every mutator."""
         self._all_clear = bool(self._order) and all(
-            m.admin is AdminState.ENABLED and m.disabled_until is None for m in self._order
+            m.admin is AdminState.ENABLED and m.disabled_until is None and not m.check_down for m in self._order
         )
 
     def set_admin(self, member_id: str, state: AdminState) -> None:
@@ -122,7 +128,7 @@ class GroupBalancer:
         m.failures += 1
         if self.retry_delay_s <= 0:
             return False
-        was_up = m.disabled_until is None or now >= m.disabled_until
+        was_up = self._healthy(m, now)
         m.disabled_until = now + self.retry_delay_s
         self._all_clear = False
         return was_up
@@ -134,16 +140,38 @@ class GroupBalancer:
             return False
         m.disabled_until = None
         self._recheck()
-        return True
+        return not m.check_down  # a member the checks hold down stays down
+
+    def set_check_down(self, member_id: str, down: bool, *, now: float) -> bool:
+        """Active checks hold the member down (``down``) or let it go — letting go also clears a passive
+        mark (its retryDelay ends early). Returns True if the member's health at ``now`` changed."""
+        m = self._members.get(member_id)
+        if m is None:
+            return False
+        was = self._healthy(m, now)
+        m.check_down = down
+        if not down:
+            m.disabled_until = None
+        self._recheck()
+        return was != self._healthy(m, now)
+
+    def passively_marked(self, member_id: str, *, now: float) -> bool:
+        """Whether the member is disabled by a failed connect whose retryDelay has not ended."""
+        m = self._members.get(member_id)
+        return m is not None and m.disabled_until is not None and now < m.disabled_until
 
     def expire(self, *, now: float) -> list[str]:
-        """Members whose retryDelay has ended by ``now``: re-enabled (returned, for the event stream)."""
+        """Members whose retryDelay has ended by ``now``: re-enabled (returned, for the event stream) unless the
+        checks hold them down (their mark is cleared all the same; they are not returned)."""
         out = []
+        cleared = False
         for m in self._order:
             if m.disabled_until is not None and now >= m.disabled_until:
                 m.disabled_until = None
-                out.append(m.member_id)
-        if out:
+                cleared = True
+                if not m.check_down:
+                    out.append(m.member_id)
+        if cleared:
             self._recheck()
         return out
 
@@ -169,7 +197,7 @@ class GroupBalancer:
         return self._order[0].member_id
 
     def _healthy(self, m: _Member, now: float) -> bool:
-        return m.disabled_until is None or now >= m.disabled_until
+        return not m.check_down and (m.disabled_until is None or now >= m.disabled_until)
 
     def _pick(self, tried: list[str], key: str | None, now: float) -> str | None:
         if self._all_clear and not tried:
@@ -206,7 +234,7 @@ class GroupBalancer:
     # views ---------------------------------------------------------------------------------------
     def members(self) -> list[MemberView]:
         return [
-            MemberView(m.member_id, m.sequence, m.weight, m.admin, m.disabled_until, m.failures)
+            MemberView(m.member_id, m.sequence, m.weight, m.admin, m.disabled_until, m.failures, m.check_down)
             for m in self._order
         ]
 

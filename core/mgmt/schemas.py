@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from balancedesk.core.model import SEQUENCE_MAX, WEIGHT_MAX
+from balancedesk.core.model import ID_PATTERN, SEQUENCE_MAX, USER_NAME_PATTERN, WEIGHT_MAX
 
 SECONDS: dict[str, Any] = {
     "description": "Whole seconds; 0 means never. A number or a numeric string; answered as a number.",
@@ -22,7 +22,7 @@ MEMBER: dict[str, Any] = {
     "required": ["memberID", "sequence"],
     "additionalProperties": False,
     "properties": {
-        "memberID": {"type": "string", "minLength": 1, "maxLength": 255},
+        "memberID": {"type": "string", "pattern": ID_PATTERN},
         "sequence": {"type": "integer", "minimum": 0, "maximum": SEQUENCE_MAX},
         "weight": {"type": "integer", "minimum": 1, "maximum": WEIGHT_MAX, "default": 1},
     },
@@ -44,7 +44,7 @@ CONNECTOR: dict[str, Any] = {
     "required": ["owner", "label"],
     "additionalProperties": False,
     "properties": {
-        "connectorID": {"type": "string"},
+        "connectorID": {"type": "string", "pattern": ID_PATTERN},
         "owner": {"type": "string", "minLength": 1, "maxLength": 255},
         "label": {"type": "string", "minLength": 1, "maxLength": 255},
         "connectorGroup": GROUP,
@@ -79,7 +79,7 @@ REGISTER_BODY: dict[str, Any] = {
         "label": {"type": "string", "minLength": 1, "maxLength": 255},
         "owner": {"type": "string", "minLength": 1},
         "endpoint": {"type": "string", "example": "127.0.0.1:9101"},
-        "connectorID": {"type": "string", "minLength": 1, "maxLength": 255},
+        "connectorID": {"type": "string", "pattern": ID_PATTERN},
     },
 }
 USER_BODY: dict[str, Any] = {
@@ -87,7 +87,7 @@ USER_BODY: dict[str, Any] = {
     "required": ["name", "password"],
     "additionalProperties": False,
     "properties": {
-        "name": {"type": "string", "pattern": "^[A-Za-z0-9_.@-]{1,64}$"},
+        "name": {"type": "string", "pattern": USER_NAME_PATTERN},
         "password": {"type": "string", "minLength": 8},
         "role": {"type": "string", "enum": ["Administrator", "User"], "default": "User"},
     },

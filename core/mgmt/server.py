@@ -134,6 +134,8 @@ def serve(
 ) -> int:
     import uvicorn
     from balancedesk.core.mgmt.app import create_app
+    from balancedesk.core.mgmt.limits import HEAD_MAX_BYTES
+    from balancedesk.core.mgmt.protocol import BoundedHttpProtocol
 
     if (cert is None) != (key is None):
         raise ServeError("TLS needs both --cert and --key")
@@ -164,7 +166,10 @@ def serve(
         access_log=False,
         lifespan="off",
         loop="uvloop" if sys.platform != "win32" else "asyncio",
-        http="httptools",
+        # httptools (llhttp), explicitly: BoundedHttpProtocol adds the head and body bounds of limits.py, which
+        # httptools lacks. (Were h11 ever chosen instead, its own head cap would be this same constant.)
+        http=BoundedHttpProtocol,
+        h11_max_incomplete_event_size=HEAD_MAX_BYTES,
         ssl_certfile=str(cert) if cert else None,
         ssl_keyfile=str(key) if key else None,
         timeout_graceful_shutdown=5,

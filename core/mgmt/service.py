@@ -33,13 +33,14 @@ from balancedesk.core.model import (
     Problem,
     RuleError,
     check_group_rules,
+    id_problem,
     parse_connector,
     parse_endpoint,
     parse_members,
+    user_name_problem,
 )
 
 AUTH_USER_LIMIT = 1000  # most names one authuser call may carry
-USER_NAME_RE = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
 CACHED_CONNECTORS = 10_000  # most connectors the read cache holds (it is emptied when full)
 CACHED_LISTINGS = 256  # most listings (one per user and kind) it holds
 
@@ -472,16 +473,16 @@ class Service:
             problems.append(Problem("owner", "is required: the user the connector is registered to"))
         elif self.store.user(owner) is None:
             problems.append(Problem("owner", f"there is no user named {owner!r}"))
-        if endpoint is not None:
+        if "endpoint" in raw:
             if not isinstance(endpoint, str):
-                problems.append(Problem("endpoint", "must be host:port"))
+                problems.append(Problem("endpoint", "must be host:port (leave it out rather than null)"))
             else:
                 try:
                     parse_endpoint(endpoint)
                 except ValueError as exc:
                     problems.append(Problem("endpoint", str(exc)))
-        if cid is not None and (not isinstance(cid, str) or not 1 <= len(cid) <= 255 or cid.strip() != cid):
-            problems.append(Problem("connectorID", "must be a string of 1-255 characters without surrounding spaces"))
+        if "connectorID" in raw and (problem := id_problem(cid)):
+            problems.append(Problem("connectorID", problem))
         if problems:
             raise rule_failure(problems)
         cid = cid or str(uuid.uuid4())
@@ -549,8 +550,8 @@ class Service:
         raw = _body_dict(body)
         problems = [Problem(k, "is not a known field") for k in raw if k not in {"name", "password", "role"}]
         name, password, role = raw.get("name"), raw.get("password"), raw.get("role", "User")
-        if not isinstance(name, str) or not USER_NAME_RE.match(name):
-            problems.append(Problem("name", "must be 1-64 letters, digits or _ . @ -"))
+        if problem := user_name_problem(name):
+            problems.append(Problem("name", problem))
         if not isinstance(password, str) or len(password) < PASSWORD_MIN:
             problems.append(Problem("password", f"must be at least {PASSWORD_MIN} characters"))
         if role not in ROLES:
@@ -573,11 +574,12 @@ class Service:
         raw = _body_dict(body)
         problems = [Problem(k, "is not a known field") for k in raw if k not in {"password", "role", "active"}]
         password, role, active = raw.get("password"), raw.get("role"), raw.get("active")
-        if password is not None and (not isinstance(password, str) or len(password) < PASSWORD_MIN):
-            problems.append(Problem("password", f"must be at least {PASSWORD_MIN} characters"))
-        if role is not None and role not in ROLES:
+        # a field that is present is a change: null is not "leave it as it is" (leave the field out for that)
+        if "password" in raw and (not isinstance(password, str) or len(password) < PASSWORD_MIN):
+            problems.append(Problem("password", f"must be a string of at least {PASSWORD_MIN} characters"))
+        if "role" in raw and role not in ROLES:
             problems.append(Problem("role", f"must be one of {', '.join(ROLES)}, got {role!r}"))
-        if active is not None and not isinstance(active, bool):
+        if "active" in raw and not isinstance(active, bool):
             problems.append(Problem("active", "must be true or false"))
         if problems:
             raise rule_failure(problems)

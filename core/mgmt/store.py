@@ -11,6 +11,10 @@ at the median on the 2-core development VM's disk, 8-16 ms at p99, against well 
 written WAL). But NORMAL can lose the last acknowledged writes on a power cut or a kernel crash, and this
 module promises they survive. Config edits are rare and small, so the promise is kept and the cost paid.
 
+Files: the database is created mode 0600 before SQLite opens it, so its ``-wal`` and ``-shm`` files (which
+SQLite creates with the database's mode) are 0600 too; a store left by an earlier version with wider modes
+is narrowed to 0600 when it is opened. The directory around it is the caller's (``serve`` makes it 0700).
+
 One :class:`Store` owns one connection and is used from one thread (the server's event loop), so a write
 transaction (``with store.write():``) never interleaves with another request.
 """
@@ -19,10 +23,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -125,13 +130,32 @@ def etag_for(body: dict[str, Any], rev: int) -> str:
     return f'"{rev}-{digest[:16]}"'
 
 
+FILE_MODE = 0o600
+SIDE_FILES = ("-wal", "-shm", "-journal")
+
+
+def _private(path: Path) -> None:
+    """Create the database file 0600 if it is missing; narrow it (and its side files) to 0600 if it is not."""
+    with suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE))
+    for file in (path, *(path.with_name(path.name + side) for side in SIDE_FILES)):
+        try:
+            if file.stat().st_mode & 0o777 != FILE_MODE:
+                os.chmod(file, FILE_MODE)
+        except FileNotFoundError:
+            continue
+        except PermissionError:
+            continue  # someone else's file, opened read-only: not ours to change
+
+
 class Store:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.generation = 0  # bumped at every commit through this Store
         try:
+            _private(path)
             self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10.0)
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, OSError) as exc:
             raise StoreError(f"cannot open the data store {path}: {exc}") from exc
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=FULL")

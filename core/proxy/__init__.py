@@ -7,6 +7,9 @@
 * ``http`` / ``upstream`` — L7 HTTP/1.1 (httptools): per-request pick, pooled keep-alive members,
   streamed bodies, retries before the first answer byte, 400/408/431/502/503/504 answers.
 * ``admin``    — the admin endpoint (snapshot, events, member state/weight, PUT config, /metrics).
+* ``healthcheck`` — active health checks (opt-in): the probing task; ``core.balance.health`` decides.
+* ``accesslog`` — access logs (opt-in): the line formats, bounded batches and the writer thread, SIGUSR1
+  reopen; the native engine's completion records are read here.
 * ``config``   — config file / management API sources and live reload.
 * ``shell``    — what one listener's connections share (runtime, limits, pool, idle sweeper), whatever
   the plane.

@@ -96,6 +96,12 @@ typedef struct conn {
     char ip[INET6_ADDRSTRLEN];
     double sent;              /* member: when its request was complete (the read timeout runs from here) */
     int rd;                   /* the deadline list c is on: 0 connects (dl_*), 1 answers awaited (rd_*) */
+    /* access log (see "access log records"): bytes each way of this connection (L4) / request (L7), seconds
+     * to connect (L4) / to the answer's head (L7), the member the request went to, an L7 request not logged
+     * yet, and an L4 outcome decided before the end */
+    unsigned long long log_in, log_out;
+    double log_first;
+    int log_target, log_open, log_outcome;
 } conn_t;
 
 enum { K_PAIR = 0, K_CLIENT = 1, K_UP = 2 };
@@ -168,6 +174,9 @@ typedef struct {
     int n_samples;
     unsigned long long samples_dropped;
     char scratch[SCRATCH];
+    struct log_rec *log; /* access log records since the last take_log (NULL: no access log) */
+    int log_n, log_cap;
+    unsigned long long log_dropped;
 } Engine;
 
 static double mono(void) {
@@ -295,10 +304,85 @@ static void close_fd(int fd, int reset) {
     close(fd);
 }
 
+/* --- access log records ----------------------------------------------------------------------------
+ *
+ * Only while an access log is on (``set_access_log(capacity)``; ``e->log`` NULL otherwise: one branch per
+ * connection or request, nothing else): one fixed-size record per L4 connection (at its end) and per L7
+ * request the fast path served (answered, failed or cut), appended here and taken by Python with
+ * ``take_log()`` (every 100 ms; accesslog.py's ENGINE_RECORD is this layout and is checked against
+ * LOG_RECORD_SIZE and LOG_REQ_MAX at import). A full buffer counts the record as dropped. Requests handed
+ * to http.py are logged there.
+ */
+#define LOG_REQ_MAX 160
+enum { LOG_OK = 0, LOG_FAILED = 1, LOG_RESET = 2, LOG_ABANDONED = 3 };
+
+typedef struct log_rec {
+    double t0, total, first; /* started (CLOCK_MONOTONIC), seconds until the end, until connect/head (<0 none) */
+    uint64_t bytes_in, bytes_out;
+    int32_t target, status, outcome; /* target -1: none; status 0: none (L4) */
+    uint16_t port;
+    uint8_t family, req_len; /* family 4 or 6 (0: unknown) */
+    uint8_t addr[16];
+    char req[LOG_REQ_MAX]; /* L7: the request line, cut at LOG_REQ_MAX */
+} log_rec_t;
+
+static void log_put(Engine *e, conn_t *c, int target, int status, int outcome, double first, int l7) {
+    if (e->log_n >= e->log_cap) {
+        e->log_dropped++;
+        return;
+    }
+    log_rec_t *r = &e->log[e->log_n++];
+    memset(r, 0, sizeof *r);
+    r->t0 = c->t0;
+    r->total = mono() - c->t0;
+    r->first = first;
+    r->bytes_in = c->log_in;
+    r->bytes_out = c->log_out;
+    r->target = target;
+    r->status = status;
+    r->outcome = outcome;
+    if (c->peer.ss_family == AF_INET) {
+        struct sockaddr_in *a = (struct sockaddr_in *)&c->peer;
+        r->family = 4;
+        r->port = ntohs(a->sin_port);
+        memcpy(r->addr, &a->sin_addr, 4);
+    } else if (c->peer.ss_family == AF_INET6) {
+        struct sockaddr_in6 *a = (struct sockaddr_in6 *)&c->peer;
+        r->family = 6;
+        r->port = ntohs(a->sin6_port);
+        memcpy(r->addr, &a->sin6_addr, 16);
+    }
+    if (l7 && c->req.p && c->req.len) {
+        const char *cr = memchr(c->req.p, '\r', c->req.len);
+        size_t n = cr ? (size_t)(cr - c->req.p) : c->req.len;
+        if (n > LOG_REQ_MAX) n = LOG_REQ_MAX;
+        memcpy(r->req, c->req.p, n);
+        r->req_len = (uint8_t)n;
+    }
+}
+
+/* An L7 request is over (once: the record clears log_open). */
+static void log_l7(Engine *e, conn_t *c, int status, int outcome) {
+    c->log_open = 0;
+    log_put(e, c, c->log_target, status, outcome, c->log_first, 1);
+}
+
+/* An L4 connection ends: relayed (ok, or reset), or never connected (failed, or abandoned by the client). */
+static void log_l4(Engine *e, conn_t *c, int reset) {
+    if (c->state == ST_RELAY)
+        log_put(e, c, c->target, 0, reset ? LOG_RESET : LOG_OK, c->log_first, 0);
+    else
+        log_put(e, c, -1, 0, c->log_outcome == LOG_ABANDONED ? LOG_ABANDONED : LOG_FAILED, -1.0, 0);
+}
+
 /* End a connection: both sockets closed (with a reset if ``reset``), counters to its member. */
 static void pool_unlink(Engine *e, conn_t *u);
 
 static void conn_end(Engine *e, conn_t *c, int reset) {
+    if (e->log && c->state != ST_FREE) {
+        if (c->kind == K_PAIR) log_l4(e, c, reset);
+        else if (c->kind == K_CLIENT && c->log_open) log_l7(e, c, 0, (c->hf & H_STARTED) ? LOG_RESET : LOG_ABANDONED);
+    }
     dl_remove(e, c);
     if (c->kind == K_UP && c->hs == US_IDLE) pool_unlink(e, c);
     if (c->kind == K_UP && (c->hf & H_COUNTED) && c->target >= 0) e->targets[c->target].closed++;
@@ -356,6 +440,9 @@ static void connect_done(Engine *e, conn_t *c, int err) {
         c->state = ST_RELAY;
         c->first_pending = 1;
         c->last = mono_coarse();
+        c->log_first = mono() - c->t0;
+    } else if (err == CONNECT_CLIENT_LEFT) {
+        c->log_outcome = LOG_ABANDONED;
     }
     uint32_t gen = c->gen;
     long next = call_int(e->on_connect, Py_BuildValue("(liid)", conn_cid(c), t, err, secs));
@@ -499,6 +586,7 @@ static int pump(Engine *e, conn_t *c, side_t *src, side_t *dst, int down) {
             target_t *tg = &e->targets[c->target];
             if (down) {
                 tg->d_out += (unsigned long long)n;
+                c->log_out += (unsigned long long)n;
                 if (c->first_pending) {
                     c->first_pending = 0;
                     if (e->n_samples < MAX_SAMPLES) {
@@ -510,6 +598,7 @@ static int pump(Engine *e, conn_t *c, side_t *src, side_t *dst, int down) {
                 }
             } else {
                 tg->d_in += (unsigned long long)n;
+                c->log_in += (unsigned long long)n;
             }
             size_t done = 0;
             while (done < (size_t)n) {
@@ -777,6 +866,11 @@ static void h_fail(Engine *e, conn_t *c, int code, int target) {
         conn_end(e, c, 1);
         return;
     }
+    if (c->log_open) { /* the status of the answer Python built: "HTTP/1.1 NNN ..." */
+        c->log_out += (unsigned long long)n;
+        if (code == FAIL_ROUTING) c->log_target = -1;
+        log_l7(e, c, n > 12 ? (d[9] - '0') * 100 + (d[10] - '0') * 10 + (d[11] - '0') : 0, LOG_FAILED);
+    }
     c->hs = HS_HEAD;
     c->req.off = c->req.len = 0;
     int bad = out_write(&c->c, d, (size_t)n) < 0;
@@ -799,6 +893,7 @@ static void h_connect(Engine *e, conn_t *c, long t);
 /* The request goes out on u: its head, then the body read so far. */
 static void h_attach(Engine *e, conn_t *c, conn_t *u) {
     link_pair(c, u);
+    c->log_target = u->target;
     u->hs = US_BUSY;
     u->framing = FR_NONE;
     u->status = 0;
@@ -811,6 +906,7 @@ static void h_attach(Engine *e, conn_t *c, conn_t *u) {
         if ((long long)n > c->body_left) n = (size_t)c->body_left;
         if (out_put(&u->c, c->in.p + c->in.off, n) < 0) goto broken;
         e->targets[u->target].d_in += n;
+        c->log_in += n;
         c->in.off += n;
         c->body_left -= (long long)n;
         if (!c->body_left) c->hs = HS_WAIT;
@@ -1063,6 +1159,13 @@ static int h_request(Engine *e, conn_t *c, long hl) {
     c->in.off += (size_t)hl;
     c->in.scanned = c->in.off;
     c->t0 = mono();
+    if (e->log) { /* this request gets a record */
+        c->log_open = 1;
+        c->log_in = r->len;
+        c->log_out = 0;
+        c->log_first = -1.0;
+        c->log_target = -1;
+    }
     c->hs = HS_ROUTE;
     /* which members have a pooled connection ready (the route event of a pooled request is Python's) */
     PyObject *mask = pooled_mask(e);
@@ -1150,6 +1253,7 @@ static void h_body(Engine *e, conn_t *c, conn_t *u) {
         ssize_t n = recv(c->c.fd, e->scratch, want, 0);
         if (n > 0) {
             e->targets[u->target].d_in += (unsigned long long)n;
+            c->log_in += (unsigned long long)n;
             c->body_left -= n;
             c->last = mono_coarse();
             if (!c->body_left) {
@@ -1174,6 +1278,7 @@ static void h_body(Engine *e, conn_t *c, conn_t *u) {
 
 /* The answer is complete: the member connection back to the pool (or closed), the client on to its next. */
 static void h_done(Engine *e, conn_t *c, conn_t *u) {
+    if (c->log_open) log_l7(e, c, u->status, LOG_OK);
     int reusable = (u->hf & H_UPKEEP) && !(u->hf & H_CLOSING) && u->framing != FR_CLOSE && c->body_left == 0 &&
                    c->hs != HS_BODY && u->in.len == u->in.off;
     c->link = NULL;
@@ -1282,6 +1387,7 @@ static int h_body_bytes(Engine *e, conn_t *c, conn_t *u, const char *d, size_t n
     }
     if (take) {
         e->targets[u->target].d_out += take;
+        c->log_out += take;
         if (u->framing == FR_CLOSE) {
             char size[24];
             int k = snprintf(size, sizeof size, "%zx\r\n", take);
@@ -1338,6 +1444,7 @@ static int h_response_head(Engine *e, conn_t *c, conn_t *u, long hl) {
     /* second pass: the head for the client — an HTTP/1.1 status line with the member's code and reason,
      * the end-to-end lines; Transfer-Encoding only when it is chunked (forwarded with the chunks) */
     side_t *o = &c->c;
+    size_t log_before = o->len; /* the head's bytes for the access log */
     if (out_put(o, "HTTP/1.1", 8) < 0 || out_put(o, p + 8, (size_t)(le - p) - 8 + 2) < 0) return -2;
     for (const char *ls = le + 2; ls < end;) {
         const char *lend = memchr(ls, '\r', (size_t)(end - ls));
@@ -1354,6 +1461,7 @@ static int h_response_head(Engine *e, conn_t *c, conn_t *u, long hl) {
     u->in.scanned = u->in.off;
     if (status < 200) { /* an interim answer (100, 103): forwarded; the final one follows */
         if (out_put(o, "\r\n", 2) < 0) return -2;
+        c->log_out += o->len - log_before;
         return 1;
     }
     u->status = status;
@@ -1377,6 +1485,8 @@ static int h_response_head(Engine *e, conn_t *c, conn_t *u, long hl) {
         return -2;
     }
     c->hf |= H_STARTED;
+    c->log_out += o->len - log_before;
+    if (c->log_open) c->log_first = mono() - c->t0;
     if (e->n_samples < MAX_SAMPLES) {
         e->samples_t[e->n_samples] = mono() - c->t0;
         e->samples_i[e->n_samples++] = u->target;
@@ -2023,6 +2133,7 @@ static void Engine_dealloc(Engine *e) {
     }
     PyMem_Free(e->free_ids);
     PyMem_Free(e->targets);
+    PyMem_Free(e->log);
     if (e->tfd >= 0) close(e->tfd);
     if (e->epfd >= 0) close(e->epfd);
     Engine_clear(e);
@@ -2226,6 +2337,39 @@ fail:
 }
 
 /* Graceful stop (HTTP): close clients between requests now, the others after the answer in flight. */
+/* Access log records on (``capacity`` records kept between two take_log calls) or off (0). */
+static PyObject *Engine_set_access_log(Engine *e, PyObject *arg) {
+    long cap = PyLong_AsLong(arg);
+    if (cap == -1 && PyErr_Occurred()) return NULL;
+    if (cap < 0 || cap > 1000000) {
+        PyErr_Format(PyExc_ValueError, "access log capacity out of range: %ld", cap);
+        return NULL;
+    }
+    if (cap == 0) {
+        PyMem_Free(e->log);
+        e->log = NULL;
+        e->log_n = e->log_cap = 0;
+        Py_RETURN_NONE;
+    }
+    log_rec_t *nl = PyMem_Realloc(e->log, (size_t)cap * sizeof *nl);
+    if (!nl) return PyErr_NoMemory();
+    e->log = nl;
+    e->log_cap = (int)cap;
+    if (e->log_n > e->log_cap) e->log_n = e->log_cap;
+    Py_RETURN_NONE;
+}
+
+/* The access log records since the last call, as bytes (LOG_RECORD_SIZE each), and how many were dropped. */
+static PyObject *Engine_take_log(Engine *e, PyObject *Py_UNUSED(ignored)) {
+    PyObject *out = Py_BuildValue("(y#K)", e->log ? (const char *)e->log : "", (Py_ssize_t)e->log_n * (Py_ssize_t)sizeof(log_rec_t),
+                                  e->log_dropped);
+    if (out) {
+        e->log_n = 0;
+        e->log_dropped = 0;
+    }
+    return out;
+}
+
 static PyObject *Engine_drain(Engine *e, PyObject *Py_UNUSED(ignored)) {
     e->draining = 1;
     long n = 0;
@@ -2264,6 +2408,8 @@ static PyMethodDef Engine_methods[] = {
     {"collect", (PyCFunction)Engine_collect, METH_NOARGS, "Counters since the last call."},
     {"drain", (PyCFunction)Engine_drain, METH_NOARGS, "HTTP graceful stop: close idle clients, the rest after their answer."},
     {"close", (PyCFunction)Engine_close, METH_NOARGS, "Reset every connection."},
+    {"set_access_log", (PyCFunction)Engine_set_access_log, METH_O, "set_access_log(capacity): records on (0: off)."},
+    {"take_log", (PyCFunction)Engine_take_log, METH_NOARGS, "take_log() -> (records, dropped) since the last call."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -2302,7 +2448,11 @@ PyMODINIT_FUNC PyInit__engine(void) {
         PyModule_AddIntConstant(m, "FAIL_CLOSED_FRESH", FAIL_CLOSED_FRESH) < 0 ||
         PyModule_AddIntConstant(m, "CONNECT_CLIENT_LEFT", CONNECT_CLIENT_LEFT) < 0 ||
         PyModule_AddIntConstant(m, "CONNECT_UNANSWERED", CONNECT_UNANSWERED) < 0 ||
-        PyModule_AddIntConstant(m, "CONNECT_STALLED", CONNECT_STALLED) < 0) {
+        PyModule_AddIntConstant(m, "CONNECT_STALLED", CONNECT_STALLED) < 0 ||
+        PyModule_AddIntConstant(m, "LOG_RECORD_SIZE", (long)sizeof(log_rec_t)) < 0 ||
+        PyModule_AddIntConstant(m, "LOG_REQ_MAX", LOG_REQ_MAX) < 0 || PyModule_AddIntConstant(m, "LOG_OK", LOG_OK) < 0 ||
+        PyModule_AddIntConstant(m, "LOG_FAILED", LOG_FAILED) < 0 || PyModule_AddIntConstant(m, "LOG_RESET", LOG_RESET) < 0 ||
+        PyModule_AddIntConstant(m, "LOG_ABANDONED", LOG_ABANDONED) < 0) {
         Py_DECREF(m);
         return NULL;
     }

@@ -7,6 +7,12 @@ from collections.abc import Callable
 
 IO_CHUNK_BYTES: int
 REQUEST_HEADERS_MAX: int  # header lines the L7 fast path takes, equal to limits.REQUEST_HEADERS_MAX (tested)
+LOG_RECORD_SIZE: int
+LOG_REQ_MAX: int
+LOG_OK: int
+LOG_FAILED: int
+LOG_RESET: int
+LOG_ABANDONED: int
 
 class Engine:
     active: int
@@ -29,6 +35,8 @@ class Engine:
     def sweep(self, idle_seconds: float, /) -> int: ...
     def collect(self) -> tuple[list[tuple[int, int, int, int, int]], list[tuple[int, float]], int, int, int, int]: ...
     def drain(self) -> int: ...
+    def set_access_log(self, capacity: int, /) -> None: ...
+    def take_log(self) -> tuple[bytes, int]: ...
     def close(self) -> None: ...
 
 FAIL_ROUTING: int

@@ -53,9 +53,11 @@ def member_json(rt: Runtime, mid: str, now: float, shares: dict[str, float], tot
     st = rt.stats.get(mid)
     host, port = rt.endpoints.get(mid, ("", 0))
     healthy = view.healthy(now)
-    until = view.disabled_until if not healthy else None
+    # no countdown for a member the health checks hold down: its retryDelay will not bring it back
+    until = view.disabled_until if not healthy and not view.check_down else None
     p50, p99 = st.percentiles() if st is not None else (None, None)
     picked = st.total if st is not None else 0
+    check = rt.checks.view(mid) if rt.checks is not None else None
     return {
         "memberID": mid,
         "endpoint": f"[{host}]:{port}" if ":" in host else f"{host}:{port}",
@@ -74,6 +76,16 @@ def member_json(rt: Runtime, mid: str, now: float, shares: dict[str, float], tot
         "latencyP99_ms": p99,
         "configuredShare": shares.get(mid, 0.0),
         "actualShare": (picked / total) if total else 0.0,
+        # active health checks (None when off): the checks' state, the last result and how long ago
+        "check": None if check is None else {
+            "state": check.state.value,
+            "ok": check.last_ok,
+            "detail": check.last_detail,
+            "at": check.last_at,
+            "ago_s": (now - check.last_at) if check.last_at is not None else None,
+            "passes": check.passes,
+            "fails": check.fails,
+        },
     }
 
 
@@ -108,6 +120,8 @@ def snapshot(rt: Runtime) -> dict[str, Any]:
         "dataPlane": rt.data_plane,
         "listen": rt.listen,
         "affinityHeader": rt.affinity_header,
+        "listener": cfg.listener.to_json(),
+        "accessLog": rt.access_log.stats() if rt.access_log is not None else None,
         "now": now,
         "uptime_s": now - rt.started,
         "members": [member_json(rt, m, now, shares, total) for m in ids],

@@ -29,6 +29,7 @@ from collections import deque
 from typing import TYPE_CHECKING, Any
 
 import httptools
+from balancedesk.core.proxy.accesslog import ABANDONED, FAILED, OK, REQUEST_LINE_MAX, RESET
 from balancedesk.core.proxy.framing import REQ_SPECIAL, WATCHED, Refused, decide
 from balancedesk.core.proxy.limits import PENDING_BODY_BYTES, REPLAY_BODY_BYTES
 from balancedesk.core.proxy.runtime import MemberStats, Runtime, classify
@@ -92,9 +93,9 @@ def routed_error(rt: Runtime, status: int, why: str, attempts: list[tuple[str, s
 class _Req:
     __slots__ = (
         "attempts", "body_done", "body_n", "chunked", "expect", "fields", "first", "head", "head_done",
-        "head_only", "http10", "keep_alive", "kept", "kept_n", "key", "method", "n_headers", "offered", "parts",
-        "pending", "resp_framing", "resp_started", "retried", "sel", "sent", "sent_100", "size", "stalled", "t0",
-        "task", "up", "upgrade", "url", "xff",
+        "head_only", "http10", "keep_alive", "kept", "kept_n", "key", "logged", "method", "mid", "n_headers",
+        "offered", "out_n", "parts", "pending", "resp_framing", "resp_started", "retried", "sel", "sent",
+        "sent_100", "size", "stalled", "status", "t0", "t_first", "task", "up", "upgrade", "url", "xff",
     )
 
     def __init__(self) -> None:
@@ -129,6 +130,12 @@ class _Req:
         self.resp_framing = 0  # 0 none, 1 raw (content-length or until close), 2 chunked
         self.sent_100 = False
         self.retried = False
+        # for the access log: the member that took it, its status, bytes to the client, seconds to first byte
+        self.mid: str | None = None
+        self.status = 0
+        self.out_n = 0
+        self.t_first: float | None = None
+        self.logged = False
         self.sent = 0.0  # loop time the request was complete on ``up`` (its answer due within the read timeout)
         self.stalled: str | None = None  # a member that did not answer it in time
         self.task: asyncio.Task[None] | None = None  # the connect in progress
@@ -259,6 +266,8 @@ class HttpClient(asyncio.Protocol):
         r = self.active
         if r is not None:
             self.active = None
+            if shell.rt.access_log is not None:
+                self._log(r, RESET if r.resp_started else ABANDONED)
             if r.task is not None:  # a connect in progress is abandoned
                 r.task.cancel()
                 r.task = None
@@ -489,10 +498,11 @@ class HttpClient(asyncio.Protocol):
         r = self.active
         if r is None or r.up is not u or self.upgrading is not r:
             return
-        self._answered(r, u)
+        self._answered(r, u, 101)
         self.tunnel = True
         self.closing = True  # the tunnel's end ends the client connection
         self.out.append(head)
+        r.out_n += len(head)
         if r.pending:
             u.pool.rt.stats[u.mid].bytes_in += sum(map(len, r.pending))
             self.uout += r.pending
@@ -504,6 +514,7 @@ class HttpClient(asyncio.Protocol):
         r = self.active
         if r is not None and r.up is not None:
             self.shell.rt.stats[r.up.mid].bytes_out += len(data)
+            r.out_n += len(data)
         self.out.append(data)
 
     def wants_upgrade(self, u: UpConn) -> bool:
@@ -581,6 +592,7 @@ class HttpClient(asyncio.Protocol):
     def attach(self, r: _Req, u: UpConn) -> None:
         """Send the request (head and body so far) on ``u``; the rest of the body follows as it comes."""
         r.up = u
+        r.mid = u.mid
         u.owner = self
         u.head_only = r.head_only
         st = self.shell.rt.stats[u.mid]
@@ -615,7 +627,7 @@ class HttpClient(asyncio.Protocol):
         r = self.active
         if r is None or r.up is None or r.up is not u:
             return
-        self._answered(r, u)
+        self._answered(r, u, status)
         keep = r.keep_alive and r.body_done and not self.closing and not self.shell.closing
         if r.head_only or status in NO_BODY_STATUS:
             r.resp_framing = 0
@@ -631,22 +643,27 @@ class HttpClient(asyncio.Protocol):
         head = u.head  # status line and end-to-end headers as the member sent them, ending with the blank line
         if keep and not r.http10 and r.resp_framing != 2:
             self.out.append(head)  # the usual answer: forwarded verbatim
+            r.out_n += len(head)
             return
         if not keep:
             self.closing = True
-        self.out += (
+        parts = (
             head[:-2],
             b"Transfer-Encoding: chunked\r\n" if r.resp_framing == 2 and not r.head_only else b"",
             (b"Connection: keep-alive\r\n\r\n" if r.http10 else b"\r\n") if keep else b"Connection: close\r\n\r\n",
         )
+        self.out += parts
+        r.out_n += sum(map(len, parts))
 
-    def _answered(self, r: _Req, u: UpConn) -> None:
+    def _answered(self, r: _Req, u: UpConn, status: int) -> None:
         """The first byte of the answer: latency sampled, the route event (when one is kept)."""
         rt = self.shell.rt
         now = rt.loop.time()
         r.resp_started = True
+        r.status = status
         st: MemberStats = rt.stats[u.mid]
-        st.sample(time.monotonic() - r.t0)
+        r.t_first = first = time.monotonic() - r.t0
+        st.sample(first)
         if rt.route_wanted(now):  # build the event only when it is kept (route events are sampled)
             att = r.attempts
             if not att:
@@ -663,6 +680,7 @@ class HttpClient(asyncio.Protocol):
             return
         if r.up is not None:
             self.shell.rt.stats[r.up.mid].bytes_out += len(data)
+        r.out_n += len(data)
         if r.resp_framing == 2:
             self.out += (b"%x\r\n" % len(data), data, b"\r\n")
         else:
@@ -683,6 +701,8 @@ class HttpClient(asyncio.Protocol):
         else:
             u.owner = None
             u.close()
+        if self.shell.rt.access_log is not None:
+            self._log(r, OK)
         self.finish_request()
 
     def finish_request(self) -> None:
@@ -716,6 +736,8 @@ class HttpClient(asyncio.Protocol):
             if not u.has_cl and not u.chunked:  # an answer delimited by the connection's end: complete
                 if r.resp_framing == 2:
                     self.out.append(_END_CHUNKS)
+                if rt.access_log is not None:
+                    self._log(r, OK)
                 self.finish_request()
                 return
             rt.stats[u.mid].failures += 1
@@ -790,7 +812,11 @@ class HttpClient(asyncio.Protocol):
         rt = self.shell.rt
         rt.route_failed(rt.loop.time(), self.peer, tuple(r.attempts), r.key)
         keep = r.keep_alive and r.body_done and not self.closing and not self.shell.closing
-        self.out.append(routed_error(rt, status, why, r.attempts, keep=keep, head_only=r.head_only))
+        answer = routed_error(rt, status, why, r.attempts, keep=keep, head_only=r.head_only)
+        self.out.append(answer)
+        if rt.access_log is not None:
+            r.status, r.out_n = status, len(answer)
+            self._log(r, FAILED)
         if keep:
             self.finish_request()
         else:
@@ -814,6 +840,9 @@ class HttpClient(asyncio.Protocol):
             return
         self._drop_active_upstream()
         self.queue.clear()
+        log = self.shell.rt.access_log
+        if log is not None:  # a request the balancer refused itself: no request line, no member
+            log.add((time.monotonic(), self.peer, None, status, None, 0, 0, 0.0, None, FAILED))
         self._error(status, text, keep=False, head_only=r is not None and r.method == b"HEAD")
         self.flush()
         self.close_soon(linger=True)
@@ -848,9 +877,21 @@ class HttpClient(asyncio.Protocol):
         self.active = None
 
     def abort(self) -> None:
+        if self.active is not None and self.shell.rt.access_log is not None:
+            self._log(self.active, RESET)
         self._drop_active_upstream()
         if self.transport is not None:
             self.transport.abort()
+
+    def _log(self, r: _Req, outcome: str) -> None:
+        """The request's access log line, once (see accesslog.py for the fields and outcomes)."""
+        log = self.shell.rt.access_log
+        if log is None or r.logged:
+            return
+        r.logged = True
+        line = b"%s %s HTTP/1.%d" % (r.method, r.url, 0 if r.http10 else 1)
+        log.add((r.t0, self.peer, line[:REQUEST_LINE_MAX], r.status or None, r.mid, len(r.head) + r.body_n,
+                 r.out_n, time.monotonic() - r.t0, r.t_first, outcome))
 
     # timers (called by the shell's sweeper) ---------------------------------------------------------
     def tick(self, now: float, dt: float) -> None:

@@ -59,6 +59,22 @@ POOL_PER_MEMBER: Final = 64
 IO_CHUNK_BYTES: Final = 64 * KIB
 """The most the engine reads in one ``recv`` when it relays (its scratch buffer)."""
 
+# access logs and health checks (listener.accessLog / listener.healthCheck) -----------------------------
+ACCESS_LOG_REQUEST_LINE_BYTES: Final = 160
+"""An L7 request line kept in an access log record, cut past it (compile-time in the engine as
+LOG_REQ_MAX; checked when native.py is imported)."""
+ACCESS_LOG_BATCH_RECORDS: Final = 1024
+"""Access log records per batch handed to the writer thread."""
+ACCESS_LOG_QUEUE_BATCHES: Final = 64
+"""Batches waiting for the writer at most; past it a whole batch is dropped and counted."""
+ACCESS_LOG_ENGINE_RECORDS: Final = 16 * KIB
+"""Records the native engine keeps between two drains (232 bytes each); past it they are counted as
+dropped."""
+ACCESS_LOG_FLUSH_S: Final = 0.1
+"""How often the current batch and the engine's records go to the writer."""
+HEALTH_STATUS_LINE_BYTES: Final = 256
+"""What an HTTP health check reads of the answer at most (its status line)."""
+
 # admin endpoint -------------------------------------------------------------------------------------------
 ADMIN_HEAD_MAX_BYTES: Final = 16 * KIB
 """Admin request head: more → 431 (before the bearer token is looked at)."""

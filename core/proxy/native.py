@@ -21,6 +21,8 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from balancedesk.core.balance import AdminState, Selection
+from balancedesk.core.proxy import accesslog
+from balancedesk.core.proxy.accesslog import AccessLogger
 from balancedesk.core.proxy.http import HttpClient, answer_timeout, exhausted_answer, routed_error, stalled_why
 from balancedesk.core.proxy.limits import ANSWER_HEAD_MAX_BYTES
 from balancedesk.core.proxy.runtime import MemberStats, classify
@@ -29,6 +31,7 @@ if TYPE_CHECKING:
     from balancedesk.core.proxy.shell import Shell
 
 try:
+    from balancedesk.core.proxy import _engine
     from balancedesk.core.proxy._engine import (
         CONNECT_STALLED,
         CONNECT_UNANSWERED,
@@ -41,6 +44,11 @@ try:
     )
 except ImportError:  # not built (no compiler, not Linux): the asyncio shell serves L4
     Engine = None  # type: ignore[assignment,misc]
+else:  # the engine's access log record is the layout accesslog.py reads: checked once, here
+    _LOG_CODES = (_engine.LOG_OK, _engine.LOG_FAILED, _engine.LOG_RESET, _engine.LOG_ABANDONED)
+    if (accesslog.ENGINE_RECORD.size != _engine.LOG_RECORD_SIZE or _engine.LOG_REQ_MAX != accesslog.REQUEST_LINE_MAX
+            or tuple(range(len(accesslog.OUTCOMES))) != _LOG_CODES):
+        raise RuntimeError("the native engine's access log record does not match accesslog.py: rebuild it")
 
 
 RESOLVE_RETRY_S = 5.0  # a member name that did not resolve is looked up again after this long
@@ -95,9 +103,11 @@ class NativeTcp:
         self._stats: list[MemberStats] = []  # target → that member's counters
         self._pending: dict[int, _Pending] = {}
         self._sock: socket.socket | None = None
+        self._log: AccessLogger | None = None
         rt.on_member_change.append(self._member_changed)
         rt.on_config.append(self._config_applied)
         rt.refreshers.append(self.refresh)
+        self._follow_access_log()
 
     def _http_options(self) -> dict[str, Any]:
         return {}
@@ -170,6 +180,27 @@ class NativeTcp:
 
     def _config_applied(self) -> None:
         self.engine.set_connect_timeout(self.rt.balancer.connection_timeout_s or 0.0)  # for connects to come
+        self._follow_access_log()
+
+    # access log ----------------------------------------------------------------------------------
+    def _follow_access_log(self) -> None:
+        """Engine records on while the runtime has an access log (drained into it), off otherwise."""
+        log = self.rt.access_log
+        if log is self._log:
+            return
+        self._log = log
+        self.engine.set_access_log(accesslog.ENGINE_RECORDS if log is not None else 0)
+        if log is not None:
+            log.sources.append(self._drain_log)
+
+    def _drain_log(self) -> None:
+        log = self._log
+        if log is None:
+            return
+        raw, dropped = self.engine.take_log()
+        log.dropped += dropped
+        if raw:
+            log.put(("engine", raw, self._mids), len(raw) // accesslog.ENGINE_RECORD.size)
 
     def _member_changed(self, mid: str, state: AdminState) -> None:
         if state is AdminState.DISABLED:

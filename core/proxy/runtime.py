@@ -1,5 +1,6 @@
 """The balancer's live state in one event loop: the group balancer, endpoints, per-member counters, the
-event ring, the health re-enable timer and config apply. The L4/L7 shells and the admin endpoint share it.
+event ring, the health re-enable timer, config apply, and the opt-in listener features that follow the
+config (active health checks' decisions, the access log). The L4/L7 shells and the admin endpoint share it.
 
 Hot-path rules: counters are plain attributes on ``__slots__`` objects; an event is one tuple appended to
 a bounded deque; JSON is built only when the admin endpoint is read.
@@ -13,8 +14,9 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from balancedesk.core.balance import AdminState, GroupBalancer, Selection
+from balancedesk.core.balance import ActiveChecks, AdminState, GroupBalancer, Selection
 from balancedesk.core.model import BalancerConfig, parse_endpoint
+from balancedesk.core.proxy.accesslog import AccessLogger
 
 RESERVOIR = 512  # latency samples kept per member (a ring; p50/p99 computed when read)
 EVENT_RING = 8192  # events kept for the admin stream
@@ -79,6 +81,9 @@ class Runtime:
         self.affinity_header = affinity_header
         self.started = self.loop.time()
         self.balancer = GroupBalancer(cfg.connector_group)
+        # active health checks (listener.healthCheck; None = off): decisions here, probes in healthcheck.py
+        self.checks: ActiveChecks | None = None
+        self.access_log: AccessLogger | None = None  # listener.accessLog; the data planes add to it when set
         self.cfg = cfg
         self.version = 1
         self.endpoints: dict[str, tuple[str, int]] = {}
@@ -104,6 +109,8 @@ class Runtime:
         # (the native engine) folds its counts into ``stats``/``active``/``refused`` here
         self.refreshers: list[Callable[[], None]] = []
         self.on_config: list[Callable[[], None]] = []  # called after a new config was applied
+        self._apply_checks(cfg)
+        self._apply_access_log(cfg)
         self.record_config(None)
 
     # config -------------------------------------------------------------------------------------
@@ -120,6 +127,8 @@ class Runtime:
         self.balancer.apply(cfg.connector_group)
         self.cfg = cfg
         self._set_endpoints(cfg)
+        self._apply_checks(cfg)
+        self._apply_access_log(cfg)
         self.version += 1
         # counters of members that left stay (connections in flight still count into them; a member
         # that comes back goes on counting); snapshot and metrics show only current members
@@ -132,6 +141,41 @@ class Runtime:
         for applied in self.on_config:
             applied()
         return self.version
+
+    def _apply_checks(self, cfg: BalancerConfig) -> None:
+        spec = cfg.listener.health_check
+        if spec is None:
+            if self.checks is not None:  # turned off: only the passive rules remain
+                now = self.loop.time()
+                for mid in self.checks.release_all(now=now):
+                    self._emit(("health", mid, "enabled", None, "health checks turned off"))
+                self.checks = None
+            return
+        if self.checks is None:
+            self.checks = ActiveChecks(spec, self.balancer)
+        else:
+            self.checks.apply(spec)
+
+    def _apply_access_log(self, cfg: BalancerConfig) -> None:
+        """Open, replace or close the access log as the config says (before ``on_config`` runs, so a data
+        plane that keeps records of its own sees the new one there)."""
+        spec = cfg.listener.access_log
+        cur = self.access_log
+        if cur is not None and cur.spec == spec:
+            return
+        if cur is not None:
+            cur.close()
+        self.access_log = AccessLogger(spec, self.loop) if spec is not None else None
+
+    def check_done(self, member_id: str, *, ok: bool, detail: str, now: float) -> None:
+        """A probe of ``member_id`` ended (healthcheck.py): the checks decide, flips go to the event stream."""
+        checks = self.checks
+        if checks is None:
+            return
+        flip = checks.record(member_id, ok=ok, detail=detail, now=now)
+        if flip is not None:
+            self._emit(("health", member_id, flip.state, None, flip.reason))
+            self._arm_expiry()
 
     def set_admin(self, member_id: str, state: AdminState) -> None:
         self.balancer.set_admin(member_id, state)
@@ -161,6 +205,8 @@ class Runtime:
         st = self.stats.get(member_id)
         if st is not None:
             st.failures += 1
+        if self.checks is not None:
+            self.checks.traffic_failed(member_id)
         if sel.failed(member_id, now=now):
             until = now + self.balancer.retry_delay_s
             self._emit(("health", member_id, "disabled", until, reason))
@@ -242,3 +288,6 @@ class Runtime:
         if self._expiry is not None:
             self._expiry.cancel()
             self._expiry = None
+        if self.access_log is not None:
+            self.access_log.close()
+            self.access_log = None

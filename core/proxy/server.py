@@ -3,7 +3,8 @@
 One worker = one process = one event loop (uvloop when installed) with its own :class:`Runtime`.
 With ``--workers N`` the parent reserves the port, forks N workers that each listen on it with
 ``SO_REUSEPORT`` (the kernel spreads connections), prints the readiness line once all are listening, and
-forwards SIGTERM/SIGINT/SIGHUP to them. Only worker 0 serves the admin endpoint, so its snapshot, events
+forwards SIGTERM/SIGINT/SIGHUP/SIGUSR1 to them (SIGUSR1: access logs reopened, for log rotation).
+Only worker 0 serves the admin endpoint, so its snapshot, events
 and admin actions concern worker 0 alone (each worker balances on its own; health is not shared).
 """
 
@@ -25,6 +26,7 @@ from balancedesk.core.model import BalancerConfig
 from balancedesk.core.proxy import limits
 from balancedesk.core.proxy.admin import admin_factory
 from balancedesk.core.proxy.config import ApiSource, FileSource, log
+from balancedesk.core.proxy.healthcheck import HealthProber
 from balancedesk.core.proxy.runtime import Runtime
 from balancedesk.core.proxy.shell import Shell
 
@@ -155,6 +157,7 @@ async def serve(
         server = await loop.create_server(factory, sock=sock, backlog=4096)
     rt.listen = listen
     shell.start()
+    prober = HealthProber(rt)
     admin_server = None
     admin_conns: set[Any] = set()
     admin_url = None
@@ -185,6 +188,12 @@ async def serve(
         loop.add_signal_handler(sig, stop.set)
     loop.add_signal_handler(signal.SIGHUP, on_hup)
 
+    def on_usr1() -> None:  # log rotation: the access log is opened again at its path
+        if rt.access_log is not None:
+            rt.access_log.reopen()
+
+    loop.add_signal_handler(signal.SIGUSR1, on_usr1)
+
     ready(listen, admin_url)
     await stop.wait()
 
@@ -193,6 +202,7 @@ async def serve(
         server.close()
     if source is not None:
         source.stop()
+    prober.stop()
     shell.stop()
     if shell.alive():
         with contextlib.suppress(TimeoutError):
@@ -294,7 +304,7 @@ def _run_workers(opts: Options, cfg: BalancerConfig) -> int:
         for pid in pids:
             _kill(pid, signum)
 
-    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1):
         signal.signal(sig, forward)
     return _reap(pids)
 

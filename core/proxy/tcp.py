@@ -16,6 +16,7 @@ import time
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
+from balancedesk.core.proxy.accesslog import ABANDONED, FAILED, OK, RESET, AccessLogger
 from balancedesk.core.proxy.limits import PENDING_BODY_BYTES
 from balancedesk.core.proxy.runtime import MemberStats, classify
 
@@ -98,6 +99,7 @@ class TcpUpstream(asyncio.Protocol):
         st = c.st
         if st is not None:
             st.bytes_out += len(data)
+        c.n_out += len(data)
         ct = c.transport
         if ct is not None:
             ct.write(data)
@@ -128,8 +130,9 @@ class TcpClient(asyncio.Protocol):
     """One client connection and (once connected) its upstream."""
 
     __slots__ = (
-        "attempts", "busy", "client_eof", "cmid", "coro", "cproto", "cseq", "cstart", "fut", "idle", "member",
-        "pending", "pending_n", "proto", "sel", "shell", "st", "t0", "t_first", "transport", "up",
+        "attempts", "busy", "client_eof", "cmid", "coro", "cproto", "cseq", "cstart", "cut", "fut", "idle",
+        "member", "n_in", "n_out", "pending", "pending_n", "proto", "sel", "shell", "st", "t0", "t_conn",
+        "t_first", "transport", "up",
     )
 
     def __init__(self, shell: Shell) -> None:
@@ -146,6 +149,11 @@ class TcpClient(asyncio.Protocol):
         self.member: str | None = None
         self.t0 = 0.0
         self.t_first = False
+        # for the access log: bytes each way, seconds until connected, whether it ended cut
+        self.n_in = 0
+        self.n_out = 0
+        self.t_conn = 0.0
+        self.cut = False
         # the connect in progress: its coroutine, the future it waits on, member, start, protocol, deadline
         self.sel: Selection | None = None
         self.attempts: list[tuple[str, str, float]] | None = None  # failed attempts so far
@@ -182,6 +190,7 @@ class TcpClient(asyncio.Protocol):
         up = self.up
         if up is not None:
             self.st.bytes_in += len(data)  # type: ignore[union-attr]
+            self.n_in += len(data)
             up.write(data)
             return
         self.pending.append(data)
@@ -212,6 +221,9 @@ class TcpClient(asyncio.Protocol):
         shell = self.shell
         shell.rt.active -= 1
         shell.conns.discard(self)
+        log = shell.rt.access_log
+        if log is not None:
+            self._log(log, exc, t)
         if self.st is not None:
             self.st.active -= 1
             self.st.conns.discard(self)
@@ -226,6 +238,16 @@ class TcpClient(asyncio.Protocol):
                 up.abort()
         elif self.coro is not None:
             self._abandon()  # the client went away while connecting: no route event, no health mark
+
+    def _log(self, log: AccessLogger, exc: Exception | None, t: asyncio.Transport) -> None:
+        """The connection's access log line (see accesslog.py for the fields and outcomes)."""
+        mid = self.member
+        if mid is None:
+            outcome = ABANDONED if self.coro is not None else FAILED
+        else:
+            outcome = RESET if exc is not None or self.cut else OK
+        log.add((self.t0, t.get_extra_info("peername"), None, None, mid, self.n_in, self.n_out,
+                 time.monotonic() - self.t0, self.t_conn if mid is not None else None, outcome))
 
     def pause_writing(self) -> None:
         if self.up is not None:
@@ -358,9 +380,11 @@ class TcpClient(asyncio.Protocol):
         self.member = mid
         self.proto = proto
         self.t_first = True
+        self.t_conn = time.monotonic() - self.t0
         pending = self.pending
         if pending:
             st.bytes_in += self.pending_n
+            self.n_in += self.pending_n
             up.write(pending[0] if len(pending) == 1 else b"".join(pending))  # one buffer: uvloop's fastest
             self.pending = []
             if self.pending_n > PENDING_BODY_BYTES and self.transport is not None:
@@ -395,6 +419,7 @@ class TcpClient(asyncio.Protocol):
             if exc is None:
                 t.close()
             else:
+                self.cut = True
                 t.abort()
 
     def close(self) -> None:
@@ -404,6 +429,7 @@ class TcpClient(asyncio.Protocol):
             self.transport.close()
 
     def abort(self) -> None:
+        self.cut = True
         if self.up is not None:
             self.up.abort()
         if self.transport is not None:

@@ -48,6 +48,14 @@ def _opt(value: Any) -> float | None:
     return None if value is None else _f(value)
 
 
+def _check(value: Any) -> dict[str, Any]:
+    """The snapshot's ``check`` object of a member (None when checks are off) → MemberSnap fields."""
+    if not isinstance(value, Mapping) or value.get("ok") is None:
+        return {}
+    return {"check_ok": bool(value.get("ok")), "check_detail": str(value.get("detail") or ""),
+            "check_ago_s": _opt(value.get("ago_s"))}
+
+
 @dataclass(frozen=True)
 class MemberSnap:
     """One member as the running balancer sees it."""
@@ -69,6 +77,10 @@ class MemberSnap:
     latency_p99_ms: float | None = None
     configured_share: float = 0.0
     actual_share: float = 0.0
+    # active health checks (all None when the group has none, or before the first result)
+    check_ok: bool | None = None
+    check_detail: str | None = None
+    check_ago_s: float | None = None
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> MemberSnap:
@@ -90,7 +102,17 @@ class MemberSnap:
             latency_p99_ms=_opt(d.get("latencyP99_ms")),
             configured_share=_f(d.get("configuredShare")),
             actual_share=_f(d.get("actualShare")),
+            **_check(d.get("check")),
         )
+
+    def check_text(self, elapsed: float = 0.0) -> str:
+        """The last health check as a person reads it: ``check ok 0.3 s ago`` / ``check failed: refused``
+        (``elapsed``: seconds since the snapshot arrived); empty without checks."""
+        if self.check_ok is None or self.check_ago_s is None:
+            return ""
+        if self.check_ok:
+            return f"check ok {self.check_ago_s + elapsed:.1f} s ago"
+        return f"check failed: {self.check_detail or '?'}"
 
     @property
     def state(self) -> str:

@@ -40,15 +40,14 @@ COLUMNS = ("Member", "Endpoint", "State", "Weight", "Active", "Total", "Rate/s",
 COL_MEMBER, COL_ENDPOINT, COL_STATE, COL_WEIGHT = 0, 1, 2, 3
 
 
-def state_text(m: MemberSnap, retry_in_s: float | None) -> str:
+def state_text(m: MemberSnap, retry_in_s: float | None, elapsed: float = 0.0) -> str:
+    """The State cell: the state, a retry countdown while one runs, the last health check if any."""
     state = m.state
-    if state == "down":
-        if retry_in_s is not None:
-            return f"down · retry in {max(0.0, retry_in_s):.1f} s"
-        return "down"
-    if m.health == "disabled":
-        return state
-    return state
+    text = state
+    if state == "down" and retry_in_s is not None:
+        text = f"down · retry in {max(0.0, retry_in_s):.1f} s"
+    check = m.check_text(elapsed)
+    return f"{text} · {check}" if check else text
 
 
 def _percent(share: float) -> str:
@@ -120,7 +119,7 @@ class MemberTableModel(QAbstractTableModel):
     def tick(self) -> None:
         """Repaint the countdowns between snapshots (only the cells whose text changed)."""
         for r, m in enumerate(self._rows):
-            if m.retry_in_s is not None:
+            if m.retry_in_s is not None or m.check_ago_s is not None:
                 self._refresh_row(r, columns=(COL_STATE,))
 
     def _refresh_row(self, r: int, *, columns: Iterable[int] = range(len(COLUMNS)), force_state: bool = False) -> None:
@@ -200,7 +199,7 @@ class MemberTableModel(QAbstractTableModel):
         if col == COL_ENDPOINT:
             return m.endpoint
         if col == COL_STATE:
-            return state_text(m, self.retry_in(m))
+            return state_text(m, self.retry_in(m), time.monotonic() - self._received)
         if col == COL_WEIGHT:
             pend = self._pending.get(m.member_id)
             return f"{m.weight} → {pend}" if pend is not None else str(m.weight)

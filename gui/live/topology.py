@@ -449,13 +449,15 @@ class TopologyView(QWidget):
             node = self._members.get(m.member_id)
             if node is None:
                 continue
+            check = m.check_text(elapsed)
+            tail = f" · {check}" if check else ""
             if m.state == "down" and m.retry_in_s is not None:
                 left = max(0.0, m.retry_in_s - elapsed)
-                _set_text(node.line2, f"DOWN · retry in {left:.1f} s")
+                _set_text(node.line2, f"DOWN · retry in {left:.1f} s{tail}")
                 node.set_progress(left / self._retry_delay if self._retry_delay > 0 else None)
             else:
                 words = {"up": "up", "down": "down", "draining": "draining (no new)", "disabled": "disabled by admin"}
-                _set_text(node.line2, f"{words.get(m.state, m.state)} · weight {m.weight}")
+                _set_text(node.line2, f"{words.get(m.state, m.state)} · weight {m.weight}{tail}")
                 node.set_progress(None)
 
     # journeys ------------------------------------------------------------------------------------

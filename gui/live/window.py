@@ -396,7 +396,7 @@ class LiveWindow(QMainWindow):
             self._table_shape, self._table_at = shape, now
             self.members.update(snap.members, rates)
             self.topology.show_snapshot(snap, rates, self.rates.total_rate)
-        counting = any(m.retry_in_s is not None for m in snap.members)
+        counting = any(m.retry_in_s is not None or m.check_ago_s is not None for m in snap.members)
         if counting != self._countdown.isActive():
             if counting:
                 self._countdown.start()

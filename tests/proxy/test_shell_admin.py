@@ -44,9 +44,11 @@ def test_snapshot_shape(balancer: StartBalancer, members: Members) -> None:
     assert snap["uptime_s"] >= 0 and isinstance(snap["now"], float)
     keys = {"memberID", "endpoint", "sequence", "weight", "admin", "health", "disabledUntil", "retryIn_s",
             "active", "total", "failures", "bytesIn", "bytesOut", "latencyP50_ms", "latencyP99_ms",
-            "configuredShare", "actualShare"}
+            "configuredShare", "actualShare", "check"}
     for m in snap["members"]:
         assert set(m) == keys
+        assert m["check"] is None  # no health checks configured
+    assert snap["accessLog"] is None and not {"healthCheck", "accessLog"} & set(snap["listener"])
     ma = snap["members"][0]
     assert ma["memberID"] == "a" and ma["endpoint"] == a.endpoint and ma["admin"] == "enabled"
     assert ma["health"] == "up" and ma["disabledUntil"] is None and ma["retryIn_s"] is None
