@@ -24,6 +24,7 @@ Imports: pydantic and the standard library only.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections import Counter
 from collections.abc import Iterable, Mapping
@@ -43,6 +44,11 @@ SEQUENCE_MAX = 1_000_000
 DEFAULT_AFFINITY_HEADER = "sender-transfer-id"
 DEFAULT_READ_TIMEOUT = 60.0  # seconds without an answer byte before a member is called stalled (nginx: 60 s)
 HEALTH_PATH_MAX = 1024
+DEFAULT_POOL = "default"  # the balancer pool a group's listener belongs to when it names none
+DEFAULT_MODE: Literal["tcp", "http"] = "tcp"
+POOL_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+HEADER_NAME_RE = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,128}$")  # an HTTP field name (RFC 9110 token)
+WILDCARD_BINDS = frozenset({"0.0.0.0", "::"})
 
 ID_MAX = 255
 USER_NAME_MAX = 64
@@ -259,6 +265,8 @@ class Connector(_Frozen):
     """A plain connector (``connector_group`` is None) or a connector group.
 
     ``endpoint`` is Balance Desk's extension: ``host:port`` where a balancer reaches a plain connector.
+    ``listener`` is the other one: how a pool's balancers serve a group (:class:`ListenerSettings`). Both are
+    optional, so HDP's own payloads parse and answer unchanged.
     """
 
     connector_id: str | None = Field(default=None, alias="connectorID")
@@ -267,6 +275,7 @@ class Connector(_Frozen):
     connector_group: ConnectorGroup | None = Field(default=None, alias="connectorGroup")
     auth_user: tuple[str, ...] = Field(default=(), alias="authUser")
     endpoint: str | None = None
+    listener: ListenerSettings | None = None
 
     @field_validator("connector_id", mode="before")
     @classmethod
@@ -305,6 +314,8 @@ class Connector(_Frozen):
         out["authUser"] = list(self.auth_user)
         if self.endpoint is not None:
             out["endpoint"] = self.endpoint
+        if self.listener is not None:
+            out["listener"] = self.listener.to_json()
         return out
 
 
@@ -537,21 +548,85 @@ class AccessLog(_Frozen):
 class ListenerSettings(_Frozen):
     """Balance Desk's extension object beside HDP's fields (``listener``): how a balancer serves the group.
 
-    ``readTimeout``: seconds a member may take to send its first answer byte (L7) before the request is
-    answered 504 and the member counted as failed and handled like a failed connect.
+    * ``port``: where the group listens (1-65535). Absent in a ``--config`` file, the balancer's ``--listen``
+      decides; the management server requires it (a pool's balancers open one listener per group).
+    * ``bind``: an IP address literal to listen on; absent: the balancer's default address. ``0.0.0.0`` and
+      ``::`` are wildcards (they overlap every address of their port).
+    * ``mode``: ``"tcp"`` (L4) or ``"http"`` (L7).
+    * ``affinityHeader``: L7 only, the request header whose value keeps a transfer on one member;
+      default :data:`DEFAULT_AFFINITY_HEADER`, ``null`` for none. Ignored in tcp mode.
+    * ``pool``: the balancer pool that serves the group (default :data:`DEFAULT_POOL`).
+    * ``readTimeout``: seconds a member may take to send its first answer byte (L7) before the request is
+      answered 504 and the member counted as failed and handled like a failed connect.
     """
 
+    port: int | None = None
+    bind: str | None = None
+    mode: Literal["tcp", "http"] = DEFAULT_MODE
+    affinity_header: str | None = Field(default=DEFAULT_AFFINITY_HEADER, alias="affinityHeader")
+    pool: str = DEFAULT_POOL
     read_timeout: float = Field(default=DEFAULT_READ_TIMEOUT, alias="readTimeout")
     health_check: HealthCheck | None = Field(default=None, alias="healthCheck")
     access_log: AccessLog | None = Field(default=None, alias="accessLog")
+
+    @field_validator("port", mode="before")
+    @classmethod
+    def _port(cls, value: Any) -> Any:
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:
+            raise ValueError(f"port must be a whole number 1-65535, got {value!r}")
+        return value
+
+    @field_validator("bind", mode="before")
+    @classmethod
+    def _bind(cls, value: Any) -> Any:
+        if value is None:
+            return None
+        if not isinstance(value, str):
+            raise ValueError(f"bind must be an IP address, got {value!r}")
+        try:
+            return str(ipaddress.ip_address(value.strip("[]")))
+        except ValueError:
+            raise ValueError(f"bind must be an IPv4 or IPv6 address (no host names), got {value!r}") from None
+
+    @field_validator("affinity_header", mode="before")
+    @classmethod
+    def _affinity(cls, value: Any) -> Any:
+        if value is None:
+            return None
+        if not isinstance(value, str) or not HEADER_NAME_RE.match(value):
+            raise ValueError(f"affinityHeader must be an HTTP header name or null (no affinity), got {value!r}")
+        return value.lower()
+
+    @field_validator("pool", mode="before")
+    @classmethod
+    def _pool(cls, value: Any) -> Any:
+        if not isinstance(value, str) or not POOL_RE.match(value):
+            raise ValueError(f"pool must be 1-64 letters, digits or _ . -, got {value!r}")
+        return value
 
     @field_validator("read_timeout", mode="before")
     @classmethod
     def _rt(cls, value: Any) -> float:
         return _positive_seconds(value, "readTimeout", high=86_400)
 
+    def claims(self, other: ListenerSettings) -> bool:
+        """Whether two listeners of one pool would need the same socket (same port, overlapping address)."""
+        if self.port is None or self.port != other.port:
+            return False
+        a, b = self.bind, other.bind
+        return a is None or b is None or a in WILDCARD_BINDS or b in WILDCARD_BINDS or a == b
+
     def to_json(self) -> dict[str, Any]:
-        return self.model_dump(by_alias=True, exclude_none=True, mode="json")
+        """Every field, defaults filled in; ``port``/``bind``/``healthCheck``/``accessLog`` only when set,
+        ``affinityHeader`` always (``null`` means none)."""
+        out: dict[str, Any] = self.model_dump(by_alias=True, exclude_none=True, mode="json")
+        out["affinityHeader"] = self.affinity_header
+        return out
+
+
+Connector.model_rebuild()  # its ``listener`` field names ListenerSettings, defined after it
 
 
 class BalancerConfig(_Frozen):

@@ -14,8 +14,14 @@
 * ``schemas`` — JSON Schemas of the bodies, for the OpenAPI document.
 * ``app``     — the FastAPI application (HTTP in and out only).
 * ``server``  — ``balancedesk serve``: first admin, demo data, TLS, the ``serving URL`` line.
-* ``cli``     — ``serve``, ``users``, ``connectors`` subcommands.
+* ``cli``     — ``serve``, ``users``, ``connectors``, ``tokens`` subcommands.
+* ``conditional`` — ``If-None-Match`` → 304 for every GET that has an ETag.
+* The control plane (docs/ARCHITECTURE.md, "The control plane"): ``fleet`` (listener rules across groups,
+  what a save records, the pool documents, the feed's wake-up), ``fleetlog`` (the per-pool change log in
+  SQLite), ``fleet_routes`` (its routes and the bearer-token authenticator), ``tokens`` (balancer tokens),
+  ``registry`` (heartbeating balancers, in memory, pure with ``now``).
 
-Imports: ``balancedesk.core.model``, the standard library, fastapi/starlette/uvicorn/argon2/orjson/platformdirs.
-Never the balancer (``core.proxy``, ``core.balance``) or the GUI.
+Imports: ``balancedesk.core.model``, ``balancedesk.core.fleet``, the standard library,
+fastapi/starlette/uvicorn/argon2/orjson/platformdirs. Never the balancer (``core.proxy``, ``core.balance``) or
+the GUI.
 """

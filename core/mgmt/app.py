@@ -11,8 +11,10 @@ import asyncio
 import logging
 from typing import Any
 
-from balancedesk.core.mgmt import schemas
+from balancedesk.core.fleet import HEARTBEAT_INTERVAL_S
+from balancedesk.core.mgmt import fleet_routes, schemas
 from balancedesk.core.mgmt.auth import PASSWORD_MIN, hash_password
+from balancedesk.core.mgmt.conditional import not_modified
 from balancedesk.core.mgmt.errors import CODES, ApiFailure, envelope
 from balancedesk.core.mgmt.inputs import check_url
 from balancedesk.core.mgmt.inputs import json_body as _body
@@ -65,9 +67,11 @@ async def _hash_of(body: Any) -> str | None:
     return None
 
 
-def create_app(store: Store) -> FastAPI:
+def create_app(store: Store, *, heartbeat_interval: float = HEARTBEAT_INTERVAL_S) -> FastAPI:
     service = Service(store)
-    auth = Authenticator(store)
+    logins = Authenticator(store)
+    tokens = fleet_routes.TokenAuth(store, logins.throttle, logins.clock)
+    auth = fleet_routes.NoTokens(logins, tokens)  # the Basic routes: a balancer token gets 403 there
     app = FastAPI(
         title="Balance Desk management API",
         version="1.0",
@@ -78,7 +82,7 @@ def create_app(store: Store) -> FastAPI:
         dependencies=[Depends(check_url)],
     )
     app.state.service = service
-    app.state.auth = auth
+    app.state.auth = logins
 
     @app.exception_handler(ApiFailure)
     async def _on_failure(request: Request, exc: ApiFailure) -> Response:
@@ -141,7 +145,8 @@ def create_app(store: Store) -> FastAPI:
     @app.get(f"{MGMT}/connectors{cid_path}", tags=["mgmt"], responses=schemas.errors(401, 403, 404))
     async def get_connector(request: Request, connector_id: str) -> Response:
         caller = await auth(request)
-        return _connector(service.get_connector(caller, connector_id))
+        stored = service.get_connector(caller, connector_id)
+        return not_modified(request, stored.etag) or _connector(stored)
 
     @app.put(
         f"{MGMT}/connectors{cid_path}",
@@ -163,7 +168,8 @@ def create_app(store: Store) -> FastAPI:
     @app.get(f"{MGMT}/connectors{cid_path}/members", tags=["mgmt"], responses=schemas.errors(400, 401, 403, 404))
     async def get_members(request: Request, connector_id: str) -> Response:
         caller = await auth(request)
-        return _members(service.get_members(caller, connector_id))
+        stored = service.get_members(caller, connector_id)
+        return not_modified(request, stored.etag) or _members(stored)
 
     @app.post(
         f"{MGMT}/connectors{cid_path}/members",
@@ -203,7 +209,9 @@ def create_app(store: Store) -> FastAPI:
     async def get_auth_users(request: Request, connector_id: str) -> Response:
         caller = await auth(request)
         stored = service.get_auth_users(caller, connector_id)
-        return _json_response({"authUser": list(stored.connector.auth_user)}, etag=stored.etag)
+        return not_modified(request, stored.etag) or _json_response(
+            {"authUser": list(stored.connector.auth_user)}, etag=stored.etag
+        )
 
     async def _auth_users(request: Request, connector_id: str, how: str) -> Response:
         caller = await auth(request)
@@ -296,11 +304,31 @@ def create_app(store: Store) -> FastAPI:
         pw_hash = await _hash_of(body)
         return _json_response(service.update_user(caller, name, body, pw_hash=pw_hash))
 
+    fleet_routes.register(
+        app,
+        service=service,
+        users=auth,
+        token_auth=tokens,
+        body=_body,
+        json=_json_response,
+        heartbeat_interval=heartbeat_interval,
+    )
+
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
             doc = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
-            doc.setdefault("components", {})["securitySchemes"] = {"basic": {"type": "http", "scheme": "basic"}}
+            doc.setdefault("components", {})["securitySchemes"] = {
+                "basic": {"type": "http", "scheme": "basic"},
+                "balancerToken": {"type": "http", "scheme": "bearer", "description": "bdt_… (balancedesk tokens add)"},
+            }
             doc["security"] = [{"basic": []}]
+            for path, ops in doc.get("paths", {}).items():
+                if path.startswith(f"{ADMIN}/pools/"):
+                    for op in ops.values():
+                        op["security"] = [{"basic": []}, {"balancerToken": []}]
+                elif path == f"{ADMIN}/balancers/heartbeat":
+                    for op in ops.values():
+                        op["security"] = [{"balancerToken": []}]
             on_behalf_of = {"name": "user", "in": "query", "required": False, "schema": {"type": "string"},
                             "description": "An Administrator acts on behalf of this user, with that user's rights "
                                            "(HDP's ?user=). Anyone else: 403."}

@@ -14,6 +14,7 @@ import uuid
 from pathlib import Path
 from typing import TextIO
 
+from balancedesk.core.fleet import HEARTBEAT_INTERVAL_S
 from balancedesk.core.mgmt.auth import generate_password, hash_password
 from balancedesk.core.mgmt.store import Store
 from balancedesk.core.model import ROUND_ROBIN, Connector, ConnectorGroup, Member
@@ -131,6 +132,7 @@ def serve(
     cert: Path | None,
     key: Path | None,
     insecure: bool,
+    heartbeat_interval: float = HEARTBEAT_INTERVAL_S,
 ) -> int:
     import uvicorn
     from balancedesk.core.mgmt.app import create_app
@@ -155,7 +157,7 @@ def serve(
     bootstrap_admin(store, sys.stdout)
     if demo:
         load_demo(store)
-    app = create_app(store)
+    app = create_app(store, heartbeat_interval=heartbeat_interval)
     sock = bind(host, port)
     bound_host, bound_port = sock.getsockname()[:2]
     shown = f"[{bound_host}]" if ":" in bound_host else bound_host

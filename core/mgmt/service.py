@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
 import orjson
+from balancedesk.core.mgmt import fleet, tokens
 from balancedesk.core.mgmt.auth import PASSWORD_MIN, hash_password
 from balancedesk.core.mgmt.errors import ApiFailure, not_found, rule_failure
 from balancedesk.core.mgmt.store import ROLES, Store, Stored, UserRow
@@ -56,8 +57,13 @@ def json_bytes(content: Any) -> bytes:
 
 @dataclass(frozen=True)
 class Caller:
+    """Who asks: a user (``is_admin`` for the Administrator role), or a balancer token (``pool`` and
+    ``token_id`` set, never an admin; see :mod:`.tokens`)."""
+
     name: str
     is_admin: bool
+    pool: str | None = None
+    token_id: str | None = None
 
     @property
     def roles(self) -> list[str]:
@@ -81,14 +87,24 @@ def _atomic(method: _F) -> _F:
 
     @functools.wraps(method)
     def wrapper(self: Service, *args: Any, **kwargs: Any) -> Any:
-        with self.store.write():
-            return method(self, *args, **kwargs)
+        outer = not self.store.db.in_transaction
+        try:
+            with self.store.write():
+                result = method(self, *args, **kwargs)
+        finally:
+            recorded, self._recorded = self._recorded, False
+        if outer and recorded:
+            for wake in self.on_change:
+                wake()
+        return result
 
     return cast(_F, wrapper)
 
 class Service:
     def __init__(self, store: Store) -> None:
         self.store = store
+        self.on_change: list[Callable[[], None]] = []  # called after a commit that recorded a fleet change
+        self._recorded = False
         self._stamp: tuple[int, int] | None = None
         self._connectors: dict[str, Stored] = {}
         self._listings: dict[tuple[str | None, str | None, bool], bytes] = {}
@@ -184,12 +200,20 @@ class Service:
             raise rule_failure(exc.problems) from exc
 
     def _save(self, connector: Connector, previous: Stored | None) -> Stored:
+        """Write a connector (a new revision) and record the fleet change it makes — unless nothing changed:
+        then nothing is written, and the revision, the ETag and the change feed stay as they were."""
+        if previous is not None and fleet.unchanged(connector, previous):
+            return previous
         with self.store.write():
             if previous is None:
                 self.store.save(connector, rev=1)
             else:
                 self.store.save(connector, rev=previous.rev + 1, created=previous.created)
+            self._recorded |= fleet.record_save(self.store, connector, previous)
         return self._reread(connector.connector_id or "")
+
+    def _check_listener(self, caller: Caller, connector: Connector, group_id: str | None) -> None:
+        fleet.check_listener(self.store, connector, group_id, caller=caller.name, admin=caller.is_admin)
 
     def _reread(self, connector_id: str) -> Stored:
         """A connector just written, read back (and cached: the next GET of it is a lookup)."""
@@ -250,6 +274,7 @@ class Service:
             raise rule_failure([Problem("owner", f"there is no user named {connector.owner!r}")])
         self._check_auth_users(connector.auth_user)
         self._check_group(connector, None, "connectorGroup.members")
+        self._check_listener(caller, connector, None)
         connector = connector.model_copy(update={"connector_id": str(uuid.uuid4())})
         return self._save(connector, None)
 
@@ -259,6 +284,8 @@ class Service:
         connector = self._parse(body)
         problems: list[Problem] = []
         current = stored.connector
+        if "listener" not in body:  # absent keeps the group's listener (HDP clients do not know it); null drops it
+            connector = connector.model_copy(update={"listener": current.listener})
         if connector.connector_id is not None and connector.connector_id != connector_id:
             problems.append(Problem("connectorID", f"{connector.connector_id} does not match the URL's {connector_id}"))
         if connector.owner != current.owner:
@@ -284,7 +311,9 @@ class Service:
         update: dict[str, Any] = {"connector_id": connector_id, "auth_user": tuple(dict.fromkeys(connector.auth_user))}
         if current.connector_group is None and connector.endpoint is None:
             update["endpoint"] = current.endpoint  # absent endpoint keeps the registered one
-        return self._save(connector.model_copy(update=update), stored)
+        connector = connector.model_copy(update=update)
+        self._check_listener(caller, connector, connector_id)
+        return self._save(connector, stored)
 
     def _owner_change_problems(
         self, caller: Caller, connector_id: str, current: Connector, owner: str
@@ -324,6 +353,7 @@ class Service:
             )
         with self.store.write():
             self.store.delete(connector_id)
+            self._recorded |= fleet.record_delete(self.store, stored)
 
     # -- members ------------------------------------------------------------------------------------
 
@@ -378,6 +408,7 @@ class Service:
         if found:
             raise rule_failure(found)
         final = self._with_members(stored, [*group.members, *new])
+        self._check_listener(caller, final, connector_id)
         return self._save(final, stored)
 
     @_atomic
@@ -386,6 +417,7 @@ class Service:
         new = self._parse_members(body)
         connector = self._with_members(stored, new)
         self._check_group(connector, connector_id, "members")
+        self._check_listener(caller, connector, connector_id)
         return self._save(connector, stored)
 
     @_atomic
@@ -525,6 +557,7 @@ class Service:
             )
         with self.store.write():
             self.store.delete(connector_id)
+            self._recorded |= fleet.record_delete(self.store, stored)
 
     # -- /api/admin/users ---------------------------------------------------------------------------
 
@@ -591,6 +624,26 @@ class Service:
         with self.store.write():
             self.store.update_user(name, pw_hash=pw_hash, role=role, active=active)
         return _user_json(self._user(name))
+
+
+    # -- balancer tokens (see tokens.py); ``caller`` None means the command line --------------------------
+
+    @_atomic
+    def create_token(self, caller: Caller | None, body: Any) -> dict[str, Any]:
+        if caller is not None:
+            self._require_admin(caller)
+        return tokens.create(self.store, body)
+
+    def list_tokens(self, caller: Caller | None) -> dict[str, Any]:
+        if caller is not None:
+            self._require_admin(caller)
+        return tokens.listing(self.store)
+
+    @_atomic
+    def revoke_token(self, caller: Caller | None, token_id: str) -> dict[str, Any]:
+        if caller is not None:
+            self._require_admin(caller)
+        return tokens.revoke(self.store, token_id)
 
 
 def _user_json(user: UserRow) -> dict[str, Any]:
