@@ -4,6 +4,12 @@ Composition: a :class:`LiveWatcher` polls the admin endpoint; snapshots feed the
 topology, the rate chart and the drift banner; events feed the topology's moving dots and the timeline.
 "Run locally" starts ``balancedesk balance`` as a child; "Attach…" watches one elsewhere — same code,
 another URL. Every network call is awaited on the qasync loop; children are QProcesses.
+
+The saved group comes from the management server, never a frozen copy: with a management client
+(``mgmt``) the window re-reads the group every :data:`SAVED_REFRESH_S` (a conditional GET: an unchanged
+group costs a 304) and again right before "Apply saved config". Apply first checks the group's ID
+against the one the balancer runs (the snapshot's ``group.connectorID``) and refuses, inline, a balancer
+that runs another group (or does not say which).
 """
 
 from __future__ import annotations
@@ -18,14 +24,14 @@ import tempfile
 import time
 from collections.abc import Coroutine, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from balancedesk.core.model import Connector
 from balancedesk.gui.live.admin import AdminClient, AdminError, AdminUnavailable, EventBatch, Snapshot
 from balancedesk.gui.live.chart import RateChart
 from balancedesk.gui.live.children import ChildProcess
 from balancedesk.gui.live.demos import DemoMembers, TrafficGenerator
-from balancedesk.gui.live.drift import balancer_config, differences
+from balancedesk.gui.live.drift import apply_refusal, balancer_config, differences
 from balancedesk.gui.live.models import MemberTableModel, TimelineEntry, TimelineModel, timeline_entries
 from balancedesk.gui.live.panels import AttachDialog, DemoPanel, RunPanel, TrafficPanel
 from balancedesk.gui.live.rates import RateTracker
@@ -50,9 +56,13 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+if TYPE_CHECKING:
+    from balancedesk.core.client import MgmtClient
+
 _CLOSING: set[asyncio.Task[Any]] = set()  # closing calls still running after a window has gone
 TABLE_HZ = 2.0  # member table refreshes per second while only counters change
 BALANCER_READY = r"balancedesk: balancing (\S+) admin (http://\S+)"
+SAVED_REFRESH_S = 2.0  # how often the saved group is re-read from the management server while watching
 
 
 def _banner(color: str) -> tuple[QFrame, QLabel, QHBoxLayout]:
@@ -81,10 +91,17 @@ class LiveWindow(QMainWindow):
     actionFailed = Signal(str)
 
     def __init__(self, *, group: Connector | None = None, endpoints: Mapping[str, str] | None = None,
-                 parent: QWidget | None = None) -> None:
+                 parent: QWidget | None = None, mgmt: MgmtClient | None = None, pool: str | None = None,
+                 instance: str | None = None) -> None:
         super().__init__(parent)
         self.group = group
         self.endpoints = dict(endpoints or {})
+        self.mgmt = mgmt
+        self.pool = pool
+        self.saved_version: int | None = None  # the group's version in ``pool`` when read from it
+        self._saved_etag = ""
+        self._saved_at = -SAVED_REFRESH_S
+        self._saved_task: asyncio.Task[Any] | None = None
         self.client: AdminClient | None = None
         self.watcher: LiveWatcher | None = None
         self.balancer: ChildProcess | None = None
@@ -96,7 +113,7 @@ class LiveWindow(QMainWindow):
         self._tmp = Path(tempfile.mkdtemp(prefix="balancedesk-live-"))
         self._closed = False
         label = group.label if group is not None else "balancer"
-        self.setWindowTitle(f"Live — {label}")
+        self.setWindowTitle(f"Live — {label}" + (f" on {instance}" if instance else ""))
         self.resize(1280, 860)
 
         self.members = MemberTableModel(self)
@@ -435,6 +452,52 @@ class LiveWindow(QMainWindow):
 
     # drift ---------------------------------------------------------------------------------------
     def _check_drift(self, snap: Snapshot) -> None:
+        if self.mgmt is not None and self.group is not None and self._saved_task is None \
+                and time.monotonic() - self._saved_at >= SAVED_REFRESH_S:
+            self._saved_task = self._spawn(self._refresh_saved_then_check())
+        self._show_drift(snap)
+
+    async def _refresh_saved_then_check(self) -> None:
+        try:
+            await self.refresh_saved()
+        except Exception as exc:  # the server down or a refusal: say it, keep the last saved group
+            from balancedesk.gui.connection import explain
+
+            self.status.setText(f"cannot re-read the saved group: {explain(exc)}")
+        finally:
+            self._saved_task = None
+            self._saved_at = time.monotonic()
+        if self.last is not None:
+            self._show_drift(self.last)
+
+    async def refresh_saved(self, *, force: bool = False) -> bool:
+        """Re-read the saved group (and, with a pool, its endpoints as the pool serves them) from the
+        management server. True if it changed. ``force``: without If-None-Match (before Apply)."""
+        if self.mgmt is None or self.group is None or not self.group.connector_id:
+            return False
+        cid = self.group.connector_id
+        etag = None if force else (self._saved_etag or None)
+        if self.pool:
+            answer = await self.mgmt.pool_group(self.pool, cid, if_none_match=etag)
+            if answer is None:
+                return False
+            pg, self._saved_etag = answer
+            cfg = pg.config
+            group = Connector(connector_id=cid, owner=cfg.owner or self.group.owner, label=cfg.label,
+                              connector_group=cfg.connector_group, listener=cfg.listener)
+            changed = group != self.group or dict(cfg.endpoints) != self.endpoints
+            self.group, self.endpoints, self.saved_version = group, dict(cfg.endpoints), pg.version
+            return changed
+        got = (await self.mgmt.get_connector(cid)) if etag is None else (
+            await self.mgmt.get_connector_if_changed(cid, etag))
+        if got is None:
+            return False
+        group, self._saved_etag = got
+        changed = group != self.group
+        self.group = group
+        return changed
+
+    def _show_drift(self, snap: Snapshot) -> None:
         if self.group is None:
             return
         diffs = differences(self.group, self.endpoints, snap)
@@ -448,15 +511,32 @@ class LiveWindow(QMainWindow):
     def on_apply_config_clicked(self) -> None:
         self._spawn(self.apply_saved_config())
 
-    async def apply_saved_config(self) -> None:
+    async def apply_saved_config(self) -> bool:
+        """Push the saved group (re-read from the server first) to the watched balancer — only if it runs
+        that group. False, with a sentence in the status bar, when refused or failed."""
         if self.group is None or self.client is None:
-            return
+            self._say("apply refused: not watching a balancer")
+            return False
+        snap = self.last or await self.client.snapshot()
+        refusal = apply_refusal(self.group, snap)
+        if refusal:
+            self._say(refusal)
+            return False
+        if self.mgmt is not None:
+            try:
+                await self.refresh_saved(force=True)
+            except Exception as exc:
+                from balancedesk.gui.connection import explain
+
+                self._say(f"apply refused: the saved group could not be re-read from the server: {explain(exc)}")
+                return False
         try:
             version = await self.client.put_config(balancer_config(self.group, self.endpoints))
         except (AdminError, AdminUnavailable) as exc:
             self._say(f"apply failed: {exc}")
-            return
+            return False
         self.status.setText(f"applied the saved config (version {version})")
+        return True
 
     # acting on members ---------------------------------------------------------------------------
     def set_selected_state(self, state: str) -> None:

@@ -1,0 +1,92 @@
+"""The Balancers view's reads of the management API, on the qasync loop (the UI thread never waits).
+
+:class:`FleetPoller` reads ``GET /api/admin/balancers`` and, for each pool an instance belongs to, the
+pool's groups (``GET /api/admin/pools/{pool}/groups`` with ``If-None-Match``: an unchanged pool costs a
+304) every :data:`REFRESH_S` seconds, between ``start()`` and ``stop()`` only — the window starts it when
+shown and stops it when hidden, so a hidden view costs the server nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from typing import TYPE_CHECKING
+
+from balancedesk.gui.fleet.rows import InstanceRow, instance_rows
+from PySide6.QtCore import QObject, Signal
+
+if TYPE_CHECKING:
+    from balancedesk.core.client import MgmtClient
+
+REFRESH_S = 1.0  # one read of the fleet per second while the view is shown
+
+
+class FleetPoller(QObject):
+    """Polls the fleet while started.
+
+    Signals:
+        refreshed(list): a fresh list of :class:`~balancedesk.gui.fleet.rows.InstanceRow`.
+        failed(object): a read failed (the exception); polling goes on.
+    """
+
+    refreshed = Signal(list)
+    failed = Signal(object)
+
+    def __init__(self, client: MgmtClient, parent: QObject | None = None, *, interval_s: float = REFRESH_S) -> None:
+        super().__init__(parent)
+        self.client = client
+        self.interval_s = interval_s
+        self._task: asyncio.Task[None] | None = None
+        self._pools: dict[str, tuple[str, dict[str, int]]] = {}  # pool → (ETag, {connectorID: version})
+        self._wake = asyncio.Event()
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    def start(self) -> None:
+        if not self.running:
+            self._task = asyncio.ensure_future(self._run())
+
+    def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+
+    def poke(self) -> None:
+        """Read again now (after a change made from this window)."""
+        self._wake.set()
+
+    async def read(self) -> list[InstanceRow]:
+        """One read of the whole view."""
+        t0 = time.monotonic()
+        balancers = await self.client.list_balancers()
+        pools = sorted({b.pool for b in balancers})
+        saved = dict(zip(pools, await asyncio.gather(*(self._saved(p) for p in pools)), strict=True))
+        for gone in set(self._pools) - set(pools):
+            del self._pools[gone]
+        return instance_rows(balancers, saved, elapsed_s=time.monotonic() - t0)
+
+    async def _saved(self, pool: str) -> dict[str, int]:
+        etag, versions = self._pools.get(pool, ("", {}))
+        answer = await self.client.pool_groups(pool, if_none_match=etag or None)
+        if answer is None:  # 304: the pool did not change
+            return versions
+        versions = {g.connector_id: g.version for g in answer.groups}
+        self._pools[pool] = (answer.etag, versions)
+        return versions
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                rows = await self.read()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the server down or a refusal: said by the window, tried again
+                self.failed.emit(exc)
+            else:
+                self.refreshed.emit(rows)
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.interval_s)
