@@ -8,47 +8,17 @@ passes qtmodeltester."""
 from __future__ import annotations
 
 import asyncio
-import sys
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
-import httpx
-import pytest
 from balancedesk.core.client import MgmtClient
 from balancedesk.gui.fleet.rows import BEHIND, IN_SYNC, InstanceRow
 from balancedesk.gui.fleet.window import BalancersWindow
 from pytestqt.qtbot import QtBot
 
-from tests.gui.conftest import ADMIN_PASSWORD
-from tests.gui.fleet_support import HEARTBEAT_S, Fleet, Heartbeats, new_pool
+from tests.gui.fleet_support import Fleet, Heartbeats, new_pool
 
 LONG = 20_000
-CMD = [sys.executable, "-m", "balancedesk.gui.launcher"]
-
-
-@pytest.fixture
-def fleet(spawn: Callable[..., Any], tmp_path: Path) -> Iterator[Fleet]:
-    child = spawn([*CMD, "serve", "--port", "0", "--data", str(tmp_path / "mgmt"),
-                   "--heartbeat-interval", str(HEARTBEAT_S)], env={"BALANCEDESK_ADMIN_PASSWORD": ADMIN_PASSWORD})
-    url = child.wait_for(r"balancedesk: serving (https?://\S+)", timeout=30).group(1)
-    f = Fleet(url, httpx.Client(base_url=url, auth=("admin", ADMIN_PASSWORD), timeout=30.0))
-    yield f
-    f.admin.close()
-
-
-@pytest.fixture
-def beats(fleet: Fleet) -> Iterator[Heartbeats]:
-    hb = Heartbeats(fleet.url).start()
-    yield hb
-    hb.close()
-
-
-@pytest.fixture
-def admin_client(fleet: Fleet, arun: Callable[..., Any]) -> Iterator[MgmtClient]:
-    client = MgmtClient(fleet.url, "admin", ADMIN_PASSWORD)
-    yield client
-    arun(client.aclose())
 
 
 def _window(qtbot: QtBot, client: MgmtClient, *, is_admin: bool = True, user: str = "admin") -> BalancersWindow:
