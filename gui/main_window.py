@@ -492,7 +492,7 @@ class MainWindow(ConnectionMixin, EditingMixin, QMainWindow):
             await close_all_live_windows()
         fleet = self.balancers_window
         if fleet is not None and shiboken6.isValid(fleet):
-            fleet.shutdown()
+            await fleet.aclose()
         for task in list(self.tasks):
             task.cancel()
         await self.disconnect_client()

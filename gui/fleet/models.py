@@ -19,7 +19,6 @@ from balancedesk.gui.fleet.rows import (
     GroupRow,
     InstanceRow,
     ago,
-    override_text,
     started_text,
 )
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QObject, QPersistentModelIndex, Qt
@@ -27,9 +26,22 @@ from PySide6.QtGui import QColor
 
 R = TypeVar("R")
 Index = QModelIndex | QPersistentModelIndex
-LOST_COLOR = QColor("#c62828")
-DRIFT_COLOR = QColor("#b26a00")
-OK_COLOR = QColor("#2e7d32")
+
+class _Tone:
+    """A text colour with a light-theme and a dark-theme shade, picked from the palette when drawn."""
+
+    def __init__(self, light: str, dark: str) -> None:
+        self.light, self.dark = QColor(light), QColor(dark)
+
+    def color(self) -> QColor:
+        from PySide6.QtGui import QGuiApplication
+
+        return self.dark if QGuiApplication.palette().base().color().lightness() < 128 else self.light
+
+
+LOST = _Tone("#c62828", "#ff6b6b")
+DRIFT = _Tone("#b26a00", "#ffb74d")
+OK = _Tone("#2e7d32", "#81c784")
 
 
 @dataclass(frozen=True)
@@ -90,7 +102,7 @@ class ListTableModel(QAbstractTableModel, Generic[R]):
 
 
 def _instance_color(r: InstanceRow) -> QColor | None:
-    return LOST_COLOR if r.lost else DRIFT_COLOR if r.drifting else OK_COLOR
+    return (LOST if r.lost else DRIFT if r.drifting else OK).color()
 
 
 INSTANCE_COLUMNS: list[Column[InstanceRow]] = [
@@ -102,10 +114,9 @@ INSTANCE_COLUMNS: list[Column[InstanceRow]] = [
     Column("Workers", lambda r: str(r.info.workers)),
     Column("Started", lambda r: started_text(r.info.started_at)),
     Column("Groups", InstanceRow.groups_text),
-    Column("Drift", InstanceRow.drift_text, lambda r: None if r.lost else DRIFT_COLOR if r.drifting else OK_COLOR,
+    Column("Drift", InstanceRow.drift_text, lambda r: None if r.lost else (DRIFT if r.drifting else OK).color(),
            InstanceRow.drift_text),
-    Column("Overrides", InstanceRow.overrides_text, None, lambda r: "\n".join(override_text(o)
-                                                                              for o in r.info.overrides)),
+    Column("Overrides", InstanceRow.overrides_text, None, lambda r: "\n".join(r.override_texts())),
 ]
 INSTANCE_COL_STATE = 3
 INSTANCE_COL_DRIFT = 8
@@ -116,11 +127,11 @@ def _version(v: int | None) -> str:
 
 
 GROUP_COLUMNS: list[Column[GroupRow]] = [
-    Column("Group", lambda g: g.connector_id),
+    Column("Group", lambda g: g.label, None, lambda g: f"connectorID {g.connector_id}"),
     Column("Applied", lambda g: _version(g.applied)),
     Column("Saved", lambda g: _version(g.saved)),
     Column("Status", lambda g: g.error if g.status == FAILED else g.status,
-           lambda g: OK_COLOR if g.status == IN_SYNC else DRIFT_COLOR),
+           lambda g: (OK if g.status == IN_SYNC else DRIFT).color()),
     Column("Listens on", lambda g: g.listen),
 ]
 
@@ -142,7 +153,7 @@ TOKEN_COLUMNS: list[Column[TokenInfo]] = [
     Column("Pool", lambda t: t.pool),
     Column("Label", lambda t: t.label),
     Column("Created", lambda t: started_text(t.created)),
-    Column("State", _revoked, lambda t: OK_COLOR if t.revoked is None else LOST_COLOR),
+    Column("State", _revoked, lambda t: (OK if t.revoked is None else LOST).color()),
 ]
 
 

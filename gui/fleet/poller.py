@@ -13,7 +13,7 @@ import contextlib
 import time
 from typing import TYPE_CHECKING
 
-from balancedesk.gui.fleet.rows import InstanceRow, instance_rows
+from balancedesk.gui.fleet.rows import InstanceRow, PoolSaved, instance_rows
 from PySide6.QtCore import QObject, Signal
 
 if TYPE_CHECKING:
@@ -38,8 +38,12 @@ class FleetPoller(QObject):
         self.client = client
         self.interval_s = interval_s
         self._task: asyncio.Task[None] | None = None
-        self._pools: dict[str, tuple[str, dict[str, int]]] = {}  # pool → (ETag, {connectorID: version})
+        self._pools: dict[str, tuple[str, PoolSaved]] = {}  # pool → (ETag, what it saved)
         self._wake = asyncio.Event()
+
+    @property
+    def task(self) -> asyncio.Task[None] | None:
+        return self._task
 
     @property
     def running(self) -> bool:
@@ -68,14 +72,16 @@ class FleetPoller(QObject):
             del self._pools[gone]
         return instance_rows(balancers, saved, elapsed_s=time.monotonic() - t0)
 
-    async def _saved(self, pool: str) -> dict[str, int]:
-        etag, versions = self._pools.get(pool, ("", {}))
+    async def _saved(self, pool: str) -> PoolSaved:
+        etag, saved = self._pools.get(pool, ("", PoolSaved({})))
         answer = await self.client.pool_groups(pool, if_none_match=etag or None)
         if answer is None:  # 304: the pool did not change
-            return versions
-        versions = {g.connector_id: g.version for g in answer.groups}
-        self._pools[pool] = (answer.etag, versions)
-        return versions
+            return saved
+        saved = PoolSaved(versions={g.connector_id: g.version for g in answer.groups},
+                          labels={g.connector_id: g.config.label for g in answer.groups},
+                          endpoints={g.connector_id: dict(g.config.endpoints) for g in answer.groups})
+        self._pools[pool] = (answer.etag, saved)
+        return saved
 
     async def _run(self) -> None:
         while True:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from balancedesk.core.fleet import LOST, AppliedGroup, Override
 from balancedesk.core.fleetclient import BalancerInfo
@@ -29,10 +29,30 @@ FAILED = "error"
 
 
 @dataclass(frozen=True)
+class PoolSaved:
+    """A pool's groups as the server saved them: version and label per connectorID, and each group's member
+    endpoints (so an override names ``label · host:port`` rather than two UUIDs)."""
+
+    versions: Mapping[str, int]
+    labels: Mapping[str, str] = field(default_factory=dict)
+    endpoints: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+
+    def group_name(self, connector_id: str) -> str:
+        return self.labels.get(connector_id) or connector_id
+
+    def member_name(self, connector_id: str, member_id: str) -> str:
+        return self.endpoints.get(connector_id, {}).get(member_id) or member_id
+
+
+NO_NAMES = PoolSaved({})
+
+
+@dataclass(frozen=True)
 class GroupRow:
     """One group of one instance: what it applied, what the server saved, and the verdict."""
 
     connector_id: str
+    label: str  # the saved label (the ID when the pool does not know the group)
     applied: int | None  # None: the balancer does not serve it
     saved: int | None  # None: not (or no longer) a group of the pool
     listen: str
@@ -51,6 +71,7 @@ class InstanceRow:
     info: BalancerInfo
     groups: tuple[GroupRow, ...]
     seen_ago_s: float
+    names: PoolSaved = NO_NAMES
 
     @property
     def instance_id(self) -> str:
@@ -83,7 +104,10 @@ class InstanceRow:
             f" (+{len(drifting) - 3} more)" if len(drifting) > 3 else "")
 
     def overrides_text(self) -> str:
-        return "; ".join(override_text(o) for o in self.info.overrides) or "none"
+        return "; ".join(self.override_texts()) or "none"
+
+    def override_texts(self) -> list[str]:
+        return [override_text(o, self.names) for o in self.info.overrides]
 
 
 def ago(seconds: float) -> str:
@@ -102,24 +126,27 @@ def started_text(started_at: float) -> str:
 
 def group_drift_text(g: GroupRow) -> str:
     if g.status == BEHIND:
-        return f"{g.connector_id}: applied v{g.applied}, saved v{g.saved}"
+        return f"{g.label}: applied v{g.applied}, saved v{g.saved}"
     if g.status == GONE:
-        return f"{g.connector_id}: served (v{g.applied}) but no longer in the pool"
+        return f"{g.label}: served (v{g.applied}) but no longer in the pool"
     if g.status == NOT_SERVED:
-        return f"{g.connector_id}: saved v{g.saved}, not served"
+        return f"{g.label}: saved v{g.saved}, not served"
     if g.status == FAILED:
-        return f"{g.connector_id}: {g.error}"
-    return f"{g.connector_id}: {IN_SYNC} (v{g.applied})"
+        return f"{g.label}: {g.error}"
+    return f"{g.label}: {IN_SYNC} (v{g.applied})"
 
 
-def override_text(o: Override) -> str:
+def override_text(o: Override, names: PoolSaved = NO_NAMES) -> str:
     parts = [p for p in (o.state, f"weight {o.weight}" if o.weight is not None else None) if p]
-    return f"{o.connector_id}/{o.member_id}: {', '.join(parts) or 'set'}"
+    member = names.member_name(o.connector_id, o.member_id)
+    return f"{names.group_name(o.connector_id)} · {member}: {', '.join(parts) or 'set'}"
 
 
-def group_rows(applied: Sequence[AppliedGroup], saved: Mapping[str, int] | None) -> tuple[GroupRow, ...]:
-    """The groups of one instance. ``saved``: the pool's {connectorID: version}; None if it could not be read
-    (then every served group shows its applied version and no verdict is made: IN_SYNC)."""
+def group_rows(applied: Sequence[AppliedGroup], pool: PoolSaved | None) -> tuple[GroupRow, ...]:
+    """The groups of one instance. ``pool``: the pool's saved groups; None if it could not be read (then
+    every served group shows its applied version and no verdict is made: IN_SYNC)."""
+    saved = None if pool is None else pool.versions
+    names = pool or NO_NAMES
     rows: list[GroupRow] = []
     seen: set[str] = set()
     for g in applied:
@@ -135,17 +162,19 @@ def group_rows(applied: Sequence[AppliedGroup], saved: Mapping[str, int] | None)
             status = BEHIND
         else:
             status = IN_SYNC
-        rows.append(GroupRow(g.connector_id, g.version, have, g.listen or "", g.error or "", status))
+        rows.append(GroupRow(g.connector_id, names.group_name(g.connector_id), g.version, have, g.listen or "",
+                             g.error or "", status))
     for cid, version in sorted((saved or {}).items()):
         if cid not in seen:
-            rows.append(GroupRow(cid, None, version, "", "", NOT_SERVED))
+            rows.append(GroupRow(cid, names.group_name(cid), None, version, "", "", NOT_SERVED))
+    rows.sort(key=lambda r: (r.label.casefold(), r.connector_id))
     return tuple(rows)
 
 
-def instance_rows(balancers: Sequence[BalancerInfo], saved_by_pool: Mapping[str, Mapping[str, int]],
+def instance_rows(balancers: Sequence[BalancerInfo], saved_by_pool: Mapping[str, PoolSaved],
                   *, elapsed_s: float = 0.0) -> list[InstanceRow]:
     """One row per balancer, alive ones first, then by pool and instance ID."""
-    rows = [InstanceRow(b, group_rows(b.groups, saved_by_pool.get(b.pool)), b.last_seen_ago_s + elapsed_s)
-            for b in balancers]
+    rows = [InstanceRow(b, group_rows(b.groups, saved_by_pool.get(b.pool)), b.last_seen_ago_s + elapsed_s,
+                        saved_by_pool.get(b.pool) or NO_NAMES) for b in balancers]
     rows.sort(key=lambda r: (r.lost, r.info.pool, r.instance_id))
     return rows

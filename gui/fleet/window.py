@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from balancedesk.gui.fleet.models import INSTANCE_COL_DRIFT, groups_model, instances_model
 from balancedesk.gui.fleet.poller import FleetPoller
-from balancedesk.gui.fleet.rows import InstanceRow, override_text
+from balancedesk.gui.fleet.rows import InstanceRow
 from balancedesk.gui.fleet.tokens import TokenPanel, TokenShownDialog
 from PySide6.QtCore import QEvent, QItemSelection, Qt, Signal
 from PySide6.QtGui import QHideEvent, QShowEvent
@@ -42,6 +42,8 @@ if TYPE_CHECKING:
 
 def _table() -> QTableView:
     t = QTableView()
+    t.setWordWrap(False)
+    t.verticalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Fixed)
     t.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
     t.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
     t.verticalHeader().hide()
@@ -216,9 +218,10 @@ class BalancersWindow(QMainWindow):
             self.overrides.clear()
             self.detail_title.setText("Choose an instance to see its groups and overrides.")
             return
-        self.detail_title.setText(f"Groups of {row.instance_id} (pool {row.info.pool}) — applied vs saved:")
+        reach = "" if row.info.has_admin_token else " · no admin endpoint in its heartbeat (no live view)"
+        self.detail_title.setText(f"Groups of {row.instance_id} (pool {row.info.pool}) — applied vs saved{reach}:")
         self.groups.set_rows(row.groups)
-        texts = [override_text(o) for o in row.info.overrides] or ["none"]
+        texts = row.override_texts() or ["none"]
         if [self.overrides.item(i).text() for i in range(self.overrides.count())] != texts:
             self.overrides.clear()
             self.overrides.addItems(texts)
@@ -346,6 +349,14 @@ class BalancersWindow(QMainWindow):
             self._follow()
 
     def shutdown(self) -> None:
+        """Stop polling and cancel what this window started. Safe to call twice."""
         self.poller.stop()
         for task in list(self._tasks):
             task.cancel()
+
+    async def aclose(self) -> None:
+        """:meth:`shutdown`, then wait until the cancelled calls have ended (before the loop closes)."""
+        pending = [t for t in (self.poller.task, *self._tasks) if t is not None]
+        self.shutdown()
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)

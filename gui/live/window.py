@@ -33,6 +33,7 @@ from balancedesk.gui.live.children import ChildProcess
 from balancedesk.gui.live.demos import DemoMembers, TrafficGenerator
 from balancedesk.gui.live.drift import apply_refusal, balancer_config, differences
 from balancedesk.gui.live.models import MemberTableModel, TimelineEntry, TimelineModel, timeline_entries
+from balancedesk.gui.live.overrides import MemberOverride, overrides, runtime_only_text, with_weights
 from balancedesk.gui.live.panels import AttachDialog, DemoPanel, RunPanel, TrafficPanel
 from balancedesk.gui.live.rates import RateTracker
 from balancedesk.gui.live.topology import TopologyView
@@ -185,9 +186,15 @@ class LiveWindow(QMainWindow):
         self.enable = QPushButton("Enable")
         self.apply_weights = QPushButton("Apply weights")
         self.apply_weights.setEnabled(False)
+        self.save_overrides = QPushButton("Save to the server")
+        self.revert_overrides = QPushButton("Revert")
         for b, tip in ((self.drain, "no new connections; existing ones finish"),
                        (self.disable, "no new connections"), (self.enable, "back in rotation"),
-                       (self.apply_weights, "send the edited weights to the running balancer")):
+                       (self.apply_weights, "send the edited weights to the running balancer"),
+                       (self.save_overrides, "make the live weights of the chosen members (all, if none is "
+                                             "chosen) the group's saved weights on the management server"),
+                       (self.revert_overrides, "set the chosen members (all, if none is chosen) back to the "
+                                               "saved config: enabled, saved weight")):
             b.setToolTip(tip)
             actions.addWidget(b)
         actions.addStretch(1)
@@ -227,6 +234,8 @@ class LiveWindow(QMainWindow):
         self.disable.clicked.connect(lambda: self.set_selected_state("disabled"))
         self.enable.clicked.connect(lambda: self.set_selected_state("enabled"))
         self.apply_weights.clicked.connect(self.on_apply_weights_clicked)
+        self.save_overrides.clicked.connect(lambda: self._spawn(self.save_to_server(self.selected_member_ids())))
+        self.revert_overrides.clicked.connect(lambda: self._spawn(self.revert(self.selected_member_ids())))
         self.apply_config.clicked.connect(self.on_apply_config_clicked)
         self.animate.toggled.connect(self.topology.set_animated)
         self.members.weightEdited.connect(
@@ -572,6 +581,62 @@ class LiveWindow(QMainWindow):
         if bad:
             self._say("weight failed for " + "; ".join(bad))
         self.apply_weights.setEnabled(bool(bad))
+
+    # overrides: save to the server or revert -----------------------------------------------------
+    def _overrides(self, member_ids: list[str]) -> list[MemberOverride]:
+        if self.group is None or self.last is None:
+            return []
+        found = overrides(self.group, self.last)
+        return [o for o in found if o.member_id in member_ids] if member_ids else found
+
+    async def save_to_server(self, member_ids: list[str]) -> bool:
+        """Save the live weights of ``member_ids`` (all overrides if empty) as the group's weights on the
+        management server; drain/disabled are explained as runtime-only. True if something was saved."""
+        if self.mgmt is None or self.group is None or not self.group.connector_id:
+            self._say("save to the server: this view has no management server (open it from the main window "
+                      "or the Balancers view)")
+            return False
+        found = self._overrides(member_ids)
+        weights = {o.member_id: o.weight for o in found if o.weight is not None}
+        runtime = runtime_only_text(found)
+        if not weights:
+            self._say(runtime or "nothing to save: the chosen members run the saved config")
+            return False
+        from balancedesk.gui.connection import explain
+
+        try:
+            current, etag = await self.mgmt.get_connector(self.group.connector_id)
+            await self.mgmt.put_connector(with_weights(current, weights), if_match=etag)
+            await self.refresh_saved(force=True)
+        except Exception as exc:
+            self._say(f"save to the server failed: {explain(exc)}")
+            return False
+        saved = ", ".join(f"{m} weight {w}" for m, w in weights.items())
+        self.status.setText(f"saved to the server: {saved}" + (f". {runtime}" if runtime else ""))
+        if self.last is not None:
+            self._show_drift(self.last)
+        return True
+
+    async def revert(self, member_ids: list[str]) -> bool:
+        """Set ``member_ids`` (all overrides if empty) back to the saved config's state and weight on the
+        balancer. True if every call succeeded."""
+        if self.client is None:
+            self._say("not watching a balancer")
+            return False
+        found = self._overrides(member_ids)
+        if not found:
+            self._say("nothing to revert: the chosen members run the saved config")
+            return False
+        client = self.client
+        calls = [client.set_state(o.member_id, "enabled") for o in found if o.state is not None]
+        calls += [client.set_weight(o.member_id, o.saved_weight) for o in found if o.weight is not None]
+        results = await asyncio.gather(*calls, return_exceptions=True)
+        bad = [str(r) for r in results if isinstance(r, Exception)]
+        if bad:
+            self._say("revert failed: " + "; ".join(bad))
+            return False
+        self.status.setText("reverted to the saved config: " + ", ".join(o.member_id for o in found))
+        return True
 
     # traffic -------------------------------------------------------------------------------------
     def on_traffic_start_clicked(self) -> None:

@@ -93,6 +93,29 @@ def test_open_live_view_from_the_fleet_drift_from_the_server_and_apply_checks_th
                         and m.weight == 4, timeout=LONG)
         qtbot.waitUntil(lambda: not live.drift_banner.isVisible(), timeout=LONG)
 
+        # overrides set live: a weight and a drain. "Save to the server" saves the weight (the server's group
+        # changes, the drift clears) and explains the drain; "Revert" sets the drained member back
+        first = live.group.connector_group.members[0].member_id
+        arun(live.client.set_weight(second, 7))
+        arun(live.client.set_state(first, "drain"))
+        qtbot.waitUntil(lambda: live.last is not None and live.last.member(second).weight == 7
+                        and live.last.member(first).admin == "drain", timeout=LONG)
+        qtbot.waitUntil(lambda: f"{second}: weight running 7, saved 4" in live.drift_label.text(), timeout=LONG)
+        assert arun(live.save_to_server([])) is True
+        assert f"saved to the server: {second} weight 7" in live.status.text()
+        assert f"{first} is drain: drain and disabled are runtime-only states" in live.status.text()
+        saved = fleet.admin.get(f"/api/mgmt/connectors/{b}").json()["connectorGroup"]["members"]
+        assert [m["weight"] for m in saved] == [1, 7]
+        qtbot.waitUntil(lambda: not live.drift_banner.isVisible(), timeout=LONG)
+        assert arun(live.save_to_server([first])) is False  # a drain alone: nothing to save, said why
+        assert "runtime-only" in live.status.text()
+        arun(live.client.set_weight(second, 9))
+        qtbot.waitUntil(lambda: live.last is not None and live.last.member(second).weight == 9, timeout=LONG)
+        assert arun(live.revert([])) is True
+        qtbot.waitUntil(lambda: live.last is not None and live.last.member(first).admin == "enabled"
+                        and live.last.member(second).weight == 7, timeout=LONG)
+        assert arun(live.revert([])) is False and "nothing to revert" in live.status.text()
+
         # a live view of group a attached to the balancer that runs b: drift says so, Apply refuses
         group_a, _ = arun(admin_client.get_connector(a))
         other = open_live_view(parent=None, group=group_a, endpoints={}, mgmt=admin_client, pool=pool)
@@ -109,7 +132,7 @@ def test_open_live_view_from_the_fleet_drift_from_the_server_and_apply_checks_th
         assert other.status.text() == refused.args[0]
         # the balancer still runs b, at the version Apply gave it
         snap = arun(live.client.snapshot())
-        assert snap.group["connectorID"] == b and snap.member(second).weight == 4
+        assert snap.group["connectorID"] == b and snap.member(second).weight == 7
     finally:
         fleet_win.shutdown()
 

@@ -64,8 +64,8 @@ def test_three_instances_drift_per_group_and_lost(
         qtbot.waitUntil(lambda: (r := _row(win, "bal-3")) is not None and bool(r.drifting), timeout=LONG)
         row3 = _row(win, "bal-3")
         assert row3 is not None
-        assert row3.drift_text() == f"{a}: applied v{saved[a]}, saved v{new[a]}"
-        assert [(g.connector_id, g.status) for g in row3.groups] == sorted([(a, BEHIND), (b, IN_SYNC)])
+        assert row3.drift_text() == f"orthanc: applied v{saved[a]}, saved v{new[a]}"  # by label
+        assert [(g.connector_id, g.status) for g in row3.groups] == [(b, IN_SYNC), (a, BEHIND)]  # by label
         assert all(not r.drifting for r in win.rows if r.instance_id != "bal-3")
         assert "1 behind the saved config" in win.summary.text()
         # per group: choose bal-3 and read its groups table
@@ -74,8 +74,8 @@ def test_three_instances_drift_per_group_and_lost(
         qtmodeltester.check(win.groups)
         status = {win.groups.index(i, 0).data(): (win.groups.index(i, 1).data(), win.groups.index(i, 2).data(),
                                                   win.groups.index(i, 3).data()) for i in range(2)}
-        assert status[a] == (f"v{saved[a]}", f"v{new[a]}", BEHIND)
-        assert status[b] == (f"v{saved[b]}", f"v{saved[b]}", IN_SYNC)
+        assert status["orthanc"] == (f"v{saved[a]}", f"v{new[a]}", BEHIND)
+        assert status["dicom"] == (f"v{saved[b]}", f"v{saved[b]}", IN_SYNC)
 
         # it catches up: the drift clears
         beats.set_applied("bal-3", a, new[a])
@@ -188,3 +188,22 @@ def test_not_an_administrator_gets_a_sentence(
         win2.shutdown()
     finally:
         arun(client.aclose())
+
+
+def test_fleet_menu_opens_the_balancers_window(
+    qtbot: QtBot, window: Any, fleet: Fleet, arun: Callable[..., Any],
+) -> None:
+    from balancedesk.gui.profiles import Profile
+
+    from tests.gui.conftest import ADMIN_PASSWORD
+
+    assert not window.balancers_action.isEnabled()  # not connected yet
+    arun(window.connect_profile(Profile(name="t", url=fleet.url, user="admin"), password=ADMIN_PASSWORD))
+    assert window.balancers_action.isEnabled()
+    window.balancers_action.trigger()
+    win = window.balancers_window
+    assert isinstance(win, BalancersWindow) and win.isVisible() and win.is_admin
+    qtbot.waitSignal(win.refreshed, timeout=LONG).wait()
+    assert "0 balancers" in win.summary.text()
+    window.balancers_action.trigger()
+    assert window.balancers_window is win  # one per server, raised
