@@ -493,6 +493,10 @@ class MainWindow(ConnectionMixin, EditingMixin, QMainWindow):
         fleet = self.balancers_window
         if fleet is not None and shiboken6.isValid(fleet):
             await fleet.aclose()
+        if "balancedesk.gui.fleet.poller" in sys.modules:  # also the polls of a Balancers window already gone
+            from balancedesk.gui.fleet.poller import stop_all
+
+            await stop_all()
         for task in list(self.tasks):
             task.cancel()
         await self.disconnect_client()

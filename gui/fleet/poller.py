@@ -20,6 +20,15 @@ if TYPE_CHECKING:
     from balancedesk.core.client import MgmtClient
 
 REFRESH_S = 1.0  # one read of the fleet per second while the view is shown
+_TASKS: set[asyncio.Task[None]] = set()  # every poller's loop not yet ended (a deleted window's too)
+
+
+async def stop_all() -> None:
+    """Cancel every poller's loop and wait until each has ended (awaited before the qasync loop closes)."""
+    for task in _TASKS:
+        task.cancel()
+    if _TASKS:
+        await asyncio.gather(*list(_TASKS), return_exceptions=True)
 
 
 class FleetPoller(QObject):
@@ -38,12 +47,9 @@ class FleetPoller(QObject):
         self.client = client
         self.interval_s = interval_s
         self._task: asyncio.Task[None] | None = None
+        self._started: set[asyncio.Task[None]] = set()  # loops started and not yet ended
         self._pools: dict[str, tuple[str, PoolSaved]] = {}  # pool → (ETag, what it saved)
         self._wake = asyncio.Event()
-
-    @property
-    def task(self) -> asyncio.Task[None] | None:
-        return self._task
 
     @property
     def running(self) -> bool:
@@ -51,12 +57,22 @@ class FleetPoller(QObject):
 
     def start(self) -> None:
         if not self.running:
-            self._task = asyncio.ensure_future(self._run())
+            self._task = task = asyncio.ensure_future(self._run())
+            for where in (_TASKS, self._started):
+                where.add(task)
+                task.add_done_callback(where.discard)
 
     def stop(self) -> None:
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
+
+    async def stopped(self) -> None:
+        """:meth:`stop`, then wait until the cancelled loop has ended."""
+        self.stop()
+        mine = [t for t in self._started if not t.done()]
+        if mine:
+            await asyncio.gather(*mine, return_exceptions=True)
 
     def poke(self) -> None:
         """Read again now (after a change made from this window)."""
@@ -84,7 +100,9 @@ class FleetPoller(QObject):
         return saved
 
     async def _run(self) -> None:
-        while True:
+        import shiboken6
+
+        while shiboken6.isValid(self):  # a window deleted without closing: its poller ends
             try:
                 rows = await self.read()
             except asyncio.CancelledError:

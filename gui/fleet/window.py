@@ -19,7 +19,7 @@ from balancedesk.gui.fleet.poller import FleetPoller
 from balancedesk.gui.fleet.rows import InstanceRow
 from balancedesk.gui.fleet.tokens import TokenPanel, TokenShownDialog
 from PySide6.QtCore import QEvent, QItemSelection, Qt, Signal
-from PySide6.QtGui import QHideEvent, QShowEvent
+from PySide6.QtGui import QCloseEvent, QHideEvent, QShowEvent
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QHBoxLayout,
@@ -78,6 +78,7 @@ class BalancersWindow(QMainWindow):
         self.is_admin = is_admin
         self.rows: list[InstanceRow] = []
         self.token_dialog: TokenShownDialog | None = None
+        self._closed = False
         self._tasks: set[asyncio.Task[Any]] = set()
         self.poller = FleetPoller(client, self)
         self.poller.refreshed.connect(self.on_poller_refreshed)
@@ -328,7 +329,8 @@ class BalancersWindow(QMainWindow):
         return not self.isVisible() or self.isMinimized()
 
     def _follow(self) -> None:
-        if self.is_admin and self.stack.currentWidget() is self.tabs and not self._in_background():
+        if (self.is_admin and not self._closed and self.stack.currentWidget() is self.tabs
+                and not self._in_background()):
             if not self.poller.running:
                 self.poller.start()
                 self._spawn(self.refresh_tokens())
@@ -348,15 +350,21 @@ class BalancersWindow(QMainWindow):
         if event.type() == QEvent.Type.WindowStateChange:
             self._follow()
 
+    def closeEvent(self, event: QCloseEvent) -> None:
+        self.shutdown()
+        super().closeEvent(event)
+
     def shutdown(self) -> None:
-        """Stop polling and cancel what this window started. Safe to call twice."""
+        """Stop polling for good and cancel what this window started. Safe to call twice."""
+        self._closed = True
         self.poller.stop()
         for task in list(self._tasks):
             task.cancel()
 
     async def aclose(self) -> None:
         """:meth:`shutdown`, then wait until the cancelled calls have ended (before the loop closes)."""
-        pending = [t for t in (self.poller.task, *self._tasks) if t is not None]
+        pending = list(self._tasks)
         self.shutdown()
+        await self.poller.stopped()
         if pending:
             await asyncio.gather(*pending, return_exceptions=True)

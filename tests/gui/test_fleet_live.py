@@ -134,12 +134,12 @@ def test_open_live_view_from_the_fleet_drift_from_the_server_and_apply_checks_th
         snap = arun(live.client.snapshot())
         assert snap.group["connectorID"] == b and snap.member(second).weight == 7
     finally:
-        fleet_win.shutdown()
+        arun(fleet_win.aclose())
 
 
 def test_open_live_view_says_why_without_an_admin_endpoint(
     qtbot: QtBot, qloop: asyncio.AbstractEventLoop, fleet: Fleet, beats: Heartbeats,
-    admin_client: MgmtClient,
+    admin_client: MgmtClient, arun: Callable[..., Any],
 ) -> None:
     pool = new_pool()
     g = fleet.make_group(pool, port=7301)
@@ -156,4 +156,4 @@ def test_open_live_view_says_why_without_an_admin_endpoint(
             win.on_open_live_clicked()
         assert "did not send its admin endpoint" in failed.args[0] and g
     finally:
-        win.shutdown()
+        arun(win.aclose())

@@ -34,7 +34,7 @@ def _row(win: BalancersWindow, instance: str) -> InstanceRow | None:
 
 def test_three_instances_drift_per_group_and_lost(
     qtbot: QtBot, qloop: asyncio.AbstractEventLoop, fleet: Fleet, beats: Heartbeats, admin_client: MgmtClient,
-    qtmodeltester: Any,
+    qtmodeltester: Any, arun: Callable[..., Any],
 ) -> None:
     pool = new_pool()
     a = fleet.make_group(pool, port=7101, label="orthanc")
@@ -91,11 +91,11 @@ def test_three_instances_drift_per_group_and_lost(
         assert "2 alive · 1 lost" in win.summary.text()
         qtmodeltester.check(win.instances)
     finally:
-        win.shutdown()
+        arun(win.aclose())
 
 
 def test_hidden_view_does_not_poll(
-    qtbot: QtBot, qloop: asyncio.AbstractEventLoop, fleet: Fleet, admin_client: MgmtClient,
+    qtbot: QtBot, qloop: asyncio.AbstractEventLoop, fleet: Fleet, admin_client: MgmtClient, arun: Callable[..., Any],
 ) -> None:
     win = _window(qtbot, admin_client)
     try:
@@ -106,7 +106,7 @@ def test_hidden_view_does_not_poll(
         win.show()
         assert win.poller.running
     finally:
-        win.shutdown()
+        arun(win.aclose())
 
 
 def test_tokens_created_shown_once_and_revoked(
@@ -166,7 +166,7 @@ def test_tokens_created_shown_once_and_revoked(
         panel.revoke.click()
         assert "Choose a token" in panel.message.text()
     finally:
-        win.shutdown()
+        arun(win.aclose())
 
 
 def test_not_an_administrator_gets_a_sentence(
@@ -184,8 +184,8 @@ def test_not_an_administrator_gets_a_sentence(
         win2 = _window(qtbot, client, is_admin=True, user="carol")
         qtbot.waitUntil(lambda: win2.stack.currentWidget() is win2.not_admin, timeout=LONG)
         assert not win2.poller.running
-        win.shutdown()
-        win2.shutdown()
+        arun(win.aclose())
+        arun(win2.aclose())
     finally:
         arun(client.aclose())
 
