@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import httpx
 from mgmt_helpers import Server
+
+StartServer = Callable[..., Server]  # the start_server fixture (tests/mgmt/conftest.py)
 
 
 def owner(server: Server) -> tuple[httpx.Client, str]:

@@ -9,8 +9,7 @@ import uuid
 from pathlib import Path
 
 from balancedesk.core.fleet import HEARTBEAT_INTERVAL_S, LOST_AFTER_MISSED, MAX_HEARTBEAT_BYTES
-from conftest import StartServer
-from fleet_helpers import as_token, heartbeat_body, make_token, new_pool, owner
+from fleet_helpers import StartServer, as_token, heartbeat_body, make_token, new_pool, owner
 from mgmt_helpers import SERVE, Server, error_of
 
 

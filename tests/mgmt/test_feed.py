@@ -8,8 +8,7 @@ import time
 from typing import Any
 
 import httpx
-from conftest import StartServer
-from fleet_helpers import as_token, cursor_of, make_group, make_token, new_pool, owner
+from fleet_helpers import StartServer, as_token, cursor_of, make_group, make_token, new_pool, owner
 from mgmt_helpers import Server
 
 

@@ -10,8 +10,7 @@ import sys
 import uuid
 from pathlib import Path
 
-from conftest import StartServer
-from fleet_helpers import as_token, group_body, heartbeat_body, make_group, make_token, new_pool, owner
+from fleet_helpers import StartServer, as_token, group_body, heartbeat_body, make_group, make_token, new_pool, owner
 from mgmt_helpers import Server, error_of
 
 BALANCEDESK = [sys.executable, "-m", "balancedesk.gui.launcher"]
