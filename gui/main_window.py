@@ -423,7 +423,8 @@ class MainWindow(ConnectionMixin, EditingMixin, QMainWindow):
         members = group.connector_group.members if group.connector_group is not None else ()
         endpoints = {m.member_id: self.catalog.endpoint(m.member_id) for m in members
                      if self.catalog.endpoint(m.member_id)}
-        pool = group.listener.pool if group.listener is not None else None
+        is_admin = self.whoami is not None and self.whoami.is_admin  # the pool routes are Administrators' (and tokens')
+        pool = group.listener.pool if group.listener is not None and is_admin else None
         open_live_view(parent=self, group=group, endpoints=endpoints, mgmt=self.client, pool=pool)
 
     # the fleet (issue 11) -------------------------------------------------------------------------
