@@ -33,14 +33,14 @@ need_apt() {
 }
 
 setup() {
-  # a C compiler builds the native data plane (core/proxy/_engine.c) at install; without one the balancer
+  # a C compiler builds the native data plane (core/proxy/engine/) at install; without one the balancer
   # still works, on its asyncio L4 shell
   command -v cc >/dev/null || { command -v dpkg-query >/dev/null && need_apt gcc; }
   if [ ! -x "$VENV/bin/python" ]; then
     echo "dev.sh: creating $VENV"
     "$PY" -m venv "$VENV"
   fi
-  local want; want=$(sha256sum pyproject.toml setup.py constraints.txt core/proxy/_engine.c | sha256sum | cut -c1-16)
+  local want; want=$(cat pyproject.toml setup.py constraints.txt core/proxy/engine/*.[ch] | sha256sum | cut -c1-16)
   if [ "$(cat "$STAMP" 2>/dev/null)" != "$want" ]; then
     echo "dev.sh: installing Python packages into $VENV"
     "$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null

@@ -55,6 +55,7 @@ if TYPE_CHECKING:
     from balancedesk.core.client import MgmtClient, Whoami
     from balancedesk.gui.document import GroupDocument
     from balancedesk.gui.editor import GroupEditor
+    from balancedesk.gui.fleet.window import BalancersWindow
 
 T = TypeVar("T")
 
@@ -97,6 +98,7 @@ class MainWindow(ConnectionMixin, EditingMixin, QMainWindow):
         self._busy = 0
         self._close_ok = False
         self._live_import_failed = False
+        self.balancers_window: BalancersWindow | None = None
         self.undo_group = QUndoGroup(self)
         self._build()
         self._update_actions()
@@ -141,6 +143,9 @@ class MainWindow(ConnectionMixin, EditingMixin, QMainWindow):
                                        "Run this group in a local balancer and watch it live")
         self.attach_action = action("A&ttach…", self.on_attach_action_triggered, None,
                                     "Watch a running balancer for this group")
+        self.balancers_action = action("&Balancers…", self.on_balancers_action_triggered, "Ctrl+B",
+                                       "Every balancer of this server: alive/lost, applied vs saved versions, "
+                                       "overrides, tokens")
         self.quit_action = action("&Quit", self.close, QKeySequence.StandardKey.Quit)
         for a in (self.connect_action, self.reload_action):
             tb.addAction(a)
@@ -163,6 +168,8 @@ class MainWindow(ConnectionMixin, EditingMixin, QMainWindow):
         group_menu = menu.addMenu("&Group")
         group_menu.addAction(self.run_local_action)
         group_menu.addAction(self.attach_action)
+        fleet_menu = menu.addMenu("F&leet")
+        fleet_menu.addAction(self.balancers_action)
 
         # browser
         self.browser_model = BrowserModel(self)
@@ -382,6 +389,7 @@ class MainWindow(ConnectionMixin, EditingMixin, QMainWindow):
         self.save_action.setEnabled(connected and self.is_dirty() and not self.busy)
         self.delete_action.setEnabled(connected and saved_group and not self.busy)
         live = connected and saved_group and not self._live_import_failed and self._live_available()
+        self.balancers_action.setEnabled(connected)
         self.run_local_action.setEnabled(live)
         self.attach_action.setEnabled(live)
 
@@ -415,7 +423,34 @@ class MainWindow(ConnectionMixin, EditingMixin, QMainWindow):
         members = group.connector_group.members if group.connector_group is not None else ()
         endpoints = {m.member_id: self.catalog.endpoint(m.member_id) for m in members
                      if self.catalog.endpoint(m.member_id)}
-        open_live_view(parent=self, group=group, endpoints=endpoints, client=self.client)
+        is_admin = self.whoami is not None and self.whoami.is_admin  # the pool routes are Administrators' (and tokens')
+        pool = group.listener.pool if group.listener is not None and is_admin else None
+        open_live_view(parent=self, group=group, endpoints=endpoints, mgmt=self.client, pool=pool)
+
+    # the fleet (issue 11) -------------------------------------------------------------------------
+    def on_balancers_action_triggered(self) -> None:
+        self.open_balancers()
+
+    def open_balancers(self) -> QWidget | None:
+        """Show the Balancers window of the connected server (one per server; raised if open)."""
+        if self.client is None:
+            return None
+        from balancedesk.gui.fleet.window import BalancersWindow
+
+        win = self.balancers_window
+        if win is None or not shiboken6.isValid(win) or win.client is not self.client:
+            if win is not None and shiboken6.isValid(win):
+                win.shutdown()
+                win.close()
+            who = self.whoami
+            win = BalancersWindow(client=self.client, is_admin=who is not None and who.is_admin,
+                                  user=who.user if who is not None else "?", parent=self)
+            win.setWindowFlag(Qt.WindowType.Window, True)
+            win.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose, True)
+            self.balancers_window = win
+        win.show()
+        win.raise_()
+        return win
 
     # closing ----------------------------------------------------------------------------------------
     def closeEvent(self, event: QCloseEvent) -> None:
@@ -456,6 +491,13 @@ class MainWindow(ConnectionMixin, EditingMixin, QMainWindow):
             from balancedesk.gui.live.window import close_all_live_windows
 
             await close_all_live_windows()
+        fleet = self.balancers_window
+        if fleet is not None and shiboken6.isValid(fleet):
+            await fleet.aclose()
+        if "balancedesk.gui.fleet.poller" in sys.modules:  # also the polls of a Balancers window already gone
+            from balancedesk.gui.fleet.poller import stop_all
+
+            await stop_all()
         for task in list(self.tasks):
             task.cancel()
         await self.disconnect_client()

@@ -23,7 +23,7 @@ echo "== PyInstaller"
 echo "== smoke test of the frozen app"
 QT_QPA_PLATFORM=offscreen dist/balancedesk/balancedesk --help >/dev/null
 dist/balancedesk/balancedesk export --help >/dev/null
-# the native engine (core/proxy/_engine.c) must be inside: --data-plane native refuses to start without it
+# the native engine (core/proxy/engine/) must be inside: --data-plane native refuses to start without it
 smoke=$(mktemp -d)
 cat > "$smoke/group.json" <<'JSON'
 {"connectorID": "smoke", "owner": "admin", "label": "smoke", "authUser": [],

@@ -77,7 +77,7 @@ OK, FAILED, RESET, ABANDONED = OUTCOMES
 #   total_s, first_s, outcome); start is time.monotonic() seconds; client a (host, port[, ...]) tuple
 Record = tuple[float, Any, bytes | None, int | None, str | None, int, int, float, float | None, str]
 
-# the engine's record (``log_rec_t`` in _engine.c): start, total, first (<0: none), bytes in, bytes out,
+# the engine's record (``log_rec_t`` in engine/engine.h): start, total, first (<0: none), bytes in, bytes out,
 # target (-1: none), status (0: none), outcome, port, family (4/6), request length, address, request line
 ENGINE_RECORD = struct.Struct(f"=dddQQiiiHBB16s{REQUEST_LINE_MAX}s")
 

@@ -4,7 +4,7 @@ and which it refuses before a byte reaches a member.
 Both data planes obey these rules. http.py parses with httptools (llhttp in its strict mode: bare CR or LF,
 obs-fold, whitespace before a colon, a bad token, a CTL in a value, a bad or doubled Content-Length, a bad chunk
 size or chunk line are errors there → 400) and then asks :func:`decide` about what llhttp leaves to its caller.
-The native engine forwards only a canonical subset itself (see ``_engine.c``'s HTTP section) and hands every other
+The native engine forwards only a canonical subset itself (see ``engine/engine_http.c``) and hands every other
 request to http.py, so the answer to anything unusual is this module's.
 
 The rules, in the order they are checked:

@@ -1,4 +1,4 @@
-"""The native data plane (``_engine.c``): the C engine accepts, connects and relays (L4) or forwards the usual
+"""The native data plane (``core/proxy/engine/``): the C engine accepts, connects and relays (L4) or forwards the usual
 HTTP request (L7, :class:`NativeHttp`); this module decides.
 
 The engine calls back twice per connection — ``_on_accept(cid)`` (which member first) and
@@ -285,7 +285,7 @@ class NativeTcp:
 
 
 class NativeHttp(NativeTcp):
-    """L7 on the native data plane: the engine parses and forwards the usual request (see ``_engine.c``'s HTTP
+    """L7 on the native data plane: the engine parses and forwards the usual request (see ``engine/engine_http.c``'s
     section) and hands every other client connection to :class:`~balancedesk.core.proxy.http.HttpClient`,
     with the bytes it read, between two requests. Python is called once per request (``_on_request``: the
     pick, and its route event when a pooled connection carries it), plus ``_on_connect`` per fresh connect

@@ -33,16 +33,23 @@ __all__ = ["AdminClient", "LiveWindow", "open_live_view"]
 
 def open_live_view(
     *, parent: QWidget | None, group: Connector, endpoints: Mapping[str, str] | dict[str, str],
-    client: object | None = None,
+    client: object | None = None, mgmt: object | None = None, pool: str | None = None,
+    instance: str | None = None,
 ) -> QWidget:
     """Open (show) and return a live view of ``group``.
 
     ``endpoints`` maps each memberID to ``host:port``. ``client``: an :class:`AdminClient` to attach to
     at once (a balancer already running); anything else (e.g. the management client) is ignored — the
-    window then offers "Run locally" and "Attach…". The window is a top-level window (``Qt.Window``)
+    window then offers "Run locally" and "Attach…". ``mgmt``: the management client the saved group is
+    re-read from (drift and Apply use the server's group, never a frozen copy); ``pool``: the pool the
+    balancer follows (the group and its endpoints are then read as that pool serves them); ``instance``:
+    the balancer's instance ID, for the title. The window is a top-level window (``Qt.Window``)
     even with a parent, and stops every child process it started when it closes.
     """
-    win = LiveWindow(group=group, endpoints=dict(endpoints), parent=parent)
+    from balancedesk.core.client import MgmtClient
+
+    win = LiveWindow(group=group, endpoints=dict(endpoints), parent=parent,
+                     mgmt=mgmt if isinstance(mgmt, MgmtClient) else None, pool=pool, instance=instance)
     if parent is not None:
         win.setWindowFlag(Qt.WindowType.Window, True)
     win.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose, parent is not None)

@@ -1,4 +1,9 @@
-"""Drift: how the running balancer's config differs from the saved group (pure, no Qt)."""
+"""Drift: how the running balancer's config differs from the saved group (pure, no Qt).
+
+The saved group is whatever the caller last read from the management server (the live window re-reads
+it); the first check is always the group's ID: a balancer that runs another group is not "drifting" from
+this one, and nothing may push this group's config to it (:func:`apply_refusal`).
+"""
 
 from __future__ import annotations
 
@@ -16,11 +21,32 @@ def balancer_config(group: Connector, endpoints: Mapping[str, str]) -> dict[str,
     return body
 
 
+def running_group_id(snap: Snapshot) -> str | None:
+    """The connectorID the balancer says it runs (None if its snapshot does not say)."""
+    cid = snap.group.get("connectorID")
+    return str(cid) if cid else None
+
+
+def apply_refusal(group: Connector, snap: Snapshot) -> str | None:
+    """Why the saved ``group`` must not be pushed to the balancer of ``snap``, or None if it may."""
+    running = running_group_id(snap)
+    if running is None:
+        return (f"apply refused: the balancer does not say which group it runs, so {group.connector_id!r} "
+                "is not pushed to it")
+    if running != group.connector_id:
+        return (f"apply refused: this balancer runs group {running!r}, not {group.connector_id!r}; "
+                "open the live view of that group to change it")
+    return None
+
+
 def differences(group: Connector, endpoints: Mapping[str, str], snap: Snapshot) -> list[str]:
     """Human sentences, one per difference between the saved ``group`` and the running ``snap``."""
     cg = group.connector_group
     if cg is None:
         return ["the saved connector is not a group"]
+    running_id = running_group_id(snap)
+    if running_id is not None and group.connector_id and running_id != group.connector_id:
+        return [f"the balancer runs another group ({running_id!r}, not {group.connector_id!r})"]
     out: list[str] = []
     running = snap.group
     if "retryDelay" in running and int(running["retryDelay"]) != cg.retry_delay:

@@ -4,6 +4,12 @@ Composition: a :class:`LiveWatcher` polls the admin endpoint; snapshots feed the
 topology, the rate chart and the drift banner; events feed the topology's moving dots and the timeline.
 "Run locally" starts ``balancedesk balance`` as a child; "Attach…" watches one elsewhere — same code,
 another URL. Every network call is awaited on the qasync loop; children are QProcesses.
+
+The saved group comes from the management server, never a frozen copy: with a management client
+(``mgmt``) the window re-reads the group every :data:`SAVED_REFRESH_S` (a conditional GET: an unchanged
+group costs a 304) and again right before "Apply saved config". Apply first checks the group's ID
+against the one the balancer runs (the snapshot's ``group.connectorID``) and refuses, inline, a balancer
+that runs another group (or does not say which).
 """
 
 from __future__ import annotations
@@ -18,15 +24,16 @@ import tempfile
 import time
 from collections.abc import Coroutine, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from balancedesk.core.model import Connector
 from balancedesk.gui.live.admin import AdminClient, AdminError, AdminUnavailable, EventBatch, Snapshot
 from balancedesk.gui.live.chart import RateChart
 from balancedesk.gui.live.children import ChildProcess
 from balancedesk.gui.live.demos import DemoMembers, TrafficGenerator
-from balancedesk.gui.live.drift import balancer_config, differences
+from balancedesk.gui.live.drift import apply_refusal, balancer_config, differences
 from balancedesk.gui.live.models import MemberTableModel, TimelineEntry, TimelineModel, timeline_entries
+from balancedesk.gui.live.overrides import MemberOverride, overrides, runtime_only_text, with_weights
 from balancedesk.gui.live.panels import AttachDialog, DemoPanel, RunPanel, TrafficPanel
 from balancedesk.gui.live.rates import RateTracker
 from balancedesk.gui.live.topology import TopologyView
@@ -50,9 +57,13 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+if TYPE_CHECKING:
+    from balancedesk.core.client import MgmtClient
+
 _CLOSING: set[asyncio.Task[Any]] = set()  # closing calls still running after a window has gone
 TABLE_HZ = 2.0  # member table refreshes per second while only counters change
 BALANCER_READY = r"balancedesk: balancing (\S+) admin (http://\S+)"
+SAVED_REFRESH_S = 2.0  # how often the saved group is re-read from the management server while watching
 
 
 def _banner(color: str) -> tuple[QFrame, QLabel, QHBoxLayout]:
@@ -81,10 +92,17 @@ class LiveWindow(QMainWindow):
     actionFailed = Signal(str)
 
     def __init__(self, *, group: Connector | None = None, endpoints: Mapping[str, str] | None = None,
-                 parent: QWidget | None = None) -> None:
+                 parent: QWidget | None = None, mgmt: MgmtClient | None = None, pool: str | None = None,
+                 instance: str | None = None) -> None:
         super().__init__(parent)
         self.group = group
         self.endpoints = dict(endpoints or {})
+        self.mgmt = mgmt
+        self.pool = pool
+        self.saved_version: int | None = None  # the group's version in ``pool`` when read from it
+        self._saved_etag = ""
+        self._saved_at = -SAVED_REFRESH_S
+        self._saved_task: asyncio.Task[Any] | None = None
         self.client: AdminClient | None = None
         self.watcher: LiveWatcher | None = None
         self.balancer: ChildProcess | None = None
@@ -96,7 +114,7 @@ class LiveWindow(QMainWindow):
         self._tmp = Path(tempfile.mkdtemp(prefix="balancedesk-live-"))
         self._closed = False
         label = group.label if group is not None else "balancer"
-        self.setWindowTitle(f"Live — {label}")
+        self.setWindowTitle(f"Live — {label}" + (f" on {instance}" if instance else ""))
         self.resize(1280, 860)
 
         self.members = MemberTableModel(self)
@@ -168,9 +186,15 @@ class LiveWindow(QMainWindow):
         self.enable = QPushButton("Enable")
         self.apply_weights = QPushButton("Apply weights")
         self.apply_weights.setEnabled(False)
+        self.save_overrides = QPushButton("Save to the server")
+        self.revert_overrides = QPushButton("Revert")
         for b, tip in ((self.drain, "no new connections; existing ones finish"),
                        (self.disable, "no new connections"), (self.enable, "back in rotation"),
-                       (self.apply_weights, "send the edited weights to the running balancer")):
+                       (self.apply_weights, "send the edited weights to the running balancer"),
+                       (self.save_overrides, "make the live weights of the chosen members (all, if none is "
+                                             "chosen) the group's saved weights on the management server"),
+                       (self.revert_overrides, "set the chosen members (all, if none is chosen) back to the "
+                                               "saved config: enabled, saved weight")):
             b.setToolTip(tip)
             actions.addWidget(b)
         actions.addStretch(1)
@@ -210,6 +234,8 @@ class LiveWindow(QMainWindow):
         self.disable.clicked.connect(lambda: self.set_selected_state("disabled"))
         self.enable.clicked.connect(lambda: self.set_selected_state("enabled"))
         self.apply_weights.clicked.connect(self.on_apply_weights_clicked)
+        self.save_overrides.clicked.connect(lambda: self._spawn(self.save_to_server(self.selected_member_ids())))
+        self.revert_overrides.clicked.connect(lambda: self._spawn(self.revert(self.selected_member_ids())))
         self.apply_config.clicked.connect(self.on_apply_config_clicked)
         self.animate.toggled.connect(self.topology.set_animated)
         self.members.weightEdited.connect(
@@ -435,6 +461,52 @@ class LiveWindow(QMainWindow):
 
     # drift ---------------------------------------------------------------------------------------
     def _check_drift(self, snap: Snapshot) -> None:
+        if self.mgmt is not None and self.group is not None and self._saved_task is None \
+                and time.monotonic() - self._saved_at >= SAVED_REFRESH_S:
+            self._saved_task = self._spawn(self._refresh_saved_then_check())
+        self._show_drift(snap)
+
+    async def _refresh_saved_then_check(self) -> None:
+        try:
+            await self.refresh_saved()
+        except Exception as exc:  # the server down or a refusal: say it, keep the last saved group
+            from balancedesk.gui.connection import explain
+
+            self.status.setText(f"cannot re-read the saved group: {explain(exc)}")
+        finally:
+            self._saved_task = None
+            self._saved_at = time.monotonic()
+        if self.last is not None:
+            self._show_drift(self.last)
+
+    async def refresh_saved(self, *, force: bool = False) -> bool:
+        """Re-read the saved group (and, with a pool, its endpoints as the pool serves them) from the
+        management server. True if it changed. ``force``: without If-None-Match (before Apply)."""
+        if self.mgmt is None or self.group is None or not self.group.connector_id:
+            return False
+        cid = self.group.connector_id
+        etag = None if force else (self._saved_etag or None)
+        if self.pool:
+            answer = await self.mgmt.pool_group(self.pool, cid, if_none_match=etag)
+            if answer is None:
+                return False
+            pg, self._saved_etag = answer
+            cfg = pg.config
+            group = Connector(connector_id=cid, owner=cfg.owner or self.group.owner, label=cfg.label,
+                              connector_group=cfg.connector_group, listener=cfg.listener)
+            changed = group != self.group or dict(cfg.endpoints) != self.endpoints
+            self.group, self.endpoints, self.saved_version = group, dict(cfg.endpoints), pg.version
+            return changed
+        got = (await self.mgmt.get_connector(cid)) if etag is None else (
+            await self.mgmt.get_connector_if_changed(cid, etag))
+        if got is None:
+            return False
+        group, self._saved_etag = got
+        changed = group != self.group
+        self.group = group
+        return changed
+
+    def _show_drift(self, snap: Snapshot) -> None:
         if self.group is None:
             return
         diffs = differences(self.group, self.endpoints, snap)
@@ -448,15 +520,32 @@ class LiveWindow(QMainWindow):
     def on_apply_config_clicked(self) -> None:
         self._spawn(self.apply_saved_config())
 
-    async def apply_saved_config(self) -> None:
+    async def apply_saved_config(self) -> bool:
+        """Push the saved group (re-read from the server first) to the watched balancer — only if it runs
+        that group. False, with a sentence in the status bar, when refused or failed."""
         if self.group is None or self.client is None:
-            return
+            self._say("apply refused: not watching a balancer")
+            return False
+        snap = self.last or await self.client.snapshot()
+        refusal = apply_refusal(self.group, snap)
+        if refusal:
+            self._say(refusal)
+            return False
+        if self.mgmt is not None:
+            try:
+                await self.refresh_saved(force=True)
+            except Exception as exc:
+                from balancedesk.gui.connection import explain
+
+                self._say(f"apply refused: the saved group could not be re-read from the server: {explain(exc)}")
+                return False
         try:
             version = await self.client.put_config(balancer_config(self.group, self.endpoints))
         except (AdminError, AdminUnavailable) as exc:
             self._say(f"apply failed: {exc}")
-            return
+            return False
         self.status.setText(f"applied the saved config (version {version})")
+        return True
 
     # acting on members ---------------------------------------------------------------------------
     def set_selected_state(self, state: str) -> None:
@@ -492,6 +581,62 @@ class LiveWindow(QMainWindow):
         if bad:
             self._say("weight failed for " + "; ".join(bad))
         self.apply_weights.setEnabled(bool(bad))
+
+    # overrides: save to the server or revert -----------------------------------------------------
+    def _overrides(self, member_ids: list[str]) -> list[MemberOverride]:
+        if self.group is None or self.last is None:
+            return []
+        found = overrides(self.group, self.last)
+        return [o for o in found if o.member_id in member_ids] if member_ids else found
+
+    async def save_to_server(self, member_ids: list[str]) -> bool:
+        """Save the live weights of ``member_ids`` (all overrides if empty) as the group's weights on the
+        management server; drain/disabled are explained as runtime-only. True if something was saved."""
+        if self.mgmt is None or self.group is None or not self.group.connector_id:
+            self._say("save to the server: this view has no management server (open it from the main window "
+                      "or the Balancers view)")
+            return False
+        found = self._overrides(member_ids)
+        weights = {o.member_id: o.weight for o in found if o.weight is not None}
+        runtime = runtime_only_text(found)
+        if not weights:
+            self._say(runtime or "nothing to save: the chosen members run the saved config")
+            return False
+        from balancedesk.gui.connection import explain
+
+        try:
+            current, etag = await self.mgmt.get_connector(self.group.connector_id)
+            await self.mgmt.put_connector(with_weights(current, weights), if_match=etag)
+            await self.refresh_saved(force=True)
+        except Exception as exc:
+            self._say(f"save to the server failed: {explain(exc)}")
+            return False
+        saved = ", ".join(f"{m} weight {w}" for m, w in weights.items())
+        self.status.setText(f"saved to the server: {saved}" + (f". {runtime}" if runtime else ""))
+        if self.last is not None:
+            self._show_drift(self.last)
+        return True
+
+    async def revert(self, member_ids: list[str]) -> bool:
+        """Set ``member_ids`` (all overrides if empty) back to the saved config's state and weight on the
+        balancer. True if every call succeeded."""
+        if self.client is None:
+            self._say("not watching a balancer")
+            return False
+        found = self._overrides(member_ids)
+        if not found:
+            self._say("nothing to revert: the chosen members run the saved config")
+            return False
+        client = self.client
+        calls = [client.set_state(o.member_id, "enabled") for o in found if o.state is not None]
+        calls += [client.set_weight(o.member_id, o.saved_weight) for o in found if o.weight is not None]
+        results = await asyncio.gather(*calls, return_exceptions=True)
+        bad = [str(r) for r in results if isinstance(r, Exception)]
+        if bad:
+            self._say("revert failed: " + "; ".join(bad))
+            return False
+        self.status.setText("reverted to the saved config: " + ", ".join(o.member_id for o in found))
+        return True
 
     # traffic -------------------------------------------------------------------------------------
     def on_traffic_start_clicked(self) -> None:

@@ -13,12 +13,17 @@ import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import qasync
 from PySide6.QtCore import QSettings
 from PySide6.QtWidgets import QApplication
+
+from tests.gui.fleet_support import HEARTBEAT_S, Fleet, Heartbeats
+
+if TYPE_CHECKING:
+    from balancedesk.core.client import MgmtClient
 
 ADMIN_PASSWORD = "admin-test-pw-1"
 
@@ -146,3 +151,36 @@ def window(qtbot: Any, arun: Callable[..., Any], tmp_path: Path, monkeypatch: py
     w.show()
     yield w
     arun(w.shutdown())
+
+
+# --- the fleet (issue 11): a real server with a short heartbeat interval, balancer imitations ---------
+
+
+@pytest.fixture
+def fleet(spawn: Callable[..., Any], tmp_path: Path) -> Iterator[Fleet]:
+    """A real ``balancedesk serve`` (no demo data) whose balancers heartbeat every HEARTBEAT_S."""
+    child = spawn([sys.executable, "-m", "balancedesk.gui.launcher", "serve", "--port", "0",
+                   "--data", str(tmp_path / "mgmt"), "--heartbeat-interval", str(HEARTBEAT_S)],
+                  env={"BALANCEDESK_ADMIN_PASSWORD": ADMIN_PASSWORD})
+    url = child.wait_for(r"balancedesk: serving (https?://\S+)", timeout=30).group(1)
+    import httpx
+
+    f = Fleet(url, httpx.Client(base_url=url, auth=("admin", ADMIN_PASSWORD), timeout=30.0))
+    yield f
+    f.admin.close()
+
+
+@pytest.fixture
+def beats(fleet: Fleet) -> Iterator[Heartbeats]:
+    hb = Heartbeats(fleet.url).start()
+    yield hb
+    hb.close()
+
+
+@pytest.fixture
+def admin_client(fleet: Fleet, arun: Callable[..., Any]) -> Iterator[MgmtClient]:
+    from balancedesk.core.client import MgmtClient
+
+    client = MgmtClient(fleet.url, "admin", ADMIN_PASSWORD)
+    yield client
+    arun(client.aclose())

@@ -1,4 +1,4 @@
-"""The native L4 engine's own contract (``core/proxy/_engine.c``), below the balancer: argument errors, its
+"""The native L4 engine's own contract (``core/proxy/engine/``), below the balancer: argument errors, its
 collectability, and a relay driven by hand on 127.0.0.1 (a listener, a member, the callbacks)."""
 
 from __future__ import annotations
