@@ -155,10 +155,11 @@ class Runtime:
         self._set_override(member_id, None if state is AdminState.ENABLED else state, weight)
 
     def override_weight(self, member_id: str, weight: int) -> None:
-        """A live weight: kept across config updates until reverted."""
+        """A live weight: kept across config updates until reverted (the config's own weight is no override)."""
         self.balancer.set_weight(member_id, weight)
         state, _ = self.overrides.get(member_id, (None, None))
-        self._set_override(member_id, state, weight)
+        configured = next((m.weight for m in self.cfg.connector_group.members if m.member_id == member_id), None)
+        self._set_override(member_id, state, None if weight == configured else weight)  # the config's: none
 
     def revert(self, member_id: str) -> bool:
         """Drop ``member_id``'s override: its weight is the config's again and it is enabled. False if none."""

@@ -24,7 +24,7 @@ from urllib.parse import SplitResult, urlencode, urlsplit
 
 import httptools
 import orjson
-from balancedesk.core.proxy.contract import Command, MemberSnap, SetState, SetWeight, Snapshot
+from balancedesk.core.proxy.contract import Command, MemberSnap, RevertOverride, SetState, SetWeight, Snapshot
 
 __all__ = ["AdminClient", "AdminError", "AdminUnavailable", "EventBatch", "MemberSnap", "Snapshot", "admin_url"]
 
@@ -252,6 +252,10 @@ class AdminClient:
 
     async def set_weight(self, member_id: str, weight: int) -> Any:
         return await self.command(SetWeight(member_id, weight))
+
+    async def revert(self, member_id: str) -> Any:
+        """Drop the member's runtime override on the balancer (its config weight, enabled)."""
+        return await self.command(RevertOverride(member_id))
 
     async def put_config(self, config: Mapping[str, Any]) -> int:
         d = await self._call("PUT", "/admin/config", json=dict(config))

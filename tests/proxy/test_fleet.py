@@ -205,3 +205,7 @@ def test_a_live_weight_and_a_drain_survive_ten_updates_and_revert(fleet: dict[st
     assert lb.admin("DELETE", f"/groups/{g}/overrides/{a1}").status_code == 404
     lb.json("DELETE", f"/groups/{g}/overrides/{b1}")
     assert lb.snapshot(g)["overrides"] == [] and lb.snapshot(g)["members"][1]["admin"] == "enabled"
+    lb.json("POST", f"/groups/{g}/members/{a1}/weight", json={"weight": 4})
+    assert lb.snapshot(g)["overrides"] == [{"connectorID": g, "memberID": a1, "weight": 4}]
+    lb.json("POST", f"/groups/{g}/members/{a1}/weight", json={"weight": 1})  # the config's weight: no override
+    assert lb.snapshot(g)["overrides"] == []
