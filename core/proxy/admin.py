@@ -79,6 +79,8 @@ def member_json(rt: Runtime, mid: str, now: float, shares: dict[str, float], tot
         "active": st.active if st is not None else 0,
         "total": picked,
         "failures": view.failures,
+        # with --workers N: failures counted by every worker of the process (None: one worker, or no shared slot)
+        "failuresAllWorkers": rt.shared.failures(mid) if rt.shared is not None else None,
         "bytesIn": st.bytes_in if st is not None else 0,
         "bytesOut": st.bytes_out if st is not None else 0,
         "latencyP50_ms": p50,

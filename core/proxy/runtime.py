@@ -125,6 +125,8 @@ class Runtime:
         # (the native engine) folds its counts into ``stats``/``active``/``refused`` here
         self.refreshers: list[Callable[[], None]] = []
         self.on_config: list[Callable[[], None]] = []  # called after a new config was applied
+        if self.shared is not None:  # the snapshot shows what every worker marked, even before the next pick
+            self.refreshers.append(lambda: self.adopt_shared(self.loop.time()))
         self._apply_checks(cfg)
         self._apply_access_log(cfg)
         self.record_config(None)
@@ -258,8 +260,9 @@ class Runtime:
             until = now + self.balancer.retry_delay_s
             self._emit(("health", member_id, "disabled", until, reason))
             self._arm_expiry()
-        if self.shared is not None and self.balancer.retry_delay_s > 0:
-            self.shared.publish(member_id, now + self.balancer.retry_delay_s)  # every worker: the same deadline
+        if self.shared is not None:  # every worker: the same deadline (none with retryDelay 0), one count
+            retry = self.balancer.retry_delay_s
+            self.shared.publish(member_id, now + retry if retry > 0 else None, failed=True)
 
     def connect_succeeded(self, sel: Selection | None, member_id: str, now: float) -> None:
         """A connect to ``member_id`` succeeded (``sel`` may be None: a first pick needs no Selection)."""

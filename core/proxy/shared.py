@@ -67,7 +67,8 @@ class SharedState:
         self.lock = multiprocessing.get_context("fork").Lock()
         o_ids = _HEADER_WORDS * 8
         o_until = o_ids + member_slots * _DIGEST
-        o_hash = o_until + member_slots * 8
+        o_fail = o_until + member_slots * 8
+        o_hash = o_fail + member_slots * 8
         o_mslot = o_hash + self.capacity * 8
         o_last = o_mslot + self.capacity * 8
         size = o_last + self.capacity * 8
@@ -75,7 +76,8 @@ class SharedState:
         view = memoryview(self._mm)
         self.header = view[:o_ids].cast("q")
         self.ids = view[o_ids:o_until]
-        self.until = view[o_until:o_hash].cast("d")
+        self.until = view[o_until:o_fail].cast("d")
+        self.failures = view[o_fail:o_hash].cast("q")  # failed connects (or requests) by every worker
         self.hashes = view[o_hash:o_mslot].cast("q")
         self.mslots = view[o_mslot:o_last].cast("q")
         self.lasts = view[o_last:size].cast("d")
@@ -101,6 +103,7 @@ class SharedState:
                 self.header[_UNSHARED] += 1
                 return None
             self.until[n] = 0.0
+            self.failures[n] = 0
             self.ids[n * _DIGEST:(n + 1) * _DIGEST] = digest
             self.header[_CLAIMED] = n + 1
             return n
@@ -115,9 +118,11 @@ class SharedState:
     def digest_at(self, slot: int) -> bytes:
         return bytes(self.ids[slot * _DIGEST:(slot + 1) * _DIGEST])
 
-    def publish_mark(self, slot: int, until: float | None) -> None:
+    def publish_mark(self, slot: int, until: float | None, *, failed: bool = False) -> None:
         with self.lock:
             self.until[slot] = until if until is not None else 0.0
+            if failed:
+                self.failures[slot] += 1
             self.header[GEN_WORD] += 1
 
     def counts(self) -> StickyCounts:
@@ -128,7 +133,7 @@ class SharedState:
         return int(self.header[_UNSHARED])
 
     def close(self) -> None:
-        for v in (self.header, self.ids, self.until, self.hashes, self.mslots, self.lasts):
+        for v in (self.header, self.ids, self.until, self.failures, self.hashes, self.mslots, self.lasts):
             v.release()
         self._mm.close()
 
@@ -157,11 +162,17 @@ class SharedGroup:
                 self._slot[mid] = slot
         self._member = {s: m for m, s in self._slot.items()}
 
-    def publish(self, member_id: str, until: float | None) -> None:
-        """This worker's mark of ``member_id`` changed (``until`` None: cleared)."""
+    def publish(self, member_id: str, until: float | None, *, failed: bool = False) -> None:
+        """This worker's mark of ``member_id`` changed (``until`` None: cleared; ``failed``: by a failure,
+        counted for all workers)."""
         slot = self._slot.get(member_id)
         if slot is not None:
-            self.state.publish_mark(slot, until)
+            self.state.publish_mark(slot, until, failed=failed)
+
+    def failures(self, member_id: str) -> int | None:
+        """Failures of ``member_id`` counted by every worker (None: it has no shared slot)."""
+        slot = self._slot.get(member_id)
+        return int(self.state.failures[slot]) if slot is not None else None
 
     def marks(self) -> Iterator[tuple[str, float | None]]:
         """Every bound member's shared deadline (None: no mark)."""
