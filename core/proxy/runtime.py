@@ -89,7 +89,7 @@ class Runtime:
         self.affinity_header = affinity_header
         self.started = self.loop.time()
         # the workers' shared marks and sticky table (``--workers N``), or None: this worker's own
-        self.shared: SharedGroup | None = shared.group(cfg.connector_id) if shared is not None else None
+        self.shared: SharedGroup | None = shared.group(cfg.connector_id or "") if shared is not None else None
         self.workers = shared.workers if shared is not None else 1
         self._shared_gen = -1
         self.sticky: StickyStore = self.shared if self.shared is not None else StickyTable(

@@ -135,14 +135,14 @@ async def test_push_transfers_started_while_a_member_is_down_are_not_split_when_
                 assert r.status_code == 200, r.text
                 created[tid] = r.json()["Backend"]
             assert "be3" not in created.values()
-            bad = sum(await asyncio.gather(*(put_transfer_part(client, lb.url, t, {0: buckets[0], 1: buckets[1]})
-                                             for t in tids)), [])
+            bad = [b for part in await asyncio.gather(*(
+                put_transfer_part(client, lb.url, t, {0: buckets[0], 1: buckets[1]}) for t in tids)) for b in part]
             assert not bad, bad
             c = restart(upstream, c)
             wait_until(lambda: health(lb, "be3") == "up", what="be3 up again", timeout=RETRY + 10)
             assert which(lb, keys_on("be3", 1, prefix="new")[0]) == "be3"  # be3 takes new keys again
-            bad = sum(await asyncio.gather(*(put_transfer_part(client, lb.url, t, {2: buckets[2]}) for t in tids)),
-                      [])
+            bad = [b for part in await asyncio.gather(*(
+                put_transfer_part(client, lb.url, t, {2: buckets[2]}) for t in tids)) for b in part]
             assert not bad, bad
             want = [hashlib.sha256(b).hexdigest() for b in buckets]
             for tid in tids:
