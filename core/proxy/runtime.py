@@ -92,6 +92,7 @@ class Runtime:
         self.shared: SharedGroup | None = shared.group(cfg.connector_id or "") if shared is not None else None
         self.workers = shared.workers if shared is not None else 1
         self._shared_gen = -1
+        self._gen_words = shared.header if shared is not None else None  # [GEN_WORD]: bumped at every mark
         self.sticky: StickyStore = self.shared if self.shared is not None else StickyTable(
             capacity=limits.STICKY_ENTRIES, idle_s=limits.STICKY_IDLE_S)
         self.balancer = GroupBalancer(cfg.connector_group, sticky=self.sticky)
@@ -196,6 +197,8 @@ class Runtime:
         flip = checks.record(member_id, ok=ok, detail=detail, now=now)
         if flip is not None:
             self._emit(("health", member_id, flip.state, None, flip.reason))
+            if flip.state == "enabled" and self.shared is not None:  # the checks lifted its mark: for all
+                self.shared.publish(member_id, None)
             self._arm_expiry()
 
     def set_admin(self, member_id: str, state: AdminState) -> None:
@@ -209,8 +212,8 @@ class Runtime:
     def first_pick(self, key: str | None, now: float) -> str | None:
         """``GroupBalancer.first_pick`` after adopting other workers' marks: the hot path's member, or None
         (then :meth:`begin`)."""
-        shared = self.shared
-        if shared is not None and shared.state.header[GEN_WORD] != self._shared_gen:
+        gen = self._gen_words
+        if gen is not None and gen[GEN_WORD] != self._shared_gen:
             self.adopt_shared(now)
         return self.balancer.first_pick(key, now=now)
 
@@ -234,8 +237,8 @@ class Runtime:
     def begin(self, now: float, key: str | None, first: str | None = None) -> Selection:
         """A walk over the group's candidates. ``first``: the member ``first_pick`` chose and was tried
         already (the Selection is made only once it failed): the walk goes on from it."""
-        shared = self.shared
-        if shared is not None and shared.state.header[GEN_WORD] != self._shared_gen:
+        gen = self._gen_words
+        if gen is not None and gen[GEN_WORD] != self._shared_gen:
             self.adopt_shared(now)
         sel = self.balancer.begin(now=now, affinity_key=key)
         if first is not None:

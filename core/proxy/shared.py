@@ -183,8 +183,7 @@ class SharedGroup:
 
     # the StickyStore protocol ----------------------------------------------------------------------
     def _hash(self, key: str) -> int:
-        h = hash(key) ^ self._salt
-        return h if h != 0 else 1  # 0 marks an empty slot
+        return hash(key) ^ self._salt or 1  # 0 marks an empty slot
 
     def _set(self, h: int) -> range:
         st = self.state
@@ -193,27 +192,28 @@ class SharedGroup:
 
     def get(self, key: str, *, now: float) -> str | None:
         st = self.state
-        h = self._hash(key)
+        h = hash(key) ^ self._salt or 1
+        base = (h & st._set_mask) * st.ways
         hashes = st.hashes
-        for i in self._set(h):
-            if hashes[i] != h:
-                continue
-            mslot = int(st.mslots[i])
-            last = st.lasts[i]
-            if hashes[i] != h:  # rewritten while read
-                return None
-            if now - last >= st.idle_s:
-                with st.lock:
-                    if hashes[i] == h:
-                        self._clear(i)
-                        st.header[_EXPIRIES] += 1
-                return None
-            member = self._member.get(mslot)
-            if member is None:  # a member this worker's config does not have (yet, or any more)
-                return None
-            st.lasts[i] = now
-            return member
-        return None
+        row = hashes[base:base + st.ways].tolist()  # the key's set, compared in C
+        if h not in row:
+            return None  # the usual case: a key on its rendezvous choice has no entry
+        i = base + row.index(h)
+        mslot = int(st.mslots[i])
+        last = st.lasts[i]
+        if hashes[i] != h:  # rewritten while read
+            return None
+        if now - last >= st.idle_s:
+            with st.lock:
+                if hashes[i] == h:
+                    self._clear(i)
+                    st.header[_EXPIRIES] += 1
+            return None
+        member = self._member.get(mslot)
+        if member is None:  # a member this worker's config does not have (yet, or any more)
+            return None
+        st.lasts[i] = now
+        return member
 
     def put(self, key: str, member_id: str, *, now: float) -> None:
         slot = self._slot.get(member_id)
