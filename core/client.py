@@ -3,7 +3,8 @@
 Used by the GUI (on the qasync loop) and by the balancer to pull a group's configuration. Every method is a
 coroutine; nothing here blocks. Names below are a contract with the GUI: keep them stable.
 
-``MgmtClient(base_url, user, password, *, verify=True, timeout=10.0, on_behalf_of=None)`` — HTTP Basic auth;
+``MgmtClient(base_url, user, password, *, verify=True, timeout=10.0, on_behalf_of=None, token=None)`` — HTTP Basic
+auth, or with ``token="bdt_…"`` (and no user) a balancer token as a bearer credential;
 ``verify`` is ``True``/``False`` or a path to a CA bundle (for ``balancedesk serve --cert``); ``on_behalf_of``
 (an Administrator only): every ``/api/mgmt`` call carries HDP's ``?user=NAME`` and acts as that user, with that
 user's rights. Use ``async with`` or call ``aclose()``.
@@ -14,6 +15,7 @@ Identity
 Connectors (``/api/mgmt/connectors``)
     ``list_connectors(details=True, accessible=False)``    list[Connector], or list[str] of IDs
     ``get_connector(id) -> (Connector, etag)``
+    ``get_connector_if_changed(id, etag) -> (Connector, etag) | None``   None: 304, ``etag`` is still current
     ``create_group(connector) -> (Connector, etag)``       POST; the server assigns ``connectorID``
     ``put_connector(connector, *, if_match=None) -> (Connector, etag)``   full replace, ID from the connector
     ``delete_connector(id, *, if_match=None) -> None``     groups only
@@ -39,6 +41,16 @@ Administrator (``/api/admin``)
     ``list_users() -> list[User]``
     ``disable_user(name) -> User`` / ``enable_user(name) -> User``
 
+The control plane (see :mod:`balancedesk.core.fleetclient` for the values and how a balancer follows a pool)
+    ``pool_groups(pool, *, if_none_match=None) -> PoolGroups | None``          token or Administrator
+    ``pool_group(pool, id, *, if_none_match=None) -> (PoolGroup, etag) | None``
+    ``changes(pool, cursor, *, wait=0, store_id=None) -> FeedAnswer``          long poll
+    ``heartbeat(Heartbeat) -> HeartbeatAnswer``                                 token only
+    ``list_balancers(*, pool=None) -> list[BalancerInfo]``                       Administrator
+    ``balancer_admin(instance_id) -> BalancerAdmin``  (its admin URL and token)  Administrator
+    ``forget_balancer(instance_id)``, ``create_token(pool, *, label="") -> (token, TokenInfo)``,
+    ``list_tokens() -> list[TokenInfo]``, ``revoke_token(id) -> TokenInfo``      Administrator
+
 Failures
     ``ApiError(status, code, message, problems)`` for every 4xx/5xx answer; ``problems`` is a list of
     :class:`balancedesk.core.model.Problem` (field, message, member_id) to show next to the field.
@@ -56,6 +68,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, overload
 
 import httpx
+from balancedesk.core.fleetclient import FleetCalls
 from balancedesk.core.model import Connector, Member, Problem, RuleError, parse_connector, parse_members
 
 ADMINISTRATOR = "Administrator"
@@ -151,6 +164,17 @@ def _members_json(members: Iterable[Member]) -> list[dict[str, Any]]:
     return [{"memberID": m.member_id, "sequence": m.sequence, "weight": m.weight} for m in members]
 
 
+class _Bearer(httpx.Auth):
+    """``Authorization: Bearer <token>`` on every request (a balancer token)."""
+
+    def __init__(self, token: str) -> None:
+        self._header = f"Bearer {token}"
+
+    def auth_flow(self, request: httpx.Request) -> Any:
+        request.headers["Authorization"] = self._header
+        yield request
+
+
 def _error_from(response: httpx.Response) -> ApiError:
     code = ""
     message = f"The server answered {response.status_code} {response.reason_phrase}."
@@ -176,27 +200,32 @@ def _connector(body: Any) -> Connector:
         ) from exc
 
 
-class MgmtClient:
+class MgmtClient(FleetCalls):
     """Async client for the management API. See the module docstring for the method list."""
 
     def __init__(
         self,
         base_url: str,
-        user: str,
-        password: str,
+        user: str = "",
+        password: str = "",
         *,
         verify: bool | str = True,
         timeout: float = 10.0,
         on_behalf_of: str | None = None,
+        token: str | None = None,
     ) -> None:
+        if (token is None) == (not user):
+            raise ValueError("MgmtClient needs a user and password, or a token (not both)")
         self.base_url = base_url.rstrip("/")
         self.user = user
         self.on_behalf_of = on_behalf_of
+        self.timeout = timeout
+        auth: httpx.Auth = httpx.BasicAuth(user, password) if token is None else _Bearer(token)
         # a CA bundle path becomes a context: httpx deprecates verify=<str>
         tls: bool | ssl.SSLContext = ssl.create_default_context(cafile=verify) if isinstance(verify, str) else verify
         self._http = httpx.AsyncClient(
             base_url=self.base_url,
-            auth=httpx.BasicAuth(user, password),
+            auth=auth,
             verify=tls,
             timeout=timeout,
             headers={"Accept": "application/json"},
@@ -226,12 +255,17 @@ class MgmtClient:
         json: Any = None,
         params: Mapping[str, str] | None = None,
         if_match: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        read_timeout: float | None = None,
     ) -> httpx.Response:
-        headers = {"If-Match": if_match} if if_match is not None else {}
+        sent = {**(headers or {}), **({"If-Match": if_match} if if_match is not None else {})}
         if self.on_behalf_of is not None and path.startswith("/api/mgmt/"):
             params = {**(params or {}), "user": self.on_behalf_of}
         try:
-            response = await self._http.request(method, path, json=json, params=params, headers=headers)
+            response = await self._http.request(
+                method, path, json=json, params=params, headers=sent,
+                timeout=httpx.USE_CLIENT_DEFAULT if read_timeout is None else read_timeout,
+            )
         except httpx.TimeoutException as exc:
             raise ApiUnavailable(
                 f"The server at {self.base_url} did not answer in time ({method} {path})."
@@ -244,8 +278,7 @@ class MgmtClient:
             raise _error_from(response)
         return response
 
-    @staticmethod
-    def _json(response: httpx.Response) -> Any:
+    def _json(self, response: httpx.Response) -> Any:
         try:
             return response.json()
         except ValueError as exc:
@@ -282,6 +315,15 @@ class MgmtClient:
 
     async def get_connector(self, connector_id: str) -> tuple[Connector, str]:
         response = await self._request("GET", f"/api/mgmt/connectors/{connector_id}")
+        return _connector(self._json(response)), self._etag(response)
+
+    async def get_connector_if_changed(self, connector_id: str, etag: str) -> tuple[Connector, str] | None:
+        """The connector if it changed since ``etag`` was read, else None (the server answered 304)."""
+        response = await self._request(
+            "GET", f"/api/mgmt/connectors/{connector_id}", headers={"If-None-Match": etag}
+        )
+        if response.status_code == 304:
+            return None
         return _connector(self._json(response)), self._etag(response)
 
     async def create_group(self, connector: Connector) -> tuple[Connector, str]:

@@ -10,12 +10,21 @@ and by the GUI (to show an inline message before a save is even tried):
   listing every :class:`Problem` with the field (and member) it names.
 * :func:`check_group_rules` checks a group against what the store knows (which connectors exist, who
   owns them, which group uses them) and returns the problems found.
+* :func:`id_problem` is the rule for connector IDs (and member IDs, which name connectors): 1-255 of the
+  characters RFC 3986 lets a URL path segment carry as they are — letters, digits and ``-._~!$&'()*+,;=:@``
+  — and not ``.`` or ``..`` (which clients fold away). So every ID can be put in a URL, read and deleted.
+  User names (:func:`user_name_problem`) follow a stricter rule of the same kind.
+* :func:`text_problems` is the rule for every string a client sends: Unicode text that UTF-8 can carry (no
+  lone surrogates such as a JSON ``"\\ud800"``, no bytes that are not UTF-8), each problem naming the field.
+* A field the schema types as a string or an object takes no ``null`` (leave it out instead); only
+  ``loadBalancing`` has ``null`` as one of its values.
 
 Imports: pydantic and the standard library only.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections import Counter
 from collections.abc import Iterable, Mapping
@@ -35,6 +44,18 @@ SEQUENCE_MAX = 1_000_000
 DEFAULT_AFFINITY_HEADER = "sender-transfer-id"
 DEFAULT_READ_TIMEOUT = 60.0  # seconds without an answer byte before a member is called stalled (nginx: 60 s)
 HEALTH_PATH_MAX = 1024
+DEFAULT_POOL = "default"  # the balancer pool a group's listener belongs to when it names none
+DEFAULT_MODE: Literal["tcp", "http"] = "tcp"
+POOL_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+HEADER_NAME_RE = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,128}$")  # an HTTP field name (RFC 9110 token)
+WILDCARD_BINDS = frozenset({"0.0.0.0", "::"})
+
+ID_MAX = 255
+USER_NAME_MAX = 64
+ID_PATTERN = r"^[A-Za-z0-9._~!$&'()*+,;=:@-]{1,255}$"  # and not "." or ".." (see id_problem)
+USER_NAME_PATTERN = r"^[A-Za-z0-9_.@-]{1,64}$"  # and not "." or ".."
+_ID_RE = re.compile(ID_PATTERN)
+_USER_NAME_RE = re.compile(USER_NAME_PATTERN)
 
 _ENDPOINT_RE = re.compile(r"^(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[A-Za-z0-9_.\-]+)):(?P<port>\d{1,5})$")
 
@@ -52,6 +73,73 @@ class Problem:
         if self.member_id is not None:
             out["memberID"] = self.member_id
         return out
+
+
+def _segment_problem(value: object, rx: re.Pattern[str], limit: int, allowed: str) -> str | None:
+    if not isinstance(value, str):
+        return "must be a string, not null" if value is None else "must be a string"
+    if not value:
+        return "must not be empty"
+    if len(value) > limit:
+        return f"must be at most {limit} characters"
+    if value in (".", ".."):
+        return "cannot be . or .. (a URL drops such a path segment)"
+    if not rx.fullmatch(value):
+        return f"may hold only {allowed}, not {shown(value)}"
+    return None
+
+
+def id_problem(value: object) -> str | None:
+    """Why ``value`` cannot be a connector ID (None if it can): see the module docstring."""
+    allowed = "letters, digits and - . _ ~ ! $ & ' ( ) * + , ; = : @ (what a URL path segment carries)"
+    return _segment_problem(value, _ID_RE, ID_MAX, allowed)
+
+
+def user_name_problem(value: object) -> str | None:
+    """Why ``value`` cannot be a user name (None if it can): 1-64 letters, digits or ``_ . @ -``."""
+    return _segment_problem(value, _USER_NAME_RE, USER_NAME_MAX, "letters, digits and _ . @ -")
+
+
+def is_text(value: str) -> bool:
+    """True if UTF-8 can carry ``value`` (it has no lone surrogate)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def shown(value: str, limit: int = 80) -> str:
+    """``value`` quoted for a message: shortened, and with what is not text escaped (so the answer is UTF-8)."""
+    short = value if len(value) <= limit else value[:limit] + "…"
+    return repr(short.encode("utf-8", "backslashreplace").decode("utf-8"))
+
+
+NOT_TEXT = "is not valid UTF-8 text (a lone surrogate, or bytes that are not UTF-8)"
+
+
+def text_problems(body: Any, field: str = "body") -> list[Problem]:
+    """Every string in a parsed JSON value (object keys too) that is not text, each with the field it is in:
+    ``label``, ``connectorGroup.members[2].memberID``, or the key's own path for a bad key."""
+    problems: list[Problem] = []
+    stack: list[tuple[str, Any]] = [(field, body)]
+    while stack:
+        where, value = stack.pop()
+        if isinstance(value, str):
+            if not is_text(value):
+                problems.append(Problem(where, NOT_TEXT))
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                path = key if where == field and field == "body" else f"{where}.{key}"
+                if not is_text(key):
+                    bad = key.encode("utf-8", "backslashreplace").decode("utf-8")
+                    bad_path = bad if where == field and field == "body" else f"{where}.{bad}"
+                    problems.append(Problem(bad_path, "this field name is not valid UTF-8 text"))
+                    continue
+                stack.append((path, item))
+        elif isinstance(value, list):
+            stack.extend((f"{where}[{i}]", item) for i, item in enumerate(value))
+    return sorted(problems, key=lambda p: p.field)
 
 
 class RuleError(ValueError):
@@ -91,6 +179,14 @@ class Member(_Frozen):
     member_id: str = Field(alias="memberID", min_length=1, max_length=255)
     sequence: int = Field(ge=0, le=SEQUENCE_MAX)
     weight: int = Field(default=1, ge=1, le=WEIGHT_MAX)
+
+    @field_validator("member_id", mode="before")
+    @classmethod
+    def _member_id(cls, value: Any) -> Any:
+        problem = id_problem(value)
+        if problem:
+            raise ValueError(problem)
+        return value
 
     @field_validator("sequence", mode="before")
     @classmethod
@@ -169,6 +265,8 @@ class Connector(_Frozen):
     """A plain connector (``connector_group`` is None) or a connector group.
 
     ``endpoint`` is Balance Desk's extension: ``host:port`` where a balancer reaches a plain connector.
+    ``listener`` is the other one: how a pool's balancers serve a group (:class:`ListenerSettings`). Both are
+    optional, so HDP's own payloads parse and answer unchanged.
     """
 
     connector_id: str | None = Field(default=None, alias="connectorID")
@@ -177,6 +275,22 @@ class Connector(_Frozen):
     connector_group: ConnectorGroup | None = Field(default=None, alias="connectorGroup")
     auth_user: tuple[str, ...] = Field(default=(), alias="authUser")
     endpoint: str | None = None
+    listener: ListenerSettings | None = None
+
+    @field_validator("connector_id", mode="before")
+    @classmethod
+    def _connector_id(cls, value: Any) -> Any:
+        problem = id_problem(value)
+        if problem:
+            raise ValueError(problem)
+        return value
+
+    @field_validator("connector_group", "endpoint", mode="before")
+    @classmethod
+    def _not_null(cls, value: Any) -> Any:
+        if value is None:
+            raise ValueError("takes no null: leave the field out instead")
+        return value
 
     @field_validator("endpoint")
     @classmethod
@@ -200,6 +314,8 @@ class Connector(_Frozen):
         out["authUser"] = list(self.auth_user)
         if self.endpoint is not None:
             out["endpoint"] = self.endpoint
+        if self.listener is not None:
+            out["listener"] = self.listener.to_json()
         return out
 
 
@@ -432,21 +548,85 @@ class AccessLog(_Frozen):
 class ListenerSettings(_Frozen):
     """Balance Desk's extension object beside HDP's fields (``listener``): how a balancer serves the group.
 
-    ``readTimeout``: seconds a member may take to send its first answer byte (L7) before the request is
-    answered 504 and the member counted as failed and handled like a failed connect.
+    * ``port``: where the group listens (1-65535). Absent in a ``--config`` file, the balancer's ``--listen``
+      decides; the management server requires it (a pool's balancers open one listener per group).
+    * ``bind``: an IP address literal to listen on; absent: the balancer's default address. ``0.0.0.0`` and
+      ``::`` are wildcards (they overlap every address of their port).
+    * ``mode``: ``"tcp"`` (L4) or ``"http"`` (L7).
+    * ``affinityHeader``: L7 only, the request header whose value keeps a transfer on one member;
+      default :data:`DEFAULT_AFFINITY_HEADER`, ``null`` for none. Ignored in tcp mode.
+    * ``pool``: the balancer pool that serves the group (default :data:`DEFAULT_POOL`).
+    * ``readTimeout``: seconds a member may take to send its first answer byte (L7) before the request is
+      answered 504 and the member counted as failed and handled like a failed connect.
     """
 
+    port: int | None = None
+    bind: str | None = None
+    mode: Literal["tcp", "http"] = DEFAULT_MODE
+    affinity_header: str | None = Field(default=DEFAULT_AFFINITY_HEADER, alias="affinityHeader")
+    pool: str = DEFAULT_POOL
     read_timeout: float = Field(default=DEFAULT_READ_TIMEOUT, alias="readTimeout")
     health_check: HealthCheck | None = Field(default=None, alias="healthCheck")
     access_log: AccessLog | None = Field(default=None, alias="accessLog")
+
+    @field_validator("port", mode="before")
+    @classmethod
+    def _port(cls, value: Any) -> Any:
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:
+            raise ValueError(f"port must be a whole number 1-65535, got {value!r}")
+        return value
+
+    @field_validator("bind", mode="before")
+    @classmethod
+    def _bind(cls, value: Any) -> Any:
+        if value is None:
+            return None
+        if not isinstance(value, str):
+            raise ValueError(f"bind must be an IP address, got {value!r}")
+        try:
+            return str(ipaddress.ip_address(value.strip("[]")))
+        except ValueError:
+            raise ValueError(f"bind must be an IPv4 or IPv6 address (no host names), got {value!r}") from None
+
+    @field_validator("affinity_header", mode="before")
+    @classmethod
+    def _affinity(cls, value: Any) -> Any:
+        if value is None:
+            return None
+        if not isinstance(value, str) or not HEADER_NAME_RE.match(value):
+            raise ValueError(f"affinityHeader must be an HTTP header name or null (no affinity), got {value!r}")
+        return value.lower()
+
+    @field_validator("pool", mode="before")
+    @classmethod
+    def _pool(cls, value: Any) -> Any:
+        if not isinstance(value, str) or not POOL_RE.match(value):
+            raise ValueError(f"pool must be 1-64 letters, digits or _ . -, got {value!r}")
+        return value
 
     @field_validator("read_timeout", mode="before")
     @classmethod
     def _rt(cls, value: Any) -> float:
         return _positive_seconds(value, "readTimeout", high=86_400)
 
+    def claims(self, other: ListenerSettings) -> bool:
+        """Whether two listeners of one pool would need the same socket (same port, overlapping address)."""
+        if self.port is None or self.port != other.port:
+            return False
+        a, b = self.bind, other.bind
+        return a is None or b is None or a in WILDCARD_BINDS or b in WILDCARD_BINDS or a == b
+
     def to_json(self) -> dict[str, Any]:
-        return self.model_dump(by_alias=True, exclude_none=True, mode="json")
+        """Every field, defaults filled in; ``port``/``bind``/``healthCheck``/``accessLog`` only when set,
+        ``affinityHeader`` always (``null`` means none)."""
+        out: dict[str, Any] = self.model_dump(by_alias=True, exclude_none=True, mode="json")
+        out["affinityHeader"] = self.affinity_header
+        return out
+
+
+Connector.model_rebuild()  # its ``listener`` field names ListenerSettings, defined after it
 
 
 class BalancerConfig(_Frozen):

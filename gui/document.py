@@ -209,9 +209,13 @@ def _fields_of(base: Connector | None, owner: str) -> dict[str, Any]:
     }
 
 
+# what 0 seconds means, per field (the editor's boxes and the review say the same)
+ZERO_SECONDS = {"connection_timeout": "0 s (no limit)", "retry_delay": "0 s (never left out)"}
+
+
 def _fmt(name: str, value: Any) -> str:
-    if name in ("connection_timeout", "retry_delay"):
-        return "never" if value == 0 else f"{value} s"
+    if name in ZERO_SECONDS:
+        return ZERO_SECONDS[name] if value == 0 else f"{value} s"
     if name == "round_robin":
         return "on" if value else "off (sequence failover)"
     if name == "auth_user":

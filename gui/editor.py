@@ -8,7 +8,7 @@ as the edits themselves.
 from __future__ import annotations
 
 from balancedesk.core.model import LABEL_MAX, Problem
-from balancedesk.gui.document import GroupDocument
+from balancedesk.gui.document import ZERO_SECONDS, GroupDocument
 from balancedesk.gui.members_model import MembersModel, letter, member_color
 from balancedesk.gui.members_view import MembersView
 from balancedesk.gui.weights import PreviewStrip, ShareBar, WeightEditor
@@ -90,9 +90,9 @@ class GroupEditor(QWidget):
         self.auth_edit = QLineEdit()
         self.auth_edit.setAccessibleName("Authorised users")
         self.auth_edit.setPlaceholderText("user names, separated by commas")
-        self.timeout_spin = _seconds_spin("Connection timeout", "0 s (no limit)")
+        self.timeout_spin = _seconds_spin("Connection timeout", ZERO_SECONDS["connection_timeout"])
         self.timeout_spin.setToolTip("Seconds to wait for one member before trying the next; 0 means never.")
-        self.retry_spin = _seconds_spin("Retry delay", "0 s (never left out)")
+        self.retry_spin = _seconds_spin("Retry delay", ZERO_SECONDS["retry_delay"])
         self.retry_spin.setToolTip("Seconds a failed member is left out; 0 means it is never left out.")
         self.rr_check = QCheckBox("Round Robin — share new connections by weight")
         self.rr_check.setAccessibleName("Round Robin")

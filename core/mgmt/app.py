@@ -1,28 +1,28 @@
 """The FastAPI application: HTTP in and out around :class:`~balancedesk.core.mgmt.service.Service`.
 
-Authentication is HTTP Basic against the user store (401 with ``WWW-Authenticate: Basic``; 429 while a
-client is locked out after repeated failures). Bodies are parsed here, not by FastAPI, so every refusal
-uses HDP's envelope; the OpenAPI document still describes each body (see :mod:`.schemas`).
+Authentication is HTTP Basic against the user store (:mod:`.login`: 401 with ``WWW-Authenticate: Basic``;
+429 while failed logins are being slowed). Bodies are parsed by :mod:`.inputs`, not by FastAPI, so every
+refusal uses HDP's envelope; the OpenAPI document still describes each body (see :mod:`.schemas`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
-import json
 import logging
-import math
-import time
 from typing import Any
 
-from balancedesk.core.mgmt import schemas
-from balancedesk.core.mgmt.auth import PASSWORD_MIN, CredentialCache, LoginThrottle, hash_password, verify_password
-from balancedesk.core.mgmt.errors import CODES, INVALID_JSON, ApiFailure, envelope
-from balancedesk.core.mgmt.service import Caller, Service, json_bytes
+from balancedesk.core.fleet import HEARTBEAT_INTERVAL_S
+from balancedesk.core.mgmt import fleet_routes, schemas
+from balancedesk.core.mgmt.auth import PASSWORD_MIN, hash_password
+from balancedesk.core.mgmt.conditional import not_modified
+from balancedesk.core.mgmt.errors import CODES, ApiFailure, envelope
+from balancedesk.core.mgmt.inputs import check_url
+from balancedesk.core.mgmt.inputs import json_body as _body
+from balancedesk.core.mgmt.login import Authenticator
+from balancedesk.core.mgmt.service import Service, json_bytes
 from balancedesk.core.mgmt.store import Store, Stored
 from balancedesk.core.model import Problem
-from fastapi import FastAPI, Query, Request
+from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import Response
@@ -30,7 +30,6 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = logging.getLogger("balancedesk.mgmt")
 
-MAX_BODY = 1 << 20
 MGMT = "/api/mgmt"
 ADMIN = "/api/admin"
 
@@ -48,26 +47,6 @@ def _bytes_response(data: bytes, *, status: int = 200, etag: str | None = None, 
 
 def _failure_response(exc: ApiFailure) -> Response:
     return _json_response(exc.body(), status=exc.status, **exc.headers)
-
-
-async def _body(request: Request) -> Any:
-    raw = await request.body()
-    if len(raw) > MAX_BODY:
-        raise ApiFailure(413, f"The request body is larger than {MAX_BODY} bytes.")
-    if not raw.strip():
-        raise ApiFailure(
-            400, "Invalid JSON input: the request body is empty.", [Problem("body", "is required")], code=INVALID_JSON
-        )
-    try:
-        return json.loads(raw, parse_constant=_no_constant)
-    except (ValueError, RecursionError) as exc:
-        raise ApiFailure(
-            400, f"Invalid JSON input: {exc}", [Problem("body", "is not valid JSON")], code=INVALID_JSON
-        ) from exc
-
-
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
 
 
 def _connector(stored: Stored, status: int = 200) -> Response:
@@ -88,77 +67,11 @@ async def _hash_of(body: Any) -> str | None:
     return None
 
 
-class Authenticator:
-    def __init__(self, store: Store) -> None:
-        self.store = store
-        self.cache = CredentialCache()
-        self.throttle = LoginThrottle()
-
-    async def __call__(self, request: Request) -> Caller:
-        header = request.headers.get("authorization")
-        if not header:
-            raise self._unauthorized("Authentication is required: send HTTP Basic credentials.")
-        client = request.client.host if request.client else "?"
-        wait = self.throttle.retry_after(client, time.monotonic())
-        if wait > 0:
-            raise ApiFailure(
-                429,
-                f"Too many failed logins from {client}; try again in {math.ceil(wait)} s.",
-                headers={"Retry-After": str(math.ceil(wait))},
-            )
-        name, password = self._parse(header)
-        user = self.store.user(name) if name else None
-        ok = False
-        if user is not None and user.active:
-            if self.cache.known(name, password, user.pw_hash):
-                ok = True
-            elif await asyncio.to_thread(verify_password, user.pw_hash, password):
-                self.cache.remember(name, password, user.pw_hash)
-                ok = True
-        if not ok or user is None:
-            self.throttle.failed(client, time.monotonic())
-            raise self._unauthorized("The user name or password is wrong, or the user is disabled.")
-        self.throttle.succeeded(client)
-        caller = Caller(user.name, user.is_admin)
-        if "user" in request.query_params and request.url.path.startswith("/api/mgmt/"):
-            return self._on_behalf_of(caller, request.query_params.getlist("user"))
-        return caller
-
-    def _on_behalf_of(self, caller: Caller, names: list[str]) -> Caller:
-        """HDP's ``?user=NAME``: an Administrator acts as that user (with that user's rights, no more) on the
-        connector endpoints. Anyone else, an empty or repeated name, or an unknown or disabled user: 4xx."""
-        if not caller.is_admin:
-            raise ApiFailure(403, f"Only an Administrator can act on behalf of another user (?user=); "
-                                  f"{caller.name} is not one.")
-        if len(names) != 1 or not names[0]:
-            raise ApiFailure(400, "?user= takes exactly one user name.", [Problem("user", "one user name")])
-        target = self.store.user(names[0])
-        if target is None or not target.active:
-            why = "there is no user named" if target is None else "this user is disabled:"
-            raise ApiFailure(400, f"?user=: {why} {names[0]!r}.", [Problem("user", f"{why} {names[0]!r}")])
-        return Caller(target.name, target.is_admin)
-
-    @staticmethod
-    def _unauthorized(message: str) -> ApiFailure:
-        return ApiFailure(401, message, headers={"WWW-Authenticate": 'Basic realm="balancedesk", charset="UTF-8"'})
-
-    def _parse(self, header: str) -> tuple[str, str]:
-        scheme, _, value = header.partition(" ")
-        if scheme.lower() != "basic":
-            raise self._unauthorized("Only HTTP Basic authentication is supported.")
-        try:
-            decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
-        except (binascii.Error, UnicodeDecodeError, ValueError):
-            decoded = ""
-        name, sep, password = decoded.partition(":")
-        if not sep:
-            raise self._unauthorized("The Basic credentials are malformed.")
-        return name, password
-
-
-def create_app(store: Store) -> FastAPI:
+def create_app(store: Store, *, heartbeat_interval: float = HEARTBEAT_INTERVAL_S) -> FastAPI:
     service = Service(store)
-    auth = Authenticator(store)
+    logins = Authenticator(store)
+    tokens = fleet_routes.TokenAuth(store, logins.throttle, logins.clock)
+    auth = fleet_routes.NoTokens(logins, tokens)  # the Basic routes: a balancer token gets 403 there
     app = FastAPI(
         title="Balance Desk management API",
         version="1.0",
@@ -166,9 +79,10 @@ def create_app(store: Store) -> FastAPI:
         "Errors use HDP's envelope; every resource has an ETag and PUT/DELETE honour If-Match.",
         docs_url="/docs",
         redoc_url=None,
+        dependencies=[Depends(check_url)],
     )
     app.state.service = service
-    app.state.auth = auth
+    app.state.auth = logins
 
     @app.exception_handler(ApiFailure)
     async def _on_failure(request: Request, exc: ApiFailure) -> Response:
@@ -231,7 +145,8 @@ def create_app(store: Store) -> FastAPI:
     @app.get(f"{MGMT}/connectors{cid_path}", tags=["mgmt"], responses=schemas.errors(401, 403, 404))
     async def get_connector(request: Request, connector_id: str) -> Response:
         caller = await auth(request)
-        return _connector(service.get_connector(caller, connector_id))
+        stored = service.get_connector(caller, connector_id)
+        return not_modified(request, stored.etag) or _connector(stored)
 
     @app.put(
         f"{MGMT}/connectors{cid_path}",
@@ -253,7 +168,8 @@ def create_app(store: Store) -> FastAPI:
     @app.get(f"{MGMT}/connectors{cid_path}/members", tags=["mgmt"], responses=schemas.errors(400, 401, 403, 404))
     async def get_members(request: Request, connector_id: str) -> Response:
         caller = await auth(request)
-        return _members(service.get_members(caller, connector_id))
+        stored = service.get_members(caller, connector_id)
+        return not_modified(request, stored.etag) or _members(stored)
 
     @app.post(
         f"{MGMT}/connectors{cid_path}/members",
@@ -293,7 +209,9 @@ def create_app(store: Store) -> FastAPI:
     async def get_auth_users(request: Request, connector_id: str) -> Response:
         caller = await auth(request)
         stored = service.get_auth_users(caller, connector_id)
-        return _json_response({"authUser": list(stored.connector.auth_user)}, etag=stored.etag)
+        return not_modified(request, stored.etag) or _json_response(
+            {"authUser": list(stored.connector.auth_user)}, etag=stored.etag
+        )
 
     async def _auth_users(request: Request, connector_id: str, how: str) -> Response:
         caller = await auth(request)
@@ -386,11 +304,31 @@ def create_app(store: Store) -> FastAPI:
         pw_hash = await _hash_of(body)
         return _json_response(service.update_user(caller, name, body, pw_hash=pw_hash))
 
+    fleet_routes.register(
+        app,
+        service=service,
+        users=auth,
+        token_auth=tokens,
+        body=_body,
+        json=_json_response,
+        heartbeat_interval=heartbeat_interval,
+    )
+
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
             doc = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
-            doc.setdefault("components", {})["securitySchemes"] = {"basic": {"type": "http", "scheme": "basic"}}
+            doc.setdefault("components", {})["securitySchemes"] = {
+                "basic": {"type": "http", "scheme": "basic"},
+                "balancerToken": {"type": "http", "scheme": "bearer", "description": "bdt_… (balancedesk tokens add)"},
+            }
             doc["security"] = [{"basic": []}]
+            for path, ops in doc.get("paths", {}).items():
+                if path.startswith(f"{ADMIN}/pools/"):
+                    for op in ops.values():
+                        op["security"] = [{"basic": []}, {"balancerToken": []}]
+                elif path == f"{ADMIN}/balancers/heartbeat":
+                    for op in ops.values():
+                        op["security"] = [{"balancerToken": []}]
             on_behalf_of = {"name": "user", "in": "query", "required": False, "schema": {"type": "string"},
                             "description": "An Administrator acts on behalf of this user, with that user's rights "
                                            "(HDP's ?user=). Anyone else: 403."}

@@ -1,6 +1,6 @@
-"""``balancedesk serve``, ``balancedesk users …`` and ``balancedesk connectors …``.
+"""``balancedesk serve``, ``balancedesk users …``, ``balancedesk connectors …`` and ``balancedesk tokens …``.
 
-``users`` and ``connectors`` work on the data store directly (``--data DIR``, default: the user's data
+``users``, ``connectors`` and ``tokens`` work on the data store directly (``--data DIR``, default: the user's data
 directory), not through the API: they are how an operator bootstraps or repairs a server that is not running
 or whose admin password is lost, and SQLite's WAL lets them run beside a live server safely. They go through
 the same :class:`~balancedesk.core.mgmt.service.Service` rules as the API. Errors: one line on stderr, exit 1.
@@ -27,6 +27,9 @@ def register(subparsers: Any) -> None:
     serve.add_argument("--cert", type=Path, help="TLS certificate (PEM)")
     serve.add_argument("--key", type=Path, help="TLS private key (PEM)")
     serve.add_argument("--insecure", action="store_true", help="allow plain HTTP on a non-loopback address")
+    serve.add_argument("--heartbeat-interval", type=_interval, default=None, metavar="S",
+                       help="seconds between balancer heartbeats, told to every balancer; one that misses three "
+                            "is shown as lost (default 5)")
     serve.set_defaults(func=_guarded(_serve))
 
     users = subparsers.add_parser("users", help="manage users (works on the data store directly)")
@@ -63,6 +66,32 @@ def register(subparsers: Any) -> None:
     cun.add_argument("--data", type=Path)
     cun.set_defaults(func=_guarded(_connectors_unregister))
 
+    toks = subparsers.add_parser("tokens", help="balancer tokens (works on the data store directly)")
+    toks_sub = toks.add_subparsers(dest="tokens_command", metavar="ACTION", required=True)
+    tadd = toks_sub.add_parser("add", help="make a token for the balancers of a pool; printed once")
+    tadd.add_argument("--pool", required=True, help="the pool whose groups the token may read")
+    tadd.add_argument("--label", default="", help="a note: which host or balancer holds it")
+    tadd.add_argument("--data", type=Path)
+    tadd.set_defaults(func=_guarded(_tokens_add))
+    tlist = toks_sub.add_parser("list", help="list tokens (never their secrets)")
+    tlist.add_argument("--json", action="store_true", help="print JSON")
+    tlist.add_argument("--data", type=Path)
+    tlist.set_defaults(func=_guarded(_tokens_list))
+    trev = toks_sub.add_parser("revoke", help="revoke a token (it stops working at once)")
+    trev.add_argument("token_id")
+    trev.add_argument("--data", type=Path)
+    trev.set_defaults(func=_guarded(_tokens_revoke))
+
+
+def _interval(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not 0.05 <= value <= 3600:
+        raise argparse.ArgumentTypeError("must be 0.05-3600 seconds")
+    return value
+
 
 def _guarded(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
@@ -91,6 +120,7 @@ def _serve(args: argparse.Namespace) -> int:
             cert=args.cert,
             key=args.key,
             insecure=args.insecure,
+            **({} if args.heartbeat_interval is None else {"heartbeat_interval": args.heartbeat_interval}),
         )
     )
 
@@ -164,4 +194,29 @@ def _connectors_register(args: argparse.Namespace) -> int:
 def _connectors_unregister(args: argparse.Namespace) -> int:
     _service(args).unregister(_admin(), args.connector_id)
     print(f"unregistered {args.connector_id}")
+    return 0
+
+
+def _tokens_add(args: argparse.Namespace) -> int:
+    made = _service(args).create_token(None, {"pool": args.pool, "label": args.label})
+    print(f"token {made['tokenID']} for pool {made['pool']} (shown this once; keep it in a 0600 file on the "
+          "balancer host):", file=sys.stderr)
+    print(made["token"])
+    return 0
+
+
+def _tokens_list(args: argparse.Namespace) -> int:
+    rows = _service(args).list_tokens(None)["tokens"]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    for r in rows:
+        state = "active" if r["revoked"] is None else "revoked"
+        print(f"{r['tokenID']}\t{r['pool']}\t{state}\t{r['label']}")
+    return 0
+
+
+def _tokens_revoke(args: argparse.Namespace) -> int:
+    _service(args).revoke_token(None, args.token_id)
+    print(f"revoked {args.token_id}")
     return 0

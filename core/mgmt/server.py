@@ -14,6 +14,7 @@ import uuid
 from pathlib import Path
 from typing import TextIO
 
+from balancedesk.core.fleet import HEARTBEAT_INTERVAL_S
 from balancedesk.core.mgmt.auth import generate_password, hash_password
 from balancedesk.core.mgmt.store import Store
 from balancedesk.core.model import ROUND_ROBIN, Connector, ConnectorGroup, Member
@@ -131,9 +132,12 @@ def serve(
     cert: Path | None,
     key: Path | None,
     insecure: bool,
+    heartbeat_interval: float = HEARTBEAT_INTERVAL_S,
 ) -> int:
     import uvicorn
     from balancedesk.core.mgmt.app import create_app
+    from balancedesk.core.mgmt.limits import HEAD_MAX_BYTES
+    from balancedesk.core.mgmt.protocol import BoundedHttpProtocol
 
     if (cert is None) != (key is None):
         raise ServeError("TLS needs both --cert and --key")
@@ -153,7 +157,7 @@ def serve(
     bootstrap_admin(store, sys.stdout)
     if demo:
         load_demo(store)
-    app = create_app(store)
+    app = create_app(store, heartbeat_interval=heartbeat_interval)
     sock = bind(host, port)
     bound_host, bound_port = sock.getsockname()[:2]
     shown = f"[{bound_host}]" if ":" in bound_host else bound_host
@@ -164,7 +168,10 @@ def serve(
         access_log=False,
         lifespan="off",
         loop="uvloop" if sys.platform != "win32" else "asyncio",
-        http="httptools",
+        # httptools (llhttp), explicitly: BoundedHttpProtocol adds the head and body bounds of limits.py, which
+        # httptools lacks. (Were h11 ever chosen instead, its own head cap would be this same constant.)
+        http=BoundedHttpProtocol,
+        h11_max_incomplete_event_size=HEAD_MAX_BYTES,
         ssl_certfile=str(cert) if cert else None,
         ssl_keyfile=str(key) if key else None,
         timeout_graceful_shutdown=5,

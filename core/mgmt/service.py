@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
 import orjson
+from balancedesk.core.mgmt import fleet, tokens
 from balancedesk.core.mgmt.auth import PASSWORD_MIN, hash_password
 from balancedesk.core.mgmt.errors import ApiFailure, not_found, rule_failure
 from balancedesk.core.mgmt.store import ROLES, Store, Stored, UserRow
@@ -33,13 +34,14 @@ from balancedesk.core.model import (
     Problem,
     RuleError,
     check_group_rules,
+    id_problem,
     parse_connector,
     parse_endpoint,
     parse_members,
+    user_name_problem,
 )
 
 AUTH_USER_LIMIT = 1000  # most names one authuser call may carry
-USER_NAME_RE = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
 CACHED_CONNECTORS = 10_000  # most connectors the read cache holds (it is emptied when full)
 CACHED_LISTINGS = 256  # most listings (one per user and kind) it holds
 
@@ -55,8 +57,13 @@ def json_bytes(content: Any) -> bytes:
 
 @dataclass(frozen=True)
 class Caller:
+    """Who asks: a user (``is_admin`` for the Administrator role), or a balancer token (``pool`` and
+    ``token_id`` set, never an admin; see :mod:`.tokens`)."""
+
     name: str
     is_admin: bool
+    pool: str | None = None
+    token_id: str | None = None
 
     @property
     def roles(self) -> list[str]:
@@ -80,14 +87,24 @@ def _atomic(method: _F) -> _F:
 
     @functools.wraps(method)
     def wrapper(self: Service, *args: Any, **kwargs: Any) -> Any:
-        with self.store.write():
-            return method(self, *args, **kwargs)
+        outer = not self.store.db.in_transaction
+        try:
+            with self.store.write():
+                result = method(self, *args, **kwargs)
+        finally:
+            recorded, self._recorded = self._recorded, False
+        if outer and recorded:
+            for wake in self.on_change:
+                wake()
+        return result
 
     return cast(_F, wrapper)
 
 class Service:
     def __init__(self, store: Store) -> None:
         self.store = store
+        self.on_change: list[Callable[[], None]] = []  # called after a commit that recorded a fleet change
+        self._recorded = False
         self._stamp: tuple[int, int] | None = None
         self._connectors: dict[str, Stored] = {}
         self._listings: dict[tuple[str | None, str | None, bool], bytes] = {}
@@ -183,12 +200,20 @@ class Service:
             raise rule_failure(exc.problems) from exc
 
     def _save(self, connector: Connector, previous: Stored | None) -> Stored:
+        """Write a connector (a new revision) and record the fleet change it makes — unless nothing changed:
+        then nothing is written, and the revision, the ETag and the change feed stay as they were."""
+        if previous is not None and fleet.unchanged(connector, previous):
+            return previous
         with self.store.write():
             if previous is None:
                 self.store.save(connector, rev=1)
             else:
                 self.store.save(connector, rev=previous.rev + 1, created=previous.created)
+            self._recorded |= fleet.record_save(self.store, connector, previous)
         return self._reread(connector.connector_id or "")
+
+    def _check_listener(self, caller: Caller, connector: Connector, group_id: str | None) -> None:
+        fleet.check_listener(self.store, connector, group_id, caller=caller.name, admin=caller.is_admin)
 
     def _reread(self, connector_id: str) -> Stored:
         """A connector just written, read back (and cached: the next GET of it is a lookup)."""
@@ -249,6 +274,7 @@ class Service:
             raise rule_failure([Problem("owner", f"there is no user named {connector.owner!r}")])
         self._check_auth_users(connector.auth_user)
         self._check_group(connector, None, "connectorGroup.members")
+        self._check_listener(caller, connector, None)
         connector = connector.model_copy(update={"connector_id": str(uuid.uuid4())})
         return self._save(connector, None)
 
@@ -258,6 +284,8 @@ class Service:
         connector = self._parse(body)
         problems: list[Problem] = []
         current = stored.connector
+        if "listener" not in body:  # absent keeps the group's listener (HDP clients do not know it); null drops it
+            connector = connector.model_copy(update={"listener": current.listener})
         if connector.connector_id is not None and connector.connector_id != connector_id:
             problems.append(Problem("connectorID", f"{connector.connector_id} does not match the URL's {connector_id}"))
         if connector.owner != current.owner:
@@ -283,7 +311,9 @@ class Service:
         update: dict[str, Any] = {"connector_id": connector_id, "auth_user": tuple(dict.fromkeys(connector.auth_user))}
         if current.connector_group is None and connector.endpoint is None:
             update["endpoint"] = current.endpoint  # absent endpoint keeps the registered one
-        return self._save(connector.model_copy(update=update), stored)
+        connector = connector.model_copy(update=update)
+        self._check_listener(caller, connector, connector_id)
+        return self._save(connector, stored)
 
     def _owner_change_problems(
         self, caller: Caller, connector_id: str, current: Connector, owner: str
@@ -323,6 +353,7 @@ class Service:
             )
         with self.store.write():
             self.store.delete(connector_id)
+            self._recorded |= fleet.record_delete(self.store, stored)
 
     # -- members ------------------------------------------------------------------------------------
 
@@ -377,6 +408,7 @@ class Service:
         if found:
             raise rule_failure(found)
         final = self._with_members(stored, [*group.members, *new])
+        self._check_listener(caller, final, connector_id)
         return self._save(final, stored)
 
     @_atomic
@@ -385,6 +417,7 @@ class Service:
         new = self._parse_members(body)
         connector = self._with_members(stored, new)
         self._check_group(connector, connector_id, "members")
+        self._check_listener(caller, connector, connector_id)
         return self._save(connector, stored)
 
     @_atomic
@@ -472,16 +505,16 @@ class Service:
             problems.append(Problem("owner", "is required: the user the connector is registered to"))
         elif self.store.user(owner) is None:
             problems.append(Problem("owner", f"there is no user named {owner!r}"))
-        if endpoint is not None:
+        if "endpoint" in raw:
             if not isinstance(endpoint, str):
-                problems.append(Problem("endpoint", "must be host:port"))
+                problems.append(Problem("endpoint", "must be host:port (leave it out rather than null)"))
             else:
                 try:
                     parse_endpoint(endpoint)
                 except ValueError as exc:
                     problems.append(Problem("endpoint", str(exc)))
-        if cid is not None and (not isinstance(cid, str) or not 1 <= len(cid) <= 255 or cid.strip() != cid):
-            problems.append(Problem("connectorID", "must be a string of 1-255 characters without surrounding spaces"))
+        if "connectorID" in raw and (problem := id_problem(cid)):
+            problems.append(Problem("connectorID", problem))
         if problems:
             raise rule_failure(problems)
         cid = cid or str(uuid.uuid4())
@@ -524,6 +557,7 @@ class Service:
             )
         with self.store.write():
             self.store.delete(connector_id)
+            self._recorded |= fleet.record_delete(self.store, stored)
 
     # -- /api/admin/users ---------------------------------------------------------------------------
 
@@ -549,8 +583,8 @@ class Service:
         raw = _body_dict(body)
         problems = [Problem(k, "is not a known field") for k in raw if k not in {"name", "password", "role"}]
         name, password, role = raw.get("name"), raw.get("password"), raw.get("role", "User")
-        if not isinstance(name, str) or not USER_NAME_RE.match(name):
-            problems.append(Problem("name", "must be 1-64 letters, digits or _ . @ -"))
+        if problem := user_name_problem(name):
+            problems.append(Problem("name", problem))
         if not isinstance(password, str) or len(password) < PASSWORD_MIN:
             problems.append(Problem("password", f"must be at least {PASSWORD_MIN} characters"))
         if role not in ROLES:
@@ -573,11 +607,12 @@ class Service:
         raw = _body_dict(body)
         problems = [Problem(k, "is not a known field") for k in raw if k not in {"password", "role", "active"}]
         password, role, active = raw.get("password"), raw.get("role"), raw.get("active")
-        if password is not None and (not isinstance(password, str) or len(password) < PASSWORD_MIN):
-            problems.append(Problem("password", f"must be at least {PASSWORD_MIN} characters"))
-        if role is not None and role not in ROLES:
+        # a field that is present is a change: null is not "leave it as it is" (leave the field out for that)
+        if "password" in raw and (not isinstance(password, str) or len(password) < PASSWORD_MIN):
+            problems.append(Problem("password", f"must be a string of at least {PASSWORD_MIN} characters"))
+        if "role" in raw and role not in ROLES:
             problems.append(Problem("role", f"must be one of {', '.join(ROLES)}, got {role!r}"))
-        if active is not None and not isinstance(active, bool):
+        if "active" in raw and not isinstance(active, bool):
             problems.append(Problem("active", "must be true or false"))
         if problems:
             raise rule_failure(problems)
@@ -589,6 +624,26 @@ class Service:
         with self.store.write():
             self.store.update_user(name, pw_hash=pw_hash, role=role, active=active)
         return _user_json(self._user(name))
+
+
+    # -- balancer tokens (see tokens.py); ``caller`` None means the command line --------------------------
+
+    @_atomic
+    def create_token(self, caller: Caller | None, body: Any) -> dict[str, Any]:
+        if caller is not None:
+            self._require_admin(caller)
+        return tokens.create(self.store, body)
+
+    def list_tokens(self, caller: Caller | None) -> dict[str, Any]:
+        if caller is not None:
+            self._require_admin(caller)
+        return tokens.listing(self.store)
+
+    @_atomic
+    def revoke_token(self, caller: Caller | None, token_id: str) -> dict[str, Any]:
+        if caller is not None:
+            self._require_admin(caller)
+        return tokens.revoke(self.store, token_id)
 
 
 def _user_json(user: UserRow) -> dict[str, Any]:

@@ -11,6 +11,10 @@ at the median on the 2-core development VM's disk, 8-16 ms at p99, against well 
 written WAL). But NORMAL can lose the last acknowledged writes on a power cut or a kernel crash, and this
 module promises they survive. Config edits are rare and small, so the promise is kept and the cost paid.
 
+Files: the database is created mode 0600 before SQLite opens it, so its ``-wal`` and ``-shm`` files (which
+SQLite creates with the database's mode) are 0600 too; a store left by an earlier version with wider modes
+is narrowed to 0600 when it is opened. The directory around it is the caller's (``serve`` makes it 0700).
+
 One :class:`Store` owns one connection and is used from one thread (the server's event loop), so a write
 transaction (``with store.write():``) never interleaves with another request.
 """
@@ -19,16 +23,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from balancedesk.core.model import Connector, ConnectorGroup, KnownConnector, Member
+from balancedesk.core.model import Connector, ConnectorGroup, KnownConnector, ListenerSettings, Member
 
 MIGRATIONS: tuple[str, ...] = (
     # 1: users, connectors (plain and groups), members, authorized users
@@ -70,6 +75,30 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (connector_id, user)
     );
     CREATE INDEX auth_users_user ON auth_users (user);
+    """,
+    # 2: the fleet — a group's listener, the per-pool change log (see feedlog.py), balancer tokens
+    """
+    ALTER TABLE connectors ADD COLUMN listener TEXT;
+    CREATE TABLE fleet_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    INSERT INTO fleet_meta (key, value) VALUES ('store_id', lower(hex(randomblob(16))));
+    INSERT INTO fleet_meta (key, value) VALUES ('seq', '0');
+    INSERT INTO fleet_meta (key, value) VALUES ('floor', '0');
+    CREATE TABLE pool_changes (
+        pool TEXT NOT NULL,
+        group_id TEXT NOT NULL,
+        seq INTEGER NOT NULL UNIQUE,
+        gone INTEGER NOT NULL,
+        PRIMARY KEY (pool, group_id)
+    );
+    CREATE INDEX pool_changes_seq ON pool_changes (pool, seq);
+    CREATE TABLE tokens (
+        id TEXT PRIMARY KEY,
+        secret_hash TEXT NOT NULL,
+        pool TEXT NOT NULL,
+        label TEXT NOT NULL,
+        created REAL NOT NULL,
+        revoked REAL
+    );
     """,
 )
 
@@ -119,10 +148,33 @@ class Stored:
         return etag_for(self.document, self.rev)
 
 
+def listener_from(text: str | None) -> ListenerSettings | None:
+    """A stored ``listener`` column (its JSON, as written by :meth:`Store.save`) → the settings."""
+    return None if text is None else ListenerSettings.model_validate(json.loads(text))
+
+
 def etag_for(body: dict[str, Any], rev: int) -> str:
     # Kept byte-for-byte as first released (stdlib json, default separators): ETags stay valid across upgrades.
     digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode() + b"|" + str(rev).encode()).hexdigest()
     return f'"{rev}-{digest[:16]}"'
+
+
+FILE_MODE = 0o600
+SIDE_FILES = ("-wal", "-shm", "-journal")
+
+
+def _private(path: Path) -> None:
+    """Create the database file 0600 if it is missing; narrow it (and its side files) to 0600 if it is not."""
+    with suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE))
+    for file in (path, *(path.with_name(path.name + side) for side in SIDE_FILES)):
+        try:
+            if file.stat().st_mode & 0o777 != FILE_MODE:
+                os.chmod(file, FILE_MODE)
+        except FileNotFoundError:
+            continue
+        except PermissionError:
+            continue  # someone else's file, opened read-only: not ours to change
 
 
 class Store:
@@ -130,8 +182,9 @@ class Store:
         self.path = path
         self.generation = 0  # bumped at every commit through this Store
         try:
+            _private(path)
             self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10.0)
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, OSError) as exc:
             raise StoreError(f"cannot open the data store {path}: {exc}") from exc
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=FULL")
@@ -226,7 +279,7 @@ class Store:
     def get(self, connector_id: str) -> Stored | None:
         row = self.db.execute(
             "SELECT id, owner, label, endpoint, is_group, connection_timeout, retry_delay, load_balancing, rev, "
-            "created, modified FROM connectors WHERE id=?",
+            "created, modified, listener FROM connectors WHERE id=?",
             (connector_id,),
         ).fetchone()
         if row is None:
@@ -257,6 +310,7 @@ class Store:
             connector_group=group,
             auth_user=auth,
             endpoint=row[3],
+            listener=listener_from(row[11]),
         )
         return Stored(connector, row[8], row[9], row[10], group_id)
 
@@ -294,7 +348,7 @@ class Store:
         documents as ``Connector.to_json()``, in creation order."""
         where, params = self._visible(owner, shared_with)
         rows = self.db.execute(
-            "SELECT id, owner, label, endpoint, is_group, connection_timeout, retry_delay, load_balancing "
+            "SELECT id, owner, label, endpoint, is_group, connection_timeout, retry_delay, load_balancing, listener "
             f"FROM connectors{where} ORDER BY created, id",
             params,
         ).fetchall()
@@ -310,7 +364,7 @@ class Store:
             if wanted is None or cid in wanted:
                 auth.setdefault(cid, []).append(user)
         out: list[dict[str, Any]] = []
-        for cid, own, label, endpoint, is_group, ct, rd, lb in rows:
+        for cid, own, label, endpoint, is_group, ct, rd, lb, listener in rows:
             item: dict[str, Any] = {"connectorID": cid, "owner": own, "label": label}
             if is_group:
                 group: dict[str, Any] = {"connectionTimeout": ct, "retryDelay": rd}
@@ -321,6 +375,8 @@ class Store:
             item["authUser"] = auth.get(cid, [])
             if endpoint is not None:
                 item["endpoint"] = endpoint
+            if listener is not None:
+                item["listener"] = json.loads(listener)
             out.append(item)
         return out
 
@@ -359,17 +415,18 @@ class Store:
             group.load_balancing if group else None,
             rev,
             now,
+            None if connector.listener is None else json.dumps(connector.listener.to_json()),
         )
         if created is None:
             self.db.execute(
                 "INSERT INTO connectors (owner, label, endpoint, is_group, connection_timeout, retry_delay, "
-                "load_balancing, rev, modified, id, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "load_balancing, rev, modified, listener, id, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (*values, cid, now),
             )
         else:
             self.db.execute(
                 "UPDATE connectors SET owner=?, label=?, endpoint=?, is_group=?, connection_timeout=?, "
-                "retry_delay=?, load_balancing=?, rev=?, modified=? WHERE id=?",
+                "retry_delay=?, load_balancing=?, rev=?, modified=?, listener=? WHERE id=?",
                 (*values, cid),
             )
             self.db.execute("DELETE FROM members WHERE group_id=?", (cid,))

@@ -1,10 +1,12 @@
 """Types of the native data plane (``_engine.c``): L4 relaying, and in HTTP mode (``on_request`` given) the
 L7 fast path. Its limits come from :mod:`balancedesk.core.proxy.limits` as arguments (HTTP mode requires
-them); ``IO_CHUNK_BYTES`` is its one compile-time size, equal to ``limits.IO_CHUNK_BYTES`` (tested)."""
+them); ``IO_CHUNK_BYTES`` and ``REQUEST_HEADERS_MAX`` are its compile-time values, equal to those of
+``limits`` (tested)."""
 
 from collections.abc import Callable
 
 IO_CHUNK_BYTES: int
+REQUEST_HEADERS_MAX: int  # header lines the L7 fast path takes, equal to limits.REQUEST_HEADERS_MAX (tested)
 LOG_RECORD_SIZE: int
 LOG_REQ_MAX: int
 LOG_OK: int

@@ -1,6 +1,10 @@
 """L7 (HTTP/1.1): keep-alive on both sides, one pick per request, pooled upstream connections, bodies
-streamed both ways (Content-Length as is, chunked re-chunked), hop-by-hop headers dropped,
-``X-Forwarded-For`` added, ``Expect: 100-continue`` answered by the proxy once a member is connected.
+streamed both ways (Content-Length as is, chunked re-chunked, chunk extensions and trailers dropped), hop-by-hop
+headers dropped, ``X-Forwarded-For`` added, ``Expect: 100-continue`` answered by the proxy once a member is
+connected. Which requests are forwarded, and how they are framed, is :mod:`framing`'s decision (refusals: 400,
+417, 431, 501, 505). An ``Upgrade`` (WebSocket…) goes to the member; after its ``101`` the two connections are
+relayed byte for byte, with flow control and the idle timeout, until either side closes (a refusal of the
+upgrade is forwarded and the client connection closed after it).
 
 Limits (values in :mod:`limits`): head over ``head_limit`` → 431; head not complete within ``head_timeout``
 (from the accept for the first request, from its first byte for a later one) → 408, or a plain close if
@@ -26,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 import httptools
 from balancedesk.core.proxy.accesslog import ABANDONED, FAILED, OK, REQUEST_LINE_MAX, RESET
+from balancedesk.core.proxy.framing import REQ_SPECIAL, WATCHED, Refused, decide
 from balancedesk.core.proxy.limits import PENDING_BODY_BYTES, REPLAY_BODY_BYTES
 from balancedesk.core.proxy.runtime import MemberStats, Runtime, classify
 from balancedesk.core.proxy.upstream import UpConn
@@ -34,26 +39,23 @@ if TYPE_CHECKING:
     from balancedesk.core.proxy.shell import Shell
 
 IDEMPOTENT = frozenset({b"GET", b"HEAD", b"PUT", b"DELETE", b"OPTIONS", b"TRACE"})
-# request headers the proxy decides itself (hop-by-hop, framing, Expect) — handled in on_header
-REQ_SPECIAL = frozenset(
-    {b"connection", b"keep-alive", b"proxy-connection", b"te", b"trailer", b"transfer-encoding", b"upgrade",
-     b"expect", b"x-forwarded-for"}
-)
 NO_BODY_STATUS = frozenset({204, 304})
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 _END_CHUNKS = b"0\r\n\r\n"
 # pause reasons (bit mask) for the client's reading
 P_PENDING, P_UPSTREAM, P_QUEUE = 1, 2, 4
 
-REASONS = {400: "Bad Request", 408: "Request Timeout", 431: "Request Header Fields Too Large",
-           501: "Not Implemented", 502: "Bad Gateway", 503: "Service Unavailable", 504: "Gateway Timeout"}
+REASONS = {400: "Bad Request", 408: "Request Timeout", 417: "Expectation Failed",
+           431: "Request Header Fields Too Large", 501: "Not Implemented", 502: "Bad Gateway",
+           503: "Service Unavailable", 504: "Gateway Timeout", 505: "HTTP Version Not Supported"}
 
 
-def error_response(status: int, text: str, *, keep: bool) -> bytes:
-    """An answer of the proxy's own: ``status`` with ``text`` as a plain-text body."""
+def error_response(status: int, text: str, *, keep: bool, head_only: bool = False) -> bytes:
+    """An answer of the proxy's own: ``status`` with ``text`` as a plain-text body (its length only, for HEAD)."""
     body = text.encode()
     return (b"HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\n%s\r\n%s"
-            % (status, REASONS[status].encode(), len(body), b"" if keep else b"Connection: close\r\n", body))
+            % (status, REASONS[status].encode(), len(body), b"" if keep else b"Connection: close\r\n",
+               b"" if head_only else body))
 
 
 def answer_timeout(shell: Shell) -> float:
@@ -78,21 +80,22 @@ def exhausted_answer(attempts: list[tuple[str, str, float]], stalled: str | None
     return 504, stalled_why(mid, limit) if mid == stalled else "every member failed"
 
 
-def routed_error(rt: Runtime, status: int, why: str, attempts: list[tuple[str, str, float]], *, keep: bool) -> bytes:
+def routed_error(rt: Runtime, status: int, why: str, attempts: list[tuple[str, str, float]], *, keep: bool,
+                 head_only: bool = False) -> bytes:
     """The answer when routing a request failed: it names the group and every member tried."""
     cfg = rt.cfg
     group = cfg.label + (f" ({cfg.connector_id})" if cfg.connector_id else "")
     tried = ", ".join(f"{m} ({o}, {ms:.1f} ms)" for m, o, ms in attempts) or "none"
-    return error_response(status, f"balancedesk: group {group}: {why}; members tried: {tried}\n", keep=keep)
+    return error_response(status, f"balancedesk: group {group}: {why}; members tried: {tried}\n", keep=keep,
+                          head_only=head_only)
 
 
 class _Req:
     __slots__ = (
-        "attempts", "body_done", "body_n", "chunked", "cl", "conn_drop", "expect", "first", "head", "head_only",
-        "http10",
-        "keep_alive", "kept", "kept_n", "key", "logged", "method", "mid", "out_n", "parts", "pending",
-        "resp_framing", "resp_started", "retried", "sel", "sent", "sent_100", "size", "stalled", "status",
-        "t0", "t_first", "task", "up", "url", "xff",
+        "attempts", "body_done", "body_n", "chunked", "expect", "fields", "first", "head", "head_done",
+        "head_only", "http10", "keep_alive", "kept", "kept_n", "key", "logged", "method", "mid", "n_headers",
+        "offered", "out_n", "parts", "pending", "resp_framing", "resp_started", "retried", "sel", "sent",
+        "sent_100", "size", "stalled", "status", "t0", "t_first", "task", "up", "upgrade", "url", "xff",
     )
 
     def __init__(self) -> None:
@@ -103,10 +106,13 @@ class _Req:
         self.head = b""
         self.key: str | None = None
         self.chunked = False
-        self.cl: bytes | None = None
         self.expect = False
         self.xff: bytes | None = None
-        self.conn_drop: list[bytes] | None = None
+        self.fields: dict[bytes, list[bytes]] = {}  # framing.WATCHED headers' values, for framing.decide
+        self.n_headers = 0
+        self.head_done = False  # on_header after this: trailer fields (dropped, never framing)
+        self.upgrade = False  # passed to the member: after its 101 the connection is a tunnel
+        self.offered = False  # Upgrade offered (llhttp stops parsing after the head)
         self.keep_alive = True
         self.http10 = False
         self.head_only = False
@@ -139,8 +145,9 @@ class HttpClient(asyncio.Protocol):
     """One client connection: parses requests, routes each, relays the answers in order."""
 
     __slots__ = (
-        "active", "busy", "closing", "dead", "head_n", "head_t0", "held", "idle", "ip", "linger", "out", "parser",
-        "paused", "peer", "queue", "req", "shell", "transport", "uout", "xff_line",
+        "active", "busy", "closing", "dead", "deferred", "head_n", "head_t0", "held", "idle", "ip", "linger", "out",
+        "parser", "paused", "peer", "queue", "req", "shell", "skip", "transport", "tunnel", "uout", "upgrading",
+        "xff_line",
     )
 
     def __init__(self, shell: Shell) -> None:
@@ -159,11 +166,15 @@ class HttpClient(asyncio.Protocol):
         self.paused = 0
         self.closing = False  # close after the active answer
         self.dead = False  # stop parsing (after an error answer)
+        self.deferred = b""  # an error answer to a later request, written after the answers before it
         self.linger = False
         self.held: UpConn | None = None  # member connection whose reading is paused for this client
         self.ip = b""
         self.xff_line = b"X-Forwarded-For: \r\n"
         self.peer: Any = None
+        self.skip = False  # parser callbacks ignored (the synthetic head of an h2c offer's body, see _after_upgrade)
+        self.upgrading: _Req | None = None  # an upgrade request was read: later client bytes are the tunnel's
+        self.tunnel = False  # the member answered 101: bytes relayed as they are
 
     # client transport -----------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -194,17 +205,27 @@ class HttpClient(asyncio.Protocol):
         self.busy = True
         if self.dead:
             return
+        if self.upgrading is not None:
+            self._tunnel_up(data)
+            return
         if self.head_t0 is not None or self.req is None:
             self.head_n += len(data)
         try:
             self.parser.feed_data(data)
-        except httptools.HttpParserUpgrade:
-            self.fail_request(501, "balancedesk: protocol upgrades (Upgrade, CONNECT) are not proxied\n")
+        except httptools.HttpParserUpgrade as exc:
+            self._after_upgrade(data[int(exc.args[0]):])
+            return
+        except httptools.HttpParserInvalidMethodError:
+            self.fail_request(501, "balancedesk: refused request: unknown method\n")
             return
         except httptools.HttpParserError as exc:
             ctx = exc.__context__
             if isinstance(ctx, _HeadTooLarge):
                 self.fail_request(431, f"balancedesk: request head larger than {self.shell.head_limit} bytes\n")
+            elif isinstance(ctx, _Refused):
+                self.fail_request(ctx.status, f"balancedesk: refused request: {ctx.why}\n")
+            elif "Invalid HTTP version" in str(exc):
+                self.fail_request(505, "balancedesk: refused request: only HTTP/1.1 and HTTP/1.0 are supported\n")
             else:
                 self.fail_request(400, f"balancedesk: malformed request: {exc}\n")
             return
@@ -217,6 +238,12 @@ class HttpClient(asyncio.Protocol):
             self.flush()
 
     def eof_received(self) -> bool:
+        if self.tunnel:  # half-close passed on; the member's close ends the tunnel
+            r = self.active
+            if r is not None and r.up is not None and r.up.transport is not None and r.up.transport.can_write_eof():
+                r.up.transport.write_eof()
+                return True
+            return False
         if self.linger or (self.active is None and not self.queue):
             return False  # close
         r = self.active
@@ -300,11 +327,15 @@ class HttpClient(asyncio.Protocol):
 
     # request parsing ------------------------------------------------------------------------------
     def on_message_begin(self) -> None:
+        if self.skip:
+            return
         self.req = _Req()
         if self.head_t0 is None:  # a later request: timed from its first byte (the first one: from the accept)
             self.head_t0 = self.shell.now  # the sweeper's clock: coarse, but free on the hot path
 
     def on_url(self, url: bytes) -> None:
+        if self.skip:
+            return
         r = self.req
         assert r is not None
         r.url += url
@@ -313,49 +344,65 @@ class HttpClient(asyncio.Protocol):
     def on_header(self, name: bytes, value: bytes) -> None:
         r = self.req
         assert r is not None
+        if r.head_done or self.skip:
+            return  # a trailer field of a chunked body: dropped
+        r.n_headers += 1
+        if value[-1:] in (b" ", b"\t"):  # llhttp keeps trailing whitespace; a field value has none (RFC 9110 §5.5)
+            value = value.rstrip(b" \t")
         ln = name.lower()
-        if ln in REQ_SPECIAL:
-            if ln == b"transfer-encoding":
-                r.chunked = b"chunked" in value.lower()
-            elif ln == b"expect":
-                r.expect = value.strip().lower() == b"100-continue"
-            elif ln == b"x-forwarded-for":
-                r.xff = value if r.xff is None else r.xff + b", " + value
-            elif ln == b"connection":
-                drop = [t.strip().lower() for t in value.split(b",")]
-                drop = [t for t in drop if t and t not in (b"close", b"keep-alive")]
-                if drop:
-                    r.conn_drop = (r.conn_drop or []) + drop
-            return
+        if ln in WATCHED:
+            seen = r.fields.get(ln)
+            if seen is None:
+                r.fields[ln] = [value]
+            else:
+                seen.append(value)
+            if ln in REQ_SPECIAL:
+                if ln == b"x-forwarded-for":
+                    r.xff = value if r.xff is None else r.xff + b", " + value
+                return
         if ln == self.shell.affinity:
             r.key = value.decode("latin-1")
-        elif ln == b"content-length":
-            r.cl = value
         r.parts += (name, b": ", value, b"\r\n")
         r.size += len(name) + len(value) + 4
         if r.size > self.shell.head_limit:
             raise _HeadTooLarge()
 
     def on_headers_complete(self) -> None:
+        if self.skip:
+            return
         r = self.req
         assert r is not None
         p = self.parser
         self.head_t0 = None
         self.head_n = 0
+        r.head_done = True
         r.method = method = p.get_method()
+        version = p.get_http_version()
+        verdict = decide(method, version, r.fields, r.n_headers)
+        if isinstance(verdict, Refused):
+            raise _Refused(verdict.status, verdict.why)
         r.keep_alive = p.should_keep_alive()
-        r.http10 = p.get_http_version() == "1.0"
+        r.http10 = version == "1.0"
         r.head_only = method == b"HEAD"
-        if not r.chunked and (r.cl is None or r.cl.strip() == b"0"):
+        r.chunked = verdict.chunked
+        r.expect = verdict.expect_continue
+        r.offered = verdict.offered
+        if not r.chunked and not verdict.length:
             r.body_done = True  # no body: complete already (routing may answer before message_complete)
         parts = r.parts
-        if r.conn_drop:
-            drop = set(r.conn_drop)
+        drop = verdict.drop - REQ_SPECIAL
+        if drop:
             parts = [x for i in range(0, len(parts), 4) if parts[i].lower() not in drop for x in parts[i:i + 4]]
         xff = self.xff_line if r.xff is None else b"X-Forwarded-For: " + r.xff + b", " + self.ip + b"\r\n"
+        tail = b"\r\n"
+        if r.chunked:
+            tail = b"Transfer-Encoding: chunked\r\n\r\n"
+        elif verdict.upgrade is not None:
+            r.upgrade = True
+            r.keep_alive = False  # a refused upgrade is answered, then the connection closes
+            tail = b"Connection: Upgrade\r\nUpgrade: " + verdict.upgrade + b"\r\n\r\n"
         r.head = b"".join((
-            method, b" ", r.url, b" HTTP/1.1\r\n", *parts, xff,
-            b"Transfer-Encoding: chunked\r\n\r\n" if r.chunked else b"\r\n",
+            method, b" ", r.url, b" HTTP/1.1\r\n", *parts, b"Host: \r\n" if verdict.add_host else b"", xff, tail,
         ))
         r.parts = []
         if self.active is None:
@@ -391,14 +438,88 @@ class HttpClient(asyncio.Protocol):
     def on_message_complete(self) -> None:
         r = self.req
         assert r is not None
+        if r.offered and not r.upgrade and not r.body_done:
+            return  # an h2c offer with a body: llhttp stopped at the head, _after_upgrade reads the body
         self.req = None
         r.body_done = True
         if r.up is not None and self.active is r:
             r.sent = self.shell.rt.loop.time()
             if r.chunked:
                 self.uout.append(_END_CHUNKS)
-        if not r.keep_alive:
+        if not r.keep_alive and not r.upgrade:
             self.dead = True  # nothing after a request that closes the connection
+
+    def _after_upgrade(self, rest: bytes) -> None:
+        """llhttp stopped after an Upgrade offer's head (``rest``: the bytes after it). A protocol passed to
+        the member: what the client sends next is held for the tunnel. An ignored h2c offer: parsing goes on
+        with a new parser (for its body, one fed a head of the same framing first, whose callbacks are skipped)."""
+        r = self.req  # an h2c offer whose body is still to come
+        if r is None:
+            r = self.queue[-1] if self.queue else self.active
+        if r is not None and r.upgrade:
+            self.upgrading = r
+            if rest:
+                self._tunnel_up(rest)
+            self.kick()
+            return
+        self.parser = httptools.HttpRequestParser(self)
+        if self.req is not None:
+            self.req.offered = False  # its body's end completes it
+            cl = self.req.fields.get(b"content-length")
+            self.skip = True
+            try:
+                self.parser.feed_data(b"PUT / HTTP/1.1\r\n%s\r\n" % (
+                    b"Transfer-Encoding: chunked\r\n" if self.req.chunked else b"Content-Length: %s\r\n" % (
+                        cl[0].strip() if cl else b"0")))
+            finally:
+                self.skip = False
+        if rest:
+            self.data_received(rest)
+        else:
+            self.kick()
+
+    def _tunnel_up(self, data: bytes) -> None:
+        """Client bytes after an upgrade request: to the member once it said 101, held until then."""
+        r = self.upgrading
+        assert r is not None
+        u = r.up
+        if self.tunnel and u is not None and u.transport is not None:
+            u.pool.rt.stats[u.mid].bytes_in += len(data)
+            u.transport.write(data)
+            return
+        r.pending.append(data)
+        r.body_n += len(data)
+        if r.body_n > PENDING_BODY_BYTES:
+            self.pause(P_PENDING)
+
+    def response_upgraded(self, u: UpConn, head: bytes) -> None:
+        """The member switched protocols (101): its head goes to the client as it is, the held client bytes to
+        the member, and from now on both connections are relayed byte for byte."""
+        r = self.active
+        if r is None or r.up is not u or self.upgrading is not r:
+            return
+        self._answered(r, u, 101)
+        self.tunnel = True
+        self.closing = True  # the tunnel's end ends the client connection
+        self.out.append(head)
+        r.out_n += len(head)
+        if r.pending:
+            u.pool.rt.stats[u.mid].bytes_in += sum(map(len, r.pending))
+            self.uout += r.pending
+            r.pending = []
+        self.resume(P_PENDING)
+
+    def tunnel_down(self, data: bytes) -> None:
+        """Member bytes after its 101: to the client as they are."""
+        r = self.active
+        if r is not None and r.up is not None:
+            self.shell.rt.stats[r.up.mid].bytes_out += len(data)
+            r.out_n += len(data)
+        self.out.append(data)
+
+    def wants_upgrade(self, u: UpConn) -> bool:
+        r = self.active
+        return r is not None and r.up is u and r.upgrade and self.upgrading is r
 
     # routing --------------------------------------------------------------------------------------
     def start(self, r: _Req) -> None:
@@ -479,7 +600,7 @@ class HttpClient(asyncio.Protocol):
         st.total += 1
         out = self.uout
         out.append(r.head)
-        if r.pending:
+        if r.pending and not r.upgrade:  # an upgrade's held bytes wait for the 101 (response_upgraded)
             st.bytes_in += sum(map(len, r.pending))
             if r.chunked:
                 for d in r.pending:
@@ -506,22 +627,7 @@ class HttpClient(asyncio.Protocol):
         r = self.active
         if r is None or r.up is None or r.up is not u:
             return
-        rt = self.shell.rt
-        now = rt.loop.time()
-        r.resp_started = True
-        r.status = status
-        st: MemberStats = rt.stats[u.mid]
-        r.t_first = first = time.monotonic() - r.t0
-        st.sample(first)
-        if rt.route_wanted(now):  # build the event only when it is kept (route events are sampled)
-            att = r.attempts
-            if not att:
-                attempts: tuple[tuple[str, str, float], ...] = u.ok_attempt  # a pooled connection: the usual case
-            elif att[-1][0] != u.mid or att[-1][1] != "ok":
-                attempts = (*att, (u.mid, "ok", 0.0))
-            else:
-                attempts = tuple(att)
-            rt.add_route(now, self.peer, attempts, u.mid, r.key)
+        self._answered(r, u, status)
         keep = r.keep_alive and r.body_done and not self.closing and not self.shell.closing
         if r.head_only or status in NO_BODY_STATUS:
             r.resp_framing = 0
@@ -548,6 +654,25 @@ class HttpClient(asyncio.Protocol):
         )
         self.out += parts
         r.out_n += sum(map(len, parts))
+
+    def _answered(self, r: _Req, u: UpConn, status: int) -> None:
+        """The first byte of the answer: latency sampled, the route event (when one is kept)."""
+        rt = self.shell.rt
+        now = rt.loop.time()
+        r.resp_started = True
+        r.status = status
+        st: MemberStats = rt.stats[u.mid]
+        r.t_first = first = time.monotonic() - r.t0
+        st.sample(first)
+        if rt.route_wanted(now):  # build the event only when it is kept (route events are sampled)
+            att = r.attempts
+            if not att:
+                attempts: tuple[tuple[str, str, float], ...] = u.ok_attempt  # a pooled connection: the usual case
+            elif att[-1][0] != u.mid or att[-1][1] != "ok":
+                attempts = (*att, (u.mid, "ok", 0.0))
+            else:
+                attempts = tuple(att)
+            rt.add_route(now, self.peer, attempts, u.mid, r.key)
 
     def response_body(self, data: bytes) -> None:
         r = self.active
@@ -585,6 +710,9 @@ class HttpClient(asyncio.Protocol):
         if self.paused & P_UPSTREAM:
             self.resume(P_UPSTREAM)
         if self.closing or (self.dead and not self.queue):
+            if self.deferred and not self.queue:
+                self.out.append(self.deferred)
+                self.deferred = b""
             if self.out:
                 self.flush()
             self.close_soon(linger=self.req is not None)
@@ -624,13 +752,13 @@ class HttpClient(asyncio.Protocol):
         if u.reused and not r.retried and replayable:
             # a pooled connection the member had closed: one more try on a fresh connection, same member
             r.retried = True
-            r.pending = list(r.kept or ())
+            r.pending = r.pending if r.upgrade else list(r.kept or ())  # an upgrade's: tunnel bytes held
             r.task = rt.loop.create_task(self.connect(r, u.mid, now))
             return
         if not u.reused:
             rt.connect_failed(self.selection(r), u.mid, now, reason="closed before answering")
         if replayable:
-            r.pending = list(r.kept or ())
+            r.pending = r.pending if r.upgrade else list(r.kept or ())  # an upgrade's: tunnel bytes held
             self.try_next(r, now)
             return
         if u.reused:  # the member failed it (counted; not marked: see the module's docstring)
@@ -684,7 +812,7 @@ class HttpClient(asyncio.Protocol):
         rt = self.shell.rt
         rt.route_failed(rt.loop.time(), self.peer, tuple(r.attempts), r.key)
         keep = r.keep_alive and r.body_done and not self.closing and not self.shell.closing
-        answer = routed_error(rt, status, why, r.attempts, keep=keep)
+        answer = routed_error(rt, status, why, r.attempts, keep=keep, head_only=r.head_only)
         self.out.append(answer)
         if rt.access_log is not None:
             r.status, r.out_n = status, len(answer)
@@ -699,8 +827,14 @@ class HttpClient(asyncio.Protocol):
             self.flush()
 
     def fail_request(self, status: int, text: str) -> None:
-        """An error of the client's own (400/408/431/501): answer, stop parsing, close."""
+        """An error of the client's own (400/408/417/431/501/505): answer, stop parsing, close. A fault in a
+        request pipelined behind others is answered after them (they were complete and valid)."""
         self.dead = True
+        r = self.req
+        if self.active is not None and r is not None and r is not self.active and r not in self.queue:
+            self.deferred = error_response(status, text, keep=False, head_only=r.method == b"HEAD")
+            self.kick()  # the requests before it go out
+            return
         if self.active is not None and self.active.resp_started:
             self.abort()
             return
@@ -709,12 +843,12 @@ class HttpClient(asyncio.Protocol):
         log = self.shell.rt.access_log
         if log is not None:  # a request the balancer refused itself: no request line, no member
             log.add((time.monotonic(), self.peer, None, status, None, 0, 0, 0.0, None, FAILED))
-        self._error(status, text, keep=False)
+        self._error(status, text, keep=False, head_only=r is not None and r.method == b"HEAD")
         self.flush()
         self.close_soon(linger=True)
 
-    def _error(self, status: int, text: str, *, keep: bool) -> None:
-        self.out.append(error_response(status, text, keep=keep))
+    def _error(self, status: int, text: str, *, keep: bool, head_only: bool = False) -> None:
+        self.out.append(error_response(status, text, keep=keep, head_only=head_only))
 
     def close_soon(self, *, linger: bool) -> None:
         """Close after the answer is written; with ``linger`` read and drop what the client still sends
@@ -813,3 +947,12 @@ class HttpClient(asyncio.Protocol):
 
 class _HeadTooLarge(Exception):
     pass
+
+
+class _Refused(Exception):
+    """Raised in a parser callback: framing.decide refused the request (``status``, ``why``)."""
+
+    def __init__(self, status: int, why: str) -> None:
+        super().__init__(why)
+        self.status = status
+        self.why = why

@@ -2,9 +2,10 @@
 
 The data planes (``http.py``, ``tcp.py``, ``upstream.py`` and the C engine), the admin endpoint and the
 command line's defaults import these; nothing else spells a limit's value. The C engine gets the runtime
-limits as arguments of ``Engine(...)`` and has no defaults of its own for them; the one value C needs at
-compile time (its I/O chunk, the size of a buffer inside the engine) is exposed by the engine as a module
-constant of the same name and checked against this module by the tests (``test_bounds.py``).
+limits as arguments of ``Engine(...)`` and has no defaults of its own for them; the values C needs at
+compile time (its I/O chunk, the size of a buffer inside the engine, and the header lines its fast path
+takes) are exposed by the engine as module constants of the same names and checked against this module by
+the tests (``test_bounds.py``, ``test_framing.py``).
 
 Timing rules, the same on both planes and on the admin endpoint:
 
@@ -30,6 +31,8 @@ MAX_CONNECTIONS: Final = 10_000
 """Concurrent client connections per worker (``--max-connections``; kept below RLIMIT_NOFILE/2)."""
 REQUEST_HEAD_MAX_BYTES: Final = 32 * KIB
 """L7 request head, request line included (``--max-header-bytes``): more → 431. nginx: 4 × 8 KiB."""
+REQUEST_HEADERS_MAX: Final = 100
+"""Header lines in an L7 request head: more → 431 (``framing.decide``; the engine hands such a head over)."""
 REQUEST_HEAD_MIN_BYTES: Final = 64
 """The smallest ``--max-header-bytes`` accepted (a request line and a Host header)."""
 HEAD_TIMEOUT_S: Final = 15.0

@@ -367,12 +367,13 @@ class NativeHttp(NativeTcp):
         rt = self.rt
         shell = self.shell
         now = rt.loop.time()
+        head = method == "HEAD"  # the answer's length, not its body
         if code == FAIL_ROUTING:
             p = self._fails.pop(cid, None)
             attempts = p.attempts if p is not None else []
             status, why = exhausted_answer(attempts, p.stalled if p is not None else None,
                                            answer_timeout(shell))
-            return routed_error(rt, status, why, attempts, keep=bool(keep))
+            return routed_error(rt, status, why, attempts, keep=bool(keep), head_only=head)
         self._pending.pop(cid, None)  # (a connect in progress when the client went idle)
         mid = self._mids[t] if 0 <= t < len(self._mids) else "?"
         st = self._stats[t] if 0 <= t < len(self._stats) else None
@@ -398,7 +399,7 @@ class NativeHttp(NativeTcp):
             attempts = [(mid, "timeout", 0.0)]
             status, why = 504, f"member {mid} did not answer within {shell.idle_timeout:g} s"
         rt.route_failed(now, self.engine.peer(cid), tuple(attempts), None)
-        return routed_error(rt, status, why, attempts, keep=bool(keep))
+        return routed_error(rt, status, why, attempts, keep=bool(keep), head_only=head)
 
     def _on_handoff(self, fd: int, data: bytes, timed_out: int) -> None:
         """A client connection the fast path leaves to http.py, with what was read of it so far."""

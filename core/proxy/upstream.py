@@ -3,7 +3,9 @@ pool of idle ones (:class:`Pool`, most recently used first, so stale connections
 
 An :class:`UpConn` parses responses with httptools and hands head, body and end to its current owner
 (an :class:`~balancedesk.core.proxy.http.HttpClient`) through the small :class:`Owner` protocol, so this
-module imports nothing of ``http`` (which imports it).
+module imports nothing of ``http`` (which imports it). A ``101`` to an upgrade request the owner passed on makes
+it a tunnel: its head goes to the client as sent, then every byte as it comes (it never returns to the pool); a
+``101`` nobody asked for is a bad response.
 
 A response head larger than ``ANSWER_HEAD_MAX_BYTES`` (see :mod:`limits`) is a bad answer: the owner
 answers 502 and counts a failure on the member, the connection is closed — the head is never held whole.
@@ -18,18 +20,17 @@ from typing import TYPE_CHECKING, Protocol
 
 import httptools
 from balancedesk.core.balance import AdminState
+from balancedesk.core.proxy.framing import HOP_BY_HOP
 from balancedesk.core.proxy.limits import ANSWER_HEAD_MAX_BYTES, POOL_PER_MEMBER
 
 if TYPE_CHECKING:
     from balancedesk.core.proxy.runtime import Runtime
 
 # response headers the proxy decides itself (hop-by-hop, RFC 9110 §7.6.1, and framing)
-RESP_HOP = frozenset(
-    {b"connection", b"keep-alive", b"proxy-connection", b"te", b"trailer", b"transfer-encoding", b"upgrade"}
-)
+RESP_HOP = HOP_BY_HOP - {b"http2-settings"}
 
 # a hop-by-hop header line in a lower-cased head (the match starts at the CRLF before the name)
-_HOP_LINE = re.compile(rb"\r\n(?:connection|keep-alive|proxy-connection|te|trailer|transfer-encoding|upgrade)[ \t]*:")
+_HOP_LINE = re.compile(rb"\r\n(?:" + b"|".join(sorted(RESP_HOP)) + rb")[ \t]*:")
 _SPECIAL_LENGTHS = frozenset(len(n) for n in (*RESP_HOP, b"content-length"))
 
 
@@ -46,6 +47,9 @@ class Owner(Protocol):
     def response_done(self, u: UpConn) -> None: ...
     def upstream_broken(self, u: UpConn, why: str) -> None: ...
     def upstream_lost(self, u: UpConn, exc: Exception | None) -> None: ...
+    def wants_upgrade(self, u: UpConn) -> bool: ...
+    def response_upgraded(self, u: UpConn, head: bytes) -> None: ...
+    def tunnel_down(self, data: bytes) -> None: ...
 
 
 class _HeadError(Exception):
@@ -123,7 +127,7 @@ def forward_head(raw: bytes, status: int, hops: int) -> bytes | None:
 class UpConn(asyncio.Protocol):
     __slots__ = (
         "chunked", "endpoint", "has_cl", "hbuf", "head", "head_only", "hops", "inhead", "interim", "keep", "lost",
-        "mid", "ok_attempt", "owner", "parser", "pool", "reused", "status", "transport",
+        "mid", "ok_attempt", "owner", "parser", "pool", "reused", "status", "transport", "tunnel", "upgrade_seen",
     )
 
     def __init__(self, pool: Pool, mid: str, endpoint: tuple[str, int]) -> None:
@@ -146,6 +150,8 @@ class UpConn(asyncio.Protocol):
         self.reused = False
         self.lost = False
         self.keep = False
+        self.tunnel = False  # after a 101: bytes go to the owner's client as they are
+        self.upgrade_seen = False  # the response head has an Upgrade header
 
     # transport events ---------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -157,10 +163,21 @@ class UpConn(asyncio.Protocol):
             self.close()
             return
         owner.busy = True
+        if self.tunnel:
+            owner.tunnel_down(data)
+            owner.kick()
+            return
         if self.inhead:
             self.hbuf = self.hbuf + data if self.hbuf else data
         try:
             self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade as exc:  # the 101's head was handed over (on_headers_complete)
+            if self.tunnel:
+                rest = data[int(exc.args[0]):]
+                if rest:
+                    owner.tunnel_down(rest)
+            owner.kick()
+            return
         except httptools.HttpParserError as exc:
             if self.owner is not None:
                 self.owner.upstream_broken(self, f"bad response from member: {exc}")
@@ -215,6 +232,7 @@ class UpConn(asyncio.Protocol):
         self.has_cl = False
         self.hops = 0
         self.status = 0
+        self.upgrade_seen = False
 
     def on_header(self, name: bytes, value: bytes) -> None:
         if len(name) in _SPECIAL_LENGTHS:  # cheap filter before lower()
@@ -223,13 +241,26 @@ class UpConn(asyncio.Protocol):
                 self.hops += 1
                 if ln == b"transfer-encoding" and b"chunked" in value.lower():
                     self.chunked = True
+                elif ln == b"upgrade":
+                    self.upgrade_seen = True
             elif ln == b"content-length":
                 self.has_cl = True
 
     def on_headers_complete(self) -> None:
         status = self.parser.get_status_code()
         hbuf = self.hbuf
-        if 100 <= status < 200 and status != 101:
+        if status == 101:
+            owner = self.owner
+            e = hbuf.find(b"\r\n\r\n")
+            if owner is None or e < 0 or not self.upgrade_seen or not owner.wants_upgrade(self):
+                raise _HeadError("101 Switching Protocols to a request that asked for no upgrade")
+            self.inhead = False
+            self.hbuf = b""
+            self.tunnel = True
+            self.status = status
+            owner.response_upgraded(self, hbuf[:e + 4])
+            return
+        if 100 <= status < 200:
             self.interim = True  # 100 Continue and friends: the proxy answered the client's Expect itself
             e = hbuf.find(b"\r\n\r\n")
             self.hbuf = hbuf[e + 4:] if e >= 0 else b""
@@ -254,6 +285,8 @@ class UpConn(asyncio.Protocol):
             self.owner.response_body(data)
 
     def on_message_complete(self) -> None:
+        if self.tunnel:
+            return  # llhttp ends a 101's message at its head: the tunnel goes on
         if self.interim:
             self.interim = False
             return

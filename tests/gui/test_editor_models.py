@@ -210,7 +210,7 @@ def test_field_edits_merge_and_undo(editor: GroupEditor, qtbot: Any) -> None:
     assert doc.fields["label"] == "Pay"
     assert doc.undo_stack.count() == 1  # typing merges into one step
     editor.timeout_spin.setValue(0)
-    assert editor.timeout_spin.text() == "never"
+    assert editor.timeout_spin.text() == "0 s (no limit)"
     doc.undo_stack.undo()
     assert editor.timeout_spin.value() == 15
     doc.undo_stack.undo()
@@ -236,7 +236,7 @@ def test_review_lists_old_and_new_per_field_and_member(editor: GroupEditor) -> N
     editor.model.set_weight("b", 5)
     editor.model.add_member("e")
     changes = {(c.what, c.old, c.new) for c in doc.changes()}
-    assert ("retry delay", "120 s", "never") in changes
+    assert ("retry delay", "120 s", "0 s (never left out)") in changes
     assert ("member c: sequence", "3", "1") in changes
     assert ("member b: weight", "2", "5") in changes
     assert ("member e", "", "added at #4, weight 1") in changes

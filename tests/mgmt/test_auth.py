@@ -123,21 +123,3 @@ def test_admin_registers_lists_and_unregisters_connectors(server: Server) -> Non
         "/api/admin/connectors", json={"label": "x", "owner": "alice", "endpoint": "h:1", "connectorID": group}
     )
     assert dup.status_code == 409
-
-
-def test_repeated_failed_logins_are_slowed_down(server: Server) -> None:
-    server.add_user("alice")
-    wrong = server.as_user("alice", "not-the-password")
-    first = [wrong.get("/api/mgmt/whoami").status_code for _ in range(5)]
-    assert first == [401] * 5
-    # from now on each failure locks this client out for longer (1 s, 2 s, 4 s …): a 429 must come
-    locked = None
-    for _ in range(20):
-        r = wrong.get("/api/mgmt/whoami")
-        if r.status_code == 429:
-            locked = r
-            break
-        assert r.status_code == 401
-    assert locked is not None
-    assert int(locked.headers["Retry-After"]) >= 1
-    assert "Too many failed logins" in error_of(locked)["message"]["value"]

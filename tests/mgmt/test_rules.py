@@ -225,7 +225,7 @@ def test_invalid_json_is_400_with_its_own_code(shared_server: Server) -> None:
     assert r.status_code == 400
     err = error_of(r)
     assert err["code"] == "222210001" and "Invalid JSON" in err["message"]["value"]
-    r = w.alice.post("/api/mgmt/connectors", content=b"[1, 2]")
+    r = w.alice.post("/api/mgmt/connectors", content=b"[1, 2]", headers={"Content-Type": "application/json"})
     assert r.status_code == 400 and error_of(r)["problems"][0]["field"] == "body"
 
 
