@@ -7,7 +7,8 @@ One command, one table::
 
 Cells: {one worker (its own sticky table), ``--workers`` (the shared mapping: a generation check per pick, the
 shared table for keys)} × {no key, a key without entry (its rendezvous choice), a key with an entry (displaced
-while its member was down, kept after it came back)}. Every member is up, so every pick is the hot path
+while its member was down, kept after it came back)}, and "unsticky": a key with the store taken away (the rule
+before sticky affinity, rendezvous hashing alone). Every member is up, so every pick is the hot path
 (``first_pick``), which is what the data planes call per L7 request (native and asyncio) or L4 connection.
 Printed: the median ns per pick over the passes, and each cell's ratio to "one worker, no key". Nothing
 here is asserted by the tests.
@@ -37,6 +38,8 @@ async def cell(shared: SharedState | None, kind: str, n: int) -> float:
     rt = Runtime(parse_balancer_config(CONFIG), mode="http", affinity_header="sender-transfer-id", shared=shared)
     try:
         now = rt.loop.time()
+        if kind == "unsticky":  # the rule before sticky affinity: rendezvous alone
+            rt.balancer.sticky = None
         if kind == "held":  # displace every key once: its first choice fails, the walk remembers where it went
             for k in KEYS:
                 first = rt.first_pick(k, now)
@@ -63,7 +66,8 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true")
     args = ap.parse_args()
     passes, n = (1, 50_000) if args.quick else (5, 200_000)
-    cells = [(w, k) for w in ("one worker", "--workers") for k in ("none", "fresh", "held")]
+    cells = [("one worker", "unsticky"),
+             *((w, k) for w in ("one worker", "--workers") for k in ("none", "fresh", "held"))]
     got: dict[tuple[str, str], list[float]] = {c: [] for c in cells}
     for p in range(passes):
         for w, k in cells if p % 2 == 0 else reversed(cells):
