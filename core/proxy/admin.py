@@ -48,6 +48,15 @@ def _peer(p: Any) -> str | None:
     return None
 
 
+def sticky_json(rt: Runtime) -> dict[str, Any]:
+    """The snapshot's ``sticky``: the sticky affinity table's counts; ``shared`` when every worker of the process
+    uses one table (and one set of health marks), ``workers`` how many there are."""
+    c = rt.sticky.counts()
+    return {"entries": c.entries, "capacity": c.capacity, "idleTimeout_s": c.idle_s, "evictions": c.evictions,
+            "expiries": c.expiries, "shared": rt.shared is not None, "workers": rt.workers,
+            "unsharedMembers": rt.shared.state.unshared() if rt.shared is not None else 0}
+
+
 def member_json(rt: Runtime, mid: str, now: float, shares: dict[str, float], total: int) -> dict[str, Any]:
     view = next(v for v in rt.balancer.members() if v.member_id == mid)
     st = rt.stats.get(mid)
@@ -70,6 +79,8 @@ def member_json(rt: Runtime, mid: str, now: float, shares: dict[str, float], tot
         "active": st.active if st is not None else 0,
         "total": picked,
         "failures": view.failures,
+        # with --workers N: failures counted by every worker of the process (None: one worker, or no shared slot)
+        "failuresAllWorkers": rt.shared.failures(mid) if rt.shared is not None else None,
         "bytesIn": st.bytes_in if st is not None else 0,
         "bytesOut": st.bytes_out if st is not None else 0,
         "latencyP50_ms": p50,
@@ -122,6 +133,7 @@ def snapshot(rt: Runtime) -> dict[str, Any]:
         "affinityHeader": rt.affinity_header,
         "listener": cfg.listener.to_json(),
         "accessLog": rt.access_log.stats() if rt.access_log is not None else None,
+        "sticky": sticky_json(rt),
         "now": now,
         "uptime_s": now - rt.started,
         "members": [member_json(rt, m, now, shares, total) for m in ids],
