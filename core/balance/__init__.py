@@ -5,6 +5,8 @@
 * ``group``     — :class:`GroupBalancer`: one connector group's members, their runtime admin state
   (enabled / drain / disabled), their health (disabled for ``retryDelay`` after a failed connect, tried
   anyway when all are disabled), and :class:`Selection`, the per-connection walk through candidates.
+* ``sticky``    — :class:`StickyTable`: keys displaced from their rendezvous choice stay where they went
+  (a bounded table with an idle expiry); :class:`StickyStore` is what any storage of it offers.
 * ``health``    — :class:`ActiveChecks`: opt-in active health checks (rise/fall counts) holding members
   down or lifting their marks through the group's health, so routing honours them.
 
@@ -20,7 +22,8 @@ from balancedesk.core.balance.group import (
     Selection,
 )
 from balancedesk.core.balance.health import ActiveChecks, CheckState, CheckView, Flip
+from balancedesk.core.balance.sticky import StickyCounts, StickyStore, StickyTable
 from balancedesk.core.balance.wrr import SmoothWRR
 
 __all__ = ["ActiveChecks", "AdminState", "CheckState", "CheckView", "Flip", "GroupBalancer", "MemberView",
-           "Selection", "SmoothWRR", "rendezvous_rank"]
+           "Selection", "SmoothWRR", "StickyCounts", "StickyStore", "StickyTable", "rendezvous_rank"]

@@ -8,7 +8,10 @@ Rules (HDP's connector-group documents, plus header affinity and runtime admin s
   moves on to the next candidate, each member at most once. A member that answers is enabled at once.
 * If every member is disabled at once, every member is tried anyway.
 * With an affinity key, candidates are ranked by weighted rendezvous hashing; a disabled choice falls to
-  the next-ranked member.
+  the next-ranked member. With a sticky store (:mod:`balancedesk.core.balance.sticky`, the rules there) a
+  key displaced that way stays on the member that took it while that member is up, even once its first-ranked
+  member is back: the walk prefers the member a key's entry names, and remembers a pick that is not the key's
+  rendezvous choice.
 * Admin state: ``DRAIN`` and ``DISABLED`` members get no new connections (existing ones are the shell's
   business); only ``ENABLED`` members are candidates.
 * Active health checks (opt-in, :mod:`balancedesk.core.balance.health` decides) hold a member *down*
@@ -18,6 +21,7 @@ Rules (HDP's connector-group documents, plus header affinity and runtime admin s
 
 Usage by the shell, per client connection or request::
 
+    member = balancer.first_pick(key, now=now)   # the hot path when every member is up, else None: then
     sel = balancer.begin(now=now, affinity_key=key)
     while (member := sel.next(now=now)) is not None:
         ok = await connect(member)          # the shell's I/O, bounded by connectionTimeout
@@ -32,6 +36,7 @@ import enum
 from dataclasses import dataclass
 
 from balancedesk.core.balance.affinity import rendezvous_rank
+from balancedesk.core.balance.sticky import StickyStore
 from balancedesk.core.balance.wrr import SmoothWRR
 from balancedesk.core.model import ConnectorGroup
 
@@ -74,9 +79,10 @@ class _Member:
 class GroupBalancer:
     """Routing state of one group. Not thread-safe; one per event loop."""
 
-    def __init__(self, group: ConnectorGroup) -> None:
+    def __init__(self, group: ConnectorGroup, *, sticky: StickyStore | None = None) -> None:
         self._members: dict[str, _Member] = {}
         self._wrr = SmoothWRR([])
+        self.sticky = sticky  # None: keys follow the rendezvous order alone (the member that is up)
         self.apply(group)
 
     # configuration -------------------------------------------------------------------------------
@@ -155,6 +161,22 @@ class GroupBalancer:
         self._recheck()
         return was != self._healthy(m, now)
 
+    def adopt_mark(self, member_id: str, until: float | None, *, now: float) -> bool:
+        """Take a passive mark decided elsewhere — another worker of this balancer process, whose deadlines are
+        on the same monotonic clock: ``until`` (None or a time not after ``now``: no mark). Counts no
+        failure. Returns True if the member's health at ``now`` changed."""
+        m = self._members.get(member_id)
+        if m is None:
+            return False
+        if until is not None and until <= now:
+            until = None
+        if m.disabled_until == until:
+            return False
+        was = self._healthy(m, now)
+        m.disabled_until = until
+        self._recheck()
+        return was != self._healthy(m, now)
+
     def passively_marked(self, member_id: str, *, now: float) -> bool:
         """Whether the member is disabled by a failed connect whose retryDelay has not ended."""
         m = self._members.get(member_id)
@@ -183,13 +205,17 @@ class GroupBalancer:
     def begin(self, *, now: float, affinity_key: str | None = None) -> Selection:
         return Selection(self, affinity_key)
 
-    def first_pick(self, affinity_key: str | None = None) -> str | None:
+    def first_pick(self, affinity_key: str | None = None, *, now: float) -> str | None:
         """The first member of a walk when every member is enabled and unmarked (the hot path, no
         :class:`Selection` needed unless that member fails — then ``begin`` and mark it tried); None
         otherwise (use ``begin``). Same pick, same WRR rhythm as ``begin(...).next(...)``."""
         if not self._all_clear:
             return None
         if affinity_key is not None:
+            if self.sticky is not None:
+                held = self.sticky.get(affinity_key, now=now)
+                if held is not None and held in self._members:  # every member is up: so is this one
+                    return held
             ranked: tuple[str, ...] = rendezvous_rank(affinity_key, self._weights)
             return ranked[0]
         if self.round_robin:
@@ -203,8 +229,7 @@ class GroupBalancer:
         if self._all_clear and not tried:
             # fast path, same answer as below when every member is enabled and unmarked
             if key is not None:
-                ranked: tuple[str, ...] = rendezvous_rank(key, self._weights)
-                return ranked[0]
+                return self.first_pick(key, now=now)
             if self.round_robin:
                 picked: str | None = self._wrr.pick()
                 return picked
@@ -220,16 +245,30 @@ class GroupBalancer:
                 return None
             healthy = untried  # every member is disabled at once: try each anyway
         if key is not None:
-            ids = {m.member_id for m in healthy}
-            ranked = rendezvous_rank(key, self._weights)
-            for mid in ranked:
-                if mid in ids:
-                    return mid
-            return None
+            return self._keyed_pick(key, {m.member_id for m in healthy}, now)
         if self.round_robin:
             picked = self._wrr.pick(m.member_id for m in healthy)
             return picked
         return healthy[0].member_id
+
+    def _keyed_pick(self, key: str, ids: set[str], now: float) -> str | None:
+        """The candidate (in ``ids``) for ``key``: its sticky entry's member if that is a candidate, else the
+        first-ranked candidate; the sticky entry follows the pick (see the sticky module's rules)."""
+        ranked: tuple[str, ...] = rendezvous_rank(key, self._weights)
+        sticky = self.sticky
+        if sticky is None:
+            return next((mid for mid in ranked if mid in ids), None)
+        held = sticky.get(key, now=now)
+        if held is not None and held in ids:
+            return held
+        chosen = next((mid for mid in ranked if mid in ids), None)
+        if chosen is None:
+            return None
+        if chosen != ranked[0]:
+            sticky.put(key, chosen, now=now)
+        elif held is not None:
+            sticky.discard(key)  # back on its rendezvous choice: no entry needed
+        return chosen
 
     # views ---------------------------------------------------------------------------------------
     def members(self) -> list[MemberView]:

@@ -60,6 +60,15 @@ def _peer(p: Any) -> str | None:
     return None
 
 
+def sticky_json(rt: Runtime) -> dict[str, Any]:
+    """The snapshot's ``sticky``: the sticky affinity table's counts; ``shared`` when every worker of the process
+    uses one table (and one set of health marks), ``workers`` how many there are."""
+    c = rt.sticky.counts()
+    return {"entries": c.entries, "capacity": c.capacity, "idleTimeout_s": c.idle_s, "evictions": c.evictions,
+            "expiries": c.expiries, "shared": rt.shared is not None, "workers": rt.workers,
+            "unsharedMembers": rt.shared.state.unshared() if rt.shared is not None else 0}
+
+
 def member_json(rt: Runtime, mid: str, now: float, shares: dict[str, float], total: int) -> dict[str, Any]:
     return member_snap(rt, mid, now, shares, total).to_json()
 
@@ -86,6 +95,8 @@ def member_snap(rt: Runtime, mid: str, now: float, shares: dict[str, float], tot
         active=st.active if st is not None else 0,
         total=picked,
         failures=view.failures,
+        # with --workers N: failures counted by every worker of the process (None: one worker, or no shared slot)
+        failures_all_workers=rt.shared.failures(mid) if rt.shared is not None else None,
         bytes_in=st.bytes_in if st is not None else 0,
         bytes_out=st.bytes_out if st is not None else 0,
         latency_p50_ms=p50,
@@ -131,6 +142,7 @@ def snapshot(rt: Runtime, *, server_version: int | None = None,
         affinity_header=rt.affinity_header,
         listener=cfg.listener.to_json(),
         access_log=rt.access_log.stats() if rt.access_log is not None else None,
+        sticky=sticky_json(rt),
         now=now,
         uptime_s=now - rt.started,
         members=tuple(member_snap(rt, m, now, shares, total) for m in ids),

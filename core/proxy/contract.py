@@ -75,6 +75,7 @@ class MemberSnap:
     check_at: float | None = None
     check_passes: int = 0
     check_fails: int = 0
+    failures_all_workers: int | None = None  # --workers N: failures counted by every worker (None: one worker)
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> MemberSnap:
@@ -97,6 +98,7 @@ class MemberSnap:
             configured_share=_f(d.get("configuredShare")),
             actual_share=_f(d.get("actualShare")),
             **_check(d.get("check")),
+            failures_all_workers=None if d.get("failuresAllWorkers") is None else int(d["failuresAllWorkers"]),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -104,7 +106,8 @@ class MemberSnap:
             "memberID": self.member_id, "endpoint": self.endpoint, "sequence": self.sequence,
             "weight": self.weight, "admin": self.admin, "health": self.health,
             "disabledUntil": self.disabled_until, "retryIn_s": self.retry_in_s, "active": self.active,
-            "total": self.total, "failures": self.failures, "bytesIn": self.bytes_in, "bytesOut": self.bytes_out,
+            "total": self.total, "failures": self.failures, "failuresAllWorkers": self.failures_all_workers,
+            "bytesIn": self.bytes_in, "bytesOut": self.bytes_out,
             "latencyP50_ms": self.latency_p50_ms, "latencyP99_ms": self.latency_p99_ms,
             "configuredShare": self.configured_share, "actualShare": self.actual_share,
             "check": None if self.check_state is None else {
@@ -151,6 +154,7 @@ class Snapshot:
     overrides: tuple[Mapping[str, Any], ...] = ()  # core.fleet.Override entries (JSON)
     server_version: int | None = None  # a balancer following the management server: the version applied
     control_plane: Mapping[str, Any] | None = None  # following: {"state", "since", "lastError", …}
+    sticky: Mapping[str, Any] | None = None  # the sticky affinity table's counts (None: no affinity)
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> Snapshot:
@@ -170,13 +174,14 @@ class Snapshot:
             overrides=tuple(dict(o) for o in d.get("overrides") or ()),
             server_version=None if d.get("serverVersion") is None else int(d["serverVersion"]),
             control_plane=d.get("controlPlane"),
+            sticky=d.get("sticky"),
         )
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
             "version": self.version, "group": dict(self.group), "mode": self.mode, "dataPlane": self.data_plane,
             "listen": self.listen, "affinityHeader": self.affinity_header, "listener": dict(self.listener),
-            "accessLog": self.access_log, "now": self.now, "uptime_s": self.uptime_s,
+            "accessLog": self.access_log, "sticky": self.sticky, "now": self.now, "uptime_s": self.uptime_s,
             "members": [m.to_json() for m in self.members], "overrides": [dict(o) for o in self.overrides],
             "totals": dict(self.totals),
         }

@@ -527,9 +527,9 @@ class HttpClient(asyncio.Protocol):
         rt = shell.rt
         self.active = r
         r.t0 = time.monotonic()  # latency: precise clock (uvloop's loop time has 1 ms steps)
-        mid = rt.balancer.first_pick(r.key)
+        now = rt.loop.time()
+        mid = rt.first_pick(r.key, now)
         if mid is None:
-            now = rt.loop.time()
             r.sel = rt.begin(now, r.key)
             self.try_next(r, now)
             return
@@ -538,7 +538,7 @@ class HttpClient(asyncio.Protocol):
         if u is not None:
             self.attach(r, u)
         else:
-            r.task = rt.loop.create_task(self.connect(r, mid, rt.loop.time()))
+            r.task = rt.loop.create_task(self.connect(r, mid, now))
 
     def selection(self, r: _Req) -> Any:
         sel = r.sel

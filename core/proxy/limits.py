@@ -100,3 +100,21 @@ STOP_GRACE_S: Final = 10.0
 TRIM_AFTER_PEAK: Final = 256
 """A burst of at least this many client connections, once it has shrunk to a quarter, gives the heap pages
 it freed back to the system (``malloc_trim``; glibc keeps them otherwise, and RSS stays at the peak)."""
+
+# sticky affinity and the state the workers of one balancer process share ------------------------------
+STICKY_ENTRIES: Final = 65_536
+"""Sticky affinity entries per group (keys displaced from their rendezvous choice, ``core/balance/sticky.py``);
+past it the entry idle longest is evicted (counted). With ``--workers N`` the table is shared: one per
+process, in shared memory, ``STICKY_WAYS``-way set associative (an eviction takes the oldest of a set)."""
+STICKY_WAYS: Final = 8
+"""Entries of one set of the shared sticky table: a key is looked for in its set alone (a bounded probe)."""
+STICKY_IDLE_S: Final = 900.0
+"""A sticky entry not used for this long is forgotten (the key follows the rendezvous order again)."""
+STICKY_SWEEP_SLOTS: Final = 4096
+"""Shared sticky slots a worker's sweep looks at per tick (a bounded amount of work on the data plane's loop)."""
+SHARED_MEMBER_SLOTS: Final = 4096
+"""(group, member) pairs whose health marks the workers of one balancer process share; a pair past it keeps
+its marks to the worker that made them (counted as ``unshared`` in the snapshot's ``shared``)."""
+STICKY_SWEEP_PERIOD_S: Final = 1.0
+"""How often a worker sweeps idle sticky entries (its own table whole; the shared one ``STICKY_SWEEP_SLOTS`` at
+a time)."""

@@ -216,16 +216,15 @@ class NativeTcp:
             rt.refused += 1
             return -1
         rt.accepted += 1
-        mid = rt.balancer.first_pick(None)
+        now = rt.loop.time()
+        mid = rt.first_pick(None, now)
         if mid is not None:
             t = self._target(mid)
             if t >= 0:
                 return t
-            now = rt.loop.time()
             p = _Pending(rt.begin(now, None, mid))
             self._failed(p, mid, "unreachable", 0.0, now)
             return self._next(cid, p, now)
-        now = rt.loop.time()
         return self._next(cid, _Pending(rt.begin(now, None)), now)
 
     def _on_connect(self, cid: int, t: int, err: int, seconds: float) -> int:
@@ -324,7 +323,7 @@ class NativeHttp(NativeTcp):
         engine then uses — so the route is decided here; otherwise ``_on_connect`` hears how it went)."""
         rt = self.rt
         now = rt.loop.time()
-        mid = rt.balancer.first_pick(key)
+        mid = rt.first_pick(key, now)
         if mid is not None:
             t = self._target(mid)
             if t >= 0:

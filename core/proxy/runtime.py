@@ -2,6 +2,11 @@
 event ring, the health re-enable timer, config apply, and the opt-in listener features that follow the
 config (active health checks' decisions, the access log). The L4/L7 shells and the admin endpoint share it.
 
+Sticky affinity (``core/balance/sticky.py``) keeps a displaced key where it went: in this process's table, or
+— with ``--workers N`` — in the table every worker shares (``shared.py``), which also carries every
+worker's health marks. The shells pick through :meth:`Runtime.first_pick` and :meth:`Runtime.begin`, which
+first adopt what other workers marked (one read of shared memory when nothing changed).
+
 Hot-path rules: counters are plain attributes on ``__slots__`` objects; an event is one tuple appended to
 a bounded deque; JSON is built only when the admin endpoint is read.
 """
@@ -14,9 +19,11 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from balancedesk.core.balance import ActiveChecks, AdminState, GroupBalancer, Selection
+from balancedesk.core.balance import ActiveChecks, AdminState, GroupBalancer, Selection, StickyStore, StickyTable
 from balancedesk.core.model import BalancerConfig, parse_endpoint
+from balancedesk.core.proxy import limits
 from balancedesk.core.proxy.accesslog import AccessLogger
+from balancedesk.core.proxy.shared import GEN_WORD, SharedGroup, SharedState
 
 RESERVOIR = 512  # latency samples kept per member (a ring; p50/p99 computed when read)
 EVENT_RING = 8192  # events kept for the admin stream
@@ -73,14 +80,24 @@ class MemberStats:
 class Runtime:
     """Everything one worker knows. Created inside the running loop."""
 
-    def __init__(self, cfg: BalancerConfig, *, mode: str, listen: str = "", affinity_header: str | None) -> None:
+    def __init__(self, cfg: BalancerConfig, *, mode: str, listen: str = "", affinity_header: str | None,
+                 shared: SharedState | None = None) -> None:
         self.loop = asyncio.get_running_loop()
         self.mode = mode
         self.data_plane = "asyncio"  # or "native" (the C engine, native.py)
         self.listen = listen
         self.affinity_header = affinity_header
         self.started = self.loop.time()
-        self.balancer = GroupBalancer(cfg.connector_group)
+        # the workers' shared marks and sticky table (``--workers N``), or None: this worker's own
+        self.shared: SharedGroup | None = shared.group(cfg.connector_id or "") if shared is not None else None
+        self.workers = shared.workers if shared is not None else 1
+        self._shared_gen = -1
+        self._gen_words = shared.header if shared is not None else None  # [GEN_WORD]: bumped at every mark
+        self.sticky: StickyStore = self.shared if self.shared is not None else StickyTable(
+            capacity=limits.STICKY_ENTRIES, idle_s=limits.STICKY_IDLE_S)
+        self.balancer = GroupBalancer(cfg.connector_group, sticky=self.sticky)
+        self._sticky_sweep: asyncio.TimerHandle | None = self.loop.call_later(
+            limits.STICKY_SWEEP_PERIOD_S, self._sweep_sticky)
         # active health checks (listener.healthCheck; None = off): decisions here, probes in healthcheck.py
         self.checks: ActiveChecks | None = None
         self.access_log: AccessLogger | None = None  # listener.accessLog; the data planes add to it when set
@@ -112,6 +129,8 @@ class Runtime:
         # runtime overrides set through the admin endpoint: memberID -> (admin state or None, weight or None);
         # they outlive config updates (re-applied after each) until reverted (DELETE …/overrides/{memberID})
         self.overrides: dict[str, tuple[AdminState | None, int | None]] = {}
+        if self.shared is not None:  # the snapshot shows what every worker marked, even before the next pick
+            self.refreshers.append(lambda: self.adopt_shared(self.loop.time()))
         self._apply_checks(cfg)
         self._apply_access_log(cfg)
         self.record_config(None)
@@ -123,6 +142,9 @@ class Runtime:
         for mid in self.endpoints:
             self.stats.setdefault(mid, MemberStats())
         self.admin = {v.member_id: v.admin for v in self.balancer.members()}
+        if self.shared is not None:
+            self.shared.bind(self.endpoints)
+            self._shared_gen = -1  # adopt the marks of the new members at the next pick
 
     def apply(self, cfg: BalancerConfig) -> int:
         """Apply a parsed, valid config; surviving members keep health, admin state and counters."""
@@ -225,6 +247,8 @@ class Runtime:
         flip = checks.record(member_id, ok=ok, detail=detail, now=now)
         if flip is not None:
             self._emit(("health", member_id, flip.state, None, flip.reason))
+            if flip.state == "enabled" and self.shared is not None:  # the checks lifted its mark: for all
+                self.shared.publish(member_id, None)
             self._arm_expiry()
 
     def set_admin(self, member_id: str, state: AdminState) -> None:
@@ -235,9 +259,37 @@ class Runtime:
             cb(member_id, state)
 
     # decisions ----------------------------------------------------------------------------------
+    def first_pick(self, key: str | None, now: float) -> str | None:
+        """``GroupBalancer.first_pick`` after adopting other workers' marks: the hot path's member, or None
+        (then :meth:`begin`)."""
+        gen = self._gen_words
+        if gen is not None and gen[GEN_WORD] != self._shared_gen:
+            self.adopt_shared(now)
+        return self.balancer.first_pick(key, now=now)
+
+    def adopt_shared(self, now: float) -> None:
+        """Other workers marked or cleared a member: take their deadlines (health events for the flips)."""
+        shared = self.shared
+        if shared is None:
+            return
+        self._shared_gen = shared.state.generation()
+        changed = False
+        for mid, until in shared.marks():
+            if self.balancer.adopt_mark(mid, until, now=now):
+                changed = True
+                if until is not None and until > now:
+                    self._emit(("health", mid, "disabled", until, "connect failed (another worker)"))
+                else:
+                    self._emit(("health", mid, "enabled", None, "connect succeeded (another worker)"))
+        if changed:
+            self._arm_expiry()
+
     def begin(self, now: float, key: str | None, first: str | None = None) -> Selection:
         """A walk over the group's candidates. ``first``: the member ``first_pick`` chose and was tried
         already (the Selection is made only once it failed): the walk goes on from it."""
+        gen = self._gen_words
+        if gen is not None and gen[GEN_WORD] != self._shared_gen:
+            self.adopt_shared(now)
         sel = self.balancer.begin(now=now, affinity_key=key)
         if first is not None:
             sel.tried.append(first)
@@ -261,12 +313,17 @@ class Runtime:
             until = now + self.balancer.retry_delay_s
             self._emit(("health", member_id, "disabled", until, reason))
             self._arm_expiry()
+        if self.shared is not None:  # every worker: the same deadline (none with retryDelay 0), one count
+            retry = self.balancer.retry_delay_s
+            self.shared.publish(member_id, now + retry if retry > 0 else None, failed=True)
 
     def connect_succeeded(self, sel: Selection | None, member_id: str, now: float) -> None:
         """A connect to ``member_id`` succeeded (``sel`` may be None: a first pick needs no Selection)."""
         if self.balancer.mark_succeeded(member_id, now=now):  # what ``Selection.succeeded`` does
             self._emit(("health", member_id, "enabled", None, "connect succeeded"))
             self._arm_expiry()
+            if self.shared is not None:
+                self.shared.publish(member_id, None)
 
     def _arm_expiry(self) -> None:
         when = self.balancer.next_expiry()
@@ -286,6 +343,11 @@ class Runtime:
         for mid in self.balancer.expire(now=now):
             self._emit(("health", mid, "enabled", None, "retryDelay ended"))
         self._arm_expiry()
+
+    def _sweep_sticky(self) -> None:
+        now = self.loop.time()
+        self.sticky.sweep(now=now)
+        self._sticky_sweep = self.loop.call_later(limits.STICKY_SWEEP_PERIOD_S, self._sweep_sticky)
 
     # events -------------------------------------------------------------------------------------
     def _emit(self, ev: tuple[Any, ...]) -> None:
@@ -335,6 +397,9 @@ class Runtime:
         )
 
     def close(self) -> None:
+        if self._sticky_sweep is not None:
+            self._sticky_sweep.cancel()
+            self._sticky_sweep = None
         if self._expiry is not None:
             self._expiry.cancel()
             self._expiry = None

@@ -4,8 +4,10 @@ One worker = one process = one event loop (uvloop when installed) with its own :
 With ``--workers N`` the parent reserves the port, forks N workers that each listen on it with
 ``SO_REUSEPORT`` (the kernel spreads connections), prints the readiness line once all are listening, and
 forwards SIGTERM/SIGINT/SIGHUP/SIGUSR1 to them (SIGUSR1: access logs reopened, for log rotation).
-Only worker 0 serves the admin endpoint, so its snapshot, events
-and admin actions concern worker 0 alone (each worker balances on its own; health is not shared).
+Only worker 0 serves the admin endpoint, so its snapshot, events and admin actions concern worker 0 (its
+counters are its own); the health marks and sticky affinity entries are one state for all workers: the
+parent makes a :class:`~balancedesk.core.proxy.shared.SharedState` before it forks, and each worker's
+``Runtime`` reads and writes it.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from balancedesk.core.proxy.admin import admin_factory
 from balancedesk.core.proxy.config import FileSource, log
 from balancedesk.core.proxy.healthcheck import HealthProber
 from balancedesk.core.proxy.runtime import Runtime
+from balancedesk.core.proxy.shared import SharedState
 from balancedesk.core.proxy.shell import Shell
 
 GC_GEN0_THRESHOLD = 10000  # the balancer process only (run_worker); CPython's default is 700
@@ -134,13 +137,15 @@ async def serve(
     sock: socket.socket,
     admin: bool,
     ready: Callable[[str, str | None], None],
+    shared: SharedState | None = None,
 ) -> int:
     """Run one worker until SIGTERM/SIGINT; then stop accepting, let in-flight work finish, return 0."""
     from balancedesk.core.proxy.http import HttpClient
     from balancedesk.core.proxy.tcp import TcpClient
 
     loop = asyncio.get_running_loop()
-    rt = Runtime(cfg, mode=opts.mode, affinity_header=opts.affinity_header if opts.mode == "http" else None)
+    rt = Runtime(cfg, mode=opts.mode, affinity_header=opts.affinity_header if opts.mode == "http" else None,
+                 shared=shared)
     shell = make_shell(rt, opts)
     proto: type[TcpClient] | type[HttpClient] = TcpClient if opts.mode == "tcp" else HttpClient
 
@@ -210,8 +215,8 @@ async def serve(
 
 
 def run_worker(opts: Options, cfg: BalancerConfig, *, sock: socket.socket, admin: bool,
-               ready: Callable[[str, str | None], None]) -> int:
-    return run_worker_loop(serve(opts, cfg, sock=sock, admin=admin, ready=ready))
+               ready: Callable[[str, str | None], None], shared: SharedState | None = None) -> int:
+    return run_worker_loop(serve(opts, cfg, sock=sock, admin=admin, ready=ready, shared=shared))
 
 
 def run_worker_loop(main: Coroutine[Any, Any, int]) -> int:
@@ -254,6 +259,7 @@ def _run_workers(opts: Options, cfg: BalancerConfig) -> int:
     reserve = listen_socket(host, port, reuseport=True, listen=False)  # fixes the port (0 → a real one)
     port = reserve.getsockname()[1]
     rfd, wfd = os.pipe()
+    shared = SharedState(workers=opts.workers)  # before the fork: every worker maps the same pages
     pids: list[int] = []
     for i in range(opts.workers):
         pid = os.fork()
@@ -268,7 +274,7 @@ def _run_workers(opts: Options, cfg: BalancerConfig) -> int:
                     msg = f"{listen}|{admin_url or ''}\n" if i == 0 else "\n"
                     os.write(wfd, msg.encode())
 
-                code = run_worker(opts, cfg, sock=sock, admin=i == 0, ready=ready)
+                code = run_worker(opts, cfg, sock=sock, admin=i == 0, ready=ready, shared=shared)
             except BaseException as exc:
                 print(f"balancedesk: worker {i} failed: {exc!r}", file=sys.stderr, flush=True)
             finally:

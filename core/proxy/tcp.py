@@ -178,7 +178,7 @@ class TcpClient(asyncio.Protocol):
         shell.conns.add(self)
         now = rt.loop.time()
         self.t0 = time.monotonic()  # latency: precise clock (uvloop's loop time has 1 ms steps)
-        mid = rt.balancer.first_pick(None)
+        mid = rt.first_pick(None, now)
         if mid is None:
             self.sel = rt.begin(now, None)
             self._attempt(now)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from balancedesk.core.proxy import limits
 from lbkit import Members, Spawn, StartBalancer, balance_cmd, connect, group_config, request, wait_until
 
 pytestmark = pytest.mark.usefixtures("http_plane")  # each test on both L7 data planes
@@ -44,10 +45,13 @@ def test_snapshot_shape(balancer: StartBalancer, members: Members) -> None:
     assert snap["uptime_s"] >= 0 and isinstance(snap["now"], float)
     keys = {"memberID", "endpoint", "sequence", "weight", "admin", "health", "disabledUntil", "retryIn_s",
             "active", "total", "failures", "bytesIn", "bytesOut", "latencyP50_ms", "latencyP99_ms",
-            "configuredShare", "actualShare", "check"}
+            "configuredShare", "actualShare", "check", "failuresAllWorkers"}
     for m in snap["members"]:
         assert set(m) == keys
         assert m["check"] is None  # no health checks configured
+        assert m["failuresAllWorkers"] is None  # one worker: nothing shared
+    assert snap["sticky"] == {"entries": 0, "capacity": limits.STICKY_ENTRIES, "idleTimeout_s": limits.STICKY_IDLE_S,
+                              "evictions": 0, "expiries": 0, "shared": False, "workers": 1, "unsharedMembers": 0}
     assert snap["accessLog"] is None and not {"healthCheck", "accessLog"} & set(snap["listener"])
     ma = snap["members"][0]
     assert ma["memberID"] == "a" and ma["endpoint"] == a.endpoint and ma["admin"] == "enabled"

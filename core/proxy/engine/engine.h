@@ -251,6 +251,7 @@ void log_put(Engine *e, conn_t *c, int target, int status, int outcome, double f
 void log_l7(Engine *e, conn_t *c, int status, int outcome);
 void log_l4(Engine *e, conn_t *c, int reset);
 /* engine_pool.c */
+int connect_outcome(int fd, uint32_t ev, int *err);
 void connect_done(Engine *e, conn_t *c, int err);
 int open_connect(Engine *e, target_t *tg, uint64_t tagv, conn_t *dl, int *fdp);
 void start_connect(Engine *e, conn_t *c, long target);

@@ -883,14 +883,8 @@ void h_event(Engine *e, conn_t *c, uint32_t ev) {
     if (ev & (EPOLLOUT | EPOLLHUP | EPOLLERR)) s->flags |= F_WRITABLE;
     if (c->kind == K_UP) {
         if (c->hs == US_CONNECTING) {
-            int err = 0;
-            if (ev & (EPOLLERR | EPOLLHUP)) {
-                socklen_t len = sizeof err;
-                if (getsockopt(s->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0) err = errno;
-                if (err == 0) err = ECONNRESET;
-            } else if (!(ev & EPOLLOUT)) {
-                return;
-            }
+            int err;
+            if (!connect_outcome(s->fd, ev, &err)) return;
             h_connect_done(e, c, err);
             return;
         }

@@ -92,14 +92,8 @@ void on_conn_event(Engine *e, uint64_t data, uint32_t ev) {
             }
             return;
         }
-        int err = 0;
-        if (ev & (EPOLLERR | EPOLLHUP)) {
-            socklen_t len = sizeof err;
-            if (getsockopt(s->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0) err = errno;
-            if (err == 0) err = ECONNRESET;
-        } else if (!(ev & EPOLLOUT)) {
-            return;
-        }
+        int err;
+        if (!connect_outcome(s->fd, ev, &err)) return;
         if (err) {
             close(c->u.fd);
             c->u.fd = -1;

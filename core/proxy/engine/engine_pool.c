@@ -128,3 +128,16 @@ PyObject *pooled_mask(Engine *e) {
     PyMem_Free(b);
     return r;
 }
+
+/* What an epoll event says of a connect in progress on ``fd``: 0 — nothing yet; 1 — it ended, with ``*err``
+ * 0 (connected) or the errno it failed with (a hang-up without an error reads as ECONNRESET). */
+int connect_outcome(int fd, uint32_t ev, int *err) {
+    *err = 0;
+    if (ev & (EPOLLERR | EPOLLHUP)) {
+        socklen_t len = sizeof *err;
+        if (getsockopt(fd, SOL_SOCKET, SO_ERROR, err, &len) < 0) *err = errno;
+        if (*err == 0) *err = ECONNRESET;
+        return 1;
+    }
+    return (ev & EPOLLOUT) ? 1 : 0;
+}
