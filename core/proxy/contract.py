@@ -21,6 +21,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 MEMBER_STATES = ("enabled", "drain", "disabled")
+STATUS_CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx")  # MemberSnap.status_classes' keys, in this order
+
+
+def status_class(status: int) -> str | None:
+    """An HTTP status → its class key (``404`` → ``"4xx"``); None outside 100..599."""
+    return f"{status // 100}xx" if 100 <= status <= 599 else None
+
+
+def _classes(value: Any) -> dict[str, int]:
+    if not isinstance(value, Mapping):
+        return {}
+    return {k: int(value.get(k) or 0) for k in STATUS_CLASSES if k in value}
 
 
 def _f(value: Any, default: float = 0.0) -> float:
@@ -76,6 +88,11 @@ class MemberSnap:
     check_passes: int = 0
     check_fails: int = 0
     failures_all_workers: int | None = None  # --workers N: failures counted by every worker (None: one worker)
+    label: str = ""  # the member connector's label ("" when the config names none)
+    # L7 only: answers relayed from this member by class ("1xx".."5xx"); a 502/504 the balancer makes itself
+    # (member unreachable, bad answer, timeout) is counted in failures, never here. Empty for tcp groups.
+    status_classes: Mapping[str, int] = field(default_factory=dict)
+    down_total_s: float = 0.0  # seconds out (health-disabled or check-down) since start, a current outage included
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> MemberSnap:
@@ -99,17 +116,22 @@ class MemberSnap:
             actual_share=_f(d.get("actualShare")),
             **_check(d.get("check")),
             failures_all_workers=None if d.get("failuresAllWorkers") is None else int(d["failuresAllWorkers"]),
+            label=str(d.get("label") or ""),
+            status_classes=_classes(d.get("statusClasses")),
+            down_total_s=_f(d.get("downTotal_s")),
         )
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "memberID": self.member_id, "endpoint": self.endpoint, "sequence": self.sequence,
+            "memberID": self.member_id, "label": self.label, "endpoint": self.endpoint, "sequence": self.sequence,
             "weight": self.weight, "admin": self.admin, "health": self.health,
             "disabledUntil": self.disabled_until, "retryIn_s": self.retry_in_s, "active": self.active,
             "total": self.total, "failures": self.failures, "failuresAllWorkers": self.failures_all_workers,
             "bytesIn": self.bytes_in, "bytesOut": self.bytes_out,
             "latencyP50_ms": self.latency_p50_ms, "latencyP99_ms": self.latency_p99_ms,
             "configuredShare": self.configured_share, "actualShare": self.actual_share,
+            "statusClasses": {k: int(self.status_classes[k]) for k in STATUS_CLASSES if k in self.status_classes},
+            "downTotal_s": round(self.down_total_s, 3),
             "check": None if self.check_state is None else {
                 "state": self.check_state, "ok": self.check_ok, "detail": self.check_detail,
                 "at": self.check_at, "ago_s": self.check_ago_s, "passes": self.check_passes,

@@ -26,7 +26,8 @@ from balancedesk.core.proxy.contract import (
 def test_a_snapshot_round_trips() -> None:
     m = MemberSnap("a", "127.0.0.1:1", 1, 3, "drain", "disabled", 12.0, 2.0, 1, 10, 2, 5, 6, 0.5, 0.9, 0.75, 0.5,
                    check_ok=False, check_detail="refused", check_ago_s=0.2, check_state="down", check_at=11.8,
-                   check_passes=0, check_fails=3)
+                   check_passes=0, check_fails=3, label="alpha", status_classes={"2xx": 7, "5xx": 1},
+                   down_total_s=4.25)
     plain = MemberSnap("b")
     snap = Snapshot(4, {"connectorID": "g"}, "http", "127.0.0.1:9", "sender-transfer-id", 13.0, 5.0, (m, plain),
                     {"accepted": 3}, "native", {"port": 9}, None,
@@ -35,6 +36,16 @@ def test_a_snapshot_round_trips() -> None:
     assert plain.to_json()["check"] is None
     assert m.to_json()["check"] == {"state": "down", "ok": False, "detail": "refused", "at": 11.8, "ago_s": 0.2,
                                     "passes": 0, "fails": 3}
+    assert m.to_json()["label"] == "alpha" and m.to_json()["downTotal_s"] == 4.25
+    assert m.to_json()["statusClasses"] == {"2xx": 7, "5xx": 1} and plain.to_json()["statusClasses"] == {}
+
+
+def test_status_classes() -> None:
+    from balancedesk.core.proxy.contract import STATUS_CLASSES, status_class
+    assert [status_class(s) for s in (100, 204, 302, 404, 599)] == list(STATUS_CLASSES)
+    assert status_class(99) is None and status_class(600) is None
+    assert MemberSnap.from_json({"memberID": "a", "statusClasses": {"2xx": "3", "9xx": 1}}).status_classes == {
+        "2xx": 3}
 
 
 def test_a_one_group_snapshot_has_no_control_plane_fields() -> None:
