@@ -93,12 +93,14 @@ class DemoPanel(QGroupBox):
             return
         slot = self.demos.slots[member_id]
         label, buttons = self.rows[member_id]
-        words = {"free": "nothing listens — start a demo", "busy": "someone else listens there",
+        words = {"free": "nothing listens — start a demo",
+                 "busy": "someone else listens there — a demo starts on a free port",
+                 "other": "another window's demo listens there — a demo starts on a free port",
                  "unknown": "checking…", "starting": "starting…", "stopped": "stopped (killed)",
                  "ok": "demo running", "slow": "demo running, slow", "refuse": "demo refusing connects"}
         label.setText(f"<b>{member_id}</b> {slot.endpoint}: {words.get(slot.status, slot.status)}")
         ours = slot.ours
-        buttons["start"].setEnabled(not ours and slot.status != "busy")
+        buttons["start"].setEnabled(not ours and slot.status not in ("starting", "unknown"))
         for action in ("stop", "slow", "refuse", "ok"):
             buttons[action].setEnabled(ours and slot.control is not None)
 
