@@ -29,7 +29,8 @@ Rules:
   (another window's demo: shown, never stopped from here); records of a dead owner are cleaned at the next
   start (:meth:`DemoRegistry.clean_orphans`): its processes that are still ours are stopped (SIGTERM, waited
   for, SIGKILL after the grace) and the records dropped, as are records of processes already gone.
-* Reads and writes take an exclusive ``flock`` on the file's lock; the file is replaced atomically.
+* Reads and writes take an exclusive ``flock`` on the file's lock (never held while a process is being
+  stopped); the file is replaced atomically.
 
 Imports: the standard library (uvloop when available); no Qt.
 """
@@ -63,6 +64,7 @@ def parse_endpoint(value: str) -> tuple[str, int]:
     return str(host), int(port)
 
 MODES = ("ok", "slow", "refuse")
+_MAX_HEADER = 64 * 1024
 DEMO_COMMANDS = ("demo-member", "demo-traffic")
 DEMO_STATE_FILE = "demo-processes.json"  # in the app's data directory
 STOP_GRACE_S = 3.0  # SIGTERM → SIGKILL for a demo process being stopped
@@ -205,21 +207,17 @@ class DemoRegistry:
 
     def clean_orphans(self, *, grace_s: float = STOP_GRACE_S) -> list[DemoRecord]:
         """Stop the processes of owners that are gone (those still ours) and drop their records, and the
-        records of processes that ended. Returns the records of the processes stopped."""
+        records of processes that ended. Returns the records of the processes stopped. The lock is not held
+        while processes are stopped (a window recording its own demo never waits for that)."""
         with self._locked() as records:
-            stopped, keep = [], []
-            for r in records:
-                if not r.ours():
-                    continue  # ended (or its PID is someone else's now): only the record goes
-                if r.owner_alive():
-                    keep.append(r)
-                elif stop_process(r.pid, r.start, grace_s=grace_s):
-                    stopped.append(r)
-                else:
-                    keep.append(r)
-            records[:] = keep
-            return stopped
-_MAX_HEADER = 64 * 1024
+            records[:] = [r for r in records if r.ours()]  # ended, or the PID is someone else's now
+            orphans = [r for r in records if not r.owner_alive()]
+        stopped = [r for r in orphans if stop_process(r.pid, r.start, grace_s=grace_s)]
+        gone = {r.pid for r in stopped}
+        if gone:
+            with self._locked() as records:
+                records[:] = [r for r in records if r.pid not in gone]
+        return stopped
 
 
 class DemoMember:

@@ -61,7 +61,7 @@ def test_a_change_in_another_pool_is_not_an_answer(shared_server: Server) -> Non
     assert _poll(balancer, mine, answer["cursor"], 0)["changes"] == []
 
 
-def test_moves_deletes_endpoint_changes_and_dropped_listeners(shared_server: Server) -> None:
+def test_moves_deletes_endpoint_and_label_changes_and_dropped_listeners(shared_server: Server) -> None:
     server = shared_server
     alice, name = owner(server)
     a, b = new_pool(), new_pool()
@@ -87,6 +87,15 @@ def test_moves_deletes_endpoint_changes_and_dropped_listeners(shared_server: Ser
     assert states(a, mid) == [(gid, "changed")]
     got = admin.get(f"/api/admin/pools/{a}/groups/{gid}").json()
     assert got["version"] > v1 and got["config"]["endpoints"][members[0]] == "127.0.0.1:9299"
+    # and so is its label (what the balancer's snapshot and metrics show beside the memberID)
+    assert entry["config"]["memberLabels"] == {members[0]: "m0", members[1]: "m1"}
+    mid, v2 = cursor_of(admin, a), got["version"]
+    r = admin.put(f"/api/mgmt/connectors/{members[0]}", json={"owner": name, "label": "zero",
+                                                              "endpoint": "127.0.0.1:9299"})
+    assert r.status_code == 200, r.text
+    assert states(a, mid) == [(gid, "changed")]
+    got = admin.get(f"/api/admin/pools/{a}/groups/{gid}").json()
+    assert got["version"] > v2 and got["config"]["memberLabels"][members[0]] == "zero"
     # moved to pool b: gone from a, changed in b
     mid = cursor_of(admin, a)
     doc = alice.get(url).json()

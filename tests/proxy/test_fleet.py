@@ -66,6 +66,9 @@ def test_three_balancers_serve_three_groups_l4_and_l7(fleet: dict[str, Any]) -> 
         assert asyncio.run(ask(_addr(b, gids[0]))) in ("a", "b")
         assert asyncio.run(ask(_addr(b, gids[1]))) == "a"
         assert _http_get(_addr(b, gids[2])) == "h1"
+        # the members' labels come with the pool's documents: the snapshot shows them beside the memberIDs
+        labels = {m["memberID"]: m["label"] for m in b.snapshot(gids[0])["members"]}
+        assert labels == {fleet["ids"]["a1"]: "fleet-a1", fleet["ids"]["b1"]: "fleet-b1"}
 
 
 def _relabel(n: int) -> Any:
