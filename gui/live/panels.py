@@ -94,13 +94,15 @@ class DemoPanel(QGroupBox):
         slot = self.demos.slots[member_id]
         label, buttons = self.rows[member_id]
         words = {"free": "nothing listens — start a demo",
-                 "busy": "someone else listens there — a demo starts on a free port",
-                 "other": "another window's demo listens there — a demo starts on a free port",
-                 "unknown": "checking…", "starting": "starting…", "stopped": "stopped (killed)",
+                 "busy": "in use by another program", "other": "another window's demo",
+                 "unknown": "checking…", "starting": "starting…", "stopped": "stopped",
                  "ok": "demo running", "slow": "demo running, slow", "refuse": "demo refusing connects"}
         label.setText(f"<b>{member_id}</b> {slot.endpoint}: {words.get(slot.status, slot.status)}")
         ours = slot.ours
         buttons["start"].setEnabled(not ours and slot.status not in ("starting", "unknown"))
+        elsewhere = slot.status in ("busy", "other")  # Start then listens on a free port (demos.py's rules)
+        label.setToolTip("something listens there: Start runs the demo on a free port, and this window's "
+                         "balancer uses it" if elsewhere else "")
         for action in ("stop", "slow", "refuse", "ok"):
             buttons[action].setEnabled(ours and slot.control is not None)
 
