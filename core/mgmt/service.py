@@ -608,9 +608,11 @@ class Service:
             raise rule_failure(problems)
         demoted = user.is_admin and user.active and (active is False or (role is not None and role != user.role))
         if demoted and not any(u.is_admin and u.active and u.name != name for u in self.store.users()):
-            field = "active" if active is False else "role"
-            raise ApiFailure(409, f"{name} is the last active Administrator; make another one first.",
-                             [Problem(field, "the last active Administrator cannot lose that role or be disabled")])
+            problem = (Problem("active", "must stay true for the last active Administrator; make another one first")
+                       if active is False else
+                       Problem("role", "must stay Administrator for the last active Administrator; make another one "
+                                       "first"))
+            raise ApiFailure(409, f"{name} is the last active Administrator; make another one first.", [problem])
         if isinstance(password, str) and pw_hash is None:
             pw_hash = hash_password(password)
         with self.store.write():
