@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 from balancedesk.core.client import MgmtClient
-from balancedesk.core.model import LABEL_MAX, Problem
 from balancedesk.core.mgmt.server import DEMO_GROUP_ID, demo_id
+from balancedesk.core.model import LABEL_MAX, Problem
 from balancedesk.gui.manage.connectors import ConnectorsView
 from balancedesk.gui.manage.forms import sentence
 from balancedesk.gui.manage.models import CONNECTOR_COL_GROUP, NOT_IN_GROUP
