@@ -19,13 +19,14 @@ from typing import TYPE_CHECKING, Any
 from balancedesk.gui.fleet.window import _table
 from balancedesk.gui.manage.fields import FieldErrors
 from balancedesk.gui.manage.forms import ConnectorRow, connector_form_problems, connector_rows
-from balancedesk.gui.manage.models import CONNECTOR_COL_ID, connectors_model
+from balancedesk.gui.manage.models import CONNECTOR_COL_GROUP, CONNECTOR_COL_ID, connectors_model
 from PySide6.QtCore import QItemSelection, Qt, Signal
 from PySide6.QtWidgets import (
     QComboBox,
     QFormLayout,
     QGroupBox,
     QHBoxLayout,
+    QHeaderView,
     QLabel,
     QLineEdit,
     QPushButton,
@@ -83,7 +84,11 @@ class ConnectorsView(QWidget):
         self.table = _table()
         self.table.setModel(self.model)
         self.table.setAccessibleName("Connectors")
-        self.table.setColumnHidden(CONNECTOR_COL_ID, True)
+        self.table.setColumnHidden(CONNECTOR_COL_ID, True)  # the ID is on hover and in the form
+        stretch = lambda: self.table.horizontalHeader().setSectionResizeMode(  # noqa: E731
+            CONNECTOR_COL_GROUP, QHeaderView.ResizeMode.Stretch)
+        stretch()
+        self.model.modelReset.connect(stretch)  # a reset gives every section the table's default mode again
         self.table.selectionModel().selectionChanged.connect(self.on_table_selectionChanged)
 
         self.form_box = QGroupBox()

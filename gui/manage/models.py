@@ -29,6 +29,8 @@ USER_COLUMNS: list[Column[User]] = [
            lambda u: "can log in" if u.active else "cannot log in until enabled"),
 ]
 
+USER_COL_STATE = 2
+
 
 def connectors_model(parent: QObject | None = None) -> ListTableModel[ConnectorRow]:
     return ListTableModel(CONNECTOR_COLUMNS, lambda r: r.connector_id, parent)

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from balancedesk.gui.fleet.window import _table
 from balancedesk.gui.manage.fields import FieldErrors
 from balancedesk.gui.manage.forms import PASSWORD_MIN, ROLES, generate_password, user_form_problems
-from balancedesk.gui.manage.models import users_model
+from balancedesk.gui.manage.models import USER_COL_STATE, users_model
 from balancedesk.gui.manage.shown import PasswordShownDialog
 from PySide6.QtCore import QItemSelection, Qt, Signal
 from PySide6.QtWidgets import (
@@ -25,6 +25,7 @@ from PySide6.QtWidgets import (
     QFormLayout,
     QGroupBox,
     QHBoxLayout,
+    QHeaderView,
     QLabel,
     QLineEdit,
     QPushButton,
@@ -87,6 +88,10 @@ class UsersView(QWidget):
         self.table = _table()
         self.table.setModel(self.model)
         self.table.setAccessibleName("Users")
+        stretch = lambda: self.table.horizontalHeader().setSectionResizeMode(  # noqa: E731
+            USER_COL_STATE, QHeaderView.ResizeMode.Stretch)
+        stretch()
+        self.model.modelReset.connect(stretch)  # a reset gives every section the table's default mode again
         self.table.selectionModel().selectionChanged.connect(self.on_table_selectionChanged)
 
         side = QWidget()
@@ -98,6 +103,12 @@ class UsersView(QWidget):
         self.message.setWordWrap(True)
         self.message.setAccessibleName("Users message")
         slay.addWidget(self.message)
+        roles = QLabel("An Administrator manages every owner's connectors and groups, the users and the fleet; "
+                       "a User manages the connectors and groups it owns. A disabled user cannot log in; what it "
+                       "owns stays as it is.")
+        roles.setObjectName("caption")
+        roles.setWordWrap(True)
+        slay.addWidget(roles)
         slay.addStretch(1)
         split = QSplitter()
         split.addWidget(self.table)
