@@ -1,7 +1,7 @@
 """The Manage window: the Connectors and the Users views of one management server, as two tabs.
 
-One per main window and server (:meth:`ManageWindow.open_for` raises it, or replaces it when the main window
-has connected elsewhere since). What it changes is what the main window's browser lists, so a connector
+One per main window and server (:meth:`ManageWindow.open_for` raises it; it closes when the main window
+connects elsewhere, whose client it used). What it changes is what the main window's browser lists, so a connector
 registered, saved or deleted here reloads that listing too. Closing it cancels what it started.
 """
 
@@ -64,6 +64,9 @@ class ManageWindow(QMainWindow):
                     signal.connect(lambda _cid, m=main: m.spawn(m.refresh_catalog(), "Reloading the list…"))
             if hasattr(main, "closed"):
                 main.closed.connect(win.shutdown)
+            if hasattr(main, "connected"):  # connected elsewhere: this window's server (and client) is gone
+                main.connected.connect(lambda _url, w=win, m=main: w.close()
+                                       if shiboken6.isValid(w) and w.client is not m.client else None)
         win.show_tab(tab)
         win.show()
         win.raise_()

@@ -226,4 +226,11 @@ def test_the_manage_menu_opens_the_views_of_the_connected_server(
     with qtbot.waitSignal(window.catalog_loaded, timeout=LONG):
         _click(qtbot, win.connectors.submit_button)
     assert any(c.label == "from the manage window" for c in window.catalog.connectors.values())
+    # connected elsewhere (here: again), the window of the old session closes
+    closed: list[bool] = []
+    win.destroyed.connect(lambda _o=None: closed.append(True))
     arun(win.aclose())
+    arun(window.connect_profile(Profile(name="t", url=mgmt_server.url, user=mgmt_server.user),
+                                password=mgmt_server.password))
+    qtbot.waitUntil(lambda: closed == [True], timeout=LONG)
+    assert window.findChild(ManageWindow) is None
