@@ -62,7 +62,8 @@ def _populate(url: str) -> str:
     import httpx
 
     with httpx.Client(base_url=url, auth=("admin", PASSWORD), timeout=30) as admin:
-        for name, role in (("radiology", "User"), ("lab", "User"), ("night-shift", "User"), ("it-ops", "Administrator")):
+        users = (("radiology", "User"), ("lab", "User"), ("night-shift", "User"), ("it-ops", "Administrator"))
+        for name, role in users:
             admin.post("/api/admin/users", json={"name": name, "password": f"{name}-pw-123", "role": role}
                        ).raise_for_status()
         admin.put("/api/admin/users/night-shift", json={"active": False}).raise_for_status()
@@ -112,8 +113,7 @@ def shoot(theme: str) -> int:
             view = win.connectors
             await view.refresh()
             view.select(edited)
-            while view.editing is None:  # the chosen connector and its ETag are read
-                await asyncio.sleep(0.05)
+            await view.open(edited)  # the chosen connector and its ETag, read (as choosing it does)
             view.endpoint_edit.setText("orthanc.hospital.example")  # its port left out
             await view.submit()
             await asyncio.sleep(0.5)  # paint (a script, not a test)

@@ -85,10 +85,8 @@ class ConnectorsView(QWidget):
         self.table.setModel(self.model)
         self.table.setAccessibleName("Connectors")
         self.table.setColumnHidden(CONNECTOR_COL_ID, True)  # the ID is on hover and in the form
-        stretch = lambda: self.table.horizontalHeader().setSectionResizeMode(  # noqa: E731
-            CONNECTOR_COL_GROUP, QHeaderView.ResizeMode.Stretch)
-        stretch()
-        self.model.modelReset.connect(stretch)  # a reset gives every section the table's default mode again
+        self.on_model_modelReset()
+        self.model.modelReset.connect(self.on_model_modelReset)
         self.table.selectionModel().selectionChanged.connect(self.on_table_selectionChanged)
 
         self.form_box = QGroupBox()
@@ -160,6 +158,10 @@ class ConnectorsView(QWidget):
         if not self.is_admin:
             self.role_note.setText("Registering and deleting connectors needs the Administrator role; you can "
                                    "change the label and endpoint of your own connectors.")
+
+    def on_model_modelReset(self) -> None:
+        """The Group column takes the free width (again after a reset: it gives every column the default mode)."""
+        self.table.horizontalHeader().setSectionResizeMode(CONNECTOR_COL_GROUP, QHeaderView.ResizeMode.Stretch)
 
     def _spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         task = asyncio.ensure_future(coro)

@@ -88,10 +88,8 @@ class UsersView(QWidget):
         self.table = _table()
         self.table.setModel(self.model)
         self.table.setAccessibleName("Users")
-        stretch = lambda: self.table.horizontalHeader().setSectionResizeMode(  # noqa: E731
-            USER_COL_STATE, QHeaderView.ResizeMode.Stretch)
-        stretch()
-        self.model.modelReset.connect(stretch)  # a reset gives every section the table's default mode again
+        self.on_model_modelReset()
+        self.model.modelReset.connect(self.on_model_modelReset)
         self.table.selectionModel().selectionChanged.connect(self.on_table_selectionChanged)
 
         side = QWidget()
@@ -182,6 +180,10 @@ class UsersView(QWidget):
         for label in self.user_errors.labels.values():
             lay.addWidget(label)
         return self.selected_box
+
+    def on_model_modelReset(self) -> None:
+        """The State column takes the free width (again after a reset: it gives every column the default mode)."""
+        self.table.horizontalHeader().setSectionResizeMode(USER_COL_STATE, QHeaderView.ResizeMode.Stretch)
 
     def _spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         task = asyncio.ensure_future(coro)
@@ -325,6 +327,9 @@ class UsersView(QWidget):
         if done is None:
             return None
         self._show_password(done.name, password, "has a new password")
+        if done.name == self.user:  # this session logged in with the old one
+            self.say(f"{done.name} has a new password — you are logged in as {done.name}: reconnect with it "
+                     "(Connect in the main window) before anything else here.")
         return password
 
     def _show_password(self, name: str, password: str, what: str) -> None:

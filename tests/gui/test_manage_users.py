@@ -146,6 +146,12 @@ def test_the_last_active_administrator_is_kept_and_the_refusal_is_under_its_fiel
             "Role must stay Administrator for the last active Administrator; make another one first.")
         assert http.get("/api/admin/users/admin").json() == {"name": "admin", "role": "Administrator",
                                                              "active": True}
+        # its own password reset: shown once, and this session is told to reconnect with it
+        password = arun(view.reset_password())
+        assert password and view.password_dialog is not None
+        assert "you are logged in as admin: reconnect with it" in view.message.text()
+        assert _logs_in(mgmt_server.url, "admin", password, arun)
+        assert not _logs_in(mgmt_server.url, "admin", mgmt_server.password, arun)
     finally:
         arun(win.aclose())
         http.close()
