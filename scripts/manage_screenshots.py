@@ -113,7 +113,7 @@ def shoot(theme: str) -> int:
             view = win.connectors
             await view.refresh()
             view.select(edited)
-            await view.open(edited)  # the chosen connector and its ETag, read (as choosing it does)
+            await asyncio.gather(*view._tasks)  # choosing it reads the connector and its ETag
             view.endpoint_edit.setText("orthanc.hospital.example")  # its port left out
             await view.submit()
             await asyncio.sleep(0.5)  # paint (a script, not a test)

@@ -270,6 +270,9 @@ class ConnectorsView(QWidget):
         except ClientError as exc:
             self._failure(exc, "The connector")
             return False
+        chosen = self.chosen()
+        if chosen is not None and chosen.connector_id != connector_id:  # another was chosen meanwhile
+            return False
         self.editing = (connector, etag)
         self.form_box.setTitle(f"Edit “{connector.label}”")
         self.submit_button.setText("Save changes")
