@@ -232,10 +232,11 @@ class BalancersWindow(QMainWindow):
         self._spawn(self.open_live_view())
 
     async def open_live_view(self, connector_id: str | None = None) -> QWidget | None:
-        """Open the live view on the chosen instance, for ``connector_id`` (else the chosen group, else its
-        first served group). The admin URL and token come from the server; None (and a sentence) if not."""
+        """Open the live view of ``connector_id`` (else the chosen group, else the chosen instance's first
+        served group) aggregated over every balancer of the instance's pool that serves it. Each balancer's
+        admin URL and token come from the server; None (and a sentence) if there is nothing to watch."""
         from balancedesk.core.client import ApiError, ApiUnavailable
-        from balancedesk.gui.live import AdminClient, open_live_view
+        from balancedesk.gui.live.fleetlive import open_fleet_live_view
 
         cid = self.chosen()
         row = next((r for r in self.rows if r.instance_id == cid), None)
@@ -252,26 +253,23 @@ class BalancersWindow(QMainWindow):
                 self.say(f"{row.instance_id} serves no group yet: nothing to watch.", error=True)
                 return None
             connector_id = group_row.connector_id
-        try:
-            admin = await self.client.balancer_admin(row.instance_id)
-            group, _etag = await self.client.get_connector(connector_id)
-            answer = await self.client.pool_group(row.info.pool, connector_id)
-        except (ApiError, ApiUnavailable) as exc:
-            self.say(f"Cannot open the live view of {row.instance_id}: {self._explain(exc)}", error=True)
-            return None
-        if not admin.admin_url or not admin.admin_token:
+        if not row.info.has_admin_token:
             self.say(f"{row.instance_id} did not send its admin endpoint in its heartbeat (started without "
                      "--admin?): there is nothing to watch.", error=True)
             return None
-        endpoints = dict(answer[0].config.endpoints) if answer is not None else {}
         try:
-            client = AdminClient(admin.admin_url, admin.admin_token)
-        except (ValueError, OSError) as exc:
-            self.say(f"Cannot reach {row.instance_id}'s admin endpoint {admin.admin_url}: {exc}", error=True)
+            group, _etag = await self.client.get_connector(connector_id)
+            answer = await self.client.pool_group(row.info.pool, connector_id)
+        except (ApiError, ApiUnavailable) as exc:
+            self.say(f"Cannot open the live view of {connector_id}: {self._explain(exc)}", error=True)
             return None
-        win = open_live_view(parent=self, group=group, endpoints=endpoints, client=client,
-                             mgmt=self.client, pool=row.info.pool, instance=row.instance_id)
-        self.say(f"Live view of {connector_id} on {row.instance_id} opened.")
+        endpoints = dict(answer[0].config.endpoints) if answer is not None else {}
+        win = open_fleet_live_view(parent=self, group=group, endpoints=endpoints, mgmt=self.client,
+                                   pool=row.info.pool)
+        serving = sum(1 for r in self.rows if r.info.pool == row.info.pool
+                      and any(g.connector_id == connector_id and g.applied is not None for g in r.groups))
+        self.say(f"Live view of {group.label or connector_id} on the {serving} balancer"
+                 f"{'' if serving == 1 else 's'} of pool {row.info.pool} that serve it opened.")
         self.live_opened.emit(win)
         return win
 
