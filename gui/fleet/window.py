@@ -3,9 +3,10 @@ overrides, and the balancer tokens — opened from the main window's Fleet menu.
 
 Only for Administrators (the fleet routes are theirs): anyone else sees a sentence saying so, and nothing is
 read. The fleet is read by a :class:`~balancedesk.gui.fleet.poller.FleetPoller` while the window is shown
-(stopped when hidden or minimised). "Open live view" asks the server for the instance's admin URL and token
-(``GET /api/admin/balancers/{id}/admin``) and opens the live view attached to it: the token goes from the
-server to the live view's client and is never shown.
+(stopped when hidden or minimised). "Open live view" opens the chosen group's live view aggregated over
+every balancer of the instance's pool that serves it (``gui/live/fleetlive.py``); each instance's admin URL
+and token come from the server (``GET /api/admin/balancers/{id}/admin``) straight into that view's clients
+and are never shown.
 """
 
 from __future__ import annotations
@@ -128,8 +129,8 @@ class BalancersWindow(QMainWindow):
         right.addWidget(self.overrides, 1)
         buttons = QHBoxLayout()
         self.open_live = QPushButton("Open live view")
-        self.open_live.setToolTip("watch the chosen group on this balancer (its admin endpoint, reached "
-                                  "through the management server: no token to paste)")
+        self.open_live.setToolTip("watch the chosen group on every balancer of this pool that serves it "
+                                  "(admin endpoints reached through the management server: no token to paste)")
         self.open_live.setEnabled(False)
         self.open_live.clicked.connect(self.on_open_live_clicked)
         buttons.addStretch(1)

@@ -13,6 +13,10 @@ Map (imports ``balancedesk.core`` and Qt; nothing in core imports this):
 * ``demos``     — demo members (``balancedesk demo-member``) and the traffic generator (``demo-traffic``).
 * ``panels``    — run / demo / traffic controls and the attach dialog.
 * ``window``    — :class:`LiveWindow`, the composition.
+* ``aggregate`` — pure: one group's snapshots from several instances → one merged view + per-instance rows.
+* ``fleetwatch``— :class:`GroupFleetWatcher`: a watcher per instance of a pool serving the group.
+* ``breakdown`` — the per-instance breakdown table model.
+* ``fleetlive`` — :class:`FleetLiveWindow`, the live view aggregated over every instance (``open_fleet_live_view``).
 
 Entry point for the main window: :func:`open_live_view`. Standalone: ``python -m balancedesk.gui.live
 --config FILE`` or ``--attach URL --token-file F``.

@@ -59,6 +59,7 @@ if TYPE_CHECKING:
 
 SAVE_SETTLE_S = 10.0  # how long "Save to the server" waits for each instance to apply the saved version
 ALL = ""  # the "Act on" choice meaning every instance
+BREAKDOWN_ROWS = 5  # instances shown in the breakdown before it scrolls
 
 
 class FleetLiveWindow(LiveWindow):
@@ -115,7 +116,7 @@ class FleetLiveWindow(LiveWindow):
         self.breakdown_view.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.breakdown_view.horizontalHeader().setStretchLastSection(True)
         self.breakdown_view.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-        self.breakdown_view.setMaximumHeight(150)
+        self._fit_breakdown()
         self.breakdown_view.doubleClicked.connect(
             lambda i: self.choose_instance(self.breakdown.rows[i.row()].instance_id))
         lay.addWidget(self.breakdown_view)
@@ -169,7 +170,10 @@ class FleetLiveWindow(LiveWindow):
 
     def _merge(self) -> None:
         self.agg = aggregate(self.fleet.inputs(), now=time.monotonic(), saved_version=self.saved_version)
+        resized = len(self.agg.instances) != self.breakdown.rowCount()
         self.breakdown.set_rows(self.agg.instances)
+        if resized:
+            self._fit_breakdown()
         n, answering = len(self.agg.instances), self.agg.answering
         behind = sum(r.behind for r in self.agg.instances)
         self.fleet_summary.setText(
@@ -181,9 +185,16 @@ class FleetLiveWindow(LiveWindow):
                 self.act_on.setItemText(i, r.name)
         if self.agg.snapshot is not None:
             self.on_watcher_snapshotted(self.agg.snapshot)
-            self.topology.set_balancer(f"{n} balancer{'' if n == 1 else 's'} · pool {self.pool}",
-                                       f"{answering} answering", self._load_text())
+            self.topology.set_balancer(f"{n} balancer{'' if n == 1 else 's'}",
+                                       f"{answering} answering · pool {self.pool}", self._load_text())
         self.aggregated.emit(self.agg)
+
+    def _fit_breakdown(self) -> None:
+        """As tall as its rows (up to :data:`BREAKDOWN_ROWS` of them, then it scrolls)."""
+        view = self.breakdown_view
+        rows = min(max(1, self.breakdown.rowCount()), BREAKDOWN_ROWS)
+        header = max(view.horizontalHeader().height(), view.horizontalHeader().sizeHint().height())
+        view.setFixedHeight(header + rows * view.verticalHeader().defaultSectionSize() + 2 * view.frameWidth())
 
     def _load_text(self) -> str:
         snap = self.agg.snapshot
@@ -207,6 +218,9 @@ class FleetLiveWindow(LiveWindow):
     def on_fleet_reachabilityChanged(self, instance_id: str, ok: bool, why: str) -> None:
         name = self._name(instance_id)
         w = self.fleet.watched.get(instance_id)
+        if ok and (w is None or w.last is None):  # its first answer: nothing to say "again" about
+            self._merge()
+            return
         up = w.last.uptime_s if w is not None and w.last is not None else 0.0
         text = f"{name} answers again" if ok else f"{name} not answering: {why}"
         self.timeline.add([TimelineEntry(0, up, "recovered" if ok else "info", None, text)])
