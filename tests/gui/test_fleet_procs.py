@@ -29,7 +29,7 @@ from balancedesk.core.client import MgmtClient
 from balancedesk.gui.fleet.rows import IN_SYNC, InstanceRow
 from balancedesk.gui.fleet.window import BalancersWindow
 from balancedesk.gui.live import AdminClient, LiveWindow, open_live_view
-from balancedesk.gui.live.aggregate import ANSWERS, UNREACHABLE
+from balancedesk.gui.live.aggregate import ANSWERS, LOST, UNREACHABLE
 from balancedesk.gui.live.fleetlive import FleetLiveWindow
 from pytestqt.qtbot import QtBot
 
@@ -374,3 +374,30 @@ def test_apply_refuses_a_balancer_that_runs_another_group(
         assert snap["group"]["connectorID"] == procs.group and snap["version"] == before
     finally:
         win.shutdown()
+
+
+def test_a_killed_balancer_is_lost_in_both_views(
+    qtbot: QtBot, qloop: asyncio.AbstractEventLoop, procs: Procs, mgmt: MgmtClient, arun: Callable[..., Any],
+) -> None:
+    """Last in the module: it kills the third balancer (by its PID)."""
+    ids = [procs.instance(b) for b in procs.balancers]
+    group, _ = arun(mgmt.get_connector(procs.group))
+    live = FleetLiveWindow(group=group, endpoints={}, mgmt=mgmt, pool=POOL)
+    qtbot.addWidget(live)
+    fleet_win = BalancersWindow(client=mgmt, is_admin=True, user="admin")
+    qtbot.addWidget(fleet_win)
+    live.show()
+    fleet_win.show()
+    try:
+        qtbot.waitUntil(lambda: live.agg.answering == 3, timeout=LONG)
+        procs.balancers[2].child.kill()
+        reach = lambda: {r.instance_id: r.reach for r in live.agg.instances}  # noqa: E731
+        qtbot.waitUntil(lambda: reach().get(ids[2]) == UNREACHABLE, timeout=LONG)  # at once: it stopped answering
+        qtbot.waitUntil(lambda: reach().get(ids[2]) == LOST, timeout=LONG)  # then: the server says lost
+        qtbot.waitUntil(lambda: (r := _row(fleet_win, ids[2])) is not None and r.lost, timeout=LONG)
+        assert [reach()[i] for i in ids[:2]] == [ANSWERS, ANSWERS]
+        assert live.fleet.clients().keys() == set(ids[:2])  # "all instances" means the ones not lost
+        assert "2 answering · 1 not" in live.fleet_summary.text()
+    finally:
+        live.shutdown()
+        arun(fleet_win.aclose())
