@@ -77,6 +77,7 @@ class FleetLiveWindow(LiveWindow):
         super().__init__(group=group, endpoints=endpoints, parent=parent, mgmt=mgmt, pool=pool)
         assert group.connector_id
         self.agg: Aggregate = Aggregate(None, ())
+        self.acted_on: list[str] = []  # the instances the last action succeeded on (their short names)
         self.fleet = GroupFleetWatcher(mgmt, pool=pool, connector_id=group.connector_id, parent=self,
                                        **({"refresh_s": refresh_s} if refresh_s is not None else {}))
         self._build_fleet()
@@ -286,14 +287,18 @@ class FleetLiveWindow(LiveWindow):
 
     # acting on members, on every instance or one ------------------------------------------------
     async def _each(self, act: Callable[[str, AdminClient], Awaitable[None]]) -> list[str]:
-        """Run ``act`` on every target instance at once; the sentences of those that failed."""
+        """Run ``act`` on every target instance at once; the sentences of those that failed. The names of
+        the instances it succeeded on are kept in ``self.acted_on`` for :meth:`_where`."""
         targets = self._targets()
         results = await asyncio.gather(*(act(i, c) for i, c in targets.items()), return_exceptions=True)
+        self.acted_on = [self._name(i) for i, r in zip(targets, results, strict=True)
+                         if not isinstance(r, BaseException)]
         return [f"{self._name(i)} failed: {_why(r)}" for i, r in zip(targets, results, strict=True)
                 if isinstance(r, BaseException)]
 
     def _where(self, failed: list[str]) -> str:
-        ok = [self._name(i) for i in self._targets() if not any(f.startswith(self._name(i) + " ") for f in failed)]
+        """`` on a, b; c failed: why`` after the last :meth:`_each`."""
+        ok = self.acted_on
         return (f" on {', '.join(ok)}" if ok else "") + ("; " + "; ".join(failed) if failed else "")
 
     def _acted(self, text: str) -> None:

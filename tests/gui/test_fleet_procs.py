@@ -223,7 +223,7 @@ def _live(win: FleetLiveWindow, instance: str) -> Any:
 
 def test_aggregated_view_sums_tags_and_acts_on_all_or_one(
     qtbot: QtBot, qloop: asyncio.AbstractEventLoop, procs: Procs, mgmt: MgmtClient, arun: Callable[..., Any],
-    stopped: list[int],
+    stopped: list[int], qtmodeltester: Any,
 ) -> None:
     fleet_win = BalancersWindow(client=mgmt, is_admin=True, user="admin")
     qtbot.addWidget(fleet_win)
@@ -269,6 +269,7 @@ def test_aggregated_view_sums_tags_and_acts_on_all_or_one(
         qtbot.waitUntil(lambda: sum(int(live.members.index(r, 5).data()) for r in range(live.members.rowCount()))
                         == sum(now), timeout=LONG)  # the table shows the sum (it refreshes twice a second)
         assert live.breakdown.rowCount() == 3
+        qtmodeltester.check(live.breakdown)
         assert {live.breakdown.index(r, 1).data() for r in range(3)} == {"alive"}
 
         # drain on every instance: all three obey, the timeline tags each instance's event
@@ -312,8 +313,9 @@ def test_aggregated_view_sums_tags_and_acts_on_all_or_one(
         # the same live weight everywhere (the table's pending weight, applied on all), saved once
         row_b = live.members.member_ids().index(b)
         assert live.members.setData(live.members.index(row_b, 3), 5)
-        with qtbot.waitSignal(live.acted, timeout=LONG):
+        with qtbot.waitSignal(live.acted, timeout=LONG) as acted:
             arun(live.apply_weights_live())
+        assert acted.args[0].startswith(f"weights {b} 5 on ") and all(n in acted.args[0] for n in names)
         qtbot.waitUntil(lambda: all(_live(live, i).last.member(b).weight == 5 for i in ids), timeout=LONG)
         qtbot.waitUntil(lambda: f"{names[0]}: {b}: weight running 5, saved {saved_b}" in live.drift_label.text(),
                         timeout=LONG)
@@ -339,7 +341,9 @@ def test_aggregated_view_sums_tags_and_acts_on_all_or_one(
         assert any(f"{names[2]} not answering" in t for t in texts())
         with qtbot.waitSignal(live.actionFailed, timeout=LONG) as failed:
             arun(live.set_state([a], "drain"))
-        assert f"{names[2]} failed: " in failed.args[0] and f"on {names[0]}, {names[1]}" in failed.args[0]
+        done, _, why = failed.args[0].partition("; ")
+        assert done.startswith(f"{a} → drain on ") and names[2] not in done
+        assert all(n in done for n in names[:2]) and why.startswith(f"{names[2]} failed: ")
         os.kill(third.pid, signal.SIGCONT)
         stopped.remove(third.pid)
         qtbot.waitUntil(lambda: live.agg.answering == 3, timeout=LONG)
