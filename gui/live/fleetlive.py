@@ -495,4 +495,42 @@ def open_fleet_live_view(*, parent: QWidget | None, group: Connector, endpoints:
     return win
 
 
-__all__ = ["FleetLiveWindow", "open_fleet_live_view"]
+FLEET_BUTTON = "watchFleet"  # the object name of the button :func:`offer_fleet_view` adds
+
+
+def offer_fleet_view(win: LiveWindow, mgmt: MgmtClient, pool: str) -> asyncio.Task[int]:
+    """For a one-balancer live view of a group with a pool (the main window's): ask the server which balancers
+    of ``pool`` serve the group and, if any, add "Watch all N balancers of pool P" to its run panel — it opens
+    the aggregated view. The task's result is N (0: nothing offered; the server unreachable: said inline)."""
+
+    async def ask() -> int:
+        from balancedesk.gui.connection import explain
+
+        group = win.group
+        if group is None or not group.connector_id:
+            return 0
+        try:
+            balancers = await mgmt.list_balancers(pool=pool)
+        except Exception as exc:  # a refusal or the server down: the one-balancer view still works
+            win.status.setText(f"cannot list the balancers of pool {pool}: {explain(exc)}")
+            return 0
+        n = sum(1 for b in balancers if any(g.connector_id == group.connector_id and not g.error
+                                            for g in b.groups))
+        if n:
+            from PySide6.QtWidgets import QPushButton
+
+            button = QPushButton(f"Watch all {n} balancer{'' if n == 1 else 's'} of pool {pool}")
+            button.setObjectName(FLEET_BUTTON)
+            button.setToolTip("the live view of this group on every balancer of its pool that serves it: "
+                              "summed, per instance, and controls that act on all of them or one")
+            button.clicked.connect(lambda: open_fleet_live_view(
+                parent=win.parentWidget(), group=win.group or group, endpoints=win.endpoints, mgmt=mgmt, pool=pool))
+            layout = win.run_panel.layout()
+            if layout is not None:
+                layout.addWidget(button)
+        return n
+
+    return win._spawn(ask())
+
+
+__all__ = ["FleetLiveWindow", "offer_fleet_view", "open_fleet_live_view"]

@@ -30,7 +30,7 @@ from balancedesk.gui.fleet.rows import IN_SYNC, InstanceRow
 from balancedesk.gui.fleet.window import BalancersWindow
 from balancedesk.gui.live import AdminClient, LiveWindow, open_live_view
 from balancedesk.gui.live.aggregate import ANSWERS, LOST, UNREACHABLE
-from balancedesk.gui.live.fleetlive import FleetLiveWindow
+from balancedesk.gui.live.fleetlive import FLEET_BUTTON, FleetLiveWindow, offer_fleet_view
 from pytestqt.qtbot import QtBot
 
 from tests.conftest import Child, start_child
@@ -378,6 +378,42 @@ def test_apply_refuses_a_balancer_that_runs_another_group(
         assert snap["group"]["connectorID"] == procs.group and snap["version"] == before
     finally:
         win.shutdown()
+
+
+
+def test_a_group_of_a_pool_offers_the_view_of_all_its_balancers(
+    qtbot: QtBot, qloop: asyncio.AbstractEventLoop, procs: Procs, mgmt: MgmtClient, arun: Callable[..., Any],
+) -> None:
+    """The main window opens the one-balancer view with the group's pool: it offers the aggregated view."""
+    from PySide6.QtWidgets import QApplication, QPushButton
+
+    group, _ = arun(mgmt.get_connector(procs.group))
+    win = open_live_view(parent=None, group=group, endpoints={}, mgmt=mgmt, pool=POOL)
+    assert isinstance(win, LiveWindow) and not isinstance(win, FleetLiveWindow)
+    qtbot.addWidget(win)
+    fleet_view: FleetLiveWindow | None = None
+    try:
+        qtbot.waitUntil(lambda: win.findChild(QPushButton, FLEET_BUTTON) is not None, timeout=LONG)
+        button = win.findChild(QPushButton, FLEET_BUTTON)
+        assert button.text() == f"Watch all 3 balancers of pool {POOL}"
+        button.click()
+        found = [w for w in QApplication.topLevelWidgets() if isinstance(w, FleetLiveWindow) and w.isVisible()]
+        assert len(found) == 1
+        fleet_view = found[0]
+        qtbot.addWidget(fleet_view)
+        qtbot.waitUntil(lambda: fleet_view.agg.answering == 3, timeout=LONG)
+        assert fleet_view.group is not None and fleet_view.group.connector_id == procs.group
+        # a group no balancer serves: nothing offered
+        other, _ = arun(mgmt.get_connector(procs.other))
+        lonely = open_live_view(parent=None, group=other, endpoints={}, mgmt=mgmt, pool="nobody-here")
+        qtbot.addWidget(lonely)
+        assert arun(offer_fleet_view(lonely, mgmt, "nobody-here")) == 0
+        assert lonely.findChild(QPushButton, FLEET_BUTTON) is None
+        lonely.shutdown()
+    finally:
+        win.shutdown()
+        if fleet_view is not None:
+            fleet_view.shutdown()
 
 
 def test_a_killed_balancer_is_lost_in_both_views(
