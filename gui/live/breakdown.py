@@ -6,15 +6,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from balancedesk.gui.live.aggregate import ANSWERS, LOST, UNREACHABLE, InstanceRow
+from balancedesk.gui.fleet.models import DRIFT, LOST, OK
+from balancedesk.gui.live.aggregate import ANSWERS, UNREACHABLE, InstanceRow
+from balancedesk.gui.live.aggregate import LOST as REACH_LOST
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt
-from PySide6.QtGui import QBrush, QColor
+from PySide6.QtGui import QBrush
 
 _Index = QModelIndex | QPersistentModelIndex
 
 BREAKDOWN_COLUMNS = ("Instance", "State", "Version", "Plane", "Active", "Total", "Rate/s", "Errors",
                      "Differs from the others")
-REACH_COLORS = {ANSWERS: QColor("#2e7d32"), UNREACHABLE: QColor("#ef6c00"), LOST: QColor("#c62828")}
+REACH_TONES = {ANSWERS: OK, UNREACHABLE: DRIFT, REACH_LOST: LOST}  # the Balancers view's tones (light/dark)
 
 
 def cell(row: InstanceRow, col: int) -> str:
@@ -63,10 +65,10 @@ class BreakdownModel(QAbstractTableModel):
             return cell(row, col)
         if role == Qt.ItemDataRole.ToolTipRole:
             return row.instance_id if col == 0 else cell(row, col)
-        if role == Qt.ItemDataRole.ForegroundRole and col == 1:
-            return QBrush(REACH_COLORS.get(row.reach, QColor("#616161")))
+        if role == Qt.ItemDataRole.ForegroundRole and col == 1 and row.reach in REACH_TONES:
+            return QBrush(REACH_TONES[row.reach].color())
         if role == Qt.ItemDataRole.ForegroundRole and col == 2 and row.behind:
-            return QBrush(QColor("#ef6c00"))
+            return QBrush(DRIFT.color())
         if role == Qt.ItemDataRole.UserRole:
             return row.instance_id
         if role == Qt.ItemDataRole.TextAlignmentRole and 4 <= col <= 7:

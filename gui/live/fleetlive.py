@@ -4,7 +4,8 @@
 chart, timeline) fed by a :class:`~balancedesk.gui.live.fleetwatch.GroupFleetWatcher` instead of one
 watcher: each instance's snapshot re-runs the pure :func:`~balancedesk.gui.live.aggregate.aggregate`, whose
 merged snapshot the widgets draw and whose rows fill the per-instance breakdown under the member table.
-Events go to the timeline tagged with the instance's short name.
+Events go to the timeline tagged with the instance's short name, on one clock (the uptime of the
+longest-running instance).
 
 Acting (the rules):
 
@@ -203,15 +204,20 @@ class FleetLiveWindow(LiveWindow):
         what = "req/s" if snap.mode == "http" else "conn/s"
         return f"{sum(self.rates.rates.values()):.1f} {what} · active {snap.totals.get('active', 0)}"
 
+    def _clock(self) -> float:
+        """The timeline's clock: the uptime of the longest-running instance (one clock for every instance's
+        events, so their times can be compared)."""
+        return self.agg.snapshot.uptime_s if self.agg.snapshot is not None else 0.0
+
     def on_fleet_evented(self, instance_id: str, batch: EventBatch) -> None:
         self.topology.add_events(batch.events, batch.dropped, skipped=batch.skipped)
         w = self.fleet.watched.get(instance_id)
         snap = w.last if w is not None else None
-        if snap is None:
+        if snap is None:  # events before its first snapshot: on their own clock
             latest = max((float(e.get("t") or 0) for e in batch.events), default=0.0)
             now, up = latest, latest
-        else:
-            now, up = snap.now, snap.uptime_s
+        else:  # an event ``now - t`` seconds ago on that instance, placed on the shared clock
+            now, up = snap.now, max(self._clock(), snap.uptime_s)
         name = self._name(instance_id)
         self.timeline.add([TimelineEntry(e.t, e.ago_base, e.kind, e.member_id, f"{name} · {e.text}")
                            for e in timeline_entries(batch.events, now=now, uptime_s=up)])
@@ -222,7 +228,7 @@ class FleetLiveWindow(LiveWindow):
         if ok and (w is None or w.last is None):  # its first answer: nothing to say "again" about
             self._merge()
             return
-        up = w.last.uptime_s if w is not None and w.last is not None else 0.0
+        up = self._clock()
         text = f"{name} answers again" if ok else f"{name} not answering: {why}"
         self.timeline.add([TimelineEntry(0, up, "recovered" if ok else "info", None, text)])
         self._merge()
