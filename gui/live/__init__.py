@@ -12,6 +12,7 @@ Map (imports ``balancedesk.core`` and Qt; nothing in core imports this):
 * ``children``  — QProcess children with a readiness line (balancer, demo members, traffic).
 * ``demos``     — demo members (``balancedesk demo-member``) and the traffic generator (``demo-traffic``).
 * ``panels``    — run / demo / traffic controls and the attach dialog.
+* ``names``     — :class:`MemberNames`: each member's label, badge letter and colour, as the editor's.
 * ``window``    — :class:`LiveWindow`, the composition.
 
 Entry point for the main window: :func:`open_live_view`. Standalone: ``python -m balancedesk.gui.live
@@ -34,7 +35,7 @@ __all__ = ["AdminClient", "LiveWindow", "open_live_view"]
 def open_live_view(
     *, parent: QWidget | None, group: Connector, endpoints: Mapping[str, str] | dict[str, str],
     client: object | None = None, mgmt: object | None = None, pool: str | None = None,
-    instance: str | None = None,
+    instance: str | None = None, labels: Mapping[str, str] | None = None,
 ) -> QWidget:
     """Open (show) and return a live view of ``group``.
 
@@ -43,13 +44,16 @@ def open_live_view(
     window then offers "Run locally" and "Attach…". ``mgmt``: the management client the saved group is
     re-read from (drift and Apply use the server's group, never a frozen copy); ``pool``: the pool the
     balancer follows (the group and its endpoints are then read as that pool serves them); ``instance``:
-    the balancer's instance ID, for the title. The window is a top-level window (``Qt.Window``)
-    even with a parent, and stops every child process it started when it closes.
+    the balancer's instance ID, for the title; ``labels``: memberID → the connector's label (the members
+    are shown by label and badge, as in the editor; the balancer's own labels win). The window is a
+    top-level window (``Qt.Window``) even with a parent, and stops every child process it started when it
+    closes.
     """
     from balancedesk.core.client import MgmtClient
 
     win = LiveWindow(group=group, endpoints=dict(endpoints), parent=parent,
-                     mgmt=mgmt if isinstance(mgmt, MgmtClient) else None, pool=pool, instance=instance)
+                     mgmt=mgmt if isinstance(mgmt, MgmtClient) else None, pool=pool, instance=instance,
+                     labels=labels)
     if parent is not None:
         win.setWindowFlag(Qt.WindowType.Window, True)
     win.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose, parent is not None)
