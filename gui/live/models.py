@@ -369,6 +369,10 @@ class TimelineModel(QAbstractListModel):
             return self._brushes.get(e.kind, self._default)
         if role == Qt.ItemDataRole.ToolTipRole and e.member_id:
             return self.names.tooltip(e.member_id)
+        if role == Qt.ItemDataRole.DecorationRole and e.member_id:
+            app = QGuiApplication.instance()
+            dpr = app.devicePixelRatio() if isinstance(app, QGuiApplication) else 1.0
+            return self.names.chip(e.member_id, 14, dpr=dpr)
         if role == Qt.ItemDataRole.UserRole:
             return e.kind
         return None

@@ -16,6 +16,7 @@ from balancedesk.gui.live.demos import DemoMembers
 from balancedesk.gui.live.names import MemberNames
 from balancedesk.gui.settings import app_settings
 from PySide6.QtWidgets import (
+    QAbstractButton,
     QCheckBox,
     QComboBox,
     QDialog,
@@ -27,8 +28,8 @@ from PySide6.QtWidgets import (
     QLabel,
     QLineEdit,
     QPushButton,
-    QSizePolicy,
     QSpinBox,
+    QToolButton,
     QWidget,
 )
 
@@ -82,7 +83,7 @@ class DemoPanel(QGroupBox):
         self.names = names or MemberNames()
         grid = QGridLayout(self)
         grid.setColumnStretch(1, 1)
-        self.rows: dict[str, tuple[QLabel, dict[str, QPushButton]]] = {}
+        self.rows: dict[str, tuple[QLabel, dict[str, QAbstractButton]]] = {}
         self._chips: dict[str, QLabel] = {}
         if not demos.slots:
             grid.addWidget(QLabel("no member endpoint is on this machine"), 0, 0, 1, 2)
@@ -92,11 +93,11 @@ class DemoPanel(QGroupBox):
             self._chips[mid] = chip
             label = ElidedLabel()
             grid.addWidget(label, r, 1)
-            buttons: dict[str, QPushButton] = {}
+            buttons: dict[str, QAbstractButton] = {}
             for c, action in enumerate(("start", "stop", "slow", "refuse", "ok"), start=2):
-                b = QPushButton(action.capitalize())
+                b = QToolButton()  # as wide as its word (a push button is ~80 px at least): the status gets the room
+                b.setText(action.capitalize())
                 b.setObjectName(f"demo_{action}_{mid}")
-                b.setSizePolicy(QSizePolicy.Policy.Maximum, QSizePolicy.Policy.Fixed)  # the status gets the room
                 grid.addWidget(b, r, c)
                 buttons[action] = b
             self.rows[mid] = (label, buttons)

@@ -270,7 +270,7 @@ class LiveWindow(QMainWindow):
         self.timeline_view.setModel(self.timeline)
         self.timeline_view.setUniformItemSizes(True)
         bottom.addWidget(self.timeline_view)
-        bottom.setSizes([640, 620])
+        bottom.setSizes([720, 540])
 
         split = QSplitter(Qt.Orientation.Vertical)
         split.setChildrenCollapsible(False)
