@@ -15,7 +15,23 @@
 [--count N] [--affinity-header H --keys K]``: a bounded traffic generator (see the section below), used
 by the live view's traffic control and by ``bench/bench_live_view.py``.
 
-Stop = kill the process. Imports: the standard library (uvloop when available); no Qt.
+Stop = SIGTERM (the member closes its listeners and exits 0) or kill the process.
+
+Who owns a demo process (:class:`DemoRegistry`): the app that starts one records it in a small JSON file in
+its data directory — the process's PID and start time, its command (``demo-member``/``demo-traffic``), the
+member, its endpoint and control URL, and its owner (the app process's PID and start time, and a window tag).
+Rules:
+
+* A process is *ours* only if a process with that PID still runs, started at the recorded time, and runs
+  the recorded ``balancedesk`` command (``/proc/PID/stat`` and ``/proc/PID/cmdline``); a PID reused by
+  anything else is never signalled. Where ``/proc`` is missing nothing can be checked, so nothing is killed.
+* An owner is *alive* if its PID runs with the recorded start time. Records of a live owner are left alone
+  (another window's demo: shown, never stopped from here); records of a dead owner are cleaned at the next
+  start (:meth:`DemoRegistry.clean_orphans`): its processes that are still ours are stopped (SIGTERM, waited
+  for, SIGKILL after the grace) and the records dropped, as are records of processes already gone.
+* Reads and writes take an exclusive ``flock`` on the file's lock; the file is replaced atomically.
+
+Imports: the standard library (uvloop when available); no Qt.
 """
 
 from __future__ import annotations
@@ -24,10 +40,15 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import random
 import signal
+import socket
 import sys
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from balancedesk.core.model import parse_endpoint as _parse_model_endpoint
@@ -42,6 +63,162 @@ def parse_endpoint(value: str) -> tuple[str, int]:
     return str(host), int(port)
 
 MODES = ("ok", "slow", "refuse")
+DEMO_COMMANDS = ("demo-member", "demo-traffic")
+DEMO_STATE_FILE = "demo-processes.json"  # in the app's data directory
+STOP_GRACE_S = 3.0  # SIGTERM → SIGKILL for a demo process being stopped
+
+
+def free_ports(n: int, host: str = "127.0.0.1") -> list[int]:
+    """``n`` different ports nothing listens on at this moment (the OS picks them; none is held after)."""
+    socks = []
+    try:
+        for _ in range(n):
+            s = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+            socks.append(s)
+            s.bind((host, 0))
+        return [int(s.getsockname()[1]) for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def process_start(pid: int) -> int | None:
+    """The start time of process ``pid`` in clock ticks since boot (``/proc/PID/stat`` field 22), or None if
+    no such process runs (or there is no ``/proc``)."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_bytes()
+    except OSError:
+        return None
+    fields = raw[raw.rfind(b")") + 2:].split()  # after "(comm)": field 3 on
+    try:
+        return int(fields[19]) if fields[0] != b"Z" else None  # a zombie has exited
+    except (IndexError, ValueError):
+        return None
+
+
+def _cmdline(pid: int) -> list[str]:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().decode("utf-8", "replace").split("\0")
+    except OSError:
+        return []
+
+
+@dataclass(frozen=True)
+class DemoRecord:
+    """One demo process an app started (see the module docstring for what makes it ours)."""
+
+    pid: int
+    start: int
+    command: str  # one of DEMO_COMMANDS
+    member_id: str
+    endpoint: str
+    control: str
+    owner_pid: int
+    owner_start: int
+    owner_tag: str  # which window of the owner
+
+    def to_json(self) -> dict[str, Any]:
+        return {"pid": self.pid, "start": self.start, "command": self.command, "memberID": self.member_id,
+                "endpoint": self.endpoint, "control": self.control, "ownerPID": self.owner_pid,
+                "ownerStart": self.owner_start, "ownerTag": self.owner_tag}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> DemoRecord:
+        return cls(int(d["pid"]), int(d["start"]), str(d["command"]), str(d.get("memberID") or ""),
+                   str(d.get("endpoint") or ""), str(d.get("control") or ""), int(d["ownerPID"]),
+                   int(d["ownerStart"]), str(d.get("ownerTag") or ""))
+
+    def ours(self) -> bool:
+        """The recorded process still runs: same PID, same start time, the recorded command."""
+        return (self.command in DEMO_COMMANDS and process_start(self.pid) == self.start
+                and self.command in _cmdline(self.pid))
+
+    def owner_alive(self) -> bool:
+        return process_start(self.owner_pid) == self.owner_start
+
+
+def stop_process(pid: int, start: int, *, grace_s: float = STOP_GRACE_S) -> bool:
+    """SIGTERM ``pid`` (only while it is the process that started at ``start``), wait up to ``grace_s`` for it
+    to go, then SIGKILL and wait again. True once it is gone."""
+    def gone() -> bool:
+        return process_start(pid) != start
+
+    for sig, wait_s in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 2.0)):
+        if gone():
+            return True
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, sig)
+        deadline = time.monotonic() + wait_s
+        while not gone() and time.monotonic() < deadline:
+            with contextlib.suppress(ChildProcessError, OSError):
+                os.waitpid(pid, os.WNOHANG)  # our own child: reap it, or it stays a zombie
+            time.sleep(0.02)  # polling a process's end with a deadline
+    return gone()
+
+
+class DemoRegistry:
+    """The demo processes this user's app instances started, in ``path`` (a JSON list of DemoRecord)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[list[DemoRecord]]:
+        import fcntl
+
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        with open(self.path.with_name(self.path.name + ".lock"), "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                records = self._read()
+                before = list(records)
+                yield records
+                if records != before:
+                    tmp = self.path.with_name(self.path.name + ".tmp")
+                    tmp.write_text(json.dumps([r.to_json() for r in records], indent=1))
+                    os.replace(tmp, self.path)
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def _read(self) -> list[DemoRecord]:
+        try:
+            raw = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            return []
+        out = []
+        for d in raw if isinstance(raw, list) else ():
+            with contextlib.suppress(KeyError, TypeError, ValueError):
+                out.append(DemoRecord.from_json(d))
+        return out
+
+    def records(self) -> list[DemoRecord]:
+        with self._locked() as records:
+            return list(records)
+
+    def add(self, record: DemoRecord) -> None:
+        with self._locked() as records:
+            records[:] = [r for r in records if r.pid != record.pid] + [record]
+
+    def remove(self, pid: int) -> None:
+        with self._locked() as records:
+            records[:] = [r for r in records if r.pid != pid]
+
+    def clean_orphans(self, *, grace_s: float = STOP_GRACE_S) -> list[DemoRecord]:
+        """Stop the processes of owners that are gone (those still ours) and drop their records, and the
+        records of processes that ended. Returns the records of the processes stopped."""
+        with self._locked() as records:
+            stopped, keep = [], []
+            for r in records:
+                if not r.ours():
+                    continue  # ended (or its PID is someone else's now): only the record goes
+                if r.owner_alive():
+                    keep.append(r)
+                elif stop_process(r.pid, r.start, grace_s=grace_s):
+                    stopped.append(r)
+                else:
+                    keep.append(r)
+            records[:] = keep
+            return stopped
 _MAX_HEADER = 64 * 1024
 
 

@@ -631,7 +631,8 @@ Connector.model_rebuild()  # its ``listener`` field names ListenerSettings, defi
 
 class BalancerConfig(_Frozen):
     """What ``balancedesk balance --config FILE`` reads: the group JSON exactly as the management API
-    returns it, plus ``endpoints`` mapping each memberID to ``host:port``."""
+    returns it, plus ``endpoints`` mapping each memberID to ``host:port`` (and optionally ``memberLabels``
+    mapping each memberID to its connector's label)."""
 
     connector_id: str | None = Field(default=None, alias="connectorID")
     owner: str | None = None
@@ -639,6 +640,8 @@ class BalancerConfig(_Frozen):
     connector_group: ConnectorGroup = Field(alias="connectorGroup")
     auth_user: tuple[str, ...] = Field(default=(), alias="authUser")
     endpoints: dict[str, str]
+    # memberID → the member connector's label, for what a person reads (snapshot, metrics); optional
+    member_labels: dict[str, str] = Field(default_factory=dict, alias="memberLabels")
     listener: ListenerSettings = Field(default_factory=ListenerSettings)
 
     @field_validator("endpoints")

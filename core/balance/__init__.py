@@ -8,7 +8,8 @@
 * ``sticky``    — :class:`StickyTable`: keys displaced from their rendezvous choice stay where they went
   (a bounded table with an idle expiry); :class:`StickyStore` is what any storage of it offers.
 * ``health``    — :class:`ActiveChecks`: opt-in active health checks (rise/fall counts) holding members
-  down or lifting their marks through the group's health, so routing honours them.
+  down or lifting their marks through the group's health, so routing honours them; :class:`Downtime`, the
+  total time each member was out.
 
 No sockets, no asyncio, no clock: time is the ``now`` argument (monotonic seconds). Imports only the
 standard library and :mod:`balancedesk.core.model`.
@@ -21,9 +22,9 @@ from balancedesk.core.balance.group import (
     MemberView,
     Selection,
 )
-from balancedesk.core.balance.health import ActiveChecks, CheckState, CheckView, Flip
+from balancedesk.core.balance.health import ActiveChecks, CheckState, CheckView, Downtime, Flip
 from balancedesk.core.balance.sticky import StickyCounts, StickyStore, StickyTable
 from balancedesk.core.balance.wrr import SmoothWRR
 
-__all__ = ["ActiveChecks", "AdminState", "CheckState", "CheckView", "Flip", "GroupBalancer", "MemberView",
+__all__ = ["ActiveChecks", "AdminState", "CheckState", "CheckView", "Downtime", "Flip", "GroupBalancer", "MemberView",
            "Selection", "SmoothWRR", "StickyCounts", "StickyStore", "StickyTable", "rendezvous_rank"]

@@ -137,3 +137,65 @@ class ActiveChecks:
         if tr is None:
             return None
         return CheckView(member_id, tr.state, tr.passes, tr.fails, tr.last_ok, tr.last_at, tr.last_detail)
+
+
+class _Outage:
+    __slots__ = ("closed", "since", "until")
+
+    def __init__(self) -> None:
+        self.closed = 0.0  # seconds of outages that ended
+        self.since: float | None = None  # the current outage's start (None: the member is not out)
+        self.until: float | None = None  # when the current outage ends by itself (None: held until came_up)
+
+
+class Downtime:
+    """How long each member was out — health-disabled (a passive mark) or held down by the checks — as
+    HAProxy's stats page shows it ("Dwntme"). Admin states (drain, disabled) are not outages.
+
+    Rules (``now`` and ``until`` on the runtime's monotonic clock):
+
+    * :meth:`went_down` at ``now``: an outage starts unless one is going on; it ends by itself at ``until``
+      (a passive mark: the retryDelay's end) or, with ``until=None``, only at :meth:`came_up` (the checks
+      hold it). Marked again while out, the same outage goes on: its end moves to the later ``until``, and a
+      hold (None) wins over any deadline.
+    * :meth:`came_up` at ``now`` ends the outage (at its ``until`` if that came first).
+    * :meth:`total` at ``now``: every ended outage plus the current one up to ``now``.
+    * :meth:`forget` drops a member that left the group; one that comes back starts from zero.
+    """
+
+    def __init__(self) -> None:
+        self._by_member: dict[str, _Outage] = {}
+
+    @staticmethod
+    def _settle(o: _Outage, now: float) -> None:
+        if o.since is not None and o.until is not None and o.until <= now:
+            o.closed += max(0.0, o.until - o.since)
+            o.since = o.until = None
+
+    def went_down(self, member_id: str, *, now: float, until: float | None) -> None:
+        o = self._by_member.setdefault(member_id, _Outage())
+        self._settle(o, now)
+        if o.since is None:
+            o.since, o.until = now, until
+        elif o.until is not None:
+            o.until = None if until is None else max(o.until, until)
+
+    def came_up(self, member_id: str, *, now: float) -> None:
+        o = self._by_member.get(member_id)
+        if o is None:
+            return
+        self._settle(o, now)
+        if o.since is not None:
+            o.closed += max(0.0, now - o.since)
+            o.since = o.until = None
+
+    def total(self, member_id: str, *, now: float) -> float:
+        o = self._by_member.get(member_id)
+        if o is None:
+            return 0.0
+        self._settle(o, now)
+        return o.closed + (max(0.0, now - o.since) if o.since is not None else 0.0)
+
+    def forget(self, keep: set[str]) -> None:
+        """Members not in ``keep`` left the group: their time is dropped."""
+        self._by_member = {m: o for m, o in self._by_member.items() if m in keep}

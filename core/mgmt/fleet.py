@@ -80,8 +80,8 @@ def check_listener(store: Store, connector: Connector, group_id: str | None, *, 
 
 def record_save(store: Store, connector: Connector, previous: Stored | None) -> bool:
     """In the save's transaction: record the change a balancer must follow, if any. A group records itself
-    (gone from its old pool, changed in its new one); a plain connector whose endpoint changed records the
-    group it is a member of."""
+    (gone from its old pool, changed in its new one); a plain connector whose endpoint or label changed
+    records the group it is a member of."""
     old = previous.connector if previous is not None else None
     if connector.connector_group is not None or (old is not None and old.connector_group is not None):
         if old is not None and pool_of(old) == pool_of(connector) and _served(old) == _served(connector):
@@ -89,8 +89,9 @@ def record_save(store: Store, connector: Connector, previous: Stored | None) -> 
         return fleetlog.record(
             store, connector.connector_id or "", old_pool=pool_of(old), new_pool=pool_of(connector)
         )
-    if previous is None or previous.group_id is None or old is None or old.endpoint == connector.endpoint:
-        return False
+    if (previous is None or previous.group_id is None or old is None
+            or (old.endpoint == connector.endpoint and old.label == connector.label)):
+        return False  # a member's endpoint or label is what its group's balancers serve
     group = store.get(previous.group_id)
     pool = pool_of(group.connector if group is not None else None)
     return fleetlog.record(store, previous.group_id, old_pool=pool, new_pool=pool)
@@ -111,13 +112,15 @@ def _etag(version: int, store_id: str) -> str:
 
 def group_document(store: Store, stored: Stored, version: int) -> dict[str, Any]:
     """``{"version", "rev", "config"}``: ``config`` is a balancer config (``parse_balancer_config`` reads it):
-    the group's connectorID, owner, label, connectorGroup and listener, plus its members' ``endpoints``.
+    the group's connectorID, owner, label, connectorGroup and listener, plus its members' ``endpoints`` and
+    ``memberLabels`` (their connectors' labels).
     ``authUser`` is left out (a balancer has no use for user names)."""
     c = stored.connector
     group = c.connector_group
     listener = c.listener
     assert group is not None and listener is not None
-    endpoints = fleetlog.endpoints_of(store, [m.member_id for m in group.members])
+    ids = [m.member_id for m in group.members]
+    endpoints = fleetlog.endpoints_of(store, ids)
     config = {
         "connectorID": c.connector_id,
         "owner": c.owner,
@@ -125,6 +128,7 @@ def group_document(store: Store, stored: Stored, version: int) -> dict[str, Any]
         "connectorGroup": group.to_json(),
         "listener": listener.to_json(),
         "endpoints": endpoints,
+        "memberLabels": fleetlog.labels_of(store, ids),
     }
     return {"version": version, "rev": stored.rev, "config": config}
 

@@ -134,6 +134,18 @@ def endpoints_of(store: Store, ids: list[str]) -> dict[str, str]:
     return out
 
 
+def labels_of(store: Store, ids: list[str]) -> dict[str, str]:
+    """connectorID → label for those of ``ids`` that are registered (with a label that is not empty)."""
+    out: dict[str, str] = {}
+    for i in range(0, len(ids), 500):
+        chunk = ids[i : i + 500]
+        marks = ",".join("?" * len(chunk))
+        for cid, label in store.db.execute(f"SELECT id, label FROM connectors WHERE id IN ({marks})", chunk):
+            if label:
+                out[str(cid)] = str(label)
+    return out
+
+
 def listeners_on(store: Store, pool: str, port: int, exclude: str | None = None) -> list[tuple[str, str, str, str]]:
     """(id, owner, label, listener JSON) of the groups (but ``exclude``) whose listener is on ``port`` in
     ``pool``: the candidates for a socket clash."""

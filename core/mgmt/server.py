@@ -22,7 +22,7 @@ from balancedesk.core.model import ROUND_ROBIN, Connector, ConnectorGroup, Membe
 ADMIN_PASSWORD_ENV = "BALANCEDESK_ADMIN_PASSWORD"
 ADMIN_PASSWORD_FILE = "admin-password.txt"
 DB_FILE = "balancedesk.sqlite3"
-DEMO_PORTS = (9101, 9102, 9103, 9104)
+DEMO_CONNECTORS = 4  # demo-1 … demo-4 on 127.0.0.1, each on a port free when the demo data is made
 DEMO_WEIGHTS = (3, 2, 1)
 
 
@@ -84,9 +84,14 @@ DEMO_GROUP_ID = demo_id(0)
 
 
 def load_demo(store: Store, owner: str = "admin") -> None:
-    """Demo connectors on 127.0.0.1:9101-9104 and a Round Robin group (weights 3, 2, 1); idempotent."""
+    """Demo connectors on 127.0.0.1, each on a port that is free when it is made (no port is fixed: a second
+    user's demo on the same machine gets others), and a Round Robin group of the first three (weights 3, 2,
+    1); idempotent. The live view starts its demo members there — or, if something listens there by then,
+    on a free port it picks at start (``gui/live/demos.py``)."""
+    from balancedesk.core.demo import free_ports
+
     with store.write():
-        for i, port in enumerate(DEMO_PORTS, start=1):
+        for i, port in enumerate(free_ports(DEMO_CONNECTORS), start=1):
             if store.get(demo_id(i)) is None:
                 store.save(
                     Connector(connector_id=demo_id(i), owner=owner, label=f"demo-{i}", endpoint=f"127.0.0.1:{port}"),

@@ -26,6 +26,7 @@ from balancedesk.core.balance import AdminState
 from balancedesk.core.model import WEIGHT_MAX, RuleError
 from balancedesk.core.proxy.config import parse_config_bytes
 from balancedesk.core.proxy.contract import (
+    STATUS_CLASSES,
     Command,
     CommandError,
     MemberSnap,
@@ -85,6 +86,7 @@ def member_snap(rt: Runtime, mid: str, now: float, shares: dict[str, float], tot
     check = rt.checks.view(mid) if rt.checks is not None else None
     snap = MemberSnap(
         member_id=mid,
+        label=rt.labels.get(mid, ""),
         endpoint=f"[{host}]:{port}" if ":" in host else f"{host}:{port}",
         sequence=view.sequence,
         weight=view.weight,
@@ -103,6 +105,9 @@ def member_snap(rt: Runtime, mid: str, now: float, shares: dict[str, float], tot
         latency_p99_ms=p99,
         configured_share=shares.get(mid, 0.0),
         actual_share=(picked / total) if total else 0.0,
+        status_classes=dict(zip(STATUS_CLASSES, st.classes, strict=True)) if st is not None and rt.mode == "http"
+        else {},
+        down_total_s=rt.downtime.total(mid, now=now),
     )
     if check is None:
         return snap
@@ -248,19 +253,26 @@ def metrics(rt: Runtime) -> str:
            ("member_bytes_out_total", "bytesOut", "counter"), ("member_weight", "weight", "gauge"),
            ("member_latency_p50_ms", "latencyP50_ms", "gauge"),
            ("member_latency_p99_ms", "latencyP99_ms", "gauge"))
-    for name, key, typ in per:
+    members = [(m, f'member="{_esc(m["memberID"])}",label="{_esc(m["label"])}"') for m in snap["members"]]
+    for name, key, typ in (*per, ("member_down_seconds_total", "downTotal_s", "counter")):
         lines.append(f"# TYPE balancedesk_{name} {typ}")
-        for m in snap["members"]:
+        for m, ids in members:
             if m[key] is not None:
-                lines.append(f'balancedesk_{name}{{member="{_esc(m["memberID"])}"}} {m[key]}')
+                lines.append(f"balancedesk_{name}{{{ids}}} {m[key]}")
     lines.append("# TYPE balancedesk_member_up gauge")
-    for m in snap["members"]:
+    for m, ids in members:
         up = int(m["health"] == "up" and m["admin"] == "enabled")
-        lines.append(f'balancedesk_member_up{{member="{_esc(m["memberID"])}",admin="{m["admin"]}"}} {up}')
+        lines.append(f'balancedesk_member_up{{{ids},admin="{m["admin"]}"}} {up}')
+    if snap["mode"] == "http":  # answers relayed from each member, by class (contract.STATUS_CLASSES)
+        lines.append("# TYPE balancedesk_member_responses_total counter")
+        for m, ids in members:
+            for cls, n in m["statusClasses"].items():
+                lines.append(f'balancedesk_member_responses_total{{{ids},code="{cls}"}} {n}')
     return "\n".join(lines) + "\n"
 
 
 def _esc(s: str) -> str:
+    """A label value as the Prometheus text exposition format escapes it: backslash, double quote, newline."""
     return s.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 

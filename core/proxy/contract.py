@@ -89,8 +89,9 @@ class MemberSnap:
     check_fails: int = 0
     failures_all_workers: int | None = None  # --workers N: failures counted by every worker (None: one worker)
     label: str = ""  # the member connector's label ("" when the config names none)
-    # L7 only: answers relayed from this member by class ("1xx".."5xx"); a 502/504 the balancer makes itself
-    # (member unreachable, bad answer, timeout) is counted in failures, never here. Empty for tcp groups.
+    # L7 only: final answers relayed from this member by class ("1xx".."5xx"; a 101 that opens a tunnel counts,
+    # interim 100/103 heads do not). A 502/503/504 the balancer makes itself (member unreachable, a bad or
+    # missing answer) is not the member's answer and is never counted here. Empty for tcp groups.
     status_classes: Mapping[str, int] = field(default_factory=dict)
     down_total_s: float = 0.0  # seconds out (health-disabled or check-down) since start, a current outage included
 

@@ -664,6 +664,7 @@ class HttpClient(asyncio.Protocol):
         st: MemberStats = rt.stats[u.mid]
         r.t_first = first = time.monotonic() - r.t0
         st.sample(first)
+        st.answered(status)
         if rt.route_wanted(now):  # build the event only when it is kept (route events are sampled)
             att = r.attempts
             if not att:

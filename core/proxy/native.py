@@ -144,12 +144,14 @@ class NativeTcp:
     def refresh(self) -> None:
         per, lat, refused, _accept_errors, _dropped, accepted = self.engine.collect()
         stats = self._stats
-        for t, d_in, d_out, closed, failures in per:
+        for t, d_in, d_out, closed, failures, *classes in per:
             st = stats[t]
             st.bytes_in += d_in
             st.bytes_out += d_out
             st.active -= closed
             st.failures += failures
+            if any(classes):  # L7: the member's answers by class (the engine counts as http.py does)
+                st.classes = [a + b for a, b in zip(st.classes, classes, strict=True)]
         for t, seconds in lat:
             stats[t].sample(seconds)
         rt = self.rt

@@ -19,7 +19,15 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from balancedesk.core.balance import ActiveChecks, AdminState, GroupBalancer, Selection, StickyStore, StickyTable
+from balancedesk.core.balance import (
+    ActiveChecks,
+    AdminState,
+    Downtime,
+    GroupBalancer,
+    Selection,
+    StickyStore,
+    StickyTable,
+)
 from balancedesk.core.model import BalancerConfig, parse_endpoint
 from balancedesk.core.proxy import limits
 from balancedesk.core.proxy.accesslog import AccessLogger
@@ -53,7 +61,7 @@ def classify(exc: BaseException) -> str:
 class MemberStats:
     """Counters of one member, kept across config reloads while the member exists."""
 
-    __slots__ = ("active", "bytes_in", "bytes_out", "conns", "failures", "lat", "lat_n", "total")
+    __slots__ = ("active", "bytes_in", "bytes_out", "classes", "conns", "failures", "lat", "lat_n", "total")
 
     def __init__(self) -> None:
         self.active = 0
@@ -64,10 +72,19 @@ class MemberStats:
         self.lat: list[float] = [0.0] * RESERVOIR
         self.lat_n = 0
         self.conns: set[Any] = set()  # live connections to this member (closed when it is disabled)
+        # L7: final answers relayed from this member by class (index 0 = 1xx … 4 = 5xx; contract.STATUS_CLASSES).
+        # A 101 that opens a tunnel counts; interim heads (100, 103) do not; an answer the balancer makes itself
+        # (502/503/504: the member unreachable, a bad or missing answer) is never the member's.
+        self.classes = [0, 0, 0, 0, 0]
 
     def sample(self, seconds: float) -> None:
         self.lat[self.lat_n % RESERVOIR] = seconds
         self.lat_n += 1
+
+    def answered(self, status: int) -> None:
+        """A final answer with ``status`` was relayed from this member (see ``classes``)."""
+        if 100 <= status <= 599:
+            self.classes[status // 100 - 1] += 1
 
     def percentiles(self) -> tuple[float | None, float | None]:
         n = min(self.lat_n, RESERVOIR)
@@ -100,6 +117,7 @@ class Runtime:
             limits.STICKY_SWEEP_PERIOD_S, self._sweep_sticky)
         # active health checks (listener.healthCheck; None = off): decisions here, probes in healthcheck.py
         self.checks: ActiveChecks | None = None
+        self.downtime = Downtime()  # seconds each member was out (passive marks and check holds), since start
         self.access_log: AccessLogger | None = None  # listener.accessLog; the data planes add to it when set
         self.cfg = cfg
         self.version = 1
@@ -142,6 +160,8 @@ class Runtime:
         for mid in self.endpoints:
             self.stats.setdefault(mid, MemberStats())
         self.admin = {v.member_id: v.admin for v in self.balancer.members()}
+        self.labels = {mid: cfg.member_labels.get(mid, "") for mid in self.endpoints}  # what a person reads
+        self.downtime.forget(set(self.endpoints))
         if self.shared is not None:
             self.shared.bind(self.endpoints)
             self._shared_gen = -1  # adopt the marks of the new members at the next pick
@@ -220,6 +240,7 @@ class Runtime:
             if self.checks is not None:  # turned off: only the passive rules remain
                 now = self.loop.time()
                 for mid in self.checks.release_all(now=now):
+                    self.downtime.came_up(mid, now=now)
                     self._emit(("health", mid, "enabled", None, "health checks turned off"))
                 self.checks = None
             return
@@ -246,6 +267,10 @@ class Runtime:
             return
         flip = checks.record(member_id, ok=ok, detail=detail, now=now)
         if flip is not None:
+            if flip.state == "disabled":
+                self.downtime.went_down(member_id, now=now, until=None)  # held until the checks let it go
+            else:
+                self.downtime.came_up(member_id, now=now)
             self._emit(("health", member_id, flip.state, None, flip.reason))
             if flip.state == "enabled" and self.shared is not None:  # the checks lifted its mark: for all
                 self.shared.publish(member_id, None)
@@ -278,8 +303,12 @@ class Runtime:
             if self.balancer.adopt_mark(mid, until, now=now):
                 changed = True
                 if until is not None and until > now:
+                    # out since the other worker marked it (its deadline minus retryDelay), not since we saw it
+                    since = min(now, max(self.started, until - self.balancer.retry_delay_s))
+                    self.downtime.went_down(mid, now=since, until=until)
                     self._emit(("health", mid, "disabled", until, "connect failed (another worker)"))
                 else:
+                    self.downtime.came_up(mid, now=now)
                     self._emit(("health", mid, "enabled", None, "connect succeeded (another worker)"))
         if changed:
             self._arm_expiry()
@@ -309,6 +338,8 @@ class Runtime:
             st.failures += 1
         if self.checks is not None:
             self.checks.traffic_failed(member_id)
+        if self.balancer.retry_delay_s > 0:  # out (or out longer) until the new deadline; retryDelay 0: never out
+            self.downtime.went_down(member_id, now=now, until=now + self.balancer.retry_delay_s)
         if sel.failed(member_id, now=now):
             until = now + self.balancer.retry_delay_s
             self._emit(("health", member_id, "disabled", until, reason))
@@ -320,6 +351,7 @@ class Runtime:
     def connect_succeeded(self, sel: Selection | None, member_id: str, now: float) -> None:
         """A connect to ``member_id`` succeeded (``sel`` may be None: a first pick needs no Selection)."""
         if self.balancer.mark_succeeded(member_id, now=now):  # what ``Selection.succeeded`` does
+            self.downtime.came_up(member_id, now=now)
             self._emit(("health", member_id, "enabled", None, "connect succeeded"))
             self._arm_expiry()
             if self.shared is not None:
@@ -341,6 +373,7 @@ class Runtime:
         self._expiry_at = None
         now = self.loop.time()
         for mid in self.balancer.expire(now=now):
+            self.downtime.came_up(mid, now=now)  # closed at its deadline already (Downtime's rule)
             self._emit(("health", mid, "enabled", None, "retryDelay ended"))
         self._arm_expiry()
 

@@ -1,7 +1,8 @@
 """Child processes the live view starts (the balancer, demo members, the load generator), via QProcess.
 
 QProcess never blocks the UI thread: output arrives by signal, readiness is a regex on a stdout line, and
-the last lines are kept to show when a child dies. Only our own children are killed, by their handle.
+the last lines are kept to show when a child dies. Only our own children are signalled, by their handle.
+The one bounded wait is a window's close (:func:`stop_and_wait`): SIGTERM to all, a grace to exit, then SIGKILL.
 """
 
 from __future__ import annotations
@@ -17,10 +18,12 @@ from PySide6.QtCore import QObject, QProcess, QProcessEnvironment, QTimer, Signa
 class ChildProcess(QObject):
     """One child process with a readiness line.
 
-    Signals: ``readied(object)`` with the ``re.Match`` of the readiness line; ``lined(str)`` per output
-    line; ``exited(int, bool)`` with the exit code and whether we asked it to stop.
+    Signals: ``began(int)`` with its PID once it runs; ``readied(object)`` with the ``re.Match`` of the
+    readiness line; ``lined(str)`` per output line; ``exited(int, bool)`` with the exit code and whether we
+    asked it to stop.
     """
 
+    began = Signal(int)
     readied = Signal(object)
     lined = Signal(str)
     exited = Signal(int, bool)
@@ -41,6 +44,7 @@ class ChildProcess(QObject):
         self._proc.setProcessEnvironment(env)
         self._proc.readyReadStandardOutput.connect(self.on_proc_readyRead)
         self._proc.finished.connect(self.on_proc_finished)
+        self._proc.started.connect(self.on_proc_started)
         self._proc.errorOccurred.connect(self.on_proc_errorOccurred)
 
     @property
@@ -65,6 +69,16 @@ class ChildProcess(QObject):
         self._stopping = True
         self._proc.terminate()
         QTimer.singleShot(grace_ms, self._kill_if_running)
+
+    def terminate(self) -> None:
+        """SIGTERM, nothing more (see :func:`stop_and_wait`)."""
+        if self.running:
+            self._stopping = True
+            self._proc.terminate()
+
+    def wait(self, ms: int) -> bool:
+        """Block up to ``ms`` for the child to end (for window close: bounded). True once it is not running."""
+        return not self.running or self._proc.waitForFinished(max(0, ms)) or not self.running
 
     def kill(self) -> None:
         if self.running:
@@ -97,6 +111,9 @@ class ChildProcess(QObject):
                 self.readied.emit(m)
             self.lined.emit(line)
 
+    def on_proc_started(self) -> None:
+        self.began.emit(self.pid)
+
     def on_proc_finished(self, code: int, _status: QProcess.ExitStatus) -> None:
         if self._buf:
             self.lines.append(self._buf.decode("utf-8", "replace"))
@@ -107,3 +124,22 @@ class ChildProcess(QObject):
         if error == QProcess.ProcessError.FailedToStart:
             self.lines.append(f"failed to start: {self._proc.errorString()}")
             self.exited.emit(-1, self._stopping)
+
+
+def stop_and_wait(children: Sequence[ChildProcess], *, grace_ms: int = 3000) -> list[int]:
+    """Stop ``children`` gracefully and wait for them (for a window that closes): SIGTERM to every one at once,
+    wait for each until ``grace_ms`` from now, SIGKILL those still running and reap them. Returns the PIDs
+    that were running."""
+    import time
+
+    running = [c for c in children if c.running]
+    pids = [c.pid for c in running]
+    for c in running:
+        c.terminate()
+    deadline = time.monotonic() + grace_ms / 1000.0
+    for c in running:
+        c.wait(int(max(0.0, deadline - time.monotonic()) * 1000))
+    for c in running:
+        if c.running:
+            c.kill_now()
+    return pids

@@ -14,10 +14,14 @@ from balancedesk.core.model import Connector
 from balancedesk.gui.live.admin import Snapshot
 
 
-def balancer_config(group: Connector, endpoints: Mapping[str, str]) -> dict[str, Any]:
-    """The ``PUT /admin/config`` body (and ``--config`` file) for a saved group: its JSON + endpoints."""
+def balancer_config(group: Connector, endpoints: Mapping[str, str],
+                    labels: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The ``PUT /admin/config`` body (and ``--config`` file) for a saved group: its JSON + endpoints (and the
+    members' labels, ``memberLabels``, when known)."""
     body = group.to_json()
     body["endpoints"] = {k: v for k, v in endpoints.items()}
+    if labels:
+        body["memberLabels"] = {k: v for k, v in labels.items() if v}
     return body
 
 

@@ -341,6 +341,12 @@ class TimelineModel(QAbstractListModel):
     def entries(self) -> list[TimelineEntry]:
         return list(self._rows)
 
+    def clear(self) -> None:
+        """No entries (another balancer is watched from now on)."""
+        self.beginResetModel()
+        self._rows.clear()
+        self.endResetModel()
+
     def add(self, entries: list[TimelineEntry]) -> None:
         if not entries:
             return

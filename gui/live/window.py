@@ -151,7 +151,7 @@ class LiveWindow(QMainWindow):
         self._dead = False  # the balancer we started exited unasked: its banner shows
         self._hidden_columns = set(HIDDEN_AT_FIRST)  # chosen from the header's menu
         self.demos = DemoMembers(self.endpoints, parent=self)
-        self.traffic = TrafficGenerator(self)
+        self.traffic = TrafficGenerator(self, owner=self.demos.owner)  # recorded as this window's, like the demos
         self._build()
         self._wire()
         self._table_shape: list[tuple[str, str, int]] = []  # members, states, weights the table last showed
@@ -309,6 +309,7 @@ class LiveWindow(QMainWindow):
             for mode in ("slow", "refuse", "ok"):
                 buttons[mode].clicked.connect(lambda _=False, m=mid, md=mode: self._spawn(self.demos.set_mode(m, md)))
         self.demos.failed.connect(lambda _m, msg: self._say(msg))
+        self.demos.moved.connect(self.on_demos_moved)
         tp = self.traffic_panel
         tp.start.clicked.connect(self.on_traffic_start_clicked)
         tp.stop.clicked.connect(self.on_traffic_stop_clicked)
@@ -474,6 +475,7 @@ class LiveWindow(QMainWindow):
         self.stop_balancer()
 
     def stop_balancer(self) -> None:
+        self.traffic.stop()  # it would only hit a balancer that is going away
         if self.balancer is not None:
             self.balancer.stop()
         else:
@@ -520,6 +522,9 @@ class LiveWindow(QMainWindow):
 
     async def _attach_client(self, client: AdminClient, owned: bool) -> None:
         await self._detach()
+        self.traffic.stop()  # it targets the previous balancer
+        self.timeline.clear()  # the previous balancer's events are not this one's
+        self.last = None
         self.client, self._owned_client = client, owned
         self.rates = RateTracker()
         self.watcher = LiveWatcher(client, parent=self)
@@ -635,7 +640,9 @@ class LiveWindow(QMainWindow):
             group = Connector(connector_id=cid, owner=cfg.owner or self.group.owner, label=cfg.label,
                               connector_group=cfg.connector_group, listener=cfg.listener)
             changed = group != self.group or dict(cfg.endpoints) != self.endpoints
-            self.group, self.endpoints, self.saved_version = group, dict(cfg.endpoints), pg.version
+            # our demo members listen where they really do (DemoMembers.moved)
+            endpoints = {**cfg.endpoints, **self.demos.running_endpoints()}
+            self.group, self.endpoints, self.saved_version = group, endpoints, pg.version
             return changed
         got = (await self.mgmt.get_connector(cid)) if etag is None else (
             await self.mgmt.get_connector_if_changed(cid, etag))
@@ -777,6 +784,14 @@ class LiveWindow(QMainWindow):
         self.status.setText("reverted to the saved config: " + ", ".join(o.member_id for o in found))
         return True
 
+    def on_demos_moved(self, member_id: str, endpoint: str) -> None:
+        """A demo member of ours listens elsewhere than the member's endpoint: the config uses where it is, and a
+        balancer we run gets it at once."""
+        self.endpoints[member_id] = endpoint
+        if self.balancer is not None and self.client is not None and self.group is not None:
+            client, config = self.client, balancer_config(self.group, self.endpoints)
+            self._spawn(client.put_config(config))
+
     # traffic -------------------------------------------------------------------------------------
     def on_traffic_start_clicked(self) -> None:
         self.start_traffic(self.traffic_panel.rate.value())
@@ -824,11 +839,11 @@ class LiveWindow(QMainWindow):
         self._countdown.stop()
         if self.watcher is not None:
             self.watcher.cancel()
-        self.traffic.kill_now()
+        self.traffic.stop_now()  # SIGTERM, waited for, SIGKILL after a grace (demos.py's ownership rules)
         if self.balancer is not None:
             self.balancer.kill_now()
             self.balancer = None
-        self.demos.kill_all()
+        self.demos.stop_all()
         for task in list(self._tasks):
             task.cancel()
         client = self.client

@@ -38,6 +38,15 @@ def own_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     yield where
 
 
+@pytest.fixture(autouse=True)
+def own_data_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Each test has its own app data directory (``BALANCEDESK_DATA``: the live view's record of the demo
+    processes it started lives there), never the user's."""
+    where = tmp_path_factory.mktemp("data")
+    monkeypatch.setenv("BALANCEDESK_DATA", str(where))
+    return where
+
+
 @pytest.fixture
 def qloop(qapp: QApplication) -> Iterator[asyncio.AbstractEventLoop]:
     loop = qasync.QEventLoop(qapp, already_running=True)

@@ -62,7 +62,10 @@ def test_connect_lists_groups_and_connectors(window: MainWindow, mgmt_server: An
     assert not window.busy
     labels = {window.browser_model.index(r, 0).data() for r in range(window.browser_model.rowCount())}
     assert {"Demo Round Robin", "demo-1", "demo-4"} <= labels
-    window.filter_edit.setText("9104")
+    model = window.browser_model
+    demo4 = next(r for r in range(model.rowCount()) if model.index(r, 0).data() == "demo-4")
+    endpoint = str(model.index(demo4, model.COL_ENDPOINT).data())  # a port that was free when the demo was made
+    window.filter_edit.setText(endpoint)
     rows = [window.browser_filter.index(r, 0).data() for r in range(window.browser_filter.rowCount())]
     assert rows == ["demo-4"]
 

@@ -241,7 +241,8 @@ class Loop:
 @dataclass
 class HttpMember:
     """An HTTP/1.1 member. Answers ``200`` with its name, or with JSON describing what it received when
-    the path starts with ``/echo`` (head, body length and sha256); ``/chunked`` answers in chunks,
+    the path starts with ``/echo`` (head, body length and sha256); ``/status/NNN`` answers status NNN with
+    its name; ``/chunked`` answers in chunks,
     ``/close`` ends the body by closing; ``/garbage`` answers with no HTTP, ``/cut`` dies 10 bytes into a
     100-byte body, ``/hang`` never answers."""
 
@@ -321,6 +322,9 @@ class _HttpMemberProto(asyncio.Protocol):
             self.t.abort()
         elif url.startswith("/hang"):  # never answers
             pass
+        elif url.startswith("/status/"):  # answers with the status the path names
+            head = b"HTTP/1.1 %s X\r\nContent-Length: %d\r\n\r\n" % (url[8:11].encode(), len(body))
+            self.t.write(head + body)
         elif url.startswith("/close"):  # no length: the body ends with the connection
             self.t.write(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n" + body)
             self.t.close()

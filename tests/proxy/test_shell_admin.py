@@ -45,7 +45,7 @@ def test_snapshot_shape(balancer: StartBalancer, members: Members) -> None:
     assert snap["uptime_s"] >= 0 and isinstance(snap["now"], float)
     keys = {"memberID", "endpoint", "sequence", "weight", "admin", "health", "disabledUntil", "retryIn_s",
             "active", "total", "failures", "bytesIn", "bytesOut", "latencyP50_ms", "latencyP99_ms",
-            "configuredShare", "actualShare", "check", "failuresAllWorkers"}
+            "configuredShare", "actualShare", "check", "failuresAllWorkers", "label", "statusClasses", "downTotal_s"}
     for m in snap["members"]:
         assert set(m) == keys
         assert m["check"] is None  # no health checks configured
@@ -155,8 +155,9 @@ def test_metrics(balancer: StartBalancer, members: Members) -> None:
     r = bal.admin("GET", "/metrics")
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
     assert "balancedesk_accepted_total 1" in r.text
-    assert 'balancedesk_member_requests_total{member="a"} 1' in r.text
-    assert 'balancedesk_member_up{member="a",admin="enabled"} 1' in r.text
+    assert 'balancedesk_member_requests_total{member="a",label=""} 1' in r.text
+    assert 'balancedesk_member_up{member="a",label="",admin="enabled"} 1' in r.text
+    assert 'balancedesk_member_responses_total{member="a",label="",code="2xx"} 1' in r.text
 
 
 def test_cli_errors_and_no_admin_line(spawn: Spawn, tmp_path: Path, balancer: StartBalancer,

@@ -153,6 +153,7 @@ typedef struct {
     struct sockaddr_storage addr;
     socklen_t len;
     unsigned long long d_in, d_out, closed, failures;
+    unsigned long long classes[5]; /* L7: final answer heads relayed from this member, by class 1xx..5xx */
     conn_t *idle; /* HTTP: idle member connections, most recently used first */
     int n_idle;
 } target_t;

@@ -576,6 +576,7 @@ int h_response_head(Engine *e, conn_t *c, conn_t *u, long hl) {
         return 1;
     }
     u->status = status;
+    e->targets[u->target].classes[status / 100 - 1]++; /* a final answer relayed (http.py counts the same) */
     u->left = 0;
     u->cs = CS_SIZE;
     if ((c->hf & H_HEADONLY) || status == 204 || status == 304) u->framing = FR_NONE;

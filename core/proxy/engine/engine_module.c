@@ -325,21 +325,25 @@ static PyObject *Engine_sweep(Engine *e, PyObject *arg) {
     return PyLong_FromLong(n);
 }
 
-/* Counters since the last call: ([(member, bytes_in, bytes_out, closed, failures), ...], [(member, seconds),
+/* Counters since the last call: ([(member, bytes_in, bytes_out, closed, failures, 1xx, 2xx, 3xx, 4xx, 5xx), ...],
+ * [(member, seconds),
  * ...], refused, accept_errors, samples_dropped, accepted (HTTP; in L4 Python counts accepts)). */
 static PyObject *Engine_collect(Engine *e, PyObject *Py_UNUSED(ignored)) {
     PyObject *per = PyList_New(0), *lat = PyList_New(e->n_samples);
     if (!per || !lat) goto fail;
     for (int t = 0; t < e->n_targets; t++) {
         target_t *tg = &e->targets[t];
-        if (!(tg->d_in | tg->d_out | tg->closed | tg->failures)) continue;
-        PyObject *row = Py_BuildValue("(iKKKK)", t, tg->d_in, tg->d_out, tg->closed, tg->failures);
+        unsigned long long *k = tg->classes;
+        if (!(tg->d_in | tg->d_out | tg->closed | tg->failures | k[0] | k[1] | k[2] | k[3] | k[4])) continue;
+        PyObject *row = Py_BuildValue("(iKKKKKKKKK)", t, tg->d_in, tg->d_out, tg->closed, tg->failures, k[0], k[1],
+                                      k[2], k[3], k[4]);
         if (!row || PyList_Append(per, row) < 0) {
             Py_XDECREF(row);
             goto fail;
         }
         Py_DECREF(row);
         tg->d_in = tg->d_out = tg->closed = tg->failures = 0;
+        memset(tg->classes, 0, sizeof tg->classes);
     }
     for (int i = 0; i < e->n_samples; i++) {
         PyObject *row = Py_BuildValue("(id)", e->samples_i[i], e->samples_t[i]);
