@@ -426,7 +426,7 @@ class LiveWindow(QMainWindow):
         if self.balancer is not None:
             self.balancer.kill()
         assert self.group is not None
-        config = balancer_config(self.group, self.endpoints)
+        config = balancer_config(self.group, self.endpoints, self.labels)
         token = secrets.token_urlsafe(24)
         cfg_path, token_path = self._tmp / "balancer.json", self._tmp / "admin.token"
         await asyncio.to_thread(_write_private, cfg_path, _json(config))
@@ -686,7 +686,7 @@ class LiveWindow(QMainWindow):
                 self._say(f"apply refused: the saved group could not be re-read from the server: {explain(exc)}")
                 return False
         try:
-            version = await self.client.put_config(balancer_config(self.group, self.endpoints))
+            version = await self.client.put_config(balancer_config(self.group, self.endpoints, self.labels))
         except (AdminError, AdminUnavailable) as exc:
             self._say(f"apply failed: {exc}")
             return False
@@ -789,7 +789,7 @@ class LiveWindow(QMainWindow):
         balancer we run gets it at once."""
         self.endpoints[member_id] = endpoint
         if self.balancer is not None and self.client is not None and self.group is not None:
-            client, config = self.client, balancer_config(self.group, self.endpoints)
+            client, config = self.client, balancer_config(self.group, self.endpoints, self.labels)
             self._spawn(client.put_config(config))
 
     # traffic -------------------------------------------------------------------------------------
