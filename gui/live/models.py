@@ -30,7 +30,7 @@ from PySide6.QtCore import (
     Qt,
     Signal,
 )
-from PySide6.QtGui import QBrush, QColor, QFont, QGuiApplication, QPalette
+from PySide6.QtGui import QBrush, QColor, QFont, QGuiApplication, QPalette, QPixmap
 from PySide6.QtWidgets import QApplication
 
 _Index = QModelIndex | QPersistentModelIndex
@@ -110,7 +110,7 @@ class MemberTableModel(QAbstractTableModel):
         self._pending: dict[str, int] = {}
         self._received = time.monotonic()
         self._cells: list[list[str]] = []  # what the view was last told, per row and column
-        self._widest = [len(c) for c in COLUMNS]  # the longest text each column showed, in characters
+        self._widest = [0] * len(COLUMNS)  # the longest text each column showed, in characters
         self.names = MemberNames()
 
     # the truth -----------------------------------------------------------------------------------
@@ -375,13 +375,25 @@ class TimelineModel(QAbstractListModel):
             return self._brushes.get(e.kind, self._default)
         if role == Qt.ItemDataRole.ToolTipRole and e.member_id:
             return self.names.tooltip(e.member_id)
-        if role == Qt.ItemDataRole.DecorationRole and e.member_id:
+        if role == Qt.ItemDataRole.DecorationRole:  # the member's badge; a blank one keeps the texts aligned
             app = QGuiApplication.instance()
             dpr = app.devicePixelRatio() if isinstance(app, QGuiApplication) else 1.0
-            return self.names.chip(e.member_id, 14, dpr=dpr)
+            return self.names.chip(e.member_id, 14, dpr=dpr) if e.member_id else _blank(14, dpr)
         if role == Qt.ItemDataRole.UserRole:
             return e.kind
         return None
+
+
+_BLANKS: dict[tuple[int, float], QPixmap] = {}
+
+
+def _blank(size: int, dpr: float) -> QPixmap:
+    if (size, dpr) not in _BLANKS:
+        pm = QPixmap(round(size * dpr), round(size * dpr))
+        pm.setDevicePixelRatio(dpr)
+        pm.fill(Qt.GlobalColor.transparent)
+        _BLANKS[size, dpr] = pm
+    return _BLANKS[size, dpr]
 
 
 def _clock(uptime_s: float) -> str:

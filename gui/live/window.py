@@ -284,6 +284,7 @@ class LiveWindow(QMainWindow):
         self.status = ElidedLabel("")
         self.statusBar().addWidget(self.status, 1)
         self._rename()
+        self._apply_hidden_columns()
 
     def _wire(self) -> None:
         rp = self.run_panel
@@ -395,6 +396,8 @@ class LiveWindow(QMainWindow):
             hide = c in self._hidden_columns or (c in L7_ONLY and not l7)
             if self.table.isColumnHidden(c) != hide:
                 self.table.setColumnHidden(c, hide)
+                if not hide:  # sized while hidden, it would show its texts cut ("…")
+                    self.table.resizeColumnToContents(c)
 
     def selected_member_ids(self) -> list[str]:
         rows = sorted({i.row() for i in self.table.selectionModel().selectedRows()})

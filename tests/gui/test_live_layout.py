@@ -10,7 +10,7 @@ from typing import Any
 
 from balancedesk.core.model import Connector
 from balancedesk.gui.live.admin import MemberSnap, Snapshot
-from balancedesk.gui.live.models import COL_MEMBER, COL_TOTAL
+from balancedesk.gui.live.models import COL_CLASSES, COL_MEMBER, COL_TOTAL
 from balancedesk.gui.live.window import LiveWindow
 from balancedesk.gui.main_window import MainWindow
 from balancedesk.gui.profiles import Profile
@@ -32,9 +32,10 @@ def _group() -> Connector:
     })
 
 
-def _snap(total: int = 1, weight_b: int = 1, mode: str = "http") -> Snapshot:
+def _snap(total: int = 1, weight_b: int = 1, mode: str = "http", ok: int | None = None) -> Snapshot:
     members = tuple(MemberSnap(m, f"127.0.0.1:{20000 + i}", sequence=i + 1, total=total, label=f"{LONG}-{i}",
-                               weight=weight_b if i == 1 else 1, status_classes={"2xx": total, "5xx": 2},
+                               weight=weight_b if i == 1 else 1,
+                               status_classes={"2xx": total if ok is None else ok, "5xx": 2},
                                down_total_s=12345.0) for i, m in enumerate(IDS))
     return Snapshot(version=1, group={"connectorID": "g1", "retryDelay": 3}, mode=mode, listen="127.0.0.1:1",
                     affinity_header=None, now=5.0, uptime_s=5.0, members=members)
@@ -104,13 +105,17 @@ def test_a_banner_takes_its_reserved_strip_and_moves_no_button(qtbot: QtBot, qlo
 def test_columns_grow_to_texts_that_outgrow_them(qtbot: QtBot, qloop: asyncio.AbstractEventLoop) -> None:
     win = _live(qtbot)
     try:
-        win.on_watcher_snapshotted(_snap(total=1))
+        win.on_watcher_snapshotted(_snap(total=1, ok=0))
         fm = win.table.fontMetrics()
         win._table_at -= 10.0  # as if the refresh interval had passed (no sleeping in tests)
-        win.on_watcher_snapshotted(_snap(total=123456789))
+        win.on_watcher_snapshotted(_snap(total=123456789, ok=888))
         QApplication.processEvents()
         assert win.members.index(0, COL_TOTAL).data() == "123456789"
         assert win.table.columnWidth(COL_TOTAL) >= fm.horizontalAdvance("123456789") + 6
+        assert win.table.columnWidth(COL_TOTAL) >= win.table.sizeHintForColumn(COL_TOTAL)
+        two = COL_CLASSES["2xx"]  # its header is as long as its new text: "2xx", "888"
+        assert win.members.index(0, two).data() == "888"
+        assert win.table.columnWidth(two) >= win.table.sizeHintForColumn(two)  # shown whole, never "8…"
         label = win.members.index(0, COL_MEMBER).data()
         assert label == f"{LONG}-0"  # the balancer's label
         assert win.table.columnWidth(COL_MEMBER) >= fm.horizontalAdvance(label)
