@@ -8,7 +8,7 @@ topology, chart legend and demo panel. This module is the one place that rule li
 from __future__ import annotations
 
 from PySide6.QtCore import QRectF, Qt
-from PySide6.QtGui import QColor, QFont, QPainter, QPixmap
+from PySide6.QtGui import QColor, QFont, QGuiApplication, QPainter, QPixmap
 
 # Colour-blind friendly, distinct in light and dark (Okabe–Ito, plus two extras).
 MEMBER_COLORS = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#8C6BB1", "#7F7F7F")
@@ -27,6 +27,12 @@ def letter(row: int) -> str:
 
 def member_color(row: int) -> QColor:
     return QColor(MEMBER_COLORS[row % len(MEMBER_COLORS)])
+
+
+def app_dpr() -> float:
+    """The device pixel ratio to draw badges at: the application's (2.0 at 200 %), 1.0 without one."""
+    app = QGuiApplication.instance()
+    return float(app.devicePixelRatio()) if isinstance(app, QGuiApplication) else 1.0
 
 
 _CHIPS: dict[tuple[str, str, int, float], QPixmap] = {}

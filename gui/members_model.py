@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from balancedesk.core.model import WEIGHT_MAX, share_texts
 from balancedesk.gui.badges import MEMBER_COLORS as MEMBER_COLORS  # re-exported: older callers
-from balancedesk.gui.badges import letter, letter_chip, member_color
+from balancedesk.gui.badges import app_dpr, letter, letter_chip, member_color
 from balancedesk.gui.commands import (
     InsertMemberCommand,
     MoveMembersCommand,
@@ -112,7 +112,7 @@ class MembersModel(QAbstractTableModel):
             if col == self.COL_SHARE:
                 return self.share_text(row)
         elif role == Qt.ItemDataRole.DecorationRole and col == self.COL_MEMBER:
-            return letter_chip(letter(row), member_color(row))
+            return letter_chip(letter(row), member_color(row), dpr=app_dpr())  # sharp at 200 %
         elif role == Qt.ItemDataRole.EditRole and col == self.COL_WEIGHT:
             return m.weight
         elif role == Qt.ItemDataRole.ToolTipRole:

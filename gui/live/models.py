@@ -20,6 +20,7 @@ from typing import Any
 
 from balancedesk.core.model import WEIGHT_MAX
 from balancedesk.core.proxy.contract import STATUS_CLASSES
+from balancedesk.gui.badges import app_dpr
 from balancedesk.gui.live.admin import MemberSnap
 from balancedesk.gui.live.names import MemberNames
 from PySide6.QtCore import (
@@ -30,7 +31,7 @@ from PySide6.QtCore import (
     Qt,
     Signal,
 )
-from PySide6.QtGui import QBrush, QColor, QFont, QGuiApplication, QPalette, QPixmap
+from PySide6.QtGui import QBrush, QColor, QFont, QPalette, QPixmap
 from PySide6.QtWidgets import QApplication
 
 _Index = QModelIndex | QPersistentModelIndex
@@ -240,9 +241,7 @@ class MemberTableModel(QAbstractTableModel):
         if role == Qt.ItemDataRole.ForegroundRole and col == COL_STATE:
             return QBrush(STATE_COLORS.get(m.state, QColor("black")))
         if role == Qt.ItemDataRole.DecorationRole and col == COL_MEMBER:
-            app = QGuiApplication.instance()
-            dpr = app.devicePixelRatio() if isinstance(app, QGuiApplication) else 1.0
-            return self.names.chip(m.member_id, 18, dpr=dpr)
+            return self.names.chip(m.member_id, 18, dpr=app_dpr())
         if role == Qt.ItemDataRole.FontRole and col == COL_WEIGHT and m.member_id in self._pending:
             font = QFont()
             font.setBold(True)
@@ -376,8 +375,7 @@ class TimelineModel(QAbstractListModel):
         if role == Qt.ItemDataRole.ToolTipRole and e.member_id:
             return self.names.tooltip(e.member_id)
         if role == Qt.ItemDataRole.DecorationRole:  # the member's badge; a blank one keeps the texts aligned
-            app = QGuiApplication.instance()
-            dpr = app.devicePixelRatio() if isinstance(app, QGuiApplication) else 1.0
+            dpr = app_dpr()
             return self.names.chip(e.member_id, 14, dpr=dpr) if e.member_id else _blank(14, dpr)
         if role == Qt.ItemDataRole.UserRole:
             return e.kind
