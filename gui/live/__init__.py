@@ -44,10 +44,10 @@ def open_live_view(
     window then offers "Run locally" and "Attach…". ``mgmt``: the management client the saved group is
     re-read from (drift and Apply use the server's group, never a frozen copy); ``pool``: the pool the
     balancer follows (the group and its endpoints are then read as that pool serves them); ``instance``:
-    the balancer's instance ID, for the title; ``labels``: memberID → the connector's label (the members
-    are shown by label and badge, as in the editor; the balancer's own labels win). The window is a
-    top-level window (``Qt.Window``) even with a parent, and stops every child process it started when it
-    closes.
+    the balancer's instance ID, for the title. The window is a top-level window (``Qt.Window``)
+    even with a parent, and stops every child process it started when it closes.
+    ``labels``: memberID → the connector's label (members are shown by label and badge, as in the editor;
+    the balancer's own labels win).
     """
     from balancedesk.core.client import MgmtClient
 
