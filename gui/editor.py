@@ -8,8 +8,9 @@ as the edits themselves.
 from __future__ import annotations
 
 from balancedesk.core.model import LABEL_MAX, Problem
+from balancedesk.gui.badges import letter, member_color
 from balancedesk.gui.document import ZERO_SECONDS, GroupDocument
-from balancedesk.gui.members_model import MembersModel, letter, member_color
+from balancedesk.gui.members_model import MembersModel
 from balancedesk.gui.members_view import MembersView
 from balancedesk.gui.weights import PreviewStrip, ShareBar, WeightEditor
 from PySide6.QtCore import QModelIndex, Qt, Signal

@@ -427,7 +427,8 @@ class MainWindow(ConnectionMixin, EditingMixin, QMainWindow):
                      if self.catalog.endpoint(m.member_id)}
         is_admin = self.whoami is not None and self.whoami.is_admin  # the pool routes are Administrators' (and tokens')
         pool = group.listener.pool if group.listener is not None and is_admin else None
-        open_live_view(parent=self, group=group, endpoints=endpoints, mgmt=self.client, pool=pool)
+        labels = {m.member_id: self.catalog.label(m.member_id) for m in members}
+        open_live_view(parent=self, group=group, endpoints=endpoints, mgmt=self.client, pool=pool, labels=labels)
 
     # the fleet (issue 11) -------------------------------------------------------------------------
     def on_balancers_action_triggered(self) -> None:

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from balancedesk.core.model import WEIGHT_MAX, share_texts
+from balancedesk.gui.badges import MEMBER_COLORS as MEMBER_COLORS  # re-exported: older callers
+from balancedesk.gui.badges import app_dpr, letter, letter_chip, member_color
 from balancedesk.gui.commands import (
     InsertMemberCommand,
     MoveMembersCommand,
@@ -27,11 +29,10 @@ from PySide6.QtCore import (
     QMimeData,
     QModelIndex,
     QPersistentModelIndex,
-    QRectF,
     Qt,
     Signal,
 )
-from PySide6.QtGui import QColor, QFont, QPainter, QPixmap
+from PySide6.QtGui import QColor
 
 if TYPE_CHECKING:
     from balancedesk.gui.document import GroupDocument
@@ -44,48 +45,6 @@ Index = QModelIndex | QPersistentModelIndex
 MEMBER_ID_ROLE = int(Qt.ItemDataRole.UserRole) + 1
 SHARE_ROLE = int(Qt.ItemDataRole.UserRole) + 2
 COLOR_ROLE = int(Qt.ItemDataRole.UserRole) + 3
-
-# Colour-blind friendly, distinct in light and dark (Okabe–Ito, plus two extras).
-MEMBER_COLORS = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#8C6BB1", "#7F7F7F")
-
-
-def letter(row: int) -> str:
-    """Row 0 → A, 25 → Z, 26 → AA."""
-    out = ""
-    row += 1
-    while row:
-        row, rem = divmod(row - 1, 26)
-        out = chr(ord("A") + rem) + out
-    return out
-
-
-def member_color(row: int) -> QColor:
-    return QColor(MEMBER_COLORS[row % len(MEMBER_COLORS)])
-
-
-_CHIPS: dict[tuple[str, str], QPixmap] = {}
-
-
-def letter_chip(text: str, color: QColor, size: int = 20) -> QPixmap:
-    """The member's letter on its colour, as in the share bar and the preview strip."""
-    key = (text, color.name())
-    if key not in _CHIPS:
-        pm = QPixmap(size + 6 * (len(text) - 1), size)
-        pm.fill(Qt.GlobalColor.transparent)
-        p = QPainter(pm)
-        p.setRenderHint(QPainter.RenderHint.Antialiasing)
-        p.setPen(Qt.PenStyle.NoPen)
-        p.setBrush(color)
-        p.drawRoundedRect(QRectF(pm.rect()), 4, 4)
-        font = QFont()
-        font.setBold(True)
-        font.setPixelSize(12)
-        p.setFont(font)
-        p.setPen(QColor("white"))
-        p.drawText(QRectF(pm.rect()), int(Qt.AlignmentFlag.AlignCenter), text)
-        p.end()
-        _CHIPS[key] = pm
-    return _CHIPS[key]
 
 
 @dataclass(frozen=True)
@@ -153,7 +112,7 @@ class MembersModel(QAbstractTableModel):
             if col == self.COL_SHARE:
                 return self.share_text(row)
         elif role == Qt.ItemDataRole.DecorationRole and col == self.COL_MEMBER:
-            return letter_chip(letter(row), member_color(row))
+            return letter_chip(letter(row), member_color(row), dpr=app_dpr())  # sharp at 200 %
         elif role == Qt.ItemDataRole.EditRole and col == self.COL_WEIGHT:
             return m.weight
         elif role == Qt.ItemDataRole.ToolTipRole:

@@ -12,6 +12,7 @@ Map (imports ``balancedesk.core`` and Qt; nothing in core imports this):
 * ``children``  — QProcess children with a readiness line (balancer, demo members, traffic).
 * ``demos``     — demo members (``balancedesk demo-member``) and the traffic generator (``demo-traffic``).
 * ``panels``    — run / demo / traffic controls and the attach dialog.
+* ``names``     — :class:`MemberNames`: each member's label, badge letter and colour, as the editor's.
 * ``window``    — :class:`LiveWindow`, the composition.
 * ``aggregate`` — pure: one group's snapshots from several instances → one merged view + per-instance rows.
 * ``fleetwatch``— :class:`GroupFleetWatcher`: a watcher per instance of a pool serving the group.
@@ -38,7 +39,7 @@ __all__ = ["AdminClient", "LiveWindow", "open_live_view"]
 def open_live_view(
     *, parent: QWidget | None, group: Connector, endpoints: Mapping[str, str] | dict[str, str],
     client: object | None = None, mgmt: object | None = None, pool: str | None = None,
-    instance: str | None = None,
+    instance: str | None = None, labels: Mapping[str, str] | None = None,
 ) -> QWidget:
     """Open (show) and return a live view of ``group``.
 
@@ -50,11 +51,14 @@ def open_live_view(
     the window offers "Watch all N balancers of pool P" when the pool's balancers serve the group); ``instance``:
     the balancer's instance ID, for the title. The window is a top-level window (``Qt.Window``)
     even with a parent, and stops every child process it started when it closes.
+    ``labels``: memberID → the connector's label (members are shown by label and badge, as in the editor;
+    the balancer's own labels win).
     """
     from balancedesk.core.client import MgmtClient
 
     win = LiveWindow(group=group, endpoints=dict(endpoints), parent=parent,
-                     mgmt=mgmt if isinstance(mgmt, MgmtClient) else None, pool=pool, instance=instance)
+                     mgmt=mgmt if isinstance(mgmt, MgmtClient) else None, pool=pool, instance=instance,
+                     labels=labels)
     if parent is not None:
         win.setWindowFlag(Qt.WindowType.Window, True)
     win.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose, parent is not None)

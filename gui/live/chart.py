@@ -6,6 +6,10 @@ out on every update — a pyqtgraph axis repaint costs tens of milliseconds. The
 when the unit changes (``setLabel`` re-lays out the plot). Each member's points live in preallocated
 numpy arrays (appended as snapshots come, compacted when full); a redraw writes x/y into preallocated
 output arrays and hands them to ``setData`` without the finite check.
+
+Each member's curve has its badge colour and its legend entry its letter and label (the window's
+:class:`~balancedesk.gui.live.names.MemberNames`), as in the editor's share bar; a long label is cut
+(:data:`LEGEND_CHARS`) so the legend never covers the plot.
 """
 
 from __future__ import annotations
@@ -18,10 +22,16 @@ from typing import Any
 
 import numpy as np
 import pyqtgraph as pg
+from balancedesk.gui.live.names import MemberNames
 from PySide6.QtGui import QPalette
 from PySide6.QtWidgets import QApplication, QWidget
 
-PALETTE = ("#1e88e5", "#43a047", "#fb8c00", "#8e24aa", "#e53935", "#00897b", "#6d4c41", "#3949ab")
+LEGEND_CHARS = 28  # a legend entry's longest text; longer labels end in "…" (the table has them whole)
+
+
+def legend_text(names: MemberNames, member_id: str) -> str:
+    text = names.badged(member_id)
+    return text if len(text) <= LEGEND_CHARS else text[: LEGEND_CHARS - 1] + "…"
 
 
 class _Series:
@@ -98,6 +108,23 @@ class RateChart(pg.PlotWidget):  # type: ignore[misc]
         self._curves: dict[str, pg.PlotDataItem] = {}
         self._series: dict[str, _Series] = {}
         self._unit = ""
+        self.names = MemberNames()
+
+    def set_names(self, names: MemberNames) -> None:
+        """Colour and name the curves as ``names`` says (the legend is rebuilt only if that changed)."""
+        if names == self.names:
+            return
+        self.names = names
+        for mid, curve in self._curves.items():
+            self._legend.removeItem(curve)
+            curve.setPen(self._pen(mid))
+            curve.opts["name"] = legend_text(names, mid)
+            self._legend.addItem(curve, curve.opts["name"])
+
+    def _pen(self, member_id: str) -> Any:
+        pen = pg.mkPen(self.names.color(member_id), width=2)
+        pen.setCosmetic(True)
+        return pen
 
     def set_unit(self, mode: str) -> None:
         unit = "requests/s" if mode == "http" else "connections/s"
@@ -126,14 +153,13 @@ class RateChart(pg.PlotWidget):  # type: ignore[misc]
             self.setYRange(0, self._y_top, padding=0)
         for mid in list(self._curves):
             if mid not in history:
-                self.removeItem(self._curves.pop(mid))
-                self._legend.removeItem(mid)
-        for i, mid in enumerate(history):
+                curve = self._curves.pop(mid)
+                self._legend.removeItem(curve)
+                self.removeItem(curve)
+        for mid in sorted(history, key=self.names.position):  # the legend in sequence order
             curve = self._curves.get(mid)
             if curve is None:
-                pen = pg.mkPen(PALETTE[i % len(PALETTE)], width=2)
-                pen.setCosmetic(True)
-                curve = self._curves[mid] = self.plot([], [], pen=pen, name=mid)
+                curve = self._curves[mid] = self.plot([], [], pen=self._pen(mid), name=legend_text(self.names, mid))
             series = self._series[mid]
             if series.hi > series.lo:
                 x, y = series.xy(now)
@@ -142,11 +168,16 @@ class RateChart(pg.PlotWidget):  # type: ignore[misc]
     def clear_curves(self) -> None:
         self._series.clear()
         for mid in list(self._curves):
-            self.removeItem(self._curves.pop(mid))
-            self._legend.removeItem(mid)
+            curve = self._curves.pop(mid)
+            self._legend.removeItem(curve)
+            self.removeItem(curve)
 
     def curve_ids(self) -> list[str]:
         return list(self._curves)
+
+    def legend_texts(self) -> list[str]:
+        """The legend's entries as drawn, top to bottom."""
+        return [label.text for _sample, label in self._legend.items]
 
 
 def _nice(value: float) -> float:

@@ -1,21 +1,28 @@
 """Qt item models of the live view. A plain Python list is the truth; the models adapt it.
 
-* :class:`MemberTableModel` — one row per member of the running balancer: state (with the countdown to
-  re-enable), weight (editable: a pending live weight), active / total, rate, errors, p50/p99, actual vs
-  configured share.
+* :class:`MemberTableModel` — one row per member of the running balancer: the member by label with its
+  badge (the ID on hover and in a column that can be shown), state (with the countdown to re-enable),
+  weight (editable: a pending live weight), active / total, rate, errors, L7 answers by status class,
+  the total time the member was out, p50/p99, actual vs configured share.
 * :class:`TimelineModel` — failover, health, admin and config events, newest first, bounded.
+
+Members are named by :class:`~balancedesk.gui.live.names.MemberNames` — the same object the topology,
+the chart and the demo panel ask — so every panel of the window calls a member the same.
 """
 
 from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from balancedesk.core.model import WEIGHT_MAX
+from balancedesk.core.proxy.contract import STATUS_CLASSES
+from balancedesk.gui.badges import app_dpr
 from balancedesk.gui.live.admin import MemberSnap
+from balancedesk.gui.live.names import MemberNames
 from PySide6.QtCore import (
     QAbstractListModel,
     QAbstractTableModel,
@@ -24,7 +31,7 @@ from PySide6.QtCore import (
     Qt,
     Signal,
 )
-from PySide6.QtGui import QBrush, QColor, QPalette
+from PySide6.QtGui import QBrush, QColor, QFont, QPalette, QPixmap
 from PySide6.QtWidgets import QApplication
 
 _Index = QModelIndex | QPersistentModelIndex
@@ -35,11 +42,24 @@ STATE_COLORS = {
     "draining": QColor("#ef6c00"),
     "disabled": QColor("#616161"),
 }
-COLUMNS = ("Member", "Endpoint", "State", "Weight", "Active", "Total", "Rate/s", "Errors",
-           "p50 ms", "p99 ms", "Share act / cfg")
-COL_MEMBER, COL_ENDPOINT, COL_STATE, COL_WEIGHT = 0, 1, 2, 3
-
-
+L7_CLASSES = tuple(k for k in STATUS_CLASSES if k != "1xx")  # the columns an http group shows (2xx..5xx)
+COLUMNS = ("Member", "ID", "Endpoint", "State", "Weight", "Active", "Total", "Rate/s", "Errors",
+           *L7_CLASSES, "Down for", "p50 ms", "p99 ms", "Share act / cfg")
+(COL_MEMBER, COL_ID, COL_ENDPOINT, COL_STATE, COL_WEIGHT, COL_ACTIVE, COL_TOTAL, COL_RATE,
+ COL_ERRORS) = range(9)
+COL_CLASSES = {k: COLUMNS.index(k) for k in L7_CLASSES}  # "2xx" → its column
+COL_DOWN, COL_P50, COL_P99, COL_SHARE = (COLUMNS.index(c) for c in ("Down for", "p50 ms", "p99 ms",
+                                                                      "Share act / cfg"))
+HIDDEN_AT_FIRST = (COL_ID,)  # shown from the header's context menu
+L7_ONLY = tuple(COL_CLASSES.values())  # hidden while the balancer runs a tcp group
+HEADER_TIPS = {
+    COL_MEMBER: "the member's label and badge, as in the editor; its ID on hover",
+    COL_ID: "the member's connector ID",
+    COL_ERRORS: "connects or requests to this member that failed (the balancer failed over or answered 502/504)",
+    COL_DOWN: "total time this member was out since the balancer started, a current outage included",
+    COL_SHARE: "share of new connections: actual (so far) / configured (by weight or sequence)",
+    **{c: f"answers this member sent with a {k} status (L7)" for k, c in COL_CLASSES.items()},
+}
 def state_text(m: MemberSnap, retry_in_s: float | None, elapsed: float = 0.0) -> str:
     """The State cell: the state, a retry countdown while one runs, the last health check if any."""
     state = m.state
@@ -59,13 +79,30 @@ def _ms(v: float | None) -> str:
     return "–" if v is None else f"{v:.1f}"
 
 
+def downtime_text(seconds: float) -> str:
+    """Total time out, as HAProxy's stats page counts it: "–" never, "4.2 s", "3m 07s", "2h 05m", "3d 04h"."""
+    if seconds <= 0:
+        return "–"
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    s = int(seconds)
+    if s < 3600:
+        return f"{s // 60}m {s % 60:02d}s"
+    if s < 86400:
+        return f"{s // 3600}h {s // 60 % 60:02d}m"
+    return f"{s // 86400}d {s // 3600 % 24:02d}h"
+
+
 class MemberTableModel(QAbstractTableModel):
     """Members of the running balancer.
 
-    Signals: ``weightEdited(str, int)`` when a person types a new weight (pending until applied).
+    Signals: ``weightEdited(str, int)`` when a person types a new weight (pending until applied);
+    ``columnWidened(int)`` when a column got a text longer than any it showed before (the view sizes that
+    column to its contents again, so "1234" never shows as "12…").
     """
 
     weightEdited = Signal(str, int)
+    columnWidened = Signal(int)
 
     def __init__(self, parent: Any = None) -> None:
         super().__init__(parent)
@@ -74,6 +111,8 @@ class MemberTableModel(QAbstractTableModel):
         self._pending: dict[str, int] = {}
         self._received = time.monotonic()
         self._cells: list[list[str]] = []  # what the view was last told, per row and column
+        self._widest = [0] * len(COLUMNS)  # the longest text each column showed, in characters
+        self.names = MemberNames()
 
     # the truth -----------------------------------------------------------------------------------
     def members(self) -> list[MemberSnap]:
@@ -89,6 +128,14 @@ class MemberTableModel(QAbstractTableModel):
         self._pending.clear()
         if self._rows:
             self._changed(COL_WEIGHT, COL_WEIGHT)
+
+    def set_names(self, names: MemberNames) -> None:
+        """Name (and badge) the members as ``names`` says; repaints the member column if that changed."""
+        if names == self.names:
+            return
+        self.names = names
+        if self._rows:
+            self._changed(COL_MEMBER, COL_MEMBER)
 
     def retry_in(self, m: MemberSnap) -> float | None:
         """Seconds until ``m`` is tried again, counted down locally since the snapshot arrived."""
@@ -106,6 +153,9 @@ class MemberTableModel(QAbstractTableModel):
             self._pending = {k: v for k, v in self._pending.items() if k in self.member_ids()}
             self._cells = [[self._display(m, c) for c in range(len(COLUMNS))] for m in rows]
             self.endResetModel()
+            for row in self._cells:
+                for c, text in enumerate(row):
+                    self._widest[c] = max(self._widest[c], len(text))
             return
         old = self._rows
         self._rows = rows
@@ -127,16 +177,22 @@ class MemberTableModel(QAbstractTableModel):
         adjacent columns, so it repaints those cells and nothing else."""
         m, cells = self._rows[r], self._cells[r]
         run: list[int] = []
+        wider: list[int] = []
         for c in columns:
             text = self._display(m, c)
             if text != cells[c] or (force_state and c == COL_STATE):  # the state's colour may change alone
                 cells[c] = text
+                if len(text) > self._widest[c]:
+                    self._widest[c] = len(text)
+                    wider.append(c)
                 if run and run[-1] != c - 1:
                     self.dataChanged.emit(self.index(r, run[0]), self.index(r, run[-1]))
                     run = []
                 run.append(c)
         if run:
             self.dataChanged.emit(self.index(r, run[0]), self.index(r, run[-1]))
+        for c in wider:
+            self.columnWidened.emit(c)
 
     def _changed(self, c0: int, c1: int) -> None:
         for r, m in enumerate(self._rows):
@@ -144,6 +200,11 @@ class MemberTableModel(QAbstractTableModel):
                 self._cells[r][c] = self._display(m, c)
         if self._rows:
             self.dataChanged.emit(self.index(0, c0), self.index(len(self._rows) - 1, c1))
+        for c in range(c0, c1 + 1):
+            widest = max((len(row[c]) for row in self._cells), default=0)
+            if widest > self._widest[c]:
+                self._widest[c] = widest
+                self.columnWidened.emit(c)
 
     # Qt model API --------------------------------------------------------------------------------
     def rowCount(self, parent: _Index = QModelIndex()) -> int:  # noqa: B008
@@ -156,8 +217,8 @@ class MemberTableModel(QAbstractTableModel):
         horizontal = orientation == Qt.Orientation.Horizontal
         if role == Qt.ItemDataRole.DisplayRole and horizontal and 0 <= section < len(COLUMNS):
             return COLUMNS[section]
-        if role == Qt.ItemDataRole.ToolTipRole and horizontal and section == len(COLUMNS) - 1:
-            return "share of new connections: actual (so far) / configured (by weight or sequence)"
+        if role == Qt.ItemDataRole.ToolTipRole and horizontal:
+            return HEADER_TIPS.get(section)
         return None
 
     def flags(self, index: _Index) -> Qt.ItemFlag:
@@ -179,14 +240,20 @@ class MemberTableModel(QAbstractTableModel):
             return self._pending.get(m.member_id, m.weight)
         if role == Qt.ItemDataRole.ForegroundRole and col == COL_STATE:
             return QBrush(STATE_COLORS.get(m.state, QColor("black")))
+        if role == Qt.ItemDataRole.DecorationRole and col == COL_MEMBER:
+            return self.names.chip(m.member_id, 18, dpr=app_dpr())
         if role == Qt.ItemDataRole.FontRole and col == COL_WEIGHT and m.member_id in self._pending:
-            from PySide6.QtGui import QFont
-
             font = QFont()
             font.setBold(True)
             return font
-        if role == Qt.ItemDataRole.ToolTipRole and col == COL_WEIGHT and m.member_id in self._pending:
-            return f"pending: running weight is {m.weight}; press Apply weights"
+        if role == Qt.ItemDataRole.ToolTipRole:
+            if col == COL_WEIGHT and m.member_id in self._pending:
+                return f"pending: running weight is {m.weight}; press Apply weights"
+            if col in (COL_MEMBER, COL_ID, COL_ENDPOINT):
+                return self.names.tooltip(m.member_id, m.endpoint)
+            return None
+        if role == Qt.ItemDataRole.AccessibleTextRole and col == COL_MEMBER:
+            return f"member {self.names.letter(m.member_id)}: {self.names.name(m.member_id)}, {m.state}"
         if role == Qt.ItemDataRole.UserRole:
             return m.member_id
         if role == Qt.ItemDataRole.TextAlignmentRole and col >= COL_WEIGHT:
@@ -194,28 +261,11 @@ class MemberTableModel(QAbstractTableModel):
         return None
 
     def _display(self, m: MemberSnap, col: int) -> str:
-        if col == COL_MEMBER:
-            return m.member_id
-        if col == COL_ENDPOINT:
-            return m.endpoint
-        if col == COL_STATE:
-            return state_text(m, self.retry_in(m), time.monotonic() - self._received)
-        if col == COL_WEIGHT:
-            pend = self._pending.get(m.member_id)
-            return f"{m.weight} → {pend}" if pend is not None else str(m.weight)
-        if col == 4:
-            return str(m.active)
-        if col == 5:
-            return str(m.total)
-        if col == 6:
-            return f"{self._rates.get(m.member_id, 0.0):.1f}"
-        if col == 7:
-            return str(m.failures)
-        if col == 8:
-            return _ms(m.latency_p50_ms)
-        if col == 9:
-            return _ms(m.latency_p99_ms)
-        return f"{_percent(m.actual_share)} / {_percent(m.configured_share)}"
+        return _CELLS[col](self, m)
+
+    def _weight_text(self, m: MemberSnap) -> str:
+        pend = self._pending.get(m.member_id)
+        return f"{m.weight} → {pend}" if pend is not None else str(m.weight)
 
     def setData(self, index: _Index, value: Any, role: int = Qt.ItemDataRole.EditRole) -> bool:
         if role != Qt.ItemDataRole.EditRole or not index.isValid() or index.column() != COL_WEIGHT:
@@ -235,6 +285,29 @@ class MemberTableModel(QAbstractTableModel):
         self.dataChanged.emit(index, index)
         self.weightEdited.emit(m.member_id, weight)
         return True
+
+
+def _class_cell(key: str) -> Callable[[MemberTableModel, MemberSnap], str]:
+    return lambda _t, m: str(m.status_classes.get(key, 0)) if m.status_classes else "–"
+
+
+# each column's text, in COLUMNS' order (a test checks that every column has one)
+_CELLS: tuple[Callable[[MemberTableModel, MemberSnap], str], ...] = (
+    lambda t, m: t.names.name(m.member_id),
+    lambda _t, m: m.member_id,
+    lambda _t, m: m.endpoint,
+    lambda t, m: state_text(m, t.retry_in(m), time.monotonic() - t._received),
+    lambda t, m: t._weight_text(m),
+    lambda _t, m: str(m.active),
+    lambda _t, m: str(m.total),
+    lambda t, m: f"{t._rates.get(m.member_id, 0.0):.1f}",
+    lambda _t, m: str(m.failures),
+    *(_class_cell(k) for k in L7_CLASSES),
+    lambda _t, m: downtime_text(m.down_total_s),
+    lambda _t, m: _ms(m.latency_p50_ms),
+    lambda _t, m: _ms(m.latency_p99_ms),
+    lambda _t, m: f"{_percent(m.actual_share)} / {_percent(m.configured_share)}",
+)
 
 
 @dataclass(frozen=True)
@@ -262,6 +335,7 @@ class TimelineModel(QAbstractListModel):
         dark = QApplication.palette().color(QPalette.ColorRole.Base).lightness() < 128
         self._brushes = {k: QBrush(QColor(v)) for k, v in (TIMELINE_COLORS_DARK if dark else TIMELINE_COLORS).items()}
         self._default = QBrush(QApplication.palette().color(QPalette.ColorRole.Text))
+        self.names = MemberNames()  # for the hover text: the member's letter, label and ID
 
     def entries(self) -> list[TimelineEntry]:
         return list(self._rows)
@@ -298,9 +372,26 @@ class TimelineModel(QAbstractListModel):
             return f"{_clock(e.ago_base)}  {e.text}"
         if role == Qt.ItemDataRole.ForegroundRole:
             return self._brushes.get(e.kind, self._default)
+        if role == Qt.ItemDataRole.ToolTipRole and e.member_id:
+            return self.names.tooltip(e.member_id)
+        if role == Qt.ItemDataRole.DecorationRole:  # the member's badge; a blank one keeps the texts aligned
+            dpr = app_dpr()
+            return self.names.chip(e.member_id, 14, dpr=dpr) if e.member_id else _blank(14, dpr)
         if role == Qt.ItemDataRole.UserRole:
             return e.kind
         return None
+
+
+_BLANKS: dict[tuple[int, float], QPixmap] = {}
+
+
+def _blank(size: int, dpr: float) -> QPixmap:
+    if (size, dpr) not in _BLANKS:
+        pm = QPixmap(round(size * dpr), round(size * dpr))
+        pm.setDevicePixelRatio(dpr)
+        pm.fill(Qt.GlobalColor.transparent)
+        _BLANKS[size, dpr] = pm
+    return _BLANKS[size, dpr]
 
 
 def _clock(uptime_s: float) -> str:
@@ -308,10 +399,16 @@ def _clock(uptime_s: float) -> str:
     return f"+{s // 3600:d}:{s // 60 % 60:02d}:{s % 60:02d}.{int((uptime_s % 1) * 10)}"
 
 
-def timeline_entries(events: Iterable[Mapping[str, Any]], *, now: float, uptime_s: float) -> list[TimelineEntry]:
+def timeline_entries(events: Iterable[Mapping[str, Any]], *, now: float, uptime_s: float,
+                     name: Callable[[str], str] = str) -> list[TimelineEntry]:
     """The events a person wants in the timeline (not every routed connection: those go to the
-    topology): health changes, admin changes, config versions, and routes that failed over."""
+    topology): health changes, admin changes, config versions, and routes that failed over. ``name``
+    turns a memberID into what the window calls that member (:meth:`MemberNames.badged`)."""
     out: list[TimelineEntry] = []
+
+    def called(mid: Any) -> str:
+        return name(str(mid)) if mid is not None else "?"
+
     for ev in events:
         kind = ev.get("kind")
         t = float(ev.get("t") or now)
@@ -319,16 +416,15 @@ def timeline_entries(events: Iterable[Mapping[str, Any]], *, now: float, uptime_
         mid = ev.get("memberID")
         if kind == "health":
             state = ev.get("state")
+            reason = f" ({ev['reason']})" if ev.get("reason") else ""
             if state == "disabled":
                 until = ev.get("until")
                 wait = f" for {float(until) - t:.1f} s" if until is not None else ""
-                reason = f" ({ev['reason']})" if ev.get("reason") else ""
-                out.append(TimelineEntry(t, up, "health", mid, f"{mid} disabled{wait}{reason}"))
+                out.append(TimelineEntry(t, up, "health", mid, f"{called(mid)} disabled{wait}{reason}"))
             else:
-                reason = f" ({ev['reason']})" if ev.get("reason") else ""
-                out.append(TimelineEntry(t, up, "recovered", mid, f"{mid} enabled again{reason}"))
+                out.append(TimelineEntry(t, up, "recovered", mid, f"{called(mid)} enabled again{reason}"))
         elif kind == "admin":
-            out.append(TimelineEntry(t, up, "admin", mid, f"{mid} set to {ev.get('state')} by an admin"))
+            out.append(TimelineEntry(t, up, "admin", mid, f"{called(mid)} set to {ev.get('state')} by an admin"))
         elif kind == "config":
             err = f": {ev['error']}" if ev.get("error") else ""
             out.append(TimelineEntry(t, up, "config", None, f"config version {ev.get('version')}{err}"))
@@ -337,9 +433,9 @@ def timeline_entries(events: Iterable[Mapping[str, Any]], *, now: float, uptime_
             bad = [a for a in attempts if a.get("outcome") != "ok"]
             if not bad:
                 continue
-            tried = ", ".join(f"{a.get('memberID')} {a.get('outcome')}" for a in bad)
+            tried = ", ".join(f"{called(a.get('memberID'))} {a.get('outcome')}" for a in bad)
             if ev.get("outcome") == "ok":
-                text = f"failover: {tried} → {ev.get('memberID')}"
+                text = f"failover: {tried} → {called(ev.get('memberID'))}"
             else:
                 text = f"connection failed: {tried}"
             out.append(TimelineEntry(t, up, "failover", ev.get("memberID"), text))

@@ -1,14 +1,22 @@
-"""The live view's control panels: run locally, demo members, traffic, and the attach dialog."""
+"""The live view's control panels: run locally, demo members, traffic, and the attach dialog.
+
+Their status texts are :class:`~balancedesk.gui.elided.ElidedLabel`s: a long message is cut to the
+room there is (whole on hover) and never widens the window; demo members are named and badged as
+everywhere else (:class:`~balancedesk.gui.live.names.MemberNames`), their IDs on hover.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from balancedesk.core.model import DEFAULT_AFFINITY_HEADER
+from balancedesk.gui.elided import ElidedLabel
 from balancedesk.gui.live.admin import admin_url
 from balancedesk.gui.live.demos import DemoMembers
+from balancedesk.gui.live.names import MemberNames
 from balancedesk.gui.settings import app_settings
 from PySide6.QtWidgets import (
+    QAbstractButton,
     QCheckBox,
     QComboBox,
     QDialog,
@@ -21,6 +29,7 @@ from PySide6.QtWidgets import (
     QLineEdit,
     QPushButton,
     QSpinBox,
+    QToolButton,
     QWidget,
 )
 
@@ -48,12 +57,12 @@ class RunPanel(QGroupBox):
         self.stop = QPushButton("Stop")
         self.stop.setEnabled(False)
         self.attach = QPushButton("Attach…")
-        self.status = QLabel("not running")
+        self.status = ElidedLabel("not running")
         self.status.setObjectName("balancerStatus")
         for w in (QLabel("port"), self.port, self.mode, self.affinity, self.header, self.run, self.stop,
-                  self.attach, self.status):
+                  self.attach):
             lay.addWidget(w)
-        lay.addStretch(1)
+        lay.addWidget(self.status, 1)
         self.affinity.toggled.connect(self.header.setEnabled)
         self.header.setEnabled(False)
 
@@ -65,28 +74,41 @@ class RunPanel(QGroupBox):
 
 
 class DemoPanel(QGroupBox):
-    """One row per local member: status and Start / Stop / Slow / Refuse / OK buttons."""
+    """One row per local member: its badge and label, its demo's status, and Start / Stop / Slow / Refuse /
+    OK buttons."""
 
-    def __init__(self, demos: DemoMembers, parent: QWidget | None = None) -> None:
+    def __init__(self, demos: DemoMembers, names: MemberNames | None = None, parent: QWidget | None = None) -> None:
         super().__init__("Demo members (on this machine)", parent)
         self.demos = demos
+        self.names = names or MemberNames()
         grid = QGridLayout(self)
-        self.rows: dict[str, tuple[QLabel, dict[str, QPushButton]]] = {}
+        grid.setColumnStretch(1, 1)
+        self.rows: dict[str, tuple[QLabel, dict[str, QAbstractButton]]] = {}
+        self._chips: dict[str, QLabel] = {}
         if not demos.slots:
-            grid.addWidget(QLabel("no member endpoint is on this machine"), 0, 0)
-        for r, (mid, slot) in enumerate(demos.slots.items()):
-            label = QLabel()
-            grid.addWidget(label, r, 0)
-            buttons: dict[str, QPushButton] = {}
-            for c, action in enumerate(("start", "stop", "slow", "refuse", "ok"), start=1):
-                b = QPushButton(action.capitalize())
+            grid.addWidget(QLabel("no member endpoint is on this machine"), 0, 0, 1, 2)
+        for r, mid in enumerate(sorted(demos.slots, key=self.names.position)):
+            chip = QLabel()
+            grid.addWidget(chip, r, 0)
+            self._chips[mid] = chip
+            label = ElidedLabel()
+            grid.addWidget(label, r, 1)
+            buttons: dict[str, QAbstractButton] = {}
+            for c, action in enumerate(("start", "stop", "slow", "refuse", "ok"), start=2):
+                b = QToolButton()  # as wide as its word (a push button is ~80 px at least): the status gets the room
+                b.setText(action.capitalize())
                 b.setObjectName(f"demo_{action}_{mid}")
-                b.setToolTip(f"{action} the demo member for {mid} at {slot.endpoint}")
                 grid.addWidget(b, r, c)
                 buttons[action] = b
             self.rows[mid] = (label, buttons)
             self.refresh(mid)
         demos.changed.connect(self.refresh)
+
+    def set_names(self, names: MemberNames) -> None:
+        if names != self.names:
+            self.names = names
+            for mid in self.rows:
+                self.refresh(mid)
 
     def refresh(self, member_id: str) -> None:
         if member_id not in self.rows:
@@ -97,7 +119,14 @@ class DemoPanel(QGroupBox):
                  "busy": "in use by another program", "other": "another window's demo",
                  "unknown": "checking…", "starting": "starting…", "stopped": "stopped",
                  "ok": "demo running", "slow": "demo running, slow", "refuse": "demo refusing connects"}
-        label.setText(f"<b>{member_id}</b> {slot.endpoint}: {words.get(slot.status, slot.status)}")
+        name = self.names.name(member_id)
+        label.setText(f"{name}: {words.get(slot.status, slot.status)} · {slot.endpoint}")
+        label.setToolTip(self.names.tooltip(member_id, slot.endpoint))
+        chip = self._chips[member_id]
+        chip.setPixmap(self.names.chip(member_id, dpr=self.devicePixelRatioF()))
+        chip.setToolTip(label.toolTip())
+        for action, b in buttons.items():
+            b.setToolTip(f"{action} the demo member for {name} ({member_id}) at {slot.endpoint}")
         ours = slot.ours
         buttons["start"].setEnabled(not ours and slot.status not in ("starting", "unknown"))
         elsewhere = slot.status in ("busy", "other")  # Start then listens on a free port (demos.py's rules)
@@ -125,10 +154,10 @@ class TrafficPanel(QGroupBox):
         self.start = QPushButton("Start traffic")
         self.stop = QPushButton("Stop traffic")
         self.stop.setEnabled(False)
-        self.stats = QLabel("idle — or point real clients at the balancer port")
-        for w in (QLabel("rate"), self.rate, QLabel("affinity keys"), self.keys, self.start, self.stop, self.stats):
+        self.stats = ElidedLabel("idle — or point real clients at the balancer port")
+        for w in (QLabel("rate"), self.rate, QLabel("affinity keys"), self.keys, self.start, self.stop):
             lay.addWidget(w)
-        lay.addStretch(1)
+        lay.addWidget(self.stats, 1)
 
 
 class AttachDialog(QDialog):

@@ -19,6 +19,10 @@ rectangle rather than a region of small ones: under a many-rectangle clip each s
 
 Measured on the build box (``bench/bench_live_view.py``, balancer flat out): the view's CPU fell from ~6.7 %
 to ~5 % of a core; a frame with ~25 dots costs ~0.5 ms of CPU on an idle box instead of ~1.3 ms.
+
+Members are drawn as the editor draws them: their badge (letter on colour) and their label
+(:class:`~balancedesk.gui.live.names.MemberNames`); every text in a box is cut with "…" to the box's
+width, never past its edge, and hovering a box shows the member's label, ID, endpoint and its whole texts.
 """
 
 from __future__ import annotations
@@ -32,11 +36,14 @@ from typing import Any
 
 from balancedesk.gui.live.admin import MemberSnap, Snapshot
 from balancedesk.gui.live.models import STATE_COLORS
-from PySide6.QtCore import QPointF, QRect, QRectF, Qt, QTimer
+from balancedesk.gui.live.names import MemberNames
+from PySide6.QtCore import QEvent, QPointF, QRect, QRectF, Qt, QTimer
 from PySide6.QtGui import (
     QBrush,
     QColor,
     QFont,
+    QFontMetricsF,
+    QHelpEvent,
     QPainter,
     QPainterPath,
     QPaintEvent,
@@ -48,9 +55,11 @@ from PySide6.QtGui import (
 from PySide6.QtWidgets import (
     QGraphicsLineItem,
     QGraphicsPathItem,
+    QGraphicsPixmapItem,
     QGraphicsRectItem,
     QGraphicsScene,
     QGraphicsSimpleTextItem,
+    QToolTip,
     QWidget,
 )
 
@@ -63,8 +72,10 @@ ANIMATION_OFF = "animation off: routed connections are not drawn; edges, rates a
 OK_COLOR = QColor("#1e88e5")
 FAIL_COLOR = QColor("#e53935")
 IN_COLOR = QColor("#78909c")
-NODE_W, NODE_H = 190.0, 74.0
-CLIENT_X, BAL_X, MEMBER_X = 10.0, 200.0, 520.0
+NODE_W, NODE_H = 230.0, 74.0
+CLIENT_X, BAL_X, MEMBER_X = 10.0, 170.0, 500.0
+CHIP = 18  # the badge in a member's box (scene units)
+CHIP_DPR = 3.0  # drawn at 3× so it stays sharp when the view scales the scene up
 
 
 @dataclass
@@ -97,6 +108,14 @@ def _set_text(item: QGraphicsSimpleTextItem, text: str) -> None:
         item.setText(text)
 
 
+FULL_TEXT = 0  # QGraphicsItem.data key: a box text's whole text, before it was cut to the box
+
+
+def full_text(item: QGraphicsSimpleTextItem) -> str:
+    full = item.data(FULL_TEXT)
+    return str(full) if full is not None else item.text()
+
+
 def _rounded(w: float, h: float, r: float = 10.0) -> QPainterPath:
     path = QPainterPath()
     path.addRoundedRect(QRectF(0, 0, w, h), r, r)
@@ -110,11 +129,12 @@ class _Node:
         self.box.setBrush(QBrush(QColor("#eceff1")))
         scene.addItem(self.box)
         self.w, self.h = w, h
-        self.title = QGraphicsSimpleTextItem(title, self.box)
+        self.title = QGraphicsSimpleTextItem("", self.box)
         font = QFont()
         font.setBold(True)
         self.title.setFont(font)
         self.title.setPos(10, 6)
+        self.chip: QGraphicsPixmapItem | None = None
         self.line2 = QGraphicsSimpleTextItem("", self.box)
         self.line2.setPos(10, 27)
         self.line3 = QGraphicsSimpleTextItem("", self.box)
@@ -128,6 +148,39 @@ class _Node:
         self.bar_bg.hide()
         self.bar.hide()
         self._style: tuple[str, str] = ("", "")
+
+        self.put(self.title, title)
+
+    def put(self, item: QGraphicsSimpleTextItem, text: str) -> None:
+        """Show ``text`` in ``item``, cut with "…" where it would pass the box's right edge."""
+        if item.data(FULL_TEXT) == text:
+            return
+        item.setData(FULL_TEXT, text)
+        room = self.w - item.pos().x() - 8
+        _set_text(item, QFontMetricsF(item.font()).elidedText(text, Qt.TextElideMode.ElideRight, room))
+
+    def set_chip(self, pixmap: QPixmap | None) -> None:
+        """The member's badge left of the title (None: no badge, the title starts at the edge)."""
+        if pixmap is None:
+            if self.chip is not None:
+                self.chip.hide()
+            x = 10.0
+        else:
+            if self.chip is None:
+                self.chip = QGraphicsPixmapItem(self.box)
+                self.chip.setTransformationMode(Qt.TransformationMode.SmoothTransformation)
+                self.chip.setPos(10, 5)
+            self.chip.setPixmap(pixmap)
+            self.chip.show()
+            x = 10.0 + pixmap.width() / pixmap.devicePixelRatio() + 6
+        if self.title.pos().x() != x:
+            self.title.setPos(x, 6)
+            full = full_text(self.title)
+            self.title.setData(FULL_TEXT, None)
+            self.put(self.title, full)
+
+    def texts(self) -> str:
+        return "\n".join(full_text(t) for t in (self.title, self.line2, self.line3))
 
     def set_pos(self, x: float, y: float) -> None:
         self.box.setPos(x, y)
@@ -169,7 +222,7 @@ class TopologyView(QWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setAttribute(Qt.WidgetAttribute.WA_OpaquePaintEvent)  # every pixel comes from the pixmap
-        self.setMinimumSize(420, 260)
+        self.setMinimumSize(360, 200)  # the scene is scaled to fit: small stays legible
         self._scene = QGraphicsScene(self)  # the static layer's items; no QGraphicsView shows them
         self._scene.changed.connect(self._on_scene_changed)
         self._static: QPixmap | None = None  # the static layer, rendered
@@ -182,6 +235,7 @@ class TopologyView(QWidget):
         self.sampling_note = ""
         self.shown = 0
         self.routed = 0
+        self.names = MemberNames()
         self._clients = _Node(self._scene, "clients", 120, NODE_H)
         self._clients.set_pos(CLIENT_X, 0)
         self._balancer = _Node(self._scene, "balancer")
@@ -232,7 +286,8 @@ class TopologyView(QWidget):
         for i, mid in enumerate(ids):
             node = self._members.get(mid)
             if node is None:
-                node = self._members[mid] = _Node(self._scene, mid)
+                node = self._members[mid] = _Node(self._scene, "")
+                self._name_node(mid, node)
                 edge = QGraphicsLineItem()
                 edge.setZValue(-1)
                 self._scene.addItem(edge)
@@ -375,9 +430,10 @@ class TopologyView(QWidget):
 
     # state ---------------------------------------------------------------------------------------
     def set_balancer(self, title: str, line2: str, line3: str, *, running: bool = False) -> None:
-        _set_text(self._balancer.title, title)
-        _set_text(self._balancer.line2, line2)
-        _set_text(self._balancer.line3, line3)
+        b = self._balancer
+        b.put(b.title, title)
+        b.put(b.line2, line2)
+        b.put(b.line3, line3)
         if running:
             self._balancer.set_style(QColor("#1565c0"), QColor("#e3f2fd"))
         else:
@@ -391,14 +447,62 @@ class TopologyView(QWidget):
         self._set_dots([], [], None)
 
     def balancer_node_text(self) -> str:
-        b = self._balancer
-        return "\n".join(t.text() for t in (b.title, b.line2, b.line3))
+        return self._balancer.texts()
 
     def member_node_text(self, member_id: str) -> str:
+        """A member box's texts, whole (as said, before any was cut to the box)."""
+        node = self._members.get(member_id)
+        return "" if node is None else node.texts()
+
+    def member_node_shown(self, member_id: str) -> list[str]:
+        """A member box's texts as drawn (cut to the box where too long)."""
+        node = self._members.get(member_id)
+        return [] if node is None else [t.text() for t in (node.title, node.line2, node.line3)]
+
+    def member_box_fits(self, member_id: str) -> bool:
+        """Every text of the member's box (and its badge) ends inside the box."""
         node = self._members.get(member_id)
         if node is None:
+            return False
+        items = [node.title, node.line2, node.line3, *([node.chip] if node.chip is not None else [])]
+        return all(i.mapRectToParent(i.boundingRect()).right() <= node.w for i in items)
+
+    def set_names(self, names: MemberNames) -> None:
+        """Title each member's box with its badge and label, as ``names`` says."""
+        if names == self.names:
+            return
+        self.names = names
+        for mid, node in self._members.items():
+            self._name_node(mid, node)
+
+    def _name_node(self, mid: str, node: _Node) -> None:
+        node.set_chip(self.names.chip(mid, CHIP, dpr=CHIP_DPR))
+        node.put(node.title, self.names.name(mid))
+
+    def event(self, event: QEvent) -> bool:
+        if event.type() == QEvent.Type.ToolTip and isinstance(event, QHelpEvent):
+            tip = self.tooltip_at(QPointF(event.pos()))
+            if tip:
+                QToolTip.showText(event.globalPos(), tip, self)
+            else:
+                QToolTip.hideText()
+                event.ignore()
+            return True
+        return super().event(event)
+
+    def tooltip_at(self, pos: QPointF) -> str:
+        """The hover text at widget position ``pos``: a member box's label, ID, endpoint and whole texts."""
+        if self._scale <= 0:
             return ""
-        return "\n".join(t.text() for t in (node.title, node.line2, node.line3))
+        at = QPointF((pos.x() - self._ox) / self._scale, (pos.y() - self._oy) / self._scale)
+        for mid, node in self._members.items():
+            if node.box.sceneBoundingRect().contains(at):
+                m = self._snap.member(mid) if self._snap is not None else None
+                lines = [full_text(t) for t in (node.line2, node.line3) if full_text(t)]
+                return "\n".join([self.names.tooltip(mid, m.endpoint if m is not None else ""), *lines])
+        if self._balancer.box.sceneBoundingRect().contains(at):
+            return self._balancer.texts()
+        return ""
 
     def show_snapshot(self, snap: Snapshot, rates: Mapping[str, float], total_rate: float) -> None:
         ids = [m.member_id for m in snap.members]
@@ -438,7 +542,7 @@ class TopologyView(QWidget):
         node = self._members[m.member_id]
         fills = {"up": "#e8f5e9", "down": "#ffebee", "draining": "#fff3e0", "disabled": "#eeeeee"}
         node.set_style(STATE_COLORS.get(m.state, QColor("#9e9e9e")), QColor(fills.get(m.state, "#ffffff")))
-        _set_text(node.line3, f"active {m.active} · {rate:.1f}/s · err {m.failures}")
+        node.put(node.line3, f"active {m.active} · {rate:.1f}/s · err {m.failures}")
 
     def tick_countdowns(self) -> None:
         snap = self._snap
@@ -453,11 +557,11 @@ class TopologyView(QWidget):
             tail = f" · {check}" if check else ""
             if m.state == "down" and m.retry_in_s is not None:
                 left = max(0.0, m.retry_in_s - elapsed)
-                _set_text(node.line2, f"DOWN · retry in {left:.1f} s{tail}")
+                node.put(node.line2, f"DOWN · retry in {left:.1f} s{tail}")
                 node.set_progress(left / self._retry_delay if self._retry_delay > 0 else None)
             else:
                 words = {"up": "up", "down": "down", "draining": "draining (no new)", "disabled": "disabled by admin"}
-                _set_text(node.line2, f"{words.get(m.state, m.state)} · weight {m.weight}{tail}")
+                node.put(node.line2, f"{words.get(m.state, m.state)} · weight {m.weight}{tail}")
                 node.set_progress(None)
 
     # journeys ------------------------------------------------------------------------------------

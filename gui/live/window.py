@@ -10,6 +10,13 @@ The saved group comes from the management server, never a frozen copy: with a ma
 group costs a 304) and again right before "Apply saved config". Apply first checks the group's ID
 against the one the balancer runs (the snapshot's ``group.connectorID``) and refuses, inline, a balancer
 that runs another group (or does not say which).
+
+Layout rules (a laptop at 1280×800, or 200 % on a 2560×1600 screen): the window's minimum size stays
+inside 1280×800 whatever it is told — status texts are :class:`ElidedLabel`s; banners ("the balancer
+differs", "the balancer exited") appear in a strip whose height is reserved from the start, so showing
+one never moves a button under the pointer; the member table's columns grow to their texts when a text
+outgrows them (``columnWidened``), and columns can be shown or hidden from the header's context menu
+(the member ID is hidden at first; the L7 status classes while the group is tcp).
 """
 
 from __future__ import annotations
@@ -27,31 +34,47 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from balancedesk.core.model import Connector
+from balancedesk.gui.elided import ElidedLabel
 from balancedesk.gui.live.admin import AdminClient, AdminError, AdminUnavailable, EventBatch, Snapshot
 from balancedesk.gui.live.chart import RateChart
 from balancedesk.gui.live.children import ChildProcess
 from balancedesk.gui.live.demos import DemoMembers, TrafficGenerator
 from balancedesk.gui.live.drift import apply_refusal, balancer_config, differences
-from balancedesk.gui.live.models import MemberTableModel, TimelineEntry, TimelineModel, timeline_entries
+from balancedesk.gui.live.models import (
+    COL_MEMBER,
+    COL_STATE,
+    COLUMNS,
+    HIDDEN_AT_FIRST,
+    L7_ONLY,
+    MemberTableModel,
+    TimelineEntry,
+    TimelineModel,
+    timeline_entries,
+)
+from balancedesk.gui.live.names import MemberNames
 from balancedesk.gui.live.overrides import MemberOverride, overrides, runtime_only_text, with_weights
 from balancedesk.gui.live.panels import AttachDialog, DemoPanel, RunPanel, TrafficPanel
 from balancedesk.gui.live.rates import RateTracker
 from balancedesk.gui.live.topology import TopologyView
 from balancedesk.gui.live.watcher import LiveWatcher
-from PySide6.QtCore import QEvent, QItemSelectionModel, Qt, QTimer, Signal
+from PySide6.QtCore import QEvent, QItemSelectionModel, QPoint, Qt, QTimer, Signal
 from PySide6.QtGui import QCloseEvent, QHideEvent, QShowEvent
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
+    QDialog,
     QFrame,
     QHBoxLayout,
     QHeaderView,
     QLabel,
     QListView,
     QMainWindow,
+    QMenu,
     QPlainTextEdit,
     QPushButton,
+    QScrollArea,
     QSplitter,
+    QStackedWidget,
     QTableView,
     QVBoxLayout,
     QWidget,
@@ -66,15 +89,19 @@ BALANCER_READY = r"balancedesk: balancing (\S+) admin (http://\S+)"
 SAVED_REFRESH_S = 2.0  # how often the saved group is re-read from the management server while watching
 
 
-def _banner(color: str) -> tuple[QFrame, QLabel, QHBoxLayout]:
+def _banner(color: str, title: str) -> tuple[QFrame, ElidedLabel, QHBoxLayout]:
+    """A one-line banner: a bold title, the message (cut to fit, whole on hover), room for buttons. Its
+    text is dark on its light colour in either theme."""
     frame = QFrame()
-    frame.setStyleSheet(f"QFrame {{ background: {color}; border-radius: 4px; }}")
+    frame.setObjectName("banner")
+    frame.setStyleSheet(f"QFrame#banner {{ background: {color}; border-radius: 4px; }} "
+                        "QFrame#banner QLabel { color: #1f2328; }")
     lay = QHBoxLayout(frame)
-    lay.setContentsMargins(8, 4, 8, 4)
-    label = QLabel()
-    label.setWordWrap(True)
+    lay.setContentsMargins(8, 2, 8, 2)
+    head = QLabel(f"<b>{title}</b>")
+    lay.addWidget(head)
+    label = ElidedLabel()
     lay.addWidget(label, 1)
-    frame.hide()
     return frame, label, lay
 
 
@@ -93,10 +120,11 @@ class LiveWindow(QMainWindow):
 
     def __init__(self, *, group: Connector | None = None, endpoints: Mapping[str, str] | None = None,
                  parent: QWidget | None = None, mgmt: MgmtClient | None = None, pool: str | None = None,
-                 instance: str | None = None) -> None:
+                 instance: str | None = None, labels: Mapping[str, str] | None = None) -> None:
         super().__init__(parent)
         self.group = group
         self.endpoints = dict(endpoints or {})
+        self.labels = dict(labels or {})  # memberID → the connector's label, as the management server has it
         self.mgmt = mgmt
         self.pool = pool
         self.saved_version: int | None = None  # the group's version in ``pool`` when read from it
@@ -119,6 +147,9 @@ class LiveWindow(QMainWindow):
 
         self.members = MemberTableModel(self)
         self.timeline = TimelineModel(self)
+        self.names = MemberNames.build(saved=self._saved_order(), labels=self.labels)
+        self._dead = False  # the balancer we started exited unasked: its banner shows
+        self._hidden_columns = set(HIDDEN_AT_FIRST)  # chosen from the header's menu
         self.demos = DemoMembers(self.endpoints, parent=self)
         self.traffic = TrafficGenerator(self, owner=self.demos.owner)  # recorded as this window's, like the demos
         self._build()
@@ -138,17 +169,32 @@ class LiveWindow(QMainWindow):
         outer = QVBoxLayout(central)
         self.run_panel = RunPanel()
         outer.addWidget(self.run_panel)
-        self.death, self.death_label, death_lay = _banner("#ffcdd2")
+        # the banners' strip: its height is reserved from the start, so a banner appearing moves nothing
+        self.banners = QStackedWidget()
+        self.in_sync = ElidedLabel("")  # the strip when there is nothing to warn about
+        self.in_sync.setObjectName("caption")
+        self.quiet = QWidget()
+        quiet_lay = QHBoxLayout(self.quiet)
+        quiet_lay.setContentsMargins(8, 2, 8, 2)
+        quiet_lay.addWidget(self.in_sync)
+        self.banners.addWidget(self.quiet)
+        self.death, self.death_label, death_lay = _banner("#ffcdd2", "The balancer exited unexpectedly.")
+        self.show_log = QPushButton("Show its log…")
+        death_lay.addWidget(self.show_log)
         self.death_log = QPlainTextEdit()
         self.death_log.setReadOnly(True)
-        self.death_log.setMaximumHeight(110)
-        death_lay.setDirection(QHBoxLayout.Direction.TopToBottom)
-        death_lay.addWidget(self.death_log)
-        outer.addWidget(self.death)
-        self.drift_banner, self.drift_label, drift_lay = _banner("#fff3cd")
+        self.death_dialog = QDialog(self)
+        self.death_dialog.setWindowTitle("The balancer's last log lines")
+        QVBoxLayout(self.death_dialog).addWidget(self.death_log)
+        self.death_dialog.resize(720, 320)
+        self.banners.addWidget(self.death)
+        self.drift_banner, self.drift_label, drift_lay = _banner(
+            "#fff3cd", "The running balancer differs from the saved group:")
         self.apply_config = QPushButton("Apply saved config")
         drift_lay.addWidget(self.apply_config)
-        outer.addWidget(self.drift_banner)
+        self.banners.addWidget(self.drift_banner)
+        self.banners.setFixedHeight(max(self.death.sizeHint().height(), self.drift_banner.sizeHint().height()))
+        outer.addWidget(self.banners)
 
         top = QSplitter(Qt.Orientation.Horizontal)
         self.topology = TopologyView()
@@ -165,17 +211,30 @@ class LiveWindow(QMainWindow):
         llay.addWidget(self.animate)
         llay.addWidget(self.topology, 1)
         top.addWidget(left)
-        right = QWidget()
-        rlay = QVBoxLayout(right)
+        self.chart = RateChart()
+        top.addWidget(self.chart)
+        top.setSizes([620, 640])
+        # the member table has the window's whole width: its columns (L7: 2xx..5xx) fit at 1280 px
+        middle = QWidget()
+        rlay = QVBoxLayout(middle)
         rlay.setContentsMargins(0, 0, 0, 0)
         self.table = QTableView()
         self.table.setModel(self.members)
+        self.table.setWordWrap(False)
+        self.table.setTextElideMode(Qt.TextElideMode.ElideMiddle)  # an endpoint keeps its port
+        header = self.table.horizontalHeader()
+        header.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        header.customContextMenuRequested.connect(self.on_header_customContextMenuRequested)
+        header.setToolTip("right-click to show or hide columns (the member ID, …)")
+        for c in self._hidden_columns:
+            self.table.setColumnHidden(c, True)
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
         self.table.verticalHeader().hide()
         # Interactive, sized once per member set: ResizeToContents re-measures every cell on every update
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
         self.members.modelReset.connect(self.on_members_modelReset)
+        self.members.columnWidened.connect(self.on_members_columnWidened)
         self.table.horizontalHeader().setStretchLastSection(True)
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.DoubleClicked
                                    | QAbstractItemView.EditTrigger.EditKeyPressed)
@@ -199,30 +258,33 @@ class LiveWindow(QMainWindow):
             actions.addWidget(b)
         actions.addStretch(1)
         rlay.addLayout(actions)
-        self.demo_panel = DemoPanel(self.demos)
-        rlay.addWidget(self.demo_panel)
-        top.addWidget(right)
-        top.setSizes([560, 700])
 
         bottom = QSplitter(Qt.Orientation.Horizontal)
-        self.chart = RateChart()
-        bottom.addWidget(self.chart)
+        self.demo_panel = DemoPanel(self.demos, self.names)
+        demo_scroll = QScrollArea()  # many local members scroll; they never make the window taller
+        demo_scroll.setWidget(self.demo_panel)
+        demo_scroll.setWidgetResizable(True)
+        demo_scroll.setFrameShape(QFrame.Shape.NoFrame)
+        bottom.addWidget(demo_scroll)
         self.timeline_view = QListView()
         self.timeline_view.setModel(self.timeline)
         self.timeline_view.setUniformItemSizes(True)
         bottom.addWidget(self.timeline_view)
-        bottom.setSizes([760, 500])
+        bottom.setSizes([720, 540])
 
         split = QSplitter(Qt.Orientation.Vertical)
-        split.addWidget(top)
-        split.addWidget(bottom)
-        split.setSizes([480, 260])
+        split.setChildrenCollapsible(False)
+        for part in (top, middle, bottom):
+            split.addWidget(part)
+        split.setSizes([300, 170, 150])
         outer.addWidget(split, 1)
         self.traffic_panel = TrafficPanel()
         outer.addWidget(self.traffic_panel)
         self.setCentralWidget(central)
-        self.status = QLabel("")
+        self.status = ElidedLabel("")
         self.statusBar().addWidget(self.status, 1)
+        self._rename()
+        self._apply_hidden_columns()
 
     def _wire(self) -> None:
         rp = self.run_panel
@@ -237,6 +299,7 @@ class LiveWindow(QMainWindow):
         self.save_overrides.clicked.connect(lambda: self._spawn(self.save_to_server(self.selected_member_ids())))
         self.revert_overrides.clicked.connect(lambda: self._spawn(self.revert(self.selected_member_ids())))
         self.apply_config.clicked.connect(self.on_apply_config_clicked)
+        self.show_log.clicked.connect(self.death_dialog.show)
         self.animate.toggled.connect(self.topology.set_animated)
         self.members.weightEdited.connect(
             lambda *_: self.apply_weights.setEnabled(bool(self.members.pending_weights()))
@@ -271,6 +334,71 @@ class LiveWindow(QMainWindow):
         self.status.setText(message)
         self.actionFailed.emit(message)
 
+    def _saved_order(self) -> list[str]:
+        """The saved group's memberIDs in sequence order (what the editor letters A, B, C…)."""
+        if self.group is None or self.group.connector_group is None:
+            return []
+        return [m.member_id for m in sorted(self.group.connector_group.members, key=lambda m: m.sequence)]
+
+    def _rename(self, snap: Snapshot | None = None) -> None:
+        """Name every member as the editor does, in every panel: the saved group's order and the
+        catalog's labels, with the balancer's own labels (and any member it runs that the group lacks)."""
+        running = [(m.member_id, m.label) for m in sorted(snap.members, key=lambda m: m.sequence)] if snap else []
+        self.names = names = MemberNames.build(saved=self._saved_order(), running=running, labels=self.labels)
+        self.members.set_names(names)
+        self.topology.set_names(names)
+        self.chart.set_names(names)
+        self.demo_panel.set_names(names)
+        self.timeline.names = names
+
+    def _update_banners(self) -> None:
+        """Show the banner there is to show (a death first) in the reserved strip, or an empty strip."""
+        page = self.death if self._dead else self.drift_banner if self.drift else self.quiet
+        self.banners.setCurrentWidget(page)
+        quiet = "the running balancer runs the saved group" if self.last is not None and self.group is not None \
+            and self.client is not None else ""
+        if self.in_sync.text() != quiet:
+            self.in_sync.setText(quiet)
+
+    def on_header_customContextMenuRequested(self, pos: QPoint) -> None:
+        menu = self.column_menu()
+        menu.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        menu.popup(self.table.horizontalHeader().mapToGlobal(pos))
+
+    def column_menu(self) -> QMenu:
+        """The header's menu: a check per column (the member's own column always shows)."""
+        menu = QMenu(self)
+        l7 = self.last is not None and self.last.mode == "http"
+        for c, title in enumerate(COLUMNS):
+            if c == COL_MEMBER:
+                continue
+            act = menu.addAction(title)
+            act.setCheckable(True)
+            act.setChecked(not self.table.isColumnHidden(c))
+            if c in L7_ONLY and not l7:
+                act.setEnabled(False)
+                act.setToolTip("L7 (http) groups only")
+            act.toggled.connect(lambda on, col=c: self.set_column_shown(col, on))
+        return menu
+
+    def set_column_shown(self, column: int, shown: bool) -> None:
+        if shown:
+            self._hidden_columns.discard(column)
+        else:
+            self._hidden_columns.add(column)
+        self._apply_hidden_columns()
+        if shown:
+            self.table.resizeColumnToContents(column)
+
+    def _apply_hidden_columns(self) -> None:
+        l7 = self.last is not None and self.last.mode == "http"
+        for c in range(len(COLUMNS)):
+            hide = c in self._hidden_columns or (c in L7_ONLY and not l7)
+            if self.table.isColumnHidden(c) != hide:
+                self.table.setColumnHidden(c, hide)
+                if not hide:  # sized while hidden, it would show its texts cut ("…")
+                    self.table.resizeColumnToContents(c)
+
     def selected_member_ids(self) -> list[str]:
         rows = sorted({i.row() for i in self.table.selectionModel().selectedRows()})
         ids = self.members.member_ids()
@@ -301,7 +429,7 @@ class LiveWindow(QMainWindow):
         if self.balancer is not None:
             self.balancer.kill()
         assert self.group is not None
-        config = balancer_config(self.group, self.endpoints)
+        config = balancer_config(self.group, self.endpoints, self.labels)
         token = secrets.token_urlsafe(24)
         cfg_path, token_path = self._tmp / "balancer.json", self._tmp / "admin.token"
         await asyncio.to_thread(_write_private, cfg_path, _json(config))
@@ -314,7 +442,8 @@ class LiveWindow(QMainWindow):
         child.exited.connect(lambda code, asked, c=child: self._balancer_exited(c, code, asked))
         self.balancer = child
         self.demos.proto = mode
-        self.death.hide()
+        self._dead = False
+        self._update_banners()
         self.run_panel.status.setText("starting…")
         self.run_panel.run.setEnabled(False)
         self.run_panel.stop.setEnabled(True)
@@ -337,10 +466,12 @@ class LiveWindow(QMainWindow):
             self.topology.set_balancer("balancer", "stopped", "")
             return
         self.run_panel.status.setText(f"exited ({code})")
-        self.death_label.setText(f"<b>The balancer exited unexpectedly (exit code {code}).</b> Its last log lines:")
-        self.death_log.setPlainText("\n".join(child.tail(20)) or "(no output)")
-        self.death.show()
-        self.topology.set_balancer("balancer", f"EXITED ({code})", "see the log above")
+        tail = child.tail(20)
+        self.death_label.setText(f"exit code {code}" + (f"; its last line: {tail[-1]}" if tail else ""))
+        self.death_log.setPlainText("\n".join(tail) or "(no output)")
+        self._dead = True
+        self._update_banners()
+        self.topology.set_balancer("balancer", f"EXITED ({code})", "see its log (banner above)")
         self.balancerExited.emit(code)
 
     def on_stop_clicked(self) -> None:
@@ -383,6 +514,8 @@ class LiveWindow(QMainWindow):
             return
         if self.balancer is not None:
             self.balancer.stop()
+        self._dead = False
+        self._update_banners()
         self.attach_client(client, owned=True)
         self.run_panel.status.setText(f"attached to {url}")
         self.run_panel.stop.setEnabled(True)
@@ -416,7 +549,10 @@ class LiveWindow(QMainWindow):
 
     # what the watcher brings ---------------------------------------------------------------------
     def on_watcher_snapshotted(self, snap: Snapshot) -> None:
+        l7_changed = self.last is None or (self.last.mode == "http") != (snap.mode == "http")
         self.last = snap
+        if l7_changed:
+            self._apply_hidden_columns()
         rates = self.rates.update(snap)
         # the counters in the table and on the topology refresh at most TABLE_HZ times a second (each refresh
         # repaints cells and re-renders texts); a change of state, admin state, weight or the member set shows
@@ -425,6 +561,7 @@ class LiveWindow(QMainWindow):
         shape = [(m.member_id, m.state, m.weight) for m in snap.members]
         if shape != self._table_shape or now - self._table_at >= 1.0 / TABLE_HZ:
             self._table_shape, self._table_at = shape, now
+            self._rename(snap)
             self.members.update(snap.members, rates)
             self.topology.show_snapshot(snap, rates, self.rates.total_rate)
         counting = any(m.retry_in_s is not None or m.check_ago_s is not None for m in snap.members)
@@ -443,9 +580,10 @@ class LiveWindow(QMainWindow):
         snap = self.last
         if snap is None:  # the first batch can come before the first snapshot: use its own clock
             latest = max((float(e.get("t") or 0) for e in batch.events), default=0.0)
-            self.timeline.add(timeline_entries(batch.events, now=latest, uptime_s=latest))
+            self.timeline.add(timeline_entries(batch.events, now=latest, uptime_s=latest, name=self.names.name))
         else:
-            self.timeline.add(timeline_entries(batch.events, now=snap.now, uptime_s=snap.uptime_s))
+            self.timeline.add(timeline_entries(batch.events, now=snap.now, uptime_s=snap.uptime_s,
+                                               name=self.names.name))
 
     def on_watcher_reachabilityChanged(self, ok: bool, why: str) -> None:
         url = self.client.base_url if self.client else "?"
@@ -456,9 +594,14 @@ class LiveWindow(QMainWindow):
 
     def on_members_modelReset(self) -> None:
         self.table.resizeColumnsToContents()
-        state_col = self.table.horizontalHeader()
-        state_col.resizeSection(2, max(state_col.sectionSize(2), self.fontMetrics().horizontalAdvance(
+        header = self.table.horizontalHeader()
+        header.resizeSection(COL_STATE, max(header.sectionSize(COL_STATE), self.fontMetrics().horizontalAdvance(
             "down · retry in 120.0 s") + 12))
+
+    def on_members_columnWidened(self, column: int) -> None:
+        """A cell outgrew its column (a counter's fifth digit): size that column to its contents again."""
+        if column != COL_STATE:  # the state column is sized for its longest countdown already
+            self.table.resizeColumnToContents(column)
 
     def on_countdown_timeout(self) -> None:
         self.members.tick()
@@ -520,9 +663,8 @@ class LiveWindow(QMainWindow):
         if diffs != self.drift:
             self.drift = diffs
             more = f" (+{len(diffs) - 3} more)" if len(diffs) > 3 else ""
-            self.drift_label.setText("<b>The running balancer differs from the saved group:</b> "
-                                     + "; ".join(diffs[:3]) + more)
-            self.drift_banner.setVisible(bool(diffs))
+            self.drift_label.setText("; ".join(diffs[:3]) + more)
+        self._update_banners()
 
     def on_apply_config_clicked(self) -> None:
         self._spawn(self.apply_saved_config())
@@ -547,7 +689,7 @@ class LiveWindow(QMainWindow):
                 self._say(f"apply refused: the saved group could not be re-read from the server: {explain(exc)}")
                 return False
         try:
-            version = await self.client.put_config(balancer_config(self.group, self.endpoints))
+            version = await self.client.put_config(balancer_config(self.group, self.endpoints, self.labels))
         except (AdminError, AdminUnavailable) as exc:
             self._say(f"apply failed: {exc}")
             return False
@@ -572,7 +714,7 @@ class LiveWindow(QMainWindow):
         if bad:
             self._say(f"{state} failed for " + "; ".join(bad))
         else:
-            self.status.setText(f"{', '.join(member_ids)} → {state}")
+            self.status.setText(f"{', '.join(self.names.name(m) for m in member_ids)} → {state}")
 
     def on_apply_weights_clicked(self) -> None:
         self._spawn(self.apply_weights_live())
@@ -650,7 +792,7 @@ class LiveWindow(QMainWindow):
         balancer we run gets it at once."""
         self.endpoints[member_id] = endpoint
         if self.balancer is not None and self.client is not None and self.group is not None:
-            client, config = self.client, balancer_config(self.group, self.endpoints)
+            client, config = self.client, balancer_config(self.group, self.endpoints, self.labels)
             self._spawn(client.put_config(config))
 
     # traffic -------------------------------------------------------------------------------------

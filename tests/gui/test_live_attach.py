@@ -14,7 +14,7 @@ from typing import Any
 
 from balancedesk.gui.live import LiveWindow, open_live_view
 from balancedesk.gui.live.admin import MemberSnap
-from balancedesk.gui.live.models import COL_WEIGHT, MemberTableModel, TimelineModel, timeline_entries
+from balancedesk.gui.live.models import COL_STATE, COL_WEIGHT, MemberTableModel, TimelineModel, timeline_entries
 from PySide6.QtCore import Qt
 from pytestqt.qtbot import QtBot
 
@@ -165,7 +165,7 @@ def test_member_and_timeline_models_pass_qtmodeltester(qtmodeltester: Any) -> No
     model = MemberTableModel()
     model.update(_snaps(3, down=1), {"m0": 2.0})
     qtmodeltester.check(model)
-    assert "retry in" in model.index(1, 2).data()
+    assert "retry in" in model.index(1, COL_STATE).data()
     model.update(_snaps(3), {})
     model.update(_snaps(2), {})
     assert model.setData(model.index(0, COL_WEIGHT), 7)

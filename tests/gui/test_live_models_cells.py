@@ -7,7 +7,15 @@ import asyncio
 from dataclasses import replace
 
 from balancedesk.gui.live.admin import MemberSnap
-from balancedesk.gui.live.models import COL_STATE, COLUMNS, MemberTableModel
+from balancedesk.gui.live.models import (
+    COL_ACTIVE,
+    COL_ERRORS,
+    COL_RATE,
+    COL_STATE,
+    COL_TOTAL,
+    COLUMNS,
+    MemberTableModel,
+)
 from pytestqt.modeltest import ModelTester
 from pytestqt.qtbot import QtBot
 
@@ -27,11 +35,11 @@ def test_only_changed_cells_are_announced(qtbot: QtBot, qtmodeltester: ModelTest
     model.update([a, b], {"a": 1.0, "b": 0.5})
     assert got == []  # nothing changed: nothing to repaint
     model.update([replace(a, total=11, failures=2), b], {"a": 1.0, "b": 0.5})
-    assert got == [(0, 5, 0, 5), (0, 7, 0, 7)]  # Total and Errors of row a, two runs
+    assert got == [(0, COL_TOTAL, 0, COL_TOTAL), (0, COL_ERRORS, 0, COL_ERRORS)]  # Total and Errors of row a, two runs
     got.clear()
     model.update([replace(a, total=11, failures=2), replace(b, active=3, total=6)], {"a": 1.0, "b": 0.9})
-    assert got == [(1, 4, 1, 6)]  # Active, Total, Rate/s of row b: one run
-    assert model.data(model.index(1, 6)) == "0.9" and model.columnCount() == len(COLUMNS)
+    assert got == [(1, COL_ACTIVE, 1, COL_RATE)]  # Active, Total, Rate/s of row b: one run
+    assert model.data(model.index(1, COL_RATE)) == "0.9" and model.columnCount() == len(COLUMNS)
     got.clear()
     model.update([replace(a, total=11, failures=2, health="disabled"), replace(b, active=3, total=6)],
                  {"a": 1.0, "b": 0.9})
@@ -57,18 +65,18 @@ def test_window_refreshes_counters_at_most_twice_a_second_but_a_state_change_at_
             return win.topology.member_node_text("a")
 
         win.on_watcher_snapshotted(snap(10))
-        assert win.members.data(win.members.index(0, 5)) == "10" and "active 10 " in on_canvas()
+        assert win.members.data(win.members.index(0, COL_TOTAL)) == "10" and "active 10 " in on_canvas()
         win.on_watcher_snapshotted(snap(11, now=1.2))
-        assert win.members.data(win.members.index(0, 5)) == "10"  # a counter: waits for the next refresh
+        assert win.members.data(win.members.index(0, COL_TOTAL)) == "10"  # a counter: waits for the next refresh
         assert "active 10 " in on_canvas()  # on the topology too
         assert win.last is not None and win.last.members[0].total == 11  # the view itself has the snapshot
         win.on_watcher_snapshotted(snap(12, "disabled", now=1.4))
         assert win.members.data(win.members.index(0, COL_STATE)).startswith("down")  # a state change: at once
-        assert win.members.data(win.members.index(0, 5)) == "12"
+        assert win.members.data(win.members.index(0, COL_TOTAL)) == "12"
         assert "retry in" in on_canvas() and "active 12 " in on_canvas()
         win._table_at -= 1.0 / TABLE_HZ  # as if a refresh interval had passed (no sleeping in tests)
         win.on_watcher_snapshotted(snap(13, "disabled", now=2.0))
-        assert win.members.data(win.members.index(0, 5)) == "13"  # the next refresh after 1 / TABLE_HZ
+        assert win.members.data(win.members.index(0, COL_TOTAL)) == "13"  # the next refresh after 1 / TABLE_HZ
         assert "active 13 " in on_canvas()
     finally:
         win.shutdown()
