@@ -32,7 +32,7 @@ def main() -> int:
 
 def shoot(theme: str) -> int:
     import qasync
-    from balancedesk.gui.main_window import MainWindow
+    from balancedesk.gui.app import compose_window
     from balancedesk.gui.theme import apply_theme
     from PySide6.QtWidgets import QApplication
 
@@ -45,7 +45,7 @@ def shoot(theme: str) -> int:
     apply_theme(app, theme)
     loop = qasync.QEventLoop(app)
     asyncio.set_event_loop(loop)
-    window = MainWindow(local_data=tmp / "data")
+    window = compose_window(local_data=tmp / "data")
     window.resize(1280, 770)
     window.move(0, 0)
     window.show()
