@@ -169,7 +169,8 @@ class EditingController(QObject):
             if doc.group_id is None:
                 saved, etag = await client.create_group(connector)
             else:
-                saved, etag = await client.put_connector(connector, if_match=doc.etag)
+                saved, etag = await client.put_connector(connector, if_match=doc.etag,
+                                                         drop_listener=doc.drops_listener)
         except ApiError as exc:
             if exc.status == 412:
                 return await self._conflict(doc, label)
