@@ -89,11 +89,13 @@ def checkout(rev: str, where: Path) -> str:
     return short
 
 
-def start_server(tree: Tree) -> tuple[subprocess.Popen[str], str]:
+def start_server(tree: Tree, cache: dict[str, str]) -> tuple[subprocess.Popen[str], str]:
+    """The tree's ``balancedesk serve --demo`` (with the apps' bytecode cache, so that the embedded servers
+    of the local scenario find the server's modules compiled as the apps find theirs)."""
     proc = subprocess.Popen(
         tree.argv("serve", "--host", "127.0.0.1", "--port", "0", "--data", str(tree.data), "--demo"),
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        env=tree.env(BALANCEDESK_ADMIN_PASSWORD=PASSWORD),
+        env=tree.env(BALANCEDESK_ADMIN_PASSWORD=PASSWORD, **cache),
     )
     assert proc.stdout is not None
     deadline = time.monotonic() + 30
@@ -184,6 +186,10 @@ def report(trees: list[Tree]) -> None:
             ok = "ok" if listed <= TARGET_S else "SLOW"
             print(f"{label:<40} {tree.name:<16} {rows[0][1]:>6} {min(times):>6.2f} {listed:>9.2f} "
                   f"{max(times):>6.2f} {shown:>8.2f} {cpu:>10.2f} {ok:>7}")
+    print("\neach run, in order (seconds to groups listed):")
+    for attr in ("remote", "local"):
+        for tree in trees:
+            print(f"  {attr:<7} {tree.name:<16} " + " ".join(f"{t:.2f}" for t, _, _, _ in getattr(tree, attr)))
     this, other = trees
     print(f"\nratios {this.name} ÷ {other.name} (medians; < 1: {this.name} is faster)")
     print(f"{'scenario':<40} {'listed':>8} {'shown':>8} {'app CPU':>8}")
@@ -216,7 +222,7 @@ def main() -> int:
     cache = {} if ns.no_bytecode_cache else {"PYTHONPYCACHEPREFIX": str(tmp / "pycache")}
     try:
         for tree in trees:
-            server, tree.url = start_server(tree)
+            server, tree.url = start_server(tree, cache)
             servers.append(server)
             t0 = time.perf_counter()
             total = asyncio.run(register(tree.url, ns.groups))

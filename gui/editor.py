@@ -213,7 +213,8 @@ class GroupEditor(QWidget):
         self._update_buttons()
 
     def _build_listener(self) -> QGroupBox:
-        """The listener box: checkable (served by a pool's balancers or not), its fields in two columns."""
+        """The listener box: checkable (served by a pool's balancers or not), its fields in two columns (shown
+        while ticked), then how the group will be served and, while that differs, how it is served now."""
         box = QGroupBox("Served by a balancer pool")
         box.setObjectName("listenerBox")
         box.setCheckable(True)
@@ -255,7 +256,9 @@ class GroupEditor(QWidget):
         self.listener_was = QLabel()
         self.listener_was.setObjectName("caption")
         self.listener_was.setWordWrap(True)
-        grid = QGridLayout(box)
+        self.listener_fields = QWidget()  # shown only while the box is ticked: unticked, one line says so
+        grid = QGridLayout(self.listener_fields)
+        grid.setContentsMargins(0, 0, 0, 0)
         grid.setColumnStretch(1, 1)
         grid.setColumnStretch(3, 1)
         cells = (
@@ -277,12 +280,12 @@ class GroupEditor(QWidget):
             grid.addWidget(lbl, row, col, Qt.AlignmentFlag.AlignTop)
             grid.addLayout(cell, row, col + 1, Qt.AlignmentFlag.AlignTop)
         self.errors["listener"] = self._error_label()
-        summary = QVBoxLayout()
-        summary.setSpacing(2)
-        summary.addWidget(self.listener_text)
-        summary.addWidget(self.listener_was)
-        grid.addLayout(summary, 2, 2, 1, 2, Qt.AlignmentFlag.AlignTop)
-        grid.addWidget(self.errors["listener"], 3, 0, 1, 4)
+        lay = QVBoxLayout(box)
+        lay.setSpacing(4)
+        lay.addWidget(self.listener_fields)
+        lay.addWidget(self.listener_text)
+        lay.addWidget(self.listener_was)
+        lay.addWidget(self.errors["listener"])
         return box
 
     @staticmethod
@@ -393,6 +396,7 @@ class GroupEditor(QWidget):
             self.listener_box.blockSignals(True)
             self.listener_box.setChecked(bool(value))
             self.listener_box.blockSignals(False)
+            self.listener_fields.setVisible(bool(value))
         elif name == "listener_port":
             self._set_quiet(self.port_spin, value if isinstance(value, int) else 0)
         elif name == "listener_mode":
