@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import shiboken6
 from balancedesk.gui.browser_model import BrowserFilter, BrowserModel
 from balancedesk.gui.connection import BENCH_ENV, explain, is_expected
+from balancedesk.gui.manage import install_menu as install_manage_menu
 from balancedesk.gui.prompts import Prompter
 from balancedesk.gui.settings import app_settings
 from PySide6.QtCore import QModelIndex, Qt, Signal
@@ -146,6 +147,10 @@ class MainWindow(QMainWindow):
     async def connect_profile(self, profile: Profile, *, password: str | None = None, remember: bool = False) -> None:
         await self.connection.connect_profile(profile, password=password, remember=remember)
 
+    async def refresh_catalog(self) -> Catalog:
+        """List again (e.g. after the Manage window registered a connector)."""
+        return await self.connection.refresh_catalog()
+
     async def new_group(self) -> bool:
         return await self.editing.new_group()
 
@@ -234,6 +239,7 @@ class MainWindow(QMainWindow):
         group_menu.addAction(self.attach_action)
         fleet_menu = menu.addMenu("F&leet")
         fleet_menu.addAction(self.balancers_action)
+        self.manage_actions = install_manage_menu(self, menu)  # issue 13: connectors, users and roles
 
         # browser
         self.browser_model = BrowserModel(self)
