@@ -186,10 +186,10 @@ class GroupEditor(QWidget):
         self.rr_check.toggled.connect(self.on_rr_check_toggled)
         self.listener_box.toggled.connect(self.on_listener_box_toggled)
         self.port_spin.valueChanged.connect(self.on_port_spin_value_changed)
-        self.bind_edit.editingFinished.connect(self.on_bind_edit_editing_finished)
+        self.bind_edit.textEdited.connect(self.on_bind_edit_text_edited)
         self.mode_combo.activated.connect(self.on_mode_combo_activated)
-        self.affinity_edit.editingFinished.connect(self.on_affinity_edit_editing_finished)
-        self.pool_edit.editingFinished.connect(self.on_pool_edit_editing_finished)
+        self.affinity_edit.textEdited.connect(self.on_affinity_edit_text_edited)
+        self.pool_edit.textEdited.connect(self.on_pool_edit_text_edited)
         self.add_button.clicked.connect(self.add_member_requested)
         self.remove_button.clicked.connect(self.on_remove_button_clicked)
         self.up_button.clicked.connect(self.on_up_button_clicked)
@@ -322,17 +322,19 @@ class GroupEditor(QWidget):
     def on_port_spin_value_changed(self, value: int) -> None:
         self.doc.set_field("listener_port", value or None)
 
-    def on_bind_edit_editing_finished(self) -> None:
-        self.doc.set_field("listener_bind", self.bind_edit.text().strip())
+    # typed text goes to the document at each keystroke (one merged undo step), so a save made without
+    # leaving the box (Ctrl+S) sends what the box shows; the model's rules judge it as typed
+    def on_bind_edit_text_edited(self, text: str) -> None:
+        self.doc.set_field("listener_bind", text)
 
     def on_mode_combo_activated(self, index: int) -> None:
         self.doc.set_field("listener_mode", self.mode_combo.itemData(index))
 
-    def on_affinity_edit_editing_finished(self) -> None:
-        self.doc.set_field("listener_affinity", self.affinity_edit.text().strip())
+    def on_affinity_edit_text_edited(self, text: str) -> None:
+        self.doc.set_field("listener_affinity", text)
 
-    def on_pool_edit_editing_finished(self) -> None:
-        self.doc.set_field("listener_pool", self.pool_edit.text().strip())
+    def on_pool_edit_text_edited(self, text: str) -> None:
+        self.doc.set_field("listener_pool", text)
 
     def on_remove_button_clicked(self) -> None:
         self.on_view_delete_requested(self.view.current_row())

@@ -60,7 +60,7 @@ def connect_and_open(w: MainWindow, server: Any, qtbot: Any, arun: Run) -> tuple
 
 def type_listener(editor: GroupEditor, *, port: int, mode: str, affinity: str | None = None,
                   bind: str | None = None) -> None:
-    """Edit the listener box as a user does: tick it, set the port, pick the mode, type and leave the boxes."""
+    """Edit the listener box as a user does: tick it, set the port, pick the mode, type into the boxes."""
     if not editor.listener_box.isChecked():
         editor.listener_box.setChecked(True)
     editor.port_spin.setValue(port)
@@ -70,7 +70,7 @@ def type_listener(editor: GroupEditor, *, port: int, mode: str, affinity: str | 
     for edit, text in ((editor.affinity_edit, affinity), (editor.bind_edit, bind)):
         if text is not None:
             edit.setText(text)
-            edit.editingFinished.emit()
+            edit.textEdited.emit(text)
 
 
 def test_edit_port_and_mode_save_and_read_back_through_the_api(
@@ -80,7 +80,9 @@ def test_edit_port_and_mode_save_and_read_back_through_the_api(
     assert not editor.listener_box.isChecked()  # the demo group is not served by a pool yet
     assert not editor.port_spin.isEnabled()
     port = free_port()
-    type_listener(editor, port=port, mode="http", affinity="X-Transfer", bind="127.0.0.1")
+    type_listener(editor, port=port, mode="http", affinity="X-Transfer")
+    editor.bind_edit.setFocus()
+    qtbot.keyClicks(editor.bind_edit, "127.0.0.1")  # typed, and saved without leaving the box (Ctrl+S)
     assert editor.affinity_edit.isEnabled()  # HTTP: the affinity header counts
     assert window.isWindowModified() and window.save_action.isEnabled()
     # the preview: how it will be served, and how it is served now
