@@ -334,14 +334,19 @@ class MgmtClient(FleetCalls):
         return _connector(self._json(response)), self._etag(response)
 
     async def put_connector(
-        self, connector: Connector, *, if_match: str | None = None
+        self, connector: Connector, *, if_match: str | None = None, drop_listener: bool = False
     ) -> tuple[Connector, str]:
+        """Replace a connector. A group's listener absent from ``connector`` is kept by the server;
+        ``drop_listener`` removes it (sent as ``"listener": null``)."""
         if not connector.connector_id:
             raise ValueError("put_connector needs a connector with a connector_id")
+        body = connector.to_json()
+        if drop_listener and connector.listener is None:
+            body["listener"] = None
         response = await self._request(
             "PUT",
             f"/api/mgmt/connectors/{connector.connector_id}",
-            json=connector.to_json(),
+            json=body,
             if_match=if_match,
         )
         return _connector(self._json(response)), self._etag(response)

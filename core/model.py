@@ -46,8 +46,12 @@ DEFAULT_READ_TIMEOUT = 60.0  # seconds without an answer byte before a member is
 HEALTH_PATH_MAX = 1024
 DEFAULT_POOL = "default"  # the balancer pool a group's listener belongs to when it names none
 DEFAULT_MODE: Literal["tcp", "http"] = "tcp"
-POOL_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
-HEADER_NAME_RE = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,128}$")  # an HTTP field name (RFC 9110 token)
+MODES: tuple[Literal["tcp", "http"], ...] = ("tcp", "http")  # a listener's modes: L4, L7
+PORT_MAX = 65535  # a listener's or an endpoint's port: 1..PORT_MAX
+POOL_MAX = 64
+HEADER_NAME_MAX = 128  # an HTTP field name (RFC 9110 token), as an affinity header
+POOL_RE = re.compile(rf"^[A-Za-z0-9_.-]{{1,{POOL_MAX}}}$")
+HEADER_NAME_RE = re.compile(rf"^[!#$%&'*+.^_`|~0-9A-Za-z-]{{1,{HEADER_NAME_MAX}}}$")
 WILDCARD_BINDS = frozenset({"0.0.0.0", "::"})
 
 ID_MAX = 255
@@ -592,8 +596,8 @@ class ListenerSettings(_Frozen):
     def _port(cls, value: Any) -> Any:
         if value is None:
             return None
-        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:
-            raise ValueError(f"port must be a whole number 1-65535, got {value!r}")
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= PORT_MAX:
+            raise ValueError(f"port must be a whole number 1-{PORT_MAX}, got {value!r}")
         return value
 
     @field_validator("bind", mode="before")

@@ -1,8 +1,9 @@
 """The composition root: ``balancedesk`` with no subcommand runs :func:`run`.
 
-Builds the QApplication (or reuses one), the qasync loop, the theme and the main window, then connects
-the "This computer" profile (which starts the embedded management server on first use) — or, with
-``--url``, a given server (password from ``BALANCEDESK_PASSWORD``, the keyring, or asked).
+Builds the QApplication (or reuses one), the qasync loop, the theme and the main window with its
+collaborators (:func:`compose_window`), then connects the "This computer" profile (which starts the
+embedded management server on first use) — or, with ``--url``, a given server (password from
+``BALANCEDESK_PASSWORD``, the keyring, or asked).
 """
 
 from __future__ import annotations
@@ -12,6 +13,11 @@ import asyncio
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from balancedesk.gui.main_window import MainWindow
+    from balancedesk.gui.profiles import ProfileStore
 
 PASSWORD_ENV = "BALANCEDESK_PASSWORD"
 
@@ -31,6 +37,25 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="balancedesk", description="Balance Desk desktop app")
     add_app_options(parser)
     return parser.parse_args(argv)
+
+
+def compose_window(*, profiles: ProfileStore | None = None, local_data: Path | None = None) -> MainWindow:
+    """The main window and its collaborators: the connection (profiles, login, the listing), the editing
+    of the open group, and the live opener — each owns its state; the window shows it and asks through
+    the narrow :class:`~balancedesk.gui.host.WindowHost` interface. All are children of the window."""
+    from balancedesk.gui.connection import ConnectionController
+    from balancedesk.gui.editing import EditingController
+    from balancedesk.gui.live_opener import LiveOpener
+    from balancedesk.gui.main_window import MainWindow
+    from balancedesk.gui.profiles import ProfileStore, data_dir
+
+    window = MainWindow()
+    connection = ConnectionController(window, profiles=profiles or ProfileStore(), local_data=local_data or data_dir(),
+                                      parent=window)
+    editing = EditingController(window, connection, parent=window)
+    live = LiveOpener(window, connection, editing, parent=window)
+    window.attach(connection=connection, editing=editing, live=live)
+    return window
 
 
 def run(argv: list[str]) -> int:
@@ -56,14 +81,13 @@ def run(argv: list[str]) -> int:
     app.setOrganizationName("balancedesk")
     app.setDesktopFileName("balancedesk")
     import qasync
-    from balancedesk.gui.main_window import MainWindow
     from balancedesk.gui.profiles import Profile, local_profile
     from balancedesk.gui.theme import apply_theme
 
     apply_theme(app, args.theme)
     loop = qasync.QEventLoop(app)
     asyncio.set_event_loop(loop)
-    window = MainWindow(local_data=args.data)
+    window = compose_window(local_data=args.data)
     if not args.url and not args.no_connect:
         window.launch_local_server()
     if not os.environ.get("BALANCEDESK_BENCH_EXIT"):
@@ -93,7 +117,7 @@ def run(argv: list[str]) -> int:
 
     async def main() -> None:
         if not args.no_connect:
-            task = window.spawn(window.connect_profile(profile, password=password), "Connecting…")
+            task = window.spawn(window.connection.connect_profile(profile, password=password), "Connecting…")
             if os.environ.get("BALANCEDESK_BENCH_EXIT"):
                 def failed(text: str) -> None:
                     print(f"balancedesk-gui: failed: {text}", flush=True)

@@ -3,7 +3,8 @@
 Commands change the editor's truth only through the small ``_apply_*`` methods of
 :class:`~balancedesk.gui.document.GroupDocument` and :class:`~balancedesk.gui.members_model.MembersModel`,
 which emit the Qt signals views need. Consecutive edits of one field, and consecutive weight moves of one
-member (a slider drag), merge into one undo step through ``id()``/``mergeWith()``.
+member (a slider drag), merge into one undo step through ``id()``/``mergeWith()``; a toggle or a choice
+(Round Robin, the listener on/off, its mode) is always a step of its own.
 """
 
 from __future__ import annotations
@@ -23,7 +24,16 @@ FIELD_TEXT = {
     "connection_timeout": "connection timeout",
     "retry_delay": "retry delay",
     "round_robin": "Round Robin",
+    # the listener (issue 11): where a pool's balancers serve the group
+    "listener": "served by a balancer pool",
+    "listener_port": "listener port",
+    "listener_bind": "bind address",
+    "listener_mode": "mode",
+    "listener_affinity": "affinity header",
+    "listener_pool": "pool",
 }
+LISTENER_FIELDS = tuple(name for name in FIELD_TEXT if name.startswith("listener_"))
+CHOICE_FIELDS = frozenset({"round_robin", "listener", "listener_mode"})  # each change its own undo step
 _FIELD_IDS = {name: 1000 + i for i, name in enumerate(FIELD_TEXT)}
 WEIGHT_ID = 2000
 
@@ -45,8 +55,8 @@ class SetFieldCommand(QUndoCommand):
         self._doc._apply_field(self.name, self.old)
 
     def id(self) -> int:
-        # booleans never merge: each toggle is its own step
-        return -1 if self.name == "round_robin" else _FIELD_IDS[self.name]
+        # toggles and choices never merge: each is its own step; typing into a box merges
+        return -1 if self.name in CHOICE_FIELDS else _FIELD_IDS[self.name]
 
     def mergeWith(self, other: QUndoCommand) -> bool:
         if not isinstance(other, SetFieldCommand) or other.name != self.name:

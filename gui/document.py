@@ -3,6 +3,13 @@
 The fields are a plain dict and the members a plain list (adapted by :class:`MembersModel`); the undo
 stack's clean state is "equal to what the server last gave us". :meth:`GroupDocument.problems` runs the
 core's own rules (``parse_connector`` + ``check_group_rules``) so mistakes show before a save is tried.
+
+The listener (Balance Desk's extension beside HDP's fields, :class:`~balancedesk.core.model.ListenerSettings`)
+is edited as fields too: ``listener`` (served by a pool's balancers, or not), ``listener_port`` (None: not
+chosen), ``listener_bind`` ("" = the balancer's default address), ``listener_mode``, ``listener_affinity``
+("" = no affinity) and ``listener_pool``. What the editor does not show of a saved listener (read timeout,
+health check, access log) is sent back as it was. Rules the server alone can check (a port required, a
+port another group of the pool claims) come back from a save as field problems.
 """
 
 from __future__ import annotations
@@ -12,10 +19,14 @@ from typing import Any
 
 from balancedesk.core.balance import SmoothWRR
 from balancedesk.core.model import (
+    DEFAULT_AFFINITY_HEADER,
     DEFAULT_CONNECTION_TIMEOUT,
+    DEFAULT_MODE,
+    DEFAULT_POOL,
     DEFAULT_RETRY_DELAY,
     ROUND_ROBIN,
     Connector,
+    ListenerSettings,
     Member,
     Problem,
     RuleError,
@@ -23,7 +34,7 @@ from balancedesk.core.model import (
     parse_connector,
 )
 from balancedesk.gui.catalog import Catalog
-from balancedesk.gui.commands import FIELD_TEXT, SetFieldCommand
+from balancedesk.gui.commands import FIELD_TEXT, LISTENER_FIELDS, SetFieldCommand
 from balancedesk.gui.members_model import DraftMember, MembersModel
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QUndoStack
@@ -121,7 +132,35 @@ class GroupDocument(QObject):
             connectorGroup=group,
             authUser=list(self.fields["auth_user"]),
         )
+        if self.fields["listener"]:
+            out["listener"] = self.listener_json()
         return out
+
+    def listener_json(self) -> dict[str, Any]:
+        """The listener a save sends: the saved one's other settings kept, the edited fields over them."""
+        saved = self.base.listener if self.base is not None else None
+        out: dict[str, Any] = saved.to_json() if saved is not None else {}
+        for key in ("port", "bind"):
+            out.pop(key, None)
+        f = self.fields
+        if f["listener_port"] is not None:
+            out["port"] = f["listener_port"]
+        if f["listener_bind"]:
+            out["bind"] = f["listener_bind"]
+        out["mode"] = f["listener_mode"]
+        out["affinityHeader"] = f["listener_affinity"] or None
+        out["pool"] = f["listener_pool"]
+        return out
+
+    @property
+    def drops_listener(self) -> bool:
+        """Whether a save removes the saved group's listener (sent as ``"listener": null``)."""
+        return not self.fields["listener"] and self.base is not None and self.base.listener is not None
+
+    def listener_summary(self, *, saved: bool = False) -> str:
+        """How the pool's balancers would serve the group (``saved``: as the server has it now)."""
+        fields = _fields_of(self.base, self.owner) if saved else self.fields
+        return listener_text(fields)
 
     def to_connector(self) -> Connector:
         """The group as a save would send it; raises RuleError if a field is malformed."""
@@ -155,8 +194,13 @@ class GroupDocument(QObject):
         out: list[Change] = []
         if self.base is None:
             out.append(Change("group", "", "new group"))
+        served = {bool(old["listener"]) and self.base is not None, bool(self.fields["listener"])}
         for name in FIELDS:
             a, b = old[name], self.fields[name]
+            if name in LISTENER_FIELDS and served == {False}:
+                continue  # neither before nor after served by a pool: its settings do not matter
+            if name in LISTENER_FIELDS and not self.fields["listener"]:
+                continue  # the listener goes: its line says so
             if self.base is None or a != b:
                 out.append(Change(FIELD_TEXT[name], _fmt(name, a) if self.base else "", _fmt(name, b)))
         before: dict[str, Member] = {}
@@ -180,10 +224,14 @@ class GroupDocument(QObject):
         return out
 
     def saved(self, connector: Connector, etag: str | None, catalog: Catalog) -> None:
-        """The server accepted ``connector``: it becomes the base and the clean state."""
+        """The server accepted ``connector``: it becomes the base and the clean state. Fields take the
+        server's form of their values (e.g. a header name in lower case, an IPv6 address shortened)."""
         self.base = connector
         self.etag = etag
         self.catalog = catalog
+        for name, value in _fields_of(connector, self.owner).items():
+            if self.fields[name] != value:
+                self._apply_field(name, value)
         self.undo_stack.setClean()
         self.members_model.refresh()
 
@@ -197,6 +245,7 @@ def _fields_of(base: Connector | None, owner: str) -> dict[str, Any]:
             "connection_timeout": DEFAULT_CONNECTION_TIMEOUT,
             "retry_delay": DEFAULT_RETRY_DELAY,
             "round_robin": True,
+            **_listener_fields(None),
         }
     g = base.connector_group
     return {
@@ -206,7 +255,35 @@ def _fields_of(base: Connector | None, owner: str) -> dict[str, Any]:
         "connection_timeout": g.connection_timeout,
         "retry_delay": g.retry_delay,
         "round_robin": g.round_robin,
+        **_listener_fields(base.listener),
     }
+
+
+def _listener_fields(listener: ListenerSettings | None) -> dict[str, Any]:
+    """The editor's listener fields of a saved listener (None: the defaults a new listener starts with)."""
+    if listener is None:
+        return {"listener": False, "listener_port": None, "listener_bind": "", "listener_mode": DEFAULT_MODE,
+                "listener_affinity": DEFAULT_AFFINITY_HEADER, "listener_pool": DEFAULT_POOL}
+    return {"listener": True, "listener_port": listener.port, "listener_bind": listener.bind or "",
+            "listener_mode": listener.mode, "listener_affinity": listener.affinity_header or "",
+            "listener_pool": listener.pool}
+
+
+MODE_TEXT = {"tcp": "TCP (L4)", "http": "HTTP (L7)"}  # what each of core.model.MODES is called on screen
+
+
+def listener_text(fields: dict[str, Any]) -> str:
+    """One sentence on how a pool's balancers serve a group with these editor fields."""
+    if not fields["listener"]:
+        return "Not served by a balancer pool (balancers started with --config or --group serve it)."
+    port = fields["listener_port"]
+    where = f"{fields['listener_bind'] or '*'}:{port if port is not None else '?'}"
+    mode = fields["listener_mode"]
+    text = f"Pool “{fields['listener_pool']}” balancers listen on {where}, {MODE_TEXT.get(mode, mode)}"
+    if mode == "http":
+        affinity = fields["listener_affinity"]
+        text += f", affinity by the {affinity} header" if affinity else ", no affinity"
+    return text + "."
 
 
 # what 0 seconds means, per field (the editor's boxes and the review say the same)
@@ -214,6 +291,16 @@ ZERO_SECONDS = {"connection_timeout": "0 s (no limit)", "retry_delay": "0 s (nev
 
 
 def _fmt(name: str, value: Any) -> str:
+    if name == "listener":
+        return "yes" if value else "no"
+    if name == "listener_port":
+        return "(none)" if value is None else str(value)
+    if name == "listener_bind":
+        return value or "the balancer's default address"
+    if name == "listener_mode":
+        return MODE_TEXT.get(value, str(value))
+    if name == "listener_affinity":
+        return value or "none"
     if name in ZERO_SECONDS:
         return ZERO_SECONDS[name] if value == 0 else f"{value} s"
     if name == "round_robin":

@@ -1,22 +1,26 @@
-"""The group editor: fields, members (drag, weights, shares), the preview strip and inline problems.
+"""The group editor: fields, the listener, members (drag, weights, shares), the preview strip and inline problems.
 
 It shows a :class:`GroupDocument` and turns every user edit into a call on the document or its members
 model, which push undo commands; it redraws from the document's signals, so undo and redo look the same
-as the edits themselves.
+as the edits themselves. The listener box (issue 11) edits where a pool's balancers serve the group —
+port, bind address, mode, affinity header, pool — with a line saying how it will be served and, when that
+differs from the saved group, how it is served now. Limits and names come from :mod:`balancedesk.core.model`.
 """
 
 from __future__ import annotations
 
-from balancedesk.core.model import LABEL_MAX, Problem
+from balancedesk.core.model import HEADER_NAME_MAX, LABEL_MAX, MODES, POOL_MAX, PORT_MAX, Problem
 from balancedesk.gui.badges import letter, member_color
-from balancedesk.gui.document import ZERO_SECONDS, GroupDocument
+from balancedesk.gui.document import MODE_TEXT, ZERO_SECONDS, GroupDocument
 from balancedesk.gui.members_model import MembersModel
 from balancedesk.gui.members_view import MembersView
 from balancedesk.gui.weights import PreviewStrip, ShareBar, WeightEditor
 from PySide6.QtCore import QModelIndex, Qt, Signal
 from PySide6.QtWidgets import (
     QCheckBox,
+    QComboBox,
     QFormLayout,
+    QGridLayout,
     QGroupBox,
     QHBoxLayout,
     QLabel,
@@ -35,6 +39,12 @@ _FIELD_KEYS = {
     "connectorGroup.connectionTimeout": "connection_timeout",
     "connectorGroup.retryDelay": "retry_delay",
     "connectorGroup.loadBalancing": "round_robin",
+    "listener.port": "listener_port",
+    "listener.bind": "listener_bind",
+    "listener.mode": "listener_mode",
+    "listener.affinityHeader": "listener_affinity",
+    "listener.pool": "listener_pool",
+    "listener": "listener",  # after its fields: the listener as a whole
 }
 
 
@@ -100,6 +110,7 @@ class GroupEditor(QWidget):
         self.rr_check.setToolTip("Off: members are tried in sequence order (failover); weights do not count.")
 
         self.errors: dict[str, QLabel] = {}
+        listener_box = self._build_listener()
         form = QFormLayout()
         form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.ExpandingFieldsGrow)
         for key, text, widget in (
@@ -164,6 +175,7 @@ class GroupEditor(QWidget):
         lay.addWidget(self.title)
         lay.addWidget(self.general_error)
         lay.addLayout(form)
+        lay.addWidget(listener_box)
         lay.addWidget(members_box, 1)
 
         # widget → document
@@ -173,6 +185,12 @@ class GroupEditor(QWidget):
         self.timeout_spin.valueChanged.connect(self.on_timeout_spin_value_changed)
         self.retry_spin.valueChanged.connect(self.on_retry_spin_value_changed)
         self.rr_check.toggled.connect(self.on_rr_check_toggled)
+        self.listener_box.toggled.connect(self.on_listener_box_toggled)
+        self.port_spin.valueChanged.connect(self.on_port_spin_value_changed)
+        self.bind_edit.textEdited.connect(self.on_bind_edit_text_edited)
+        self.mode_combo.activated.connect(self.on_mode_combo_activated)
+        self.affinity_edit.textEdited.connect(self.on_affinity_edit_text_edited)
+        self.pool_edit.textEdited.connect(self.on_pool_edit_text_edited)
         self.add_button.clicked.connect(self.add_member_requested)
         self.remove_button.clicked.connect(self.on_remove_button_clicked)
         self.up_button.clicked.connect(self.on_up_button_clicked)
@@ -184,6 +202,7 @@ class GroupEditor(QWidget):
         doc.members_changed.connect(self.on_doc_members_changed)
         doc.refused.connect(self.on_doc_refused)
         doc.undo_stack.indexChanged.connect(self.on_undo_stack_index_changed)
+        doc.undo_stack.cleanChanged.connect(self.on_undo_stack_clean_changed)
         self.model.rowsInserted.connect(self.on_model_rows_inserted)
         self.model.modelReset.connect(self._sync_weight_editors)
         self.view.selectionModel().currentChanged.connect(self.on_selection_current_changed)
@@ -193,6 +212,82 @@ class GroupEditor(QWidget):
         self._sync_weight_editors()
         self.on_doc_members_changed()
         self._update_buttons()
+
+    def _build_listener(self) -> QGroupBox:
+        """The listener box: checkable (served by a pool's balancers or not), its fields in two columns (shown
+        while ticked), then how the group will be served and, while that differs, how it is served now."""
+        box = QGroupBox("Served by a balancer pool")
+        box.setObjectName("listenerBox")
+        box.setCheckable(True)
+        box.setAccessibleName("Served by a balancer pool")
+        box.setToolTip("On: every balancer of the pool opens a listener for this group (balancedesk balance "
+                       "--api URL --pool NAME).")
+        self.listener_box = box
+        self.port_spin = QSpinBox()
+        self.port_spin.setRange(0, PORT_MAX)
+        self.port_spin.setSpecialValueText("choose a port")
+        self.port_spin.setAccessibleName("Listener port")
+        self.port_spin.setKeyboardTracking(False)
+        self.port_spin.setToolTip(f"The port the pool's balancers listen on for this group (1-{PORT_MAX}); "
+                                  "two groups of one pool cannot share one.")
+        self.bind_edit = QLineEdit()
+        self.bind_edit.setAccessibleName("Bind address")
+        self.bind_edit.setPlaceholderText("the balancer's default address")
+        self.bind_edit.setToolTip("An IPv4 or IPv6 address (no host names); empty: the balancer's default. "
+                                  "0.0.0.0 and :: listen on every address.")
+        self.mode_combo = QComboBox()
+        self.mode_combo.setAccessibleName("Mode")
+        for mode in MODES:
+            self.mode_combo.addItem(MODE_TEXT[mode], mode)
+        self.mode_combo.setToolTip("TCP (L4): connections are shared as they come. HTTP (L7): requests are, "
+                                   "and a header can keep a transfer on one member.")
+        self.affinity_edit = QLineEdit()
+        self.affinity_edit.setMaxLength(HEADER_NAME_MAX)
+        self.affinity_edit.setAccessibleName("Affinity header")
+        self.affinity_edit.setPlaceholderText("none")
+        self.affinity_edit.setToolTip("HTTP only: requests with the same value of this header go to the same "
+                                      "member. Empty: no affinity.")
+        self.pool_edit = QLineEdit()
+        self.pool_edit.setMaxLength(POOL_MAX)
+        self.pool_edit.setAccessibleName("Pool")
+        self.pool_edit.setToolTip("The balancer pool that serves the group (letters, digits, _ . -).")
+        self.listener_text = QLabel()
+        self.listener_text.setObjectName("listenerSummary")
+        self.listener_text.setWordWrap(True)
+        self.listener_was = QLabel()
+        self.listener_was.setObjectName("caption")
+        self.listener_was.setWordWrap(True)
+        self.listener_fields = QWidget()  # shown only while the box is ticked: unticked, one line says so
+        grid = QGridLayout(self.listener_fields)
+        grid.setContentsMargins(0, 0, 0, 0)
+        grid.setColumnStretch(1, 1)
+        grid.setColumnStretch(3, 1)
+        cells = (
+            ("listener_port", "&Port:", self.port_spin, 0, 0),
+            ("listener_bind", "&Bind address:", self.bind_edit, 0, 2),
+            ("listener_mode", "&Mode:", self.mode_combo, 1, 0),
+            ("listener_affinity", "Affinit&y header:", self.affinity_edit, 1, 2),
+            ("listener_pool", "Poo&l:", self.pool_edit, 2, 0),
+        )
+        for key, text, widget, row, col in cells:
+            cell = QVBoxLayout()
+            cell.setSpacing(2)
+            cell.addWidget(widget)
+            err = self._error_label()
+            cell.addWidget(err)
+            self.errors[key] = err
+            lbl = QLabel(text)
+            lbl.setBuddy(widget)
+            grid.addWidget(lbl, row, col, Qt.AlignmentFlag.AlignTop)
+            grid.addLayout(cell, row, col + 1, Qt.AlignmentFlag.AlignTop)
+        self.errors["listener"] = self._error_label()
+        lay = QVBoxLayout(box)
+        lay.setSpacing(4)
+        lay.addWidget(self.listener_fields)
+        lay.addWidget(self.listener_text)
+        lay.addWidget(self.listener_was)
+        lay.addWidget(self.errors["listener"])
+        return box
 
     @staticmethod
     def _error_label() -> QLabel:
@@ -221,6 +316,26 @@ class GroupEditor(QWidget):
 
     def on_rr_check_toggled(self, checked: bool) -> None:
         self.doc.set_field("round_robin", checked)
+
+    def on_listener_box_toggled(self, checked: bool) -> None:
+        self.doc.set_field("listener", checked)
+
+    def on_port_spin_value_changed(self, value: int) -> None:
+        self.doc.set_field("listener_port", value or None)
+
+    # typed text goes to the document at each keystroke (one merged undo step), so a save made without
+    # leaving the box (Ctrl+S) sends what the box shows; the model's rules judge it as typed
+    def on_bind_edit_text_edited(self, text: str) -> None:
+        self.doc.set_field("listener_bind", text)
+
+    def on_mode_combo_activated(self, index: int) -> None:
+        self.doc.set_field("listener_mode", self.mode_combo.itemData(index))
+
+    def on_affinity_edit_text_edited(self, text: str) -> None:
+        self.doc.set_field("listener_affinity", text)
+
+    def on_pool_edit_text_edited(self, text: str) -> None:
+        self.doc.set_field("listener_pool", text)
 
     def on_remove_button_clicked(self) -> None:
         self.on_view_delete_requested(self.view.current_row())
@@ -270,12 +385,43 @@ class GroupEditor(QWidget):
             self._set_quiet(self.timeout_spin, value)
         elif name == "retry_delay":
             self._set_quiet(self.retry_spin, value)
+        elif name.startswith("listener"):
+            self._show_listener(name, value)
         elif name == "round_robin":
             self.rr_check.blockSignals(True)
             self.rr_check.setChecked(bool(value))
             self.rr_check.blockSignals(False)
             self._update_weight_enabled()
             self.on_doc_members_changed()
+
+    def _show_listener(self, name: str, value: object) -> None:
+        if name == "listener":
+            self.listener_box.blockSignals(True)
+            self.listener_box.setChecked(bool(value))
+            self.listener_box.blockSignals(False)
+            self.listener_fields.setVisible(bool(value))
+        elif name == "listener_port":
+            self._set_quiet(self.port_spin, value if isinstance(value, int) else 0)
+        elif name == "listener_mode":
+            self.mode_combo.setCurrentIndex(max(0, self.mode_combo.findData(value)))
+        else:
+            edit = {"listener_bind": self.bind_edit, "listener_affinity": self.affinity_edit,
+                    "listener_pool": self.pool_edit}[name]
+            if edit.text() != value:
+                edit.setText(str(value))
+        http = self.doc.fields["listener_mode"] == "http"
+        self.affinity_edit.setEnabled(http)
+        self.affinity_edit.setPlaceholderText("none" if http else "HTTP mode only")
+        self._update_listener_preview()
+
+    def _update_listener_preview(self) -> None:
+        """How the group will be served, and — when that differs from the saved group — how it is now."""
+        now = self.doc.listener_summary()
+        was = self.doc.listener_summary(saved=True)
+        self.listener_text.setText(now)
+        changed = self.doc.base is not None and was != now
+        self.listener_was.setText(f"Saved: {was}" if changed else "")
+        self.listener_was.setVisible(changed)
 
     @staticmethod
     def _set_quiet(spin: QSpinBox, value: int) -> None:
@@ -313,6 +459,9 @@ class GroupEditor(QWidget):
         self._server_problems = []
         self.refusal.hide()
         self.show_problems()
+
+    def on_undo_stack_clean_changed(self, clean: bool) -> None:
+        self._update_listener_preview()  # a save moves "how it is served now"
 
     def _weight_editor(self, row: int) -> WeightEditor | None:
         w = self.view.indexWidget(self.model.index(row, MembersModel.COL_WEIGHT))

@@ -1,9 +1,14 @@
-"""The main window: profile picker, the connector browser, the group editor, and every network call.
+"""The main window: profile picker, the connector browser, the group editor, and the async plumbing.
+
+The window is given its collaborators by the composition root (:func:`balancedesk.gui.app.compose_window`)
+and shows what they own: the :class:`~balancedesk.gui.connection.ConnectionController` (profiles, login,
+server switching, the listing), the :class:`~balancedesk.gui.editing.EditingController` (the open group:
+new, save, delete, reload) and the :class:`~balancedesk.gui.live_opener.LiveOpener`. They tell the window
+what changed through their signals; the window answers them through the narrow
+:class:`~balancedesk.gui.host.WindowHost` interface (prompts, the status line, the editor's problems).
 
 All network work is a coroutine on the qasync loop started through :meth:`MainWindow.spawn`, which shows
-the busy state and turns failures into sentences in the status bar — the window never waits. Connecting
-and listing live in :mod:`balancedesk.gui.connection`, new/save/delete in :mod:`balancedesk.gui.editing`
-(both mixed in).
+the busy state and turns failures into sentences in the status bar — the window never waits.
 
 Startup path: importing this module must stay light — Qt and the browser only. The client stack (httpx,
 pydantic) comes from a preload thread (:mod:`balancedesk.gui.preload`); the group
@@ -14,9 +19,7 @@ when first opened. ``tests/gui/test_startup.py`` checks this.
 from __future__ import annotations
 
 import asyncio
-import functools
 import importlib.resources
-import importlib.util
 import os
 import sys
 import traceback
@@ -26,13 +29,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import shiboken6
 from balancedesk.gui.browser_model import BrowserFilter, BrowserModel
-from balancedesk.gui.catalog import Catalog
-from balancedesk.gui.connection import BENCH_ENV, ConnectionMixin, explain, is_expected
-from balancedesk.gui.editing import EditingMixin
-from balancedesk.gui.local_server import LocalServer
+from balancedesk.gui.connection import BENCH_ENV, explain, is_expected
 from balancedesk.gui.manage import install_menu as install_manage_menu
-from balancedesk.gui.profiles import Profile, ProfileStore, data_dir
-from balancedesk.gui.prompts import Prompter, Unsaved
+from balancedesk.gui.prompts import Prompter
 from balancedesk.gui.settings import app_settings
 from PySide6.QtCore import QModelIndex, Qt, Signal
 from PySide6.QtGui import QAction, QCloseEvent, QIcon, QKeySequence, QUndoGroup
@@ -54,15 +53,22 @@ from PySide6.QtWidgets import (
 
 if TYPE_CHECKING:
     from balancedesk.core.client import MgmtClient, Whoami
+    from balancedesk.core.model import Problem
+    from balancedesk.gui.catalog import Catalog
+    from balancedesk.gui.connection import ConnectionController
     from balancedesk.gui.document import GroupDocument
+    from balancedesk.gui.editing import EditingController
     from balancedesk.gui.editor import GroupEditor
     from balancedesk.gui.fleet.window import BalancersWindow
+    from balancedesk.gui.live_opener import LiveOpener
+    from balancedesk.gui.local_server import LocalServer
+    from balancedesk.gui.profiles import Profile
 
 T = TypeVar("T")
 
 
-class MainWindow(ConnectionMixin, EditingMixin, QMainWindow):
-    """Balance Desk's one window.
+class MainWindow(QMainWindow):
+    """Balance Desk's one window. Usable once :meth:`attach` has given it its collaborators.
 
     Signals:
         connected(str): a profile is connected; the argument is the server URL.
@@ -82,28 +88,91 @@ class MainWindow(ConnectionMixin, EditingMixin, QMainWindow):
     failed = Signal(str)
     closed = Signal()
 
-    def __init__(self, *, profiles: ProfileStore | None = None, local_data: Path | None = None) -> None:
+    def __init__(self) -> None:
         super().__init__()
         self.setObjectName("MainWindow")
         self.prompter = Prompter(self)
-        self.profile_store = profiles or ProfileStore()
-        self.local_data = local_data or data_dir()
-        self.local_server: LocalServer | None = None
-        self.client: MgmtClient | None = None
-        self.whoami: Whoami | None = None
-        self.profile: Profile | None = None
-        self.catalog = Catalog()
-        self.doc: GroupDocument | None = None
         self.editor: GroupEditor | None = None
         self.tasks: set[asyncio.Task[Any]] = set()
         self._busy = 0
         self._close_ok = False
-        self._live_import_failed = False
         self.balancers_window: BalancersWindow | None = None
         self.undo_group = QUndoGroup(self)
         self._build()
+
+    def attach(self, *, connection: ConnectionController, editing: EditingController, live: LiveOpener) -> None:
+        """Take the collaborators (once, from the composition root) and follow their signals."""
+        self.connection, self.editing, self.live = connection, editing, live
+        self._fill_profiles(connection.profiles())
+        connection.connected.connect(self.on_connection_connected)
+        connection.catalog_changed.connect(self.on_connection_catalog_changed)
+        connection.catalog_loaded.connect(self.on_connection_catalog_loaded)
+        connection.profiles_changed.connect(self.on_connection_profiles_changed)
+        editing.document_changed.connect(self.on_editing_document_changed)
+        editing.group_opened.connect(self.on_editing_group_opened)
+        editing.saved.connect(self.saved)
+        editing.deleted.connect(self.deleted)
+        live.availability_changed.connect(self._update_actions)
         self._update_actions()
         self._update_title()
+
+    # what the collaborators hold, read through the window (tests and other views read these) -----------
+    @property
+    def client(self) -> MgmtClient | None:
+        return self.connection.client
+
+    @property
+    def whoami(self) -> Whoami | None:
+        return self.connection.whoami
+
+    @property
+    def profile(self) -> Profile | None:
+        return self.connection.profile
+
+    @property
+    def catalog(self) -> Catalog:
+        return self.connection.catalog
+
+    @property
+    def local_server(self) -> LocalServer | None:
+        return self.connection.local_server
+
+    @property
+    def doc(self) -> GroupDocument | None:
+        return self.editing.doc
+
+    def launch_local_server(self) -> None:
+        self.connection.launch_local_server()
+
+    async def connect_profile(self, profile: Profile, *, password: str | None = None, remember: bool = False) -> None:
+        await self.connection.connect_profile(profile, password=password, remember=remember)
+
+    async def refresh_catalog(self) -> Catalog:
+        """List again (e.g. after the Manage window registered a connector)."""
+        return await self.connection.refresh_catalog()
+
+    async def new_group(self) -> bool:
+        return await self.editing.new_group()
+
+    async def save(self, *, overwrite: bool = False) -> bool:
+        return await self.editing.save(overwrite=overwrite)
+
+    async def delete_group(self) -> bool:
+        return await self.editing.delete_group()
+
+    def is_dirty(self) -> bool:
+        return self.editing.is_dirty()
+
+    # WindowHost (gui/host.py): what the collaborators ask of the window ------------------------------
+    def widget(self) -> QWidget:
+        return self
+
+    def show_problems(self) -> list[Problem]:
+        return self.editor.show_problems() if self.editor is not None else []
+
+    def show_server_problems(self, problems: list[Problem], message: str) -> None:
+        if self.editor is not None:
+            self.editor.set_server_problems(problems, message)
 
     # construction -----------------------------------------------------------------------------------
     def _build(self) -> None:
@@ -117,7 +186,6 @@ class MainWindow(ConnectionMixin, EditingMixin, QMainWindow):
         self.profile_combo = QComboBox()
         self.profile_combo.setAccessibleName("Connection profile")
         self.profile_combo.setMinimumContentsLength(14)
-        self._fill_profiles(self.profile_store.load())
         tb.addWidget(QLabel(" Server: "))
         tb.addWidget(self.profile_combo)
 
@@ -282,6 +350,69 @@ class MainWindow(ConnectionMixin, EditingMixin, QMainWindow):
     def show_message(self, text: str, *, error: bool = False) -> None:
         self.status_label.setText(("⚠ " if error else "") + text)
 
+    # connecting ------------------------------------------------------------------------------------
+    def _fill_profiles(self, profiles: list[Profile]) -> None:
+        self.profile_combo.blockSignals(True)
+        self.profile_combo.clear()
+        for p in profiles:
+            self.profile_combo.addItem(p.name, p)
+        self.profile_combo.addItem("New connection…", None)
+        self.profile_combo.blockSignals(False)
+
+    def on_profile_combo_activated(self, index: int) -> None:
+        self.spawn(self.connect_chosen(), "Connecting…")
+
+    def on_connect_action_triggered(self) -> None:
+        self.spawn(self.connect_chosen(), "Connecting…")
+
+    async def connect_chosen(self) -> None:
+        """Connect the profile chosen in the Server box, once unsaved edits are saved or discarded."""
+        profile = self.profile_combo.currentData()
+        if not await self.editing.confirm_leave():
+            return
+        await self.connection.connect_chosen(profile)
+
+    def on_connection_connected(self, url: str) -> None:
+        if self.profile is not None:
+            self._show_profile(self.profile)
+        self._update_title()
+        self.connected.emit(url)
+
+    def on_connection_profiles_changed(self, profiles: list[Profile]) -> None:
+        self._fill_profiles(profiles)
+        if self.profile is not None:
+            self._show_profile(self.profile)
+
+    def _show_profile(self, profile: Profile) -> None:
+        """The profile box names the server actually connected (adding a ``--url`` one if it is not listed)."""
+        combo = self.profile_combo
+        for i in range(combo.count()):
+            known = combo.itemData(i)
+            if known is not None and (known.name == profile.name or (profile.local and known.local)):
+                index = i
+                break
+        else:
+            index = max(0, combo.count() - 1)  # before "New connection…"
+            combo.insertItem(index, profile.name, profile)
+        combo.blockSignals(True)
+        combo.setCurrentIndex(index)
+        combo.blockSignals(False)
+
+    def on_connection_catalog_changed(self, catalog: Catalog) -> None:
+        self.browser_model.set_catalog(catalog)
+        self.browser.expandAll()
+        if self.doc is not None and self.doc.group_id:
+            self.select_in_browser(self.doc.group_id)
+        self._update_actions()
+        self._update_title()
+
+    def on_connection_catalog_loaded(self, groups: int) -> None:
+        self._update_actions()
+        self.catalog_loaded.emit(groups)
+
+    def on_reload_action_triggered(self) -> None:
+        self.spawn(self.editing.reload(), "Reloading…")
+
     # browsing and opening ----------------------------------------------------------------------------
     def on_filter_edit_text_changed(self, text: str) -> None:
         self.browser_filter.setFilterFixedString(text)
@@ -298,6 +429,10 @@ class MainWindow(ConnectionMixin, EditingMixin, QMainWindow):
             return
         self.spawn(self.open_group(cid), f"Opening {c.label}…")
 
+    async def open_group(self, connector_id: str) -> None:
+        if not await self.editing.open_group(connector_id) and self.doc is not None and self.doc.group_id:
+            self.select_in_browser(self.doc.group_id)  # the user kept the open group
+
     def select_in_browser(self, connector_id: str) -> None:
         row = self.browser_model.group_row(connector_id)
         if row < 0:
@@ -308,38 +443,34 @@ class MainWindow(ConnectionMixin, EditingMixin, QMainWindow):
         self.browser.selectionModel().blockSignals(False)
         self.browser.viewport().update()
 
-    async def confirm_leave(self) -> bool:
-        """True when the editor may be replaced (nothing unsaved, saved now, or discarded)."""
-        doc = self.doc
-        if doc is None or not self.is_dirty():
-            return True
-        answer = await self.prompter.unsaved(doc.fields["label"] or "The new group")
-        if answer is Unsaved.CANCEL:
-            return False
-        if answer is Unsaved.SAVE:
-            return await self.save()
-        return True
+    def _clear_browser_selection(self) -> None:
+        self.browser.selectionModel().blockSignals(True)
+        self.browser.clearSelection()
+        self.browser.setCurrentIndex(QModelIndex())
+        self.browser.selectionModel().blockSignals(False)
 
-    async def open_group(self, connector_id: str) -> None:
-        if not await self.confirm_leave():
-            if self.doc is not None and self.doc.group_id:
-                self.select_in_browser(self.doc.group_id)
-            return
-        from balancedesk.gui.document import GroupDocument
+    # the editor ---------------------------------------------------------------------------------------
+    def on_new_action_triggered(self) -> None:
+        self.spawn(self.editing.new_group(), "")
 
-        connector, etag = await self._client().get_connector(connector_id)
-        self.set_document(GroupDocument(base=connector, etag=etag, catalog=self.catalog,
-                                        server=self._server_url(),
-                                        owner=connector.owner, parent=self))
+    def on_save_action_triggered(self) -> None:
+        self.spawn(self.editing.save(), "Saving…")
 
-    def set_document(self, doc: GroupDocument | None) -> None:
-        old_doc, old_editor = self.doc, self.editor
-        self.doc, self.editor = doc, None
+    def on_delete_action_triggered(self) -> None:
+        self.spawn(self.editing.delete_group(), "Deleting…")
+
+    def on_editor_add_member_requested(self) -> None:
+        self.spawn(self.editing.pick_member(), "")
+
+    def on_editing_document_changed(self, doc: GroupDocument | None) -> None:
+        """Show ``doc`` in a new editor (or the placeholder), dropping the previous editor."""
+        old_editor, self.editor = self.editor, None
+        for stack in list(self.undo_group.stacks()):
+            self.undo_group.removeStack(stack)
         if doc is not None:
             from balancedesk.gui.editor import GroupEditor  # the editor's widgets load with the first group
 
-            is_admin = self.whoami is not None and self.whoami.is_admin
-            self.editor = GroupEditor(doc, can_change_owner=is_admin)
+            self.editor = GroupEditor(doc, can_change_owner=self.connection.is_admin)
             self.editor.add_member_requested.connect(self.on_editor_add_member_requested)
             self.stack.addWidget(self.editor)
             self.stack.setCurrentWidget(self.editor)
@@ -348,19 +479,23 @@ class MainWindow(ConnectionMixin, EditingMixin, QMainWindow):
             doc.undo_stack.cleanChanged.connect(self.on_undo_stack_clean_changed)
             doc.field_changed.connect(self.on_doc_field_changed)
             self.editor.show_problems(display=doc.group_id is not None)  # a new form opens without errors
-            if doc.group_id:
-                self.select_in_browser(doc.group_id)
-            self.group_opened.emit(doc.group_id or "")
+            if doc.group_id is None:
+                self._clear_browser_selection()
+                self.editor.label_edit.setFocus()
         else:
             self.stack.setCurrentWidget(self.placeholder)
         if old_editor is not None:
             self.stack.removeWidget(old_editor)
             old_editor.deleteLater()
-        if old_doc is not None:
-            self.undo_group.removeStack(old_doc.undo_stack)
-            old_doc.deleteLater()
         self._update_actions()
         self._update_title()
+
+    def on_editing_group_opened(self, connector_id: str) -> None:
+        if connector_id:
+            self.select_in_browser(connector_id)
+        self._update_actions()
+        self._update_title()
+        self.group_opened.emit(connector_id)
 
     def on_doc_field_changed(self, name: str) -> None:
         if name == "label":
@@ -370,65 +505,35 @@ class MainWindow(ConnectionMixin, EditingMixin, QMainWindow):
         self._update_actions()
         self._update_title()
 
-    def is_dirty(self) -> bool:
-        return self.doc is not None and (self.doc.base is None or not self.doc.undo_stack.isClean())
-
     def _update_title(self) -> None:
-        where = self.profile.name if self.profile is not None else "not connected"
-        if self.doc is None:
+        profile = self.connection.profile
+        where = profile.name if profile is not None else "not connected"
+        doc = self.doc
+        if doc is None:
             self.setWindowTitle(f"Balance Desk — {where}")
         else:
-            label = self.doc.fields["label"] or "New group"
+            label = doc.fields["label"] or "New group"
             self.setWindowTitle(f"{label}[*] — Balance Desk — {where}")
-        self.setWindowModified(self.is_dirty())
+        self.setWindowModified(doc is not None and self.is_dirty())
 
     def _update_actions(self) -> None:
         connected = self.client is not None
-        has_doc = self.doc is not None
-        saved_group = has_doc and self.doc is not None and self.doc.group_id is not None
+        saved_group = self.doc is not None and self.doc.group_id is not None
         self.reload_action.setEnabled(connected)
         self.new_action.setEnabled(connected)
         self.save_action.setEnabled(connected and self.is_dirty() and not self.busy)
         self.delete_action.setEnabled(connected and saved_group and not self.busy)
-        live = connected and saved_group and not self._live_import_failed and self._live_available()
         self.balancers_action.setEnabled(connected)
+        live = self.live.can_open()
         self.run_local_action.setEnabled(live)
         self.attach_action.setEnabled(live)
 
-    @staticmethod
-    @functools.cache
-    def _live_available() -> bool:  # asked on every busy change: look on disk once
-        try:
-            return importlib.util.find_spec("balancedesk.gui.live") is not None
-        except (ImportError, ValueError):
-            return False
-
     # live view (issue 5) ----------------------------------------------------------------------------------
     def on_run_local_action_triggered(self) -> None:
-        self._open_live()
+        self.live.open()
 
     def on_attach_action_triggered(self) -> None:
-        self._open_live()
-
-    def _open_live(self) -> None:
-        doc = self.doc
-        if doc is None or doc.base is None or self.client is None:
-            return
-        try:
-            from balancedesk.gui.live import open_live_view
-        except ImportError as exc:
-            self._live_import_failed = True
-            self._update_actions()
-            self.show_message(f"The live view is not available in this installation ({exc}).", error=True)
-            return
-        group = doc.base
-        members = group.connector_group.members if group.connector_group is not None else ()
-        endpoints = {m.member_id: self.catalog.endpoint(m.member_id) for m in members
-                     if self.catalog.endpoint(m.member_id)}
-        is_admin = self.whoami is not None and self.whoami.is_admin  # the pool routes are Administrators' (and tokens')
-        pool = group.listener.pool if group.listener is not None and is_admin else None
-        labels = {m.member_id: self.catalog.label(m.member_id) for m in members}
-        open_live_view(parent=self, group=group, endpoints=endpoints, mgmt=self.client, pool=pool, labels=labels)
+        self.live.open()
 
     # the fleet (issue 11) -------------------------------------------------------------------------
     def on_balancers_action_triggered(self) -> None:
@@ -465,7 +570,7 @@ class MainWindow(ConnectionMixin, EditingMixin, QMainWindow):
         event.ignore()
 
         async def ask() -> None:
-            if await self.confirm_leave():
+            if await self.editing.confirm_leave():
                 self._close_ok = True
                 self.close()
 
@@ -490,10 +595,7 @@ class MainWindow(ConnectionMixin, EditingMixin, QMainWindow):
     async def shutdown(self) -> None:
         """Close the live windows (each stops the children it started), close the client, cancel work,
         stop the embedded server (SIGTERM, waited for). Awaited on the running loop before the app ends."""
-        if "balancedesk.gui.live.window" in sys.modules:  # a live view was opened: close every one
-            from balancedesk.gui.live.window import close_all_live_windows
-
-            await close_all_live_windows()
+        await self.live.shutdown()
         fleet = self.balancers_window
         if fleet is not None and shiboken6.isValid(fleet):
             await fleet.aclose()
@@ -503,7 +605,4 @@ class MainWindow(ConnectionMixin, EditingMixin, QMainWindow):
             await stop_all()
         for task in list(self.tasks):
             task.cancel()
-        await self.disconnect_client()
-        server, self.local_server = self.local_server, None
-        if server is not None and shiboken6.isValid(server):
-            server.stop()
+        await self.connection.shutdown()

@@ -3,7 +3,8 @@
 Without a DISPLAY it re-runs itself under ``xvfb-run`` (1280×800). For each theme it starts a fresh
 embedded management server with the demo data on 127.0.0.1, opens the app window, connects, opens the
 first group, and saves both the window grab and the X screen (``import -window root``) to
-docs/screenshots/. Everything it starts it stops.
+docs/screenshots/; then it turns the group's listener on (a port, HTTP mode) and saves that grab too
+(``editor-listener-*.png``). Everything it starts it stops.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ def main() -> int:
 
 def shoot(theme: str) -> int:
     import qasync
-    from balancedesk.gui.main_window import MainWindow
+    from balancedesk.gui.app import compose_window
     from balancedesk.gui.theme import apply_theme
     from PySide6.QtWidgets import QApplication
 
@@ -45,7 +46,7 @@ def shoot(theme: str) -> int:
     apply_theme(app, theme)
     loop = qasync.QEventLoop(app)
     asyncio.set_event_loop(loop)
-    window = MainWindow(local_data=tmp / "data")
+    window = compose_window(local_data=tmp / "data")
     window.resize(1280, 770)
     window.move(0, 0)
     window.show()
@@ -69,13 +70,23 @@ def shoot(theme: str) -> int:
         if shutil.which("import") and os.environ.get("DISPLAY"):
             shot = ["import", "-window", "root", str(OUT / f"screen-{theme}.png")]
             await asyncio.to_thread(subprocess.run, shot, check=False)
+        # the listener (issue 11): served by the default pool on a port, in HTTP mode — a preview beside
+        # the saved "not served", an edit that can be undone
+        editor.refusal.hide()
+        doc = editor.doc
+        doc.set_field("listener", True)
+        doc.set_field("listener_port", 8443)
+        doc.set_field("listener_mode", "http")
+        editor.port_spin.setFocus()
+        await asyncio.sleep(0.5)
+        window.grab().save(str(OUT / f"editor-listener-{theme}.png"))
         await window.shutdown()
 
     with loop:
         loop.run_until_complete(scene())
     window.deleteLater()
     shutil.rmtree(tmp, ignore_errors=True)
-    print(f"wrote {OUT}/editor-{theme}.png")
+    print(f"wrote {OUT}/editor-{theme}.png and editor-listener-{theme}.png")
     return 0
 
 

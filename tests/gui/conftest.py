@@ -148,13 +148,13 @@ def arun(qloop: asyncio.AbstractEventLoop, qtbot: object) -> Callable[..., objec
 def window(qtbot: Any, arun: Callable[..., Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     """The main window, shown, with its own config folder and canned answers to every question
     (``tests.gui.editor_support.CannedPrompter``); shut down (children stopped) at teardown."""
-    from balancedesk.gui.main_window import MainWindow
+    from balancedesk.gui.app import compose_window
     from balancedesk.gui.profiles import ProfileStore
 
     from tests.gui.editor_support import CannedPrompter
 
     monkeypatch.setenv("BALANCEDESK_CONFIG", str(tmp_path / "config"))
-    w = MainWindow(profiles=ProfileStore(tmp_path / "config"), local_data=tmp_path / "local")
+    w = compose_window(profiles=ProfileStore(tmp_path / "config"), local_data=tmp_path / "local")
     w.prompter = CannedPrompter()  # type: ignore[assignment]
     qtbot.addWidget(w)
     w.show()

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from balancedesk.gui.app import compose_window
 from balancedesk.gui.main_window import MainWindow
 from balancedesk.gui.profiles import ProfileStore, local_profile
 
@@ -28,7 +29,7 @@ def test_the_generated_password_is_shown_once(window: MainWindow, qtbot: Any, ar
     assert prompter.kinds().count("first_password") == 1
     arun(window.shutdown())
 
-    again = MainWindow(profiles=ProfileStore(tmp_path / "config"), local_data=tmp_path / "local")
+    again = compose_window(profiles=ProfileStore(tmp_path / "config"), local_data=tmp_path / "local")
     again.prompter = CannedPrompter()  # type: ignore[assignment]
     qtbot.addWidget(again)
     try:

@@ -112,8 +112,8 @@ def test_a_document_is_never_saved_to_a_server_it_was_not_loaded_from(
     # the client is swapped under the open document (as a reconnect to another server would do)
     assert window.client is not None
     arun(window.client.aclose())
-    window.client = MgmtClient(second_server.url, "admin", second_server.password)
-    window.profile = Profile(name="b", url=second_server.url, user="admin")
+    window.connection.client = MgmtClient(second_server.url, "admin", second_server.password)
+    window.connection.profile = Profile(name="b", url=second_server.url, user="admin")
     assert arun(window.save()) is False
     assert "belongs to" in window.status_label.text()
     b = MgmtClient(second_server.url, "admin", second_server.password)

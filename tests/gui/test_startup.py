@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from balancedesk.gui.app import compose_window
 from balancedesk.gui.main_window import MainWindow
 from balancedesk.gui.profiles import ProfileStore, local_profile
 
@@ -57,10 +58,10 @@ def test_building_and_showing_the_window_stays_light(tmp_path: Path) -> None:
     loaded = imported_after(
         "from PySide6.QtWidgets import QApplication\n"
         "app = QApplication([])\n"
-        "from balancedesk.gui.main_window import MainWindow\n"
+        "from balancedesk.gui.app import compose_window\n"
         "from balancedesk.gui.profiles import ProfileStore\n"
         "from pathlib import Path\n"
-        f"w = MainWindow(profiles=ProfileStore(Path({str(tmp_path)!r})), local_data=Path({str(tmp_path)!r}))\n"
+        f"w = compose_window(profiles=ProfileStore(Path({str(tmp_path)!r})), local_data=Path({str(tmp_path)!r}))\n"
         "w.show()\n"
         "app.processEvents()\n"
         "w.close()\n"
@@ -74,7 +75,7 @@ Run = Callable[..., Any]
 
 @pytest.fixture
 def window(qtbot: Any, arun: Run, tmp_path: Path) -> Any:
-    w = MainWindow(profiles=ProfileStore(tmp_path / "config"), local_data=tmp_path / "local")
+    w = compose_window(profiles=ProfileStore(tmp_path / "config"), local_data=tmp_path / "local")
     qtbot.addWidget(w)
     yield w
     arun(w.shutdown())
