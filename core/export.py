@@ -373,7 +373,7 @@ def _password(args: argparse.Namespace) -> str:
         return value
     if args.password_file is not None:
         try:
-            return args.password_file.read_text().strip()
+            return str(args.password_file.read_text().strip())
         except OSError as exc:
             raise SourceError(f"cannot read {args.password_file}: {exc.strerror}") from None
     raise SourceError("--user needs --password-env VAR or --password-file F")

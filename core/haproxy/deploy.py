@@ -25,6 +25,7 @@ The rules, in order, for each instance:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import os
 import re
@@ -188,10 +189,9 @@ async def reload(instance: Instance, *, deadline_s: float = RELOAD_DEADLINE_S) -
         before = await show_proc(instance.master)
         master_before = next(p for p in before if p.kind == "master")
         seen = {p.pid for p in before}
-        try:
+        # the master re-executes itself and may close the CLI connection before answering
+        with contextlib.suppress(RuntimeUnavailable):
             await RuntimeClient(instance.master, timeout=deadline_s).call("reload")
-        except RuntimeUnavailable:
-            pass  # the master re-executes itself and may close the CLI connection before answering
         give_up = time.monotonic() + deadline_s
         while True:
             try:

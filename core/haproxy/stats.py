@@ -143,7 +143,7 @@ def snapshot(backend: str, stat: Sequence[Mapping[str, str]], states: Sequence[M
         version=version,
         group={"connectorID": group_id_of(backend),
                "members": [{"memberID": m.member_id, "sequence": m.sequence,
-                            "weight": _int(by_name.get(r["svname"], {}).get("srv_iweight") or m.weight)}
+                            "weight": _int(by_name.get(r["svname"], {}).get("srv_iweight")) or m.weight}
                            for m, r in zip(members, rows, strict=True)]},
         mode=mode,
         listen="",

@@ -9,18 +9,17 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "proxy"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import asyncio  # noqa: E402
-import contextlib  # noqa: E402
-import functools  # noqa: E402
-import os  # noqa: E402
-import signal  # noqa: E402
-from collections.abc import Callable, Iterator  # noqa: E402
+import asyncio
+import contextlib
+import functools
+import os
+import signal
+from collections.abc import Callable, Iterator
 
-import pytest  # noqa: E402
-from haproxykit import HAPROXY, RunningHaproxy, start_haproxy  # noqa: E402
-from lbkit import Spawn, StartUpstream, start_upstream  # noqa: E402
-
-from balancedesk.core.haproxy.deploy import show_proc  # noqa: E402
+import pytest
+from balancedesk.core.haproxy.deploy import show_proc
+from haproxykit import HAPROXY, RunningHaproxy, start_haproxy
+from lbkit import Spawn, StartUpstream, start_upstream
 
 
 @pytest.fixture

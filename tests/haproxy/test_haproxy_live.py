@@ -16,14 +16,13 @@ from collections import Counter
 from typing import Any
 
 import pytest
-from haproxykit import RunningHaproxy, check_config_file
-from lbkit import DEADLINE, Upstream, wait_until
-
 from balancedesk.core.engines import Engine, EngineRefused
 from balancedesk.core.haproxy.deploy import DeployError, deploy, show_proc
 from balancedesk.core.haproxy.engine import HaproxyEngine
 from balancedesk.core.model import BalancerConfig, parse_balancer_config
 from balancedesk.core.proxy.contract import Snapshot, parse_event
+from haproxykit import RunningHaproxy, check_config_file
+from lbkit import DEADLINE, Upstream, wait_until
 
 GROUP_ID = "g-hap"
 BACKEND = f"bd_{GROUP_ID}"
