@@ -15,6 +15,8 @@ sequence failover      first member primary, the rest ``backup``    first member
 connectionTimeout      ``proxy_connect_timeout`` (0 → 75 s cap)     ``timeout connect`` (0 → 1 h)
 retryDelay             ``max_fails=1 fail_timeout=retryDelay``      ``observe layer4 … on-error mark-down``,
                        (0 → ``max_fails=0``: never disabled)        re-checked every retryDelay
+listener.healthCheck   (nginx OSS has no active checks: passive)    ``check inter fall rise``, ``timeout check``;
+                                                                    http: ``option httpchk`` + ``expect status``
 all disabled → try all nginx answers 502 instead                    HAProxy answers 503 instead
 affinity header        ``hash $http_<name> consistent``             ``balance hdr(<name>)``, ``hash-type consistent``
 =====================  ===========================================  ============================================
@@ -70,6 +72,11 @@ def _hostport(endpoint: str) -> str:
 
 def _header_var(header: str) -> str:
     return "$http_" + header.lower().replace("-", "_")
+
+
+def _ms(seconds: float) -> str:
+    """A duration as HAProxy writes it, in whole milliseconds (``500ms``)."""
+    return f"{max(1, round(seconds * 1000))}ms"
 
 
 def map_weights(weights: list[int], high: int) -> tuple[list[int], bool]:
@@ -273,11 +280,19 @@ def haproxy_sections(cfg: BalancerConfig, *, mode: str, listen: str, affinity_he
         out.append("    hash-type consistent")
     else:
         out.append("    balance roundrobin")
+    hc = cfg.listener.health_check
+    if hc is not None:
+        out.append(f"    timeout check {_ms(hc.timeout)}")
+        if hc.type == "http" and mode == "http":
+            out.append(f"    option httpchk GET {hc.path}")
+            out.append(f"    http-check expect status {hc.expect_status}")
     for i, (m, server, weight) in enumerate(zip(ordered, server_names(ordered), mapped, strict=True)):
         parts = [f"server {server} {_hostport(cfg.endpoints[m.member_id])}"]
         if group.round_robin or affinity_header:
             parts.append(f"weight {weight}")
-        if group.retry_delay:
+        if hc is not None:
+            parts.append(f"check inter {_ms(hc.interval)} fall {hc.fall} rise {hc.rise}")
+        elif group.retry_delay:
             parts.append(
                 f"check inter {group.retry_delay}s fall 1 rise 1 observe layer4 error-limit 1 on-error mark-down"
             )

@@ -57,6 +57,17 @@ def parse_address(text: str) -> Address:
     return Address(host=host, port=port)
 
 
+def haproxy_problem(address: str, backend: str) -> str:
+    """Why ``address`` + ``backend`` cannot name an HAProxy backend to watch ("" when they can)."""
+    try:
+        parse_address(address)
+    except ValueError as exc:
+        return f"HAProxy stats socket: a path or host:port ({exc})"
+    if not backend or any(ch.isspace() or ch == "/" for ch in backend):
+        return "HAProxy backend: the backend's name (e.g. bd_<group ID>), without spaces or /"
+    return ""
+
+
 class RuntimeClient:
     """Commands to one HAProxy socket: ``await RuntimeClient("/run/haproxy.sock").call("show info")``."""
 

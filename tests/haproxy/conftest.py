@@ -9,15 +9,15 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "proxy"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import asyncio
 import contextlib
 import functools
 import os
 import signal
+import socket
 from collections.abc import Callable, Iterator
 
 import pytest
-from balancedesk.core.haproxy.deploy import show_proc
+from balancedesk.core.haproxy.deploy import parse_show_proc
 from haproxykit import HAPROXY, RunningHaproxy, start_haproxy
 from lbkit import Spawn, StartUpstream, start_upstream
 
@@ -44,9 +44,16 @@ def haproxy(spawn: Spawn, tmp_path: Path) -> Iterator[Callable[..., RunningHapro
         started.append(h)
         return h
 
-    def note_workers(h: RunningHaproxy) -> None:
-        with contextlib.suppress(Exception):
-            workers.update(p.pid for p in asyncio.run(show_proc(h.master)) if p.kind == "worker")
+    def note_workers(h: RunningHaproxy) -> None:  # plain sockets: a test's event loop may still be running
+        with contextlib.suppress(OSError), socket.socket(socket.AF_UNIX) as s:
+            s.settimeout(5)
+            s.connect(h.master)
+            s.sendall(b"show proc\n")
+            s.shutdown(socket.SHUT_WR)
+            answer = b""
+            while chunk := s.recv(65536):
+                answer += chunk
+            workers.update(p.pid for p in parse_show_proc(answer.decode()) if p.kind == "worker")
 
     yield _start
     for h in started:
