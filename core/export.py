@@ -361,14 +361,26 @@ class SourceError(Exception):
     """The group could not be read: the message says why (printed after ``balancedesk <command>:``)."""
 
 
+@dataclass(frozen=True)
+class Loaded:
+    config: BalancerConfig
+    pool: str | None = None  # from the management API: the pool it was read from …
+    version: int | None = None  # … and the group's saved version there
+
+
 def load_source(args: argparse.Namespace) -> BalancerConfig:
     """The group from ``--config FILE`` or from ``--api URL --group ID`` with its credentials."""
+    return load_group(args).config
+
+
+def load_group(args: argparse.Namespace) -> Loaded:
+    """:func:`load_source`, with the pool and saved version when the group came from the API."""
     if (args.config is None) == (args.api is None):
         raise SourceError("give --config FILE or --api URL --group ID (one of them)")
     if args.config is not None:
         try:
             raw: Any = json.loads(args.config.read_text())
-            return parse_balancer_config(raw)
+            return Loaded(parse_balancer_config(raw))
         except OSError as exc:
             raise SourceError(f"cannot read {args.config}: {exc.strerror}") from None
         except json.JSONDecodeError as exc:
@@ -394,7 +406,7 @@ def _password(args: argparse.Namespace) -> str:
     raise SourceError("--user needs --password-env VAR or --password-file F")
 
 
-async def _from_api(args: argparse.Namespace) -> BalancerConfig:
+async def _from_api(args: argparse.Namespace) -> Loaded:
     from balancedesk.core.client import ApiError, ApiUnavailable, MgmtClient
     from balancedesk.core.fleet import BALANCER_TOKEN_PREFIX
 
@@ -425,7 +437,7 @@ async def _from_api(args: argparse.Namespace) -> BalancerConfig:
     except ApiUnavailable as exc:
         raise SourceError(f"cannot reach {args.api}: {exc}") from None
     assert found is not None  # no If-None-Match was sent
-    return found[0].config
+    return Loaded(found[0].config, pool or "default", found[0].version)
 
 
 def write_atomically(path: Path, text: str) -> None:

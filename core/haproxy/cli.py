@@ -85,16 +85,18 @@ def _fail(message: str, code: int = 2) -> int:
 
 
 def _deploy(args: argparse.Namespace) -> int:
-    from balancedesk.core.export import SourceError, load_source
-    from balancedesk.core.haproxy.deploy import deploy
+    from balancedesk.core.export import SourceError, load_group
+    from balancedesk.core.haproxy.deploy import Origin, deploy
 
     try:
         instances = load_instances(args)
-        cfg = load_source(args)
+        loaded = load_group(args)
     except (SourceError, ValueError) as exc:
         return _fail(str(exc))
+    cfg = loaded.config
+    origin = Origin(loaded.pool, loaded.version) if loaded.pool is not None and loaded.version is not None else None
     try:
-        results = asyncio.run(deploy(cfg, instances))
+        results = asyncio.run(deploy(cfg, instances, origin=origin))
     except DeployError as exc:
         return _fail(str(exc), 1)
     except ValueError as exc:

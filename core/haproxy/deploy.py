@@ -8,9 +8,11 @@ group's frontend binds on that instance (default: the group's listener).
 The rules, in order, for each instance:
 
 1. The group's ``frontend`` + ``backend`` (``core.export.haproxy_sections``) go between two marker lines
-   naming the group, ``# BEGIN balancedesk group <ID> version <N>`` … ``# END balancedesk group <ID>``; an
-   existing section of that group is replaced in place, otherwise it is appended. Nothing outside the
-   markers changes (byte for byte). ``N`` rises by one when the section's text changes.
+   naming the group, ``# BEGIN balancedesk group <ID> version <N> [pool <P> saved <V>]`` … ``# END
+   balancedesk group <ID>``; an existing section of that group is replaced in place, otherwise it is
+   appended. Nothing outside the markers changes (byte for byte). ``N`` rises by one when the section's text
+   changes; ``pool``/``saved`` (a group read from the management API) name the group's pool and its saved
+   version there — the version the fleet view compares, as it does a balancer's applied version.
 2. The new text is written to a temporary file beside the config and checked with ``haproxy -c -f``. If
    HAProxy refuses it, nothing is written and :class:`DeployError` carries HAProxy's own message (the temp
    file's name replaced by the config's). With several instances, every one is checked before any is written.
@@ -40,7 +42,8 @@ from balancedesk.core.export import haproxy_names, haproxy_sections, server_name
 from balancedesk.core.haproxy.runtime import RuntimeClient, RuntimeRefused, RuntimeUnavailable
 from balancedesk.core.model import BalancerConfig
 
-BEGIN_RE = re.compile(r"^# BEGIN balancedesk group (?P<id>\S+) version (?P<version>\d+)\s*$", re.M)
+BEGIN_RE = re.compile(r"^# BEGIN balancedesk group (?P<id>\S+) version (?P<version>\d+)"
+                      r"(?: pool (?P<pool>\S+) saved (?P<saved>\d+))?\s*$", re.M)
 RELOAD_DEADLINE_S = 20.0
 CHECK_DEADLINE_S = 30.0
 
@@ -70,6 +73,16 @@ class Section:
     group_id: str
     version: int
     text: str  # between the markers
+    pool: str | None = None  # deployed from the management API: the group's pool …
+    saved: int | None = None  # … and its saved version there (what the fleet view compares)
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where a deployed group came from: its pool and saved version (from the management API), if known."""
+
+    pool: str
+    saved: int
 
 
 @dataclass
@@ -98,18 +111,21 @@ def sections(text: str) -> list[Section]:
     for m in BEGIN_RE.finditer(text):
         end = text.find("\n" + _end(m["id"]), m.end())
         if end >= 0:
-            out.append(Section(m["id"], int(m["version"]), text[m.end() + 1:end + 1]))
+            out.append(Section(m["id"], int(m["version"]), text[m.end() + 1:end + 1], m["pool"],
+                               None if m["saved"] is None else int(m["saved"])))
     return out
 
 
-def with_section(text: str, group_id: str, body: str) -> tuple[str, int, bool]:
+def with_section(text: str, group_id: str, body: str, origin: Origin | None = None) -> tuple[str, int, bool]:
     """``text`` with the group's managed section set to ``body``: (new text, its version, whether it changed)."""
     body = body if body.endswith("\n") else body + "\n"
     old = next((s for s in sections(text) if s.group_id == group_id), None)
-    if old is not None and old.text == body:
+    same_origin = old is not None and (origin is None or (old.pool, old.saved) == (origin.pool, origin.saved))
+    if old is not None and old.text == body and same_origin:
         return text, old.version, False
     version = old.version + 1 if old is not None else 1
-    block = f"# BEGIN balancedesk group {group_id} version {version}\n{body}{_end(group_id)}\n"
+    where = f" pool {origin.pool} saved {origin.saved}" if origin is not None else ""
+    block = f"# BEGIN balancedesk group {group_id} version {version}{where}\n{body}{_end(group_id)}\n"
     if old is None:
         sep = "" if not text or text.endswith("\n\n") else ("\n" if text.endswith("\n") else "\n\n")
         return text + sep + block, version, True
@@ -235,7 +251,8 @@ async def confirm_backend(instance: Instance, cfg: BalancerConfig, *, deadline_s
         await asyncio.sleep(0.1)  # polling the stats socket until the deadline
 
 
-async def deploy(cfg: BalancerConfig, instances: list[Instance], *, binary: str | None = None) -> list[Result]:
+async def deploy(cfg: BalancerConfig, instances: list[Instance], *, binary: str | None = None,
+                 origin: Origin | None = None) -> list[Result]:
     """Deploy ``cfg`` to every instance: all checked first (nothing written if one fails), then each
     written, reloaded and confirmed in turn. A section already as deployed is neither written nor reloaded."""
     if cfg.connector_id is None:
@@ -247,7 +264,7 @@ async def deploy(cfg: BalancerConfig, instances: list[Instance], *, binary: str 
             text = inst.config.read_text()
         except OSError as exc:
             raise DeployError(f"{inst.title}: cannot read {inst.config}: {exc.strerror}") from None
-        new, version, changed = with_section(text, cfg.connector_id, section_for(cfg, inst))
+        new, version, changed = with_section(text, cfg.connector_id, section_for(cfg, inst), origin)
         if changed:
             check_config(new, inst.config, binary)
         plans.append((inst, new, version, changed))

@@ -1,7 +1,7 @@
 """What an HAProxy instance runs, as one JSON object: the fleet view's row and ``balancedesk haproxy status``.
 
-``{"name", "config", "groups": [{"connectorID", "version", "digest"}], "version", "workers", "uptime_s",
-"error"}`` — ``groups`` from the config file's managed sections (:func:`.deploy.sections`); ``version``
+``{"name", "config", "groups": [{"connectorID", "version", "digest", "pool", "saved"}], "version", "workers",
+"uptime_s", "error"}`` — ``groups`` from the config file's managed sections (:func:`.deploy.sections`); ``version``
 (HAProxy's), ``workers`` and ``uptime_s`` from the master CLI (``show proc``) or else the stats socket
 (``show info``); ``error`` says why those are missing (a socket that does not answer). The GUI polls the
 instances it is configured with (no agent runs beside HAProxy): the file is read and the sockets asked on
@@ -21,8 +21,8 @@ async def instance_status(instance: Instance) -> dict[str, Any]:
                            "workers": [], "uptime_s": None, "error": None}
     try:
         text = instance.config.read_text()
-        out["groups"] = [{"connectorID": s.group_id, "version": s.version, "digest": fingerprint(s.text)}
-                         for s in sections(text)]
+        out["groups"] = [{"connectorID": s.group_id, "version": s.version, "digest": fingerprint(s.text),
+                          "pool": s.pool, "saved": s.saved} for s in sections(text)]
     except OSError as exc:
         out["error"] = f"cannot read {instance.config}: {exc.strerror}"
     try:

@@ -18,6 +18,7 @@ from balancedesk.gui.fleet.models import INSTANCE_COL_DRIFT, groups_model, insta
 from balancedesk.gui.fleet.poller import FleetPoller
 from balancedesk.gui.fleet.rows import InstanceRow
 from balancedesk.gui.fleet.tokens import TokenPanel, TokenShownDialog
+from balancedesk.gui.haproxy_fleet import is_haproxy_row
 from PySide6.QtCore import QEvent, QItemSelection, Qt, Signal
 from PySide6.QtGui import QCloseEvent, QHideEvent, QShowEvent
 from PySide6.QtWidgets import (
@@ -213,7 +214,8 @@ class BalancersWindow(QMainWindow):
     def _show_detail(self) -> None:
         cid = self.chosen()
         row = next((r for r in self.rows if r.instance_id == cid), None)
-        self.open_live.setEnabled(row is not None and not row.lost and row.info.has_admin_token)
+        self.open_live.setEnabled(row is not None and not row.lost and (
+            row.info.has_admin_token or is_haproxy_row(row.instance_id)))  # HAProxy: its stats socket
         if row is None:
             self.groups.set_rows([])
             self.overrides.clear()
@@ -252,6 +254,8 @@ class BalancersWindow(QMainWindow):
                 self.say(f"{row.instance_id} serves no group yet: nothing to watch.", error=True)
                 return None
             connector_id = group_row.connector_id
+        if is_haproxy_row(row.instance_id):
+            return await self._open_haproxy_live(row.instance_id, connector_id)
         try:
             admin = await self.client.balancer_admin(row.instance_id)
             group, _etag = await self.client.get_connector(connector_id)
@@ -272,6 +276,17 @@ class BalancersWindow(QMainWindow):
         win = open_live_view(parent=self, group=group, endpoints=endpoints, client=client,
                              mgmt=self.client, pool=row.info.pool, instance=row.instance_id)
         self.say(f"Live view of {connector_id} on {row.instance_id} opened.")
+        self.live_opened.emit(win)
+        return win
+
+    async def _open_haproxy_live(self, instance_id: str, connector_id: str) -> QWidget | None:
+        from balancedesk.gui.haproxy_fleet import open_haproxy_live
+
+        win = await open_haproxy_live(self, self.client, instance_id, connector_id)
+        if isinstance(win, str):
+            self.say(win, error=True)
+            return None
+        self.say(f"Live view of {connector_id} on {instance_id} opened.")
         self.live_opened.emit(win)
         return win
 

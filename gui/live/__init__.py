@@ -47,13 +47,14 @@ def open_live_view(
     even with a parent, and stops every child process it started when it closes.
     """
     from balancedesk.core.client import MgmtClient
+    from balancedesk.core.haproxy.engine import HaproxyEngine
 
     win = LiveWindow(group=group, endpoints=dict(endpoints), parent=parent,
                      mgmt=mgmt if isinstance(mgmt, MgmtClient) else None, pool=pool, instance=instance)
     if parent is not None:
         win.setWindowFlag(Qt.WindowType.Window, True)
     win.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose, parent is not None)
-    if isinstance(client, AdminClient):
+    if isinstance(client, AdminClient | HaproxyEngine):  # core.engines.Engine: either engine
         win.attach_client(client)
     win.show()
     return win
