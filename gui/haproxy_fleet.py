@@ -103,7 +103,10 @@ async def instance_infos(instance: Instance, *, now: float | None = None) -> lis
 
 async def haproxy_infos() -> list[BalancerInfo]:
     """Every configured instance's rows (an unreadable instances file: none, and the error raised)."""
-    instances = await asyncio.to_thread(read_instances, configured_file())
+    path = configured_file()
+    if path is None:  # none configured (the usual case): no thread, no file
+        return []
+    instances = await asyncio.to_thread(read_instances, path)
     found = await asyncio.gather(*(instance_infos(i) for i in instances))
     return [info for infos in found for info in infos]
 
@@ -129,8 +132,9 @@ async def instance_for(row_id: str) -> Instance | None:
     if not is_haproxy_row(row_id):
         return None
     name = row_id[len(ID_PREFIX):].rsplit(" (", 1)[0]
+    path = configured_file()
     try:
-        instances = await asyncio.to_thread(read_instances, configured_file())
+        instances = await asyncio.to_thread(read_instances, path) if path is not None else []
     except ValueError:
         return None
     return next((i for i in instances if i.title == name), None)

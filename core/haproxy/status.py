@@ -10,6 +10,7 @@ each poll.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from balancedesk.core.haproxy.deploy import Instance, fingerprint, sections, show_proc
@@ -20,7 +21,7 @@ async def instance_status(instance: Instance) -> dict[str, Any]:
     out: dict[str, Any] = {"name": instance.title, "config": str(instance.config), "groups": [], "version": None,
                            "workers": [], "uptime_s": None, "error": None}
     try:
-        text = instance.config.read_text()
+        text = await asyncio.to_thread(instance.config.read_text)  # a GUI poll: never the loop's thread
         out["groups"] = [{"connectorID": s.group_id, "version": s.version, "digest": fingerprint(s.text),
                           "pool": s.pool, "saved": s.saved} for s in sections(text)]
     except OSError as exc:
