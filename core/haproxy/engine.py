@@ -30,14 +30,17 @@ class HaproxyEngine:
     """The engine interface over HAProxy's Runtime API for one backend (see the module docstring).
 
     ``names`` maps HAProxy server names to memberIDs where the export had to change an ID (default: the
-    server name is the memberID); ``labels`` maps memberIDs to the labels shown beside them."""
+    server name is the memberID); ``labels`` maps memberIDs to the labels shown beside them; ``listen`` and
+    ``affinity_header``, when the caller knows them (it deployed the group), go into each snapshot."""
 
     def __init__(self, address: str, backend: str, *, names: Mapping[str, str] | None = None,
-                 labels: Mapping[str, str] | None = None, timeout: float = 3.0) -> None:
+                 labels: Mapping[str, str] | None = None, timeout: float = 3.0, listen: str = "",
+                 affinity_header: str | None = None) -> None:
         self.runtime = RuntimeClient(address, timeout=timeout)
         self.backend = backend
         self.names = dict(names or {})
         self.labels = dict(labels or {})
+        self.listen, self.affinity_header = listen, affinity_header  # shown in the snapshot (traffic aims there)
         self._servers = {v: k for k, v in self.names.items()}
         self._ring: collections.deque[Event] = collections.deque(maxlen=EVENTS_KEPT)
         self._seq = 0
@@ -66,7 +69,7 @@ class HaproxyEngine:
                 self._ask(self.runtime.show_info()))
             try:
                 snap = stats.snapshot(self.backend, stat, states, info, now=time.monotonic(), names=self.names,
-                                      labels=self.labels)
+                                      labels=self.labels, listen=self.listen, affinity_header=self.affinity_header)
             except KeyError:
                 raise EngineRefused(404, f"HAProxy at {self.runtime.address} has no backend {self.backend}") from None
             new = stats.events_between(self._last, snap, first_seq=self._seq + 1)

@@ -15,7 +15,8 @@ admin                    ``drain`` when forced drain (admin bit 0x08) or status 
 health                   ``disabled`` when status is DOWN (checks failed), else ``up``
 check_state/ok/detail    checks on (``check_status`` not empty): ``up``/``down``, ``L4OK``/``L7OK``/``L6OK``
                          → ok, the status and ``last_chk`` as the detail
-check_ago_s              seconds since HAProxy last changed the server's status (``lastchg``)
+check_ago_s              None while checks pass (HAProxy does not say when its last check ran); when failing,
+                         seconds since the server went down (``lastchg``) — the view then shows the detail
 active / total           ``scur`` / ``stot``;  queued: ``qcur``
 failures                 ``econ + eresp`` (connect errors and answer errors)
 bytes_in / bytes_out     ``bin`` / ``bout``
@@ -93,7 +94,7 @@ def member_snap(row: Mapping[str, str], state: Mapping[str, str], *, member_id: 
         check_state=("down" if down else "up") if checks else None,
         check_ok=(check_status in CHECK_OK) if checks else None,
         check_detail=detail if checks else None,
-        check_ago_s=float(_int(row.get("lastchg"))) if checks else None,
+        check_ago_s=float(_int(row.get("lastchg"))) if checks and check_status not in CHECK_OK else None,
         status_classes={k: _int(row.get(f"hrsp_{k}")) for k in STATUS_CLASSES if row.get(f"hrsp_{k}", "") != ""},
         down_total_s=float(_int(row.get("downtime"))),
     )
@@ -119,7 +120,8 @@ def overrides(backend: str, states: Sequence[Mapping[str, str]], names: Mapping[
 
 def snapshot(backend: str, stat: Sequence[Mapping[str, str]], states: Sequence[Mapping[str, str]],
              info: Mapping[str, str], *, now: float, names: Mapping[str, str] | None = None,
-             labels: Mapping[str, str] | None = None, version: int = 0) -> Snapshot:
+             labels: Mapping[str, str] | None = None, version: int = 0, listen: str = "",
+             affinity_header: str | None = None) -> Snapshot:
     """``backend`` as a snapshot taken at ``now`` (the caller's monotonic clock). KeyError: no such backend."""
     names = names or {}
     rows = [r for r in stat if r.get("pxname") == backend and r.get("svname") not in ("FRONTEND", "BACKEND")]
@@ -146,8 +148,8 @@ def snapshot(backend: str, stat: Sequence[Mapping[str, str]], states: Sequence[M
                             "weight": _int(by_name.get(r["svname"], {}).get("srv_iweight")) or m.weight}
                            for m, r in zip(members, rows, strict=True)]},
         mode=mode,
-        listen="",
-        affinity_header=None,
+        listen=listen,  # the Runtime API does not say where a frontend binds: the caller may know
+        affinity_header=affinity_header,
         now=now,
         uptime_s=float(_int(info.get("Uptime_sec"))),
         members=members,
