@@ -9,6 +9,8 @@ it; a config that fails ``haproxy -c`` leaves the running one untouched."""
 from __future__ import annotations
 
 import asyncio
+import http.client
+import json
 import socket
 import threading
 import time
@@ -239,3 +241,68 @@ def test_config_failing_check_leaves_running_one_untouched(haproxy: Any, three: 
     assert [(p.pid, p.kind, p.reloads) for p in after] == [(p.pid, p.kind, p.reloads) for p in before]  # no reload
     counts = shares(port)
     assert (counts["A"], counts["B"], counts["C"]) == (30, 20, 10), counts  # the running config serves on
+
+
+def http_group(ups: list[Upstream]) -> BalancerConfig:
+    """An L7 group: the listener's default affinity header (sender-transfer-id) keeps a transfer on one member."""
+    return parse_balancer_config({
+        "connectorID": GROUP_ID, "label": "HAProxy http group",
+        "connectorGroup": {"connectionTimeout": 2, "retryDelay": 1, "loadBalancing": "Round Robin",
+                           "members": [{"memberID": u.name, "sequence": i + 1, "weight": 1}
+                                       for i, u in enumerate(ups)]},
+        "endpoints": {u.name: u.endpoint for u in ups},
+        "listener": {"mode": "http", "port": 1},
+    })
+
+
+def call(port: int, method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None) -> Any:
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=DEADLINE)
+    c.request(method, path, body=body, headers=headers or {})
+    r = c.getresponse()
+    out = (r.status, json.loads(r.read() or b"null"), r.getheader("X-Upstream"))
+    c.close()
+    return out
+
+
+def test_http_affinity_keeps_transfers_and_a_reload_does_not_cut_an_upload(haproxy: Any, upstream: Any) -> None:
+    ups = [upstream("http_backend", n) for n in ("A", "B", "C")]
+    h: RunningHaproxy = haproxy()
+    port = free_port()
+    run(deploy(http_group(ups), [h.instance(f"127.0.0.1:{port}")]))
+    assert "balance hdr(sender-transfer-id)" in h.config.read_text()
+    wait_all_up(HaproxyEngine(h.stats, BACKEND), 3)
+    # affinity on: every call of a transfer reaches the member that holds it (another one answers 404)
+    seen = set()
+    for i in range(9):
+        hdr = {"sender-transfer-id": f"t-{i}"}
+        status, made, who = call(port, "POST", "/transfers/push", b'{"Buckets": 2}', hdr)
+        assert status == 200, made
+        for k in range(2):
+            assert call(port, "PUT", f"/transfers/push/t-{i}/{k}", b"x" * 1000, hdr)[0] == 200
+        status, done, who2 = call(port, "POST", f"/transfers/push/t-{i}/commit", b"", hdr)
+        assert status == 200 and who2 == who, done
+        seen.add(who)
+    assert len(seen) > 1  # the keys spread over the members
+
+    # a long upload: half its body before the reload, the rest after it is confirmed, one answer at the end
+    hdr = {"sender-transfer-id": "big"}
+    assert call(port, "POST", "/transfers/push", b'{"Buckets": 1}', hdr)[0] == 200
+    size = 4 * 1024 * 1024
+    up = socket.create_connection(("127.0.0.1", port), timeout=DEADLINE)
+    up.sendall((f"PUT /transfers/push/big/0 HTTP/1.1\r\nHost: x\r\nsender-transfer-id: big\r\n"
+                f"Content-Length: {size}\r\n\r\n").encode())
+    up.sendall(b"y" * (size // 2))
+    results = run(deploy(group(ups, [2, 1, 1], mode="http"), [h.instance(f"127.0.0.1:{port}")]))
+    assert results[0].version == 2 and results[0].workers  # reloaded: new workers run the new version
+    up.sendall(b"y" * (size - size // 2))
+    f = up.makefile("rb")
+    status_line = f.readline()
+    assert status_line.startswith(b"HTTP/1.1 200"), status_line
+    head = {}
+    while (line := f.readline().strip()):
+        name, _, value = line.decode().partition(":")
+        head[name.strip().lower()] = value.strip()
+    answer = json.loads(f.read(int(head["content-length"])))
+    assert answer["Bytes"] == size, answer  # every byte arrived, across the reload
+    f.close()
+    up.close()
