@@ -11,12 +11,13 @@ from typing import Any
 
 from balancedesk.core.model import BalancerConfig, parse_balancer_config
 from balancedesk.gui.export_dialog import ExportDialog
-from haproxykit import RunningHaproxy
+from haproxykit import RunningHaproxy, check_config_file
 from pytestqt.qtbot import QtBot
 
 from tests.gui import conftest as gui_fixtures
 
 qloop, arun, own_settings = gui_fixtures.qloop, gui_fixtures.arun, gui_fixtures.own_settings
+window, mgmt_server = gui_fixtures.window, gui_fixtures.mgmt_server
 
 
 def free_port() -> int:
@@ -77,3 +78,31 @@ def test_deploy_from_the_dialog(qtbot: QtBot, arun: Callable[..., Any], haproxy:
     assert arun(other.deploy_now(), timeout_ms=40_000) is None
     assert "Not deployed" in other.message.text() and "same name" in other.message.text()
     assert h.config.read_bytes() == before
+
+
+def test_group_menu_export_opens_the_dialog_on_the_open_group(
+    window: Any, mgmt_server: Any, qtbot: QtBot, arun: Callable[..., Any], tmp_path: Path,
+) -> None:
+    from balancedesk.gui.profiles import Profile
+    from PySide6.QtWidgets import QApplication
+
+    arun(window.connect_profile(Profile(name="t", url=mgmt_server.url, user=mgmt_server.user),
+                                password=mgmt_server.password))
+    assert not window.export_action.isEnabled()  # no group open yet
+    saved = window.catalog.groups[0]
+    row = window.browser_model.group_row(saved.connector_id)
+    with qtbot.waitSignal(window.group_opened, timeout=10000):
+        window.browser.setCurrentIndex(window.browser_filter.mapFromSource(window.browser_model.index(row, 0)))
+    qtbot.waitUntil(window.export_action.isEnabled, timeout=5000)
+    window.export_action.trigger()
+    dialogs = [w for w in QApplication.topLevelWidgets() if isinstance(w, ExportDialog) and w.isVisible()]
+    assert len(dialogs) == 1
+    dlg = dialogs[0]
+    assert dlg.config.connector_id == saved.connector_id
+    assert f"backend bd_{saved.connector_id}" in dlg.text()
+    for m in saved.connector_group.members:
+        assert f"# {m.member_id} (sequence {m.sequence})" in dlg.text()
+    check = tmp_path / "check.cfg"
+    check.write_text(dlg.text())
+    assert check_config_file(check).returncode == 0, check_config_file(check).stdout
+    dlg.close()

@@ -124,3 +124,36 @@ def test_live_view_model_reads_and_steers_both_engines(
     # the timeline tells it (HAProxy's event is derived at a poll: it may come one poll after the state)
     qtbot.waitUntil(lambda: any(e.text.startswith("C disabled") for e in win.timeline.entries()), timeout=WAIT_MS)
     win.shutdown()
+
+
+def test_attach_dialog_takes_an_haproxy_stats_socket_and_backend(
+    qtbot: QtBot, arun: Callable[..., Any], upstream: Any, haproxy: Callable[..., RunningHaproxy],
+) -> None:
+    from balancedesk.gui.live.panels import AttachDialog
+
+    ups = [upstream("tcp_name", n) for n in ("A", "B", "C")]
+    cfg = config(ups)
+    h = haproxy()
+    arun(deploy(cfg, [h.instance(f"127.0.0.1:{free_port()}")]))
+    group = Connector(connectorID=GROUP_ID, owner="admin", label=cfg.label, connectorGroup=cfg.connector_group)
+    win = LiveWindow(group=group, endpoints=cfg.endpoints)
+    qtbot.addWidget(win)
+    dialog = AttachDialog(win)
+    qtbot.addWidget(dialog)
+    dialog.haproxy_socket.setText("not a socket")
+    dialog.haproxy_backend.setText(f"bd_{GROUP_ID}")
+    dialog.accept()
+    assert dialog.result() == 0 and "HAProxy stats socket" in dialog.error.text()  # said inline, still open
+    dialog.haproxy_socket.setText(h.stats)
+    dialog.haproxy_backend.setText("")
+    dialog.accept()
+    assert "HAProxy backend" in dialog.error.text()
+    dialog.haproxy_backend.setText(f"bd_{GROUP_ID}")
+    dialog.accept()
+    assert dialog.result() == 1 and dialog.haproxy() == (h.stats, f"bd_{GROUP_ID}")
+    win.attach_haproxy(*dialog.haproxy() or ("", ""))
+    qtbot.waitUntil(lambda: win.members.member_ids() == ["A", "B", "C"], timeout=WAIT_MS)
+    assert "attached to HAProxy" in win.run_panel.status.text()
+    assert not arun(win.apply_saved_config())  # HAProxy takes a config by deploy, not by the admin endpoint
+    assert "deploy" in win.status.text()
+    win.shutdown()
