@@ -13,7 +13,9 @@ the box's load falls on both), and prints per engine:
   watched engine pays — the cost a viewer takes from the traffic);
 * and the ratios HAProxy / Balance Desk.
 
-Never asserted; numbers depend on the box. ``python bench/bench_haproxy.py [--polls N] [--rounds R]``.
+CPU times come from /proc in clock ticks (10 ms here): the per-poll figures need the default thousands of
+polls to mean anything. Never asserted; numbers depend on the box.
+``python bench/bench_haproxy.py [--polls N] [--rounds R]``.
 """
 
 from __future__ import annotations

@@ -58,7 +58,7 @@ NGINX_WEIGHT_MAX = 2**31 - 1  # nginx parses weight= as a positive int with no s
 ENGINE_WEIGHT_MAX = {"haproxy": HAPROXY_WEIGHT_MAX, "nginx": NGINX_WEIGHT_MAX}
 ENGINES = tuple(ENGINE_WEIGHT_MAX)
 HAPROXY_NAME_RE = re.compile(r"[^A-Za-z0-9_.:-]")  # HAProxy's proxy/server names: letters, digits, - _ . :
-_BACKEND_PREFIX = "bd_"
+BACKEND_PREFIX = "bd_"  # a group's HAProxy backend: bd_<group ID> (core.haproxy reads names back by it)
 
 
 def _safe_name(text: str) -> str:
@@ -119,9 +119,14 @@ class HaproxyNames:
     backend: str
 
 
+def backend_for(group_id: str) -> str:
+    """The HAProxy backend a group of this ID is exported as (``bd_<ID>``, refused characters as ``_``)."""
+    return BACKEND_PREFIX + HAPROXY_NAME_RE.sub("_", group_id)
+
+
 def haproxy_names(cfg: BalancerConfig) -> HaproxyNames:
     """The frontend and backend a group is exported as (its ID; a config without one: its label)."""
-    base = _BACKEND_PREFIX + HAPROXY_NAME_RE.sub("_", cfg.connector_id or _safe_name(cfg.label))
+    base = backend_for(cfg.connector_id or _safe_name(cfg.label))
     return HaproxyNames(frontend=base + "_in", backend=base)
 
 

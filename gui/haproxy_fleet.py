@@ -1,7 +1,8 @@
 """HAProxy instances in the Balancers view, beside Balance Desk's balancers (no widgets of its own).
 
 How the view learns about them — the GUI polls the instances it is configured with; nothing runs beside
-HAProxy (no agent, no heartbeat): the setting :data:`INSTANCES_KEY` names an instances file, the same JSON list
+HAProxy (no agent, no heartbeat): the setting :data:`INSTANCES_KEY` (chosen with the view's "HAProxy
+instances…" button) names an instances file, the same JSON list
 ``balancedesk haproxy deploy|status --instances FILE`` reads. Every poll of the Balancers view reads that
 file, each instance's config (the managed sections: which groups, which version) and asks its sockets
 (``core.haproxy.status``) — off the UI thread, on the qasync loop.
@@ -27,12 +28,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from balancedesk.core.export import backend_for
 from balancedesk.core.fleet import ALIVE, LOST, AppliedGroup, Override
 from balancedesk.core.fleetclient import BalancerInfo
 from balancedesk.core.haproxy.cli import parse_instances
 from balancedesk.core.haproxy.deploy import Instance
 from balancedesk.core.haproxy.runtime import RuntimeClient, RuntimeRefused, RuntimeUnavailable
-from balancedesk.core.haproxy.stats import BACKEND_PREFIX, overrides
+from balancedesk.core.haproxy.stats import overrides
 from balancedesk.core.haproxy.status import instance_status
 from balancedesk.gui.fleet.rows import NO_NAMES, InstanceRow, PoolSaved, group_rows
 from balancedesk.gui.settings import app_settings
@@ -41,6 +43,19 @@ from PySide6.QtWidgets import QWidget
 INSTANCES_KEY = "fleet/haproxyInstancesFile"
 NO_POOL = "haproxy"
 ID_PREFIX = "haproxy:"
+
+
+def choose_instances_file(window: QWidget) -> None:
+    """Ask for the instances file (a file dialog) and keep it in :data:`INSTANCES_KEY`; the next poll lists them."""
+    from PySide6.QtWidgets import QFileDialog
+
+    start = str(configured_file() or "")
+    path, _ = QFileDialog.getOpenFileName(window, "HAProxy instances file", start, "JSON (*.json);;All files (*)")
+    if path:
+        app_settings().setValue(INSTANCES_KEY, path)
+        poller = getattr(window, "poller", None)
+        if poller is not None:
+            poller.poke()
 
 
 def configured_file() -> Path | None:
@@ -67,10 +82,10 @@ async def _overrides(stats: str | None, group_ids: list[str]) -> tuple[Override,
     out: list[Override] = []
     for gid in group_ids:
         try:
-            rows = await client.show_servers_state(BACKEND_PREFIX + gid)
+            rows = await client.show_servers_state(backend_for(gid))
         except (RuntimeUnavailable, RuntimeRefused):
             continue
-        out += [Override.model_validate(o) for o in overrides(BACKEND_PREFIX + gid, rows, {})]
+        out += [Override.model_validate({**o, "connectorID": gid}) for o in overrides(backend_for(gid), rows, {})]
     return tuple(out)
 
 
@@ -155,6 +170,6 @@ async def open_haproxy_live(parent: QWidget, mgmt: Any, row_id: str, connector_i
     except (ApiError, ApiUnavailable) as exc:
         return f"Cannot read group {connector_id}: {exc}"
     endpoints = {m.member_id: "" for m in (group.connector_group.members if group.connector_group else ())}
-    engine = HaproxyEngine(instance.stats, BACKEND_PREFIX + connector_id)
+    engine = HaproxyEngine(instance.stats, backend_for(connector_id), listen=instance.listen or "")
     return open_live_view(parent=parent, group=group, endpoints={k: v for k, v in endpoints.items() if v},
                           client=engine, mgmt=mgmt, instance=row_id)

@@ -124,14 +124,21 @@ class RuntimeClient:
     async def show_servers_state(self, backend: str) -> list[dict[str, str]]:
         return parse_servers_state(await self.command(f"show servers state {backend}"))
 
+    async def set_(self, command: str) -> None:
+        """A ``set …`` command: HAProxy answers nothing when it applied it, and a sentence when it did not
+        (``Absolute weight can only be …``, ``Backend is using a static LB algorithm …``): that is refused."""
+        answer = (await self.command(command)).strip()
+        if answer:
+            raise RuntimeRefused(f"{command}: {answer.splitlines()[0]}")
+
     async def set_weight(self, backend: str, server: str, weight: int) -> None:
-        await self.command(f"set server {backend}/{server} weight {int(weight)}")
+        await self.set_(f"set server {backend}/{server} weight {int(weight)}")
 
     async def set_state(self, backend: str, server: str, state: str) -> None:
         """``state``: HAProxy's ``ready``, ``drain`` or ``maint``."""
         if state not in ("ready", "drain", "maint"):
             raise ValueError(f"HAProxy server state must be ready, drain or maint, got {state!r}")
-        await self.command(f"set server {backend}/{server} state {state}")
+        await self.set_(f"set server {backend}/{server} state {state}")
 
 
 def parse_csv(text: str) -> list[dict[str, str]]:

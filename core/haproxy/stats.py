@@ -35,6 +35,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from balancedesk.core.export import BACKEND_PREFIX
 from balancedesk.core.proxy.contract import STATUS_CLASSES, AdminEvent, Event, HealthEvent, MemberSnap, Snapshot
 
 ADMIN_FMAINT = 0x01  # srv_admin_state bits (HAProxy's SRV_ADMF_*): forced maintenance
@@ -42,7 +43,6 @@ ADMIN_FDRAIN = 0x08  # forced drain
 CHECK_OK = ("L4OK", "L6OK", "L7OK", "L7OKC")
 # Balance Desk's member states → HAProxy's ``set server … state``
 STATE_TO_HAPROXY = {"enabled": "ready", "drain": "drain", "disabled": "maint"}
-BACKEND_PREFIX = "bd_"  # core.export names a group's backend bd_<group ID>
 
 
 def _int(value: str | None) -> int:

@@ -18,7 +18,7 @@ from balancedesk.gui.fleet.models import INSTANCE_COL_DRIFT, groups_model, insta
 from balancedesk.gui.fleet.poller import FleetPoller
 from balancedesk.gui.fleet.rows import InstanceRow
 from balancedesk.gui.fleet.tokens import TokenPanel, TokenShownDialog
-from balancedesk.gui.haproxy_fleet import is_haproxy_row
+from balancedesk.gui.haproxy_fleet import choose_instances_file, is_haproxy_row
 from PySide6.QtCore import QEvent, QItemSelection, Qt, Signal
 from PySide6.QtGui import QCloseEvent, QHideEvent, QShowEvent
 from PySide6.QtWidgets import (
@@ -133,6 +133,10 @@ class BalancersWindow(QMainWindow):
                                   "through the management server: no token to paste)")
         self.open_live.setEnabled(False)
         self.open_live.clicked.connect(self.on_open_live_clicked)
+        self.haproxy_file = QPushButton("HAProxy instances…")  # gui.haproxy_fleet: list them beside the balancers
+        self.haproxy_file.setToolTip("choose the instances file (as for 'balancedesk haproxy status --instances')")
+        self.haproxy_file.clicked.connect(lambda: choose_instances_file(self))
+        buttons.addWidget(self.haproxy_file)
         buttons.addStretch(1)
         buttons.addWidget(self.open_live)
         right.addLayout(buttons)
