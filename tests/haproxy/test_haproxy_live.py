@@ -127,7 +127,10 @@ def test_weight_through_engine_moves_share_without_reload(haproxy: Any, three: l
     assert {"connectorID": GROUP_ID, "memberID": "A", "weight": 1} in s.overrides
     shares(port, 8)  # HAProxy's round robin resumes mid-cycle after a weight change: let one cycle pass
     counts = shares(port)
-    assert (counts["A"], counts["B"], counts["C"]) == (15, 30, 15), counts  # any 60 picks of a 1,2,1 cycle
+    # 1,2,1 of 60 is 15/30/15; HAProxy rebuilds its round-robin tree on a live weight change and does not
+    # promise the new cycle starts aligned, so a pick may land one cycle early: within one of the share
+    assert sum(counts.values()) == 60 and abs(counts["A"] - 15) <= 1 and abs(counts["C"] - 15) <= 1, counts
+    assert abs(counts["B"] - 30) <= 1 and counts["B"] > counts["A"] and counts["B"] > counts["C"], counts
     assert masters_reloads(h) == reloads  # the Runtime API changed it: no reload happened
     run(engine.revert("A"))
     s = snap(engine)
