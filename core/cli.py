@@ -21,6 +21,7 @@ OWNERS = (
     "balancedesk.core.proxy.cli",  # balance
     "balancedesk.core.demo",  # demo-member
     "balancedesk.core.export",  # export (nginx / haproxy)
+    "balancedesk.core.haproxy.cli",  # haproxy deploy / status
 )
 
 

@@ -212,6 +212,8 @@ class MainWindow(QMainWindow):
                                        "Run this group in a local balancer and watch it live")
         self.attach_action = action("A&ttach…", self.on_attach_action_triggered, None,
                                     "Watch a running balancer for this group")
+        self.export_action = action("E&xport…", self.on_export_action_triggered, None,
+                                    "This group as an nginx or HAProxy config: preview, save, deploy to HAProxy")
         self.balancers_action = action("&Balancers…", self.on_balancers_action_triggered, "Ctrl+B",
                                        "Every balancer of this server: alive/lost, applied vs saved versions, "
                                        "overrides, tokens")
@@ -237,6 +239,7 @@ class MainWindow(QMainWindow):
         group_menu = menu.addMenu("&Group")
         group_menu.addAction(self.run_local_action)
         group_menu.addAction(self.attach_action)
+        group_menu.addAction(self.export_action)
         fleet_menu = menu.addMenu("F&leet")
         fleet_menu.addAction(self.balancers_action)
         self.manage_actions = install_manage_menu(self, menu)  # issue 13: connectors, users and roles
@@ -527,6 +530,7 @@ class MainWindow(QMainWindow):
         live = self.live.can_open()
         self.run_local_action.setEnabled(live)
         self.attach_action.setEnabled(live)
+        self.export_action.setEnabled(connected and saved_group)
 
     # live view (issue 5) ----------------------------------------------------------------------------------
     def on_run_local_action_triggered(self) -> None:
@@ -534,6 +538,32 @@ class MainWindow(QMainWindow):
 
     def on_attach_action_triggered(self) -> None:
         self.live.open()
+
+    # export (issue 14) ---------------------------------------------------------------------------
+    def on_export_action_triggered(self) -> None:
+        self.open_export()
+
+    def open_export(self) -> QWidget | None:
+        """The Export… dialog for the saved group (its endpoints from the connector catalog)."""
+        from balancedesk.core.model import RuleError, parse_balancer_config
+        from balancedesk.gui.export_dialog import ExportDialog
+
+        doc = self.doc
+        if doc is None or doc.base is None:
+            return None
+        body = doc.base.to_json()
+        members = doc.base.connector_group.members if doc.base.connector_group is not None else ()
+        body["endpoints"] = {m.member_id: self.catalog.endpoint(m.member_id) for m in members
+                             if self.catalog.endpoint(m.member_id)}
+        try:
+            cfg = parse_balancer_config(body)
+        except RuleError as exc:
+            self.show_message(f"Cannot export this group: {exc}", error=True)
+            return None
+        dialog = ExportDialog(cfg, parent=self)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.show()
+        return dialog
 
     # the fleet (issue 11) -------------------------------------------------------------------------
     def on_balancers_action_triggered(self) -> None:

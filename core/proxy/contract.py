@@ -94,6 +94,7 @@ class MemberSnap:
     # missing answer) is not the member's answer and is never counted here. Empty for tcp groups.
     status_classes: Mapping[str, int] = field(default_factory=dict)
     down_total_s: float = 0.0  # seconds out (health-disabled or check-down) since start, a current outage included
+    queued: int = 0  # requests waiting for this member (an engine with queues: HAProxy's qcur)
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> MemberSnap:
@@ -120,6 +121,7 @@ class MemberSnap:
             label=str(d.get("label") or ""),
             status_classes=_classes(d.get("statusClasses")),
             down_total_s=_f(d.get("downTotal_s")),
+            queued=int(d.get("queued") or 0),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -132,7 +134,7 @@ class MemberSnap:
             "latencyP50_ms": self.latency_p50_ms, "latencyP99_ms": self.latency_p99_ms,
             "configuredShare": self.configured_share, "actualShare": self.actual_share,
             "statusClasses": {k: int(self.status_classes[k]) for k in STATUS_CLASSES if k in self.status_classes},
-            "downTotal_s": round(self.down_total_s, 3),
+            "downTotal_s": round(self.down_total_s, 3), "queued": self.queued,
             "check": None if self.check_state is None else {
                 "state": self.check_state, "ok": self.check_ok, "detail": self.check_detail,
                 "at": self.check_at, "ago_s": self.check_ago_s, "passes": self.check_passes,

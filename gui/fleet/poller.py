@@ -14,6 +14,7 @@ import time
 from typing import TYPE_CHECKING
 
 from balancedesk.gui.fleet.rows import InstanceRow, PoolSaved, instance_rows
+from balancedesk.gui.haproxy_fleet import NO_POOL, haproxy_infos, haproxy_rows
 from PySide6.QtCore import QObject, Signal
 
 if TYPE_CHECKING:
@@ -82,11 +83,12 @@ class FleetPoller(QObject):
         """One read of the whole view."""
         t0 = time.monotonic()
         balancers = await self.client.list_balancers()
-        pools = sorted({b.pool for b in balancers})
+        haproxies = await haproxy_infos()  # the configured HAProxy instances, listed beside (gui.haproxy_fleet)
+        pools = sorted({b.pool for b in [*balancers, *haproxies]} - {NO_POOL})
         saved = dict(zip(pools, await asyncio.gather(*(self._saved(p) for p in pools)), strict=True))
         for gone in set(self._pools) - set(pools):
             del self._pools[gone]
-        return instance_rows(balancers, saved, elapsed_s=time.monotonic() - t0)
+        return instance_rows(balancers, saved, elapsed_s=time.monotonic() - t0) + haproxy_rows(haproxies, saved)
 
     async def _saved(self, pool: str) -> PoolSaved:
         etag, saved = self._pools.get(pool, ("", PoolSaved({})))

@@ -19,6 +19,7 @@ from balancedesk.gui.fleet.models import INSTANCE_COL_DRIFT, groups_model, insta
 from balancedesk.gui.fleet.poller import FleetPoller
 from balancedesk.gui.fleet.rows import InstanceRow
 from balancedesk.gui.fleet.tokens import TokenPanel, TokenShownDialog
+from balancedesk.gui.haproxy_fleet import choose_instances_file, is_haproxy_row
 from PySide6.QtCore import QEvent, QItemSelection, Qt, Signal
 from PySide6.QtGui import QCloseEvent, QHideEvent, QShowEvent
 from PySide6.QtWidgets import (
@@ -133,6 +134,10 @@ class BalancersWindow(QMainWindow):
                                   "(admin endpoints reached through the management server: no token to paste)")
         self.open_live.setEnabled(False)
         self.open_live.clicked.connect(self.on_open_live_clicked)
+        self.haproxy_file = QPushButton("HAProxy instances…")  # gui.haproxy_fleet: list them beside the balancers
+        self.haproxy_file.setToolTip("choose the instances file (as for 'balancedesk haproxy status --instances')")
+        self.haproxy_file.clicked.connect(lambda: choose_instances_file(self))
+        buttons.addWidget(self.haproxy_file)
         buttons.addStretch(1)
         buttons.addWidget(self.open_live)
         right.addLayout(buttons)
@@ -214,7 +219,8 @@ class BalancersWindow(QMainWindow):
     def _show_detail(self) -> None:
         cid = self.chosen()
         row = next((r for r in self.rows if r.instance_id == cid), None)
-        self.open_live.setEnabled(row is not None and not row.lost and row.info.has_admin_token)
+        self.open_live.setEnabled(row is not None and not row.lost and (
+            row.info.has_admin_token or is_haproxy_row(row.instance_id)))  # HAProxy: its stats socket
         if row is None:
             self.groups.set_rows([])
             self.overrides.clear()
@@ -254,6 +260,8 @@ class BalancersWindow(QMainWindow):
                 self.say(f"{row.instance_id} serves no group yet: nothing to watch.", error=True)
                 return None
             connector_id = group_row.connector_id
+        if is_haproxy_row(row.instance_id):
+            return await self._open_haproxy_live(row.instance_id, connector_id)
         if not row.info.has_admin_token:
             self.say(f"{row.instance_id} did not send its admin endpoint in its heartbeat (started without "
                      "--admin?): there is nothing to watch.", error=True)
@@ -271,6 +279,17 @@ class BalancersWindow(QMainWindow):
                       and any(g.connector_id == connector_id and g.applied is not None for g in r.groups))
         self.say(f"Live view of {group.label or connector_id} on the {serving} balancer"
                  f"{'' if serving == 1 else 's'} of pool {row.info.pool} that serve it opened.")
+        self.live_opened.emit(win)
+        return win
+
+    async def _open_haproxy_live(self, instance_id: str, connector_id: str) -> QWidget | None:
+        from balancedesk.gui.haproxy_fleet import open_haproxy_live
+
+        win = await open_haproxy_live(self, self.client, instance_id, connector_id)
+        if isinstance(win, str):
+            self.say(win, error=True)
+            return None
+        self.say(f"Live view of {connector_id} on {instance_id} opened.")
         self.live_opened.emit(win)
         return win
 

@@ -55,6 +55,7 @@ def open_live_view(
     the balancer's own labels win).
     """
     from balancedesk.core.client import MgmtClient
+    from balancedesk.core.haproxy.engine import HaproxyEngine
 
     win = LiveWindow(group=group, endpoints=dict(endpoints), parent=parent,
                      mgmt=mgmt if isinstance(mgmt, MgmtClient) else None, pool=pool, instance=instance,
@@ -62,7 +63,7 @@ def open_live_view(
     if parent is not None:
         win.setWindowFlag(Qt.WindowType.Window, True)
     win.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose, parent is not None)
-    if isinstance(client, AdminClient):
+    if isinstance(client, AdminClient | HaproxyEngine):  # core.engines.Engine: either engine
         win.attach_client(client)
     elif win.mgmt is not None and pool:  # a group of a pool: offer the view of all its balancers
         from balancedesk.gui.live.fleetlive import offer_fleet_view

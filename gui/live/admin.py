@@ -18,41 +18,27 @@ from __future__ import annotations
 import asyncio
 import ssl
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import SplitResult, urlencode, urlsplit
 
 import httptools
 import orjson
+from balancedesk.core.engines import EngineRefused, EngineUnavailable, EventBatch
 from balancedesk.core.proxy.contract import Command, MemberSnap, RevertOverride, SetState, SetWeight, Snapshot
 
 __all__ = ["AdminClient", "AdminError", "AdminUnavailable", "EventBatch", "MemberSnap", "Snapshot", "admin_url"]
 
 
-class AdminUnavailable(Exception):
+class AdminUnavailable(EngineUnavailable):
     """The admin endpoint could not be reached (connection refused, timeout, process gone)."""
 
 
-class AdminError(Exception):
+class AdminError(EngineRefused):
     """The admin endpoint answered with an error status; ``problems`` as in the management API."""
 
     def __init__(self, status: int, message: str, problems: Sequence[Mapping[str, Any]] = ()) -> None:
-        self.status = status
         self.problems = list(problems)
-        super().__init__(f"{status}: {message}")
-
-
-@dataclass(frozen=True)
-class EventBatch:
-    """Events after a cursor. ``dropped``: lost to the ring or sampled away by the balancer; ``skipped``:
-    route events a newest-only read left out; ``newest``: the endpoint honoured ``newest=1`` (a balancer
-    older than that answers the oldest ``limit`` events instead)."""
-
-    cursor: int
-    events: tuple[Mapping[str, Any], ...]
-    dropped: int
-    skipped: int = 0
-    newest: bool = False
+        super().__init__(status, message)
 
 
 def admin_url(url: str) -> SplitResult:

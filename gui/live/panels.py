@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from balancedesk.core.haproxy.runtime import haproxy_problem
 from balancedesk.core.model import DEFAULT_AFFINITY_HEADER
 from balancedesk.gui.elided import ElidedLabel
 from balancedesk.gui.live.admin import admin_url
@@ -33,7 +34,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-ATTACH_KEYS = {"url": "live/attach/url", "token_file": "live/attach/tokenFile", "ca_file": "live/attach/caFile"}
+ATTACH_KEYS = {"url": "live/attach/url", "token_file": "live/attach/tokenFile", "ca_file": "live/attach/caFile",
+               "haproxy_socket": "live/attach/haproxySocket", "haproxy_backend": "live/attach/haproxyBackend"}
 
 
 class RunPanel(QGroupBox):
@@ -162,8 +164,8 @@ class TrafficPanel(QGroupBox):
 
 class AttachDialog(QDialog):
     """Attach to a balancer running elsewhere: its admin URL and token (or a token file); for an https URL,
-    optionally the CA bundle that signed its certificate. A URL that cannot be an admin endpoint is refused
-    here, inline, and the dialog stays open."""
+    optionally the CA bundle that signed its certificate. Or to an HAProxy: its stats socket and a backend.
+    A URL (or socket) that cannot be one is refused here, inline, and the dialog stays open."""
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -183,17 +185,42 @@ class AttachDialog(QDialog):
         self.error.setObjectName("fieldError")  # the theme's inline error style
         self.error.setWordWrap(True)
         self.error.hide()
+        # or an HAProxy: its stats socket (path or host:port) and the backend to watch (core.haproxy.engine)
+        self.haproxy_socket = QLineEdit(str(settings.value(ATTACH_KEYS["haproxy_socket"], "")))
+        self.haproxy_socket.setPlaceholderText("HAProxy: stats socket path or host:port (instead of the URL)")
+        self.haproxy_backend = QLineEdit(str(settings.value(ATTACH_KEYS["haproxy_backend"], "")))
+        self.haproxy_backend.setPlaceholderText("HAProxy: the backend, e.g. bd_<group ID>")
         form.addRow("admin URL", self.url)
         form.addRow("token", self.token)
         form.addRow("token file", self.token_file)
         form.addRow("CA file", self.ca_file)
+        form.addRow("HAProxy stats socket", self.haproxy_socket)
+        form.addRow("HAProxy backend", self.haproxy_backend)
         form.addRow(self.error)
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
         buttons.accepted.connect(self.accept)
         buttons.rejected.connect(self.reject)
         form.addRow(buttons)
 
+    def haproxy(self) -> tuple[str, str] | None:
+        """The HAProxy stats socket and backend when one was given (then the URL is not used)."""
+        sock = self.haproxy_socket.text().strip()
+        return (sock, self.haproxy_backend.text().strip()) if sock else None
+
     def accept(self) -> None:
+        hp = self.haproxy()
+        problem = haproxy_problem(*hp) if hp is not None else self._url_problem()
+        if problem:
+            self.error.setText(problem)
+            self.error.show()
+            return
+        settings = app_settings()
+        for key, edit in (("url", self.url), ("token_file", self.token_file), ("ca_file", self.ca_file),
+                          ("haproxy_socket", self.haproxy_socket), ("haproxy_backend", self.haproxy_backend)):
+            settings.setValue(ATTACH_KEYS[key], edit.text().strip())
+        super().accept()
+
+    def _url_problem(self) -> str:
         problem = ""
         try:
             url = admin_url(self.url.text())  # the same check AdminClient makes
@@ -202,14 +229,7 @@ class AttachDialog(QDialog):
         else:
             if self.ca_file.text().strip() and url.scheme != "https":
                 problem = "A CA file is only used with an https:// admin URL."
-        if problem:
-            self.error.setText(problem)
-            self.error.show()
-            return
-        settings = app_settings()
-        for key, edit in (("url", self.url), ("token_file", self.token_file), ("ca_file", self.ca_file)):
-            settings.setValue(ATTACH_KEYS[key], edit.text().strip())
-        super().accept()
+        return problem
 
     def values(self) -> tuple[str, str, Path | None, str | None]:
         """URL, token, the token file to read when no token was typed (read off the UI thread), CA file."""

@@ -20,7 +20,8 @@ import contextlib
 import math
 import time
 
-from balancedesk.gui.live.admin import AdminClient, AdminError, AdminUnavailable, EventBatch, Snapshot
+from balancedesk.core.engines import Engine, EngineRefused, EngineUnavailable, EventBatch
+from balancedesk.core.proxy.contract import Snapshot
 from PySide6.QtCore import QObject, Signal
 
 FIRST_LOOK = 50  # events kept on attaching: context, not the whole backlog
@@ -40,7 +41,7 @@ class LiveWatcher(QObject):
     evented = Signal(object)
     reachabilityChanged = Signal(bool, str)
 
-    def __init__(self, client: AdminClient, *, interval_s: float = 0.2, idle_interval_s: float = 0.5,
+    def __init__(self, client: Engine, *, interval_s: float = 0.2, idle_interval_s: float = 0.5,
                  background_interval_s: float = 1.0, events_per_s: float = 30.0,
                  parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -83,7 +84,7 @@ class LiveWatcher(QObject):
             ui_s = 0.0
             try:
                 snap, batch = await asyncio.gather(self.client.snapshot(), self._events())
-            except (AdminUnavailable, AdminError) as exc:
+            except (EngineUnavailable, EngineRefused) as exc:
                 self._reach(False, str(exc))
                 fetch_s = loop.time() - started
             else:

@@ -33,6 +33,7 @@ from collections.abc import Coroutine, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from balancedesk.core.engines import Engine
 from balancedesk.core.model import Connector
 from balancedesk.gui.elided import ElidedLabel
 from balancedesk.gui.live.admin import AdminClient, AdminError, AdminUnavailable, EventBatch, Snapshot
@@ -131,7 +132,7 @@ class LiveWindow(QMainWindow):
         self._saved_etag = ""
         self._saved_at = -SAVED_REFRESH_S
         self._saved_task: asyncio.Task[Any] | None = None
-        self.client: AdminClient | None = None
+        self.client: Engine | None = None  # core.engines: our balancer's admin endpoint or an HAProxy
         self.watcher: LiveWatcher | None = None
         self.balancer: ChildProcess | None = None
         self.last: Snapshot | None = None
@@ -490,7 +491,8 @@ class LiveWindow(QMainWindow):
     def on_attach_clicked(self) -> None:
         dialog = AttachDialog(self)
         dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
-        dialog.accepted.connect(lambda: self._spawn(self._attach_from(dialog.values())))
+        dialog.accepted.connect(lambda: self._spawn(self._attach_from(dialog.values())) if dialog.haproxy() is None
+                                else self.attach_haproxy(*dialog.haproxy() or ("", "")))
         dialog.open()
 
     async def _attach_from(self, values: tuple[str, str, Path | None, str | None]) -> None:
@@ -520,10 +522,20 @@ class LiveWindow(QMainWindow):
         self.run_panel.status.setText(f"attached to {url}")
         self.run_panel.stop.setEnabled(True)
 
-    def attach_client(self, client: AdminClient, *, owned: bool = False) -> None:
+    def attach_haproxy(self, address: str, backend: str) -> None:
+        """Watch one backend of an HAProxy through its stats socket (the same view, another engine)."""
+        from balancedesk.core.haproxy.engine import HaproxyEngine
+
+        if self.balancer is not None:
+            self.balancer.stop()
+        self.attach_client(HaproxyEngine(address, backend), owned=True)
+        self.run_panel.status.setText(f"attached to HAProxy {address}, backend {backend}")
+        self.run_panel.stop.setEnabled(True)
+
+    def attach_client(self, client: Engine, *, owned: bool = False) -> None:
         self._spawn(self._attach_client(client, owned))
 
-    async def _attach_client(self, client: AdminClient, owned: bool) -> None:
+    async def _attach_client(self, client: Engine, owned: bool) -> None:
         await self._detach()
         self.traffic.stop()  # it targets the previous balancer
         self.timeline.clear()  # the previous balancer's events are not this one's
@@ -688,6 +700,9 @@ class LiveWindow(QMainWindow):
 
                 self._say(f"apply refused: the saved group could not be re-read from the server: {explain(exc)}")
                 return False
+        if not isinstance(self.client, AdminClient):
+            self._say("apply refused: this engine takes a config by deploy (balancedesk haproxy deploy)")
+            return False
         try:
             version = await self.client.put_config(balancer_config(self.group, self.endpoints, self.labels))
         except (AdminError, AdminUnavailable) as exc:
