@@ -4,8 +4,9 @@ config (active health checks' decisions, the access log). The L4/L7 shells and t
 
 Sticky affinity (``core/balance/sticky.py``) keeps a displaced key where it went: in this process's table, or
 — with ``--workers N`` — in the table every worker shares (``shared.py``), which also carries every
-worker's health marks. The shells pick through :meth:`Runtime.first_pick` and :meth:`Runtime.begin`, which
-first adopt what other workers marked (one read of shared memory when nothing changed).
+worker's health marks, the runtime overrides set through the admin endpoint and each worker's counters. The
+shells pick through :meth:`Runtime.first_pick` and :meth:`Runtime.begin`, which first adopt what other
+workers marked or the admin endpoint overrode (one read of shared memory when nothing changed).
 
 Hot-path rules: counters are plain attributes on ``__slots__`` objects; an event is one tuple appended to
 a bounded deque; JSON is built only when the admin endpoint is read.
@@ -103,6 +104,7 @@ class Runtime:
         self.access_log: AccessLogger | None = None  # listener.accessLog; the data planes add to it when set
         self.cfg = cfg
         self.version = 1
+        self.server_version = 0  # following the management server: its version of ``cfg`` (set by Groups)
         self.endpoints: dict[str, tuple[str, int]] = {}
         self.stats: dict[str, MemberStats] = {}
         self._set_endpoints(cfg)
@@ -129,8 +131,10 @@ class Runtime:
         # runtime overrides set through the admin endpoint: memberID -> (admin state or None, weight or None);
         # they outlive config updates (re-applied after each) until reverted (DELETE …/overrides/{memberID})
         self.overrides: dict[str, tuple[AdminState | None, int | None]] = {}
+        self._counts_timer: asyncio.TimerHandle | None = None
         if self.shared is not None:  # the snapshot shows what every worker marked, even before the next pick
             self.refreshers.append(lambda: self.adopt_shared(self.loop.time()))
+            self._counts_timer = self.loop.call_later(limits.SHARED_COUNTS_PERIOD_S, self._counts_tick)
         self._apply_checks(cfg)
         self._apply_access_log(cfg)
         self.record_config(None)
@@ -175,6 +179,7 @@ class Runtime:
         self.set_admin(member_id, state)
         _, weight = self.overrides.get(member_id, (None, None))
         self._set_override(member_id, None if state is AdminState.ENABLED else state, weight)
+        self._publish_override(member_id)
 
     def override_weight(self, member_id: str, weight: int) -> None:
         """A live weight: kept across config updates until reverted (the config's own weight is no override)."""
@@ -182,12 +187,14 @@ class Runtime:
         state, _ = self.overrides.get(member_id, (None, None))
         configured = next((m.weight for m in self.cfg.connector_group.members if m.member_id == member_id), None)
         self._set_override(member_id, state, None if weight == configured else weight)  # the config's: none
+        self._publish_override(member_id)
 
     def revert(self, member_id: str) -> bool:
         """Drop ``member_id``'s override: its weight is the config's again and it is enabled. False if none."""
         got = self.overrides.pop(member_id, None)
         if got is None:
             return False
+        self._publish_override(member_id)
         state, weight = got
         member = next((m for m in self.cfg.connector_group.members if m.member_id == member_id), None)
         if member is not None:
@@ -196,6 +203,45 @@ class Runtime:
             if state is not None:
                 self.set_admin(member_id, AdminState.ENABLED)
         return True
+
+    def _publish_override(self, member_id: str) -> None:
+        """With ``--workers N``: the member's override (or none) written where every worker adopts it."""
+        if self.shared is not None:
+            state, weight = self.overrides.get(member_id, (None, None))
+            self.shared.publish_override(member_id, state.value if state is not None else None, weight)
+
+    def _adopt_overrides(self) -> None:
+        """Take the overrides the admin endpoint (another worker's) set or reverted: as this worker's own."""
+        assert self.shared is not None
+        configured = {m.member_id: m.weight for m in self.cfg.connector_group.members}
+        for mid, state_name, weight in self.shared.overrides():
+            if mid not in configured:
+                continue
+            want = (AdminState(state_name) if state_name is not None else None, weight)
+            have = self.overrides.get(mid, (None, None))
+            if want == have:
+                continue
+            if want[1] != have[1]:
+                self.balancer.set_weight(mid, want[1] if want[1] is not None else configured[mid])
+            if want[0] != have[0]:
+                self.set_admin(mid, want[0] or AdminState.ENABLED)
+            self._set_override(mid, *want)
+
+    def write_counts(self) -> None:
+        """With ``--workers N``: this worker's counters written to its row of the shared state."""
+        shared = self.shared
+        if shared is None:
+            return
+        members = {mid: (st.active, st.total, st.failures, st.bytes_in, st.bytes_out)
+                   for mid, st in self.stats.items() if mid in self.endpoints}
+        totals = (self.accepted, self.active, self.refused, self.failed, self.server_version)
+        shared.write_counts(members, totals, now=self.loop.time())
+
+    def _counts_tick(self) -> None:
+        for refresh in self.refreshers:
+            refresh()
+        self.write_counts()
+        self._counts_timer = self.loop.call_later(limits.SHARED_COUNTS_PERIOD_S, self._counts_tick)
 
     def _set_override(self, member_id: str, state: AdminState | None, weight: int | None) -> None:
         if state is None and weight is None:
@@ -273,6 +319,7 @@ class Runtime:
         if shared is None:
             return
         self._shared_gen = shared.state.generation()
+        self._adopt_overrides()
         changed = False
         for mid, until in shared.marks():
             if self.balancer.adopt_mark(mid, until, now=now):
@@ -397,6 +444,11 @@ class Runtime:
         )
 
     def close(self) -> None:
+        if self._counts_timer is not None:
+            self._counts_timer.cancel()
+            self._counts_timer = None
+        if self.shared is not None:
+            self.shared.unbind()  # a group deleted or reopened: its slots go back when no runtime holds them
         if self._sticky_sweep is not None:
             self._sticky_sweep.cancel()
             self._sticky_sweep = None
