@@ -6,12 +6,14 @@
    ``--workers 2``; bound to 127.0.0.1/.2/.3 as three "hosts") serving three groups of pool ``bench``. Then
    ``--saves`` PUTs of one group (a new label each), one at a time; for each, the time from the PUT being sent
    until all three balancers' admin endpoints (``GET /admin/groups``, polled every 5 ms) report the new
-   version as applied. p50/p99/max.
+   version as applied — by both workers of the ``--workers 2`` one (``versionPerWorker``). p50/p99/max.
 2. ``--quiet`` seconds without a save: the number of ``config`` events on every balancer (must be 0).
 3. ``--idle`` seconds: CPU (utime+stime from /proc, workers included) of the three idle balancers following
    the server (one long poll each and a heartbeat every interval).
 4. One balancer from a ``{"groups": […]}`` file with ``--groups`` L4 groups, then with 1: CPU per connection
-   (``--requests`` connections, one line each, to one group) — the ratio should be about 1.
+   (``--requests`` connections, one line each, to one group) — the ratio should be about 1. And the same
+   ``--groups`` with ``--workers 2`` (the workers' shared state: a generation read per pick, counters written
+   twice a second), CPU of both workers per connection.
 
 Never part of the tests.
 """
@@ -113,7 +115,10 @@ class Admin:
         self.http = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=10)
 
     def versions(self) -> dict[str, int]:
-        return {g["connectorID"]: g["version"] for g in self.http.get("/admin/groups").json()["groups"]}
+        """The server's version each group is applied at — by every worker (``versionPerWorker``: the
+        lowest) of a ``--workers N`` balancer, where each worker follows on its own."""
+        return {g["connectorID"]: min(g.get("versionPerWorker") or [g["version"]])
+                for g in self.http.get("/admin/groups").json()["groups"]}
 
     def config_events(self, gid: str) -> int:
         evs = self.http.get(f"/groups/{gid}/events", params={"after": 0, "limit": 10000}).json()["events"]
@@ -191,7 +196,8 @@ def fleet_part(args: argparse.Namespace, tmp: Path, procs: list[Proc]) -> None:
         p.stop()
 
 
-def per_request_cpu(args: argparse.Namespace, tmp: Path, procs: list[Proc], n_groups: int, ep: str) -> float:
+def per_request_cpu(args: argparse.Namespace, tmp: Path, procs: list[Proc], n_groups: int, ep: str,
+                    extra: tuple[str, ...] = ()) -> float:
     groups = []
     ports = [free_port() for _ in range(n_groups)]
     for i, port in enumerate(ports):
@@ -201,7 +207,7 @@ def per_request_cpu(args: argparse.Namespace, tmp: Path, procs: list[Proc], n_gr
                        "endpoints": {"a": ep}, "listener": {"port": port, "bind": "127.0.0.1"}})
     path = tmp / f"groups{n_groups}.json"
     path.write_text(json.dumps({"groups": groups}))
-    p, _ = start_balancer(procs, tmp / f"many{n_groups}", ["--config", str(path)])
+    p, _ = start_balancer(procs, tmp / f"many{n_groups}{len(extra)}", ["--config", str(path), *extra])
     target = ("127.0.0.1", ports[0])
     for _ in range(100):  # warm up
         _one(target)
@@ -242,12 +248,16 @@ def main() -> None:
             ep = "127.0.0.1:" + up.wait_for(r"listening 127\.0\.0\.1:(\d+)")[1]
             ones: list[float] = []
             manys: list[float] = []
-            for _ in range(2):  # interleaved, so warm-up and the box's other load fall on both sides
+            twos: list[float] = []
+            for _ in range(2):  # interleaved, so warm-up and the box's other load fall on every side
                 ones.append(per_request_cpu(args, tmp, procs, 1, ep))
                 manys.append(per_request_cpu(args, tmp, procs, args.groups, ep))
+                twos.append(per_request_cpu(args, tmp, procs, args.groups, ep, ("--workers", "2")))
             print("CPU per connection, interleaved runs: 1 group " + " / ".join(f"{x * 1e6:.0f}" for x in ones)
                   + f" µs, {args.groups} groups " + " / ".join(f"{x * 1e6:.0f}" for x in manys)
-                  + f" µs (ratio of the sums {sum(manys) / sum(ones):.2f}; {args.requests} connections each)")
+                  + f" µs (ratio of the sums {sum(manys) / sum(ones):.2f}), {args.groups} groups --workers 2 "
+                  + " / ".join(f"{x * 1e6:.0f}" for x in twos)
+                  + f" µs (ratio {sum(twos) / sum(ones):.2f}); {args.requests} connections each")
         finally:
             for p in reversed(procs):
                 p.stop()

@@ -31,8 +31,9 @@ The rules:
   overrides in its ``Runtime.overrides`` and re-applies them after every config update it applies, as a
   single worker does.
 * **Counters**: each worker has its own row of counters per slot (active, total, failures, bytes in, bytes
-  out; in the group slot: accepted, active, refused, failed) and writes it every ``SHARED_COUNTS_PERIOD_S``
-  (and worker 0 just before it answers a snapshot). The snapshot's counters and shares are the sums over
+  out; in the group slot: accepted, active, refused, failed, and the server's version of the config the
+  worker applies) and writes it every ``SHARED_COUNTS_PERIOD_S``, when it applies a config, and (worker 0)
+  just before it answers a snapshot. The snapshot's counters and shares are the sums over
   the workers' rows — the process's — at most that period old for the other workers; latency percentiles,
   events and ``/metrics`` stay worker 0's.
 * **Sticky entries**: a :class:`~balancedesk.core.balance.sticky.StickyStore` over one set-associative table
