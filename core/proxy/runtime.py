@@ -132,6 +132,8 @@ class Runtime:
         # they outlive config updates (re-applied after each) until reverted (DELETE …/overrides/{memberID})
         self.overrides: dict[str, tuple[AdminState | None, int | None]] = {}
         self._counts_timer: asyncio.TimerHandle | None = None
+        self._ticks = 0
+        self._written = (-1, False)  # (accepted, anything open) at the last counters write
         if self.shared is not None:  # the snapshot shows what every worker marked, even before the next pick
             self.refreshers.append(lambda: self.adopt_shared(self.loop.time()))
             self._counts_timer = self.loop.call_later(limits.SHARED_COUNTS_PERIOD_S, self._counts_tick)
@@ -238,10 +240,14 @@ class Runtime:
         shared.write_counts(members, totals, now=self.loop.time())
 
     def _counts_tick(self) -> None:
+        self._counts_timer = self.loop.call_later(limits.SHARED_COUNTS_PERIOD_S, self._counts_tick)
+        self._ticks += 1
+        if self.accepted == self._written[0] and not self._written[1] and self._ticks % 20:
+            return  # idle since the last write (nothing accepted, nothing was open): nothing to fold or write
         for refresh in self.refreshers:
             refresh()
         self.write_counts()
-        self._counts_timer = self.loop.call_later(limits.SHARED_COUNTS_PERIOD_S, self._counts_tick)
+        self._written = (self.accepted, self.active > 0)
 
     def _set_override(self, member_id: str, state: AdminState | None, weight: int | None) -> None:
         if state is None and weight is None:
