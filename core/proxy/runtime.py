@@ -29,6 +29,7 @@ from balancedesk.core.proxy.shared import GEN_WORD, SharedGroup, SharedState
 RESERVOIR = 512  # latency samples kept per member (a ring; p50/p99 computed when read)
 EVENT_RING = 8192  # events kept for the admin stream
 ROUTE_EVENTS_PER_TICK = 200  # route events recorded per 100 ms; the rest are counted in sampled_away
+COUNTS_IDLE_TICKS = 20  # --workers N: an idle group writes its counters anyway every this many ticks (10 s)
 
 # event tuple layouts (first two fields are seq and t, then kind):
 #   ("route", client, attempts, member_id|None, outcome, key)   attempts: tuple[(mid, outcome, ms), ...]
@@ -242,7 +243,7 @@ class Runtime:
     def _counts_tick(self) -> None:
         self._counts_timer = self.loop.call_later(limits.SHARED_COUNTS_PERIOD_S, self._counts_tick)
         self._ticks += 1
-        if self.accepted == self._written[0] and not self._written[1] and self._ticks % 20:
+        if self.accepted == self._written[0] and not self._written[1] and self._ticks % COUNTS_IDLE_TICKS:
             return  # idle since the last write (nothing accepted, nothing was open): nothing to fold or write
         for refresh in self.refreshers:
             refresh()
