@@ -132,12 +132,11 @@ class Runtime:
         # runtime overrides set through the admin endpoint: memberID -> (admin state or None, weight or None);
         # they outlive config updates (re-applied after each) until reverted (DELETE …/overrides/{memberID})
         self.overrides: dict[str, tuple[AdminState | None, int | None]] = {}
-        self._counts_timer: asyncio.TimerHandle | None = None
         self._ticks = 0
         self._written = (-1, False)  # (accepted, anything open) at the last counters write
         if self.shared is not None:  # the snapshot shows what every worker marked, even before the next pick
             self.refreshers.append(lambda: self.adopt_shared(self.loop.time()))
-            self._counts_timer = self.loop.call_later(limits.SHARED_COUNTS_PERIOD_S, self._counts_tick)
+            CountsTicker.of(self.shared.state, self.loop).rts.add(self)
         self._apply_checks(cfg)
         self._apply_access_log(cfg)
         self.record_config(None)
@@ -240,8 +239,8 @@ class Runtime:
         totals = (self.accepted, self.active, self.refused, self.failed, self.server_version)
         shared.write_counts(members, totals, now=self.loop.time())
 
-    def _counts_tick(self) -> None:
-        self._counts_timer = self.loop.call_later(limits.SHARED_COUNTS_PERIOD_S, self._counts_tick)
+    def counts_tick(self) -> None:
+        """:class:`CountsTicker`'s call, every ``SHARED_COUNTS_PERIOD_S``."""
         self._ticks += 1
         if self.accepted == self._written[0] and not self._written[1] and self._ticks % COUNTS_IDLE_TICKS:
             return  # idle since the last write (nothing accepted, nothing was open): nothing to fold or write
@@ -451,10 +450,8 @@ class Runtime:
         )
 
     def close(self) -> None:
-        if self._counts_timer is not None:
-            self._counts_timer.cancel()
-            self._counts_timer = None
         if self.shared is not None:
+            CountsTicker.of(self.shared.state, self.loop).rts.discard(self)
             self.shared.unbind()  # a group deleted or reopened: its slots go back when no runtime holds them
         if self._sticky_sweep is not None:
             self._sticky_sweep.cancel()
@@ -465,3 +462,27 @@ class Runtime:
         if self.access_log is not None:
             self.access_log.close()
             self.access_log = None
+
+
+class CountsTicker:
+    """One timer per worker (not one per group) that has every ``Runtime`` of a shared state write its
+    counters every ``SHARED_COUNTS_PERIOD_S`` (a worker of 100 groups wakes twice a second, not 200 times)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.rts: set[Runtime] = set()
+        self._timer = loop.call_later(limits.SHARED_COUNTS_PERIOD_S, self._tick)
+
+    @staticmethod
+    def of(state: SharedState, loop: asyncio.AbstractEventLoop) -> CountsTicker:
+        """The worker's ticker on ``loop`` (made at its first use; kept on the worker's copy of ``state``)."""
+        got = state.ticker
+        if not isinstance(got, CountsTicker) or got.loop is not loop:
+            got = CountsTicker(loop)
+            state.ticker = got
+        return got
+
+    def _tick(self) -> None:
+        self._timer = self.loop.call_later(limits.SHARED_COUNTS_PERIOD_S, self._tick)
+        for rt in list(self.rts):
+            rt.counts_tick()

@@ -88,6 +88,7 @@ class SharedState:
             raise ValueError("sticky_entries / ways must be a power of two")
         self.workers = workers
         self.worker = 0  # this process's worker index (set in each forked worker)
+        self.ticker: object = None  # the worker's counters timer (``runtime.CountsTicker``), made in the worker
         self.member_slots = member_slots
         self.capacity = sets * ways
         self.ways = ways
@@ -429,11 +430,14 @@ class SharedGroup:
     def sweep(self, *, now: float) -> int:
         """Forget entries idle past ``idle_s`` among the next ``STICKY_SWEEP_SLOTS`` slots (round the table)."""
         st = self.state
+        if st.header[_ENTRIES] <= 0:
+            return 0  # the usual case: no key displaced anywhere in the process
         start = self._cursor
         stop = min(start + limits.STICKY_SWEEP_SLOTS, st.capacity)
         self._cursor = stop % st.capacity
         hashes, lasts, idle = st.hashes, st.lasts, st.idle_s
-        stale = [i for i in range(start, stop) if hashes[i] != 0 and now - lasts[i] >= idle]
+        row = hashes[start:stop].tolist()  # read in C; only the slots in use are looked at in Python
+        stale = [start + k for k, h in enumerate(row) if h != 0 and now - lasts[start + k] >= idle]
         if not stale:
             return 0
         n = 0
