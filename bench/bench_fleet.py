@@ -6,12 +6,14 @@
    ``--workers 2``; bound to 127.0.0.1/.2/.3 as three "hosts") serving three groups of pool ``bench``. Then
    ``--saves`` PUTs of one group (a new label each), one at a time; for each, the time from the PUT being sent
    until all three balancers' admin endpoints (``GET /admin/groups``, polled every 5 ms) report the new
-   version as applied. p50/p99/max.
+   version as applied — by both workers of the ``--workers 2`` one (``versionPerWorker``). p50/p99/max.
 2. ``--quiet`` seconds without a save: the number of ``config`` events on every balancer (must be 0).
 3. ``--idle`` seconds: CPU (utime+stime from /proc, workers included) of the three idle balancers following
    the server (one long poll each and a heartbeat every interval).
 4. One balancer from a ``{"groups": […]}`` file with ``--groups`` L4 groups, then with 1: CPU per connection
-   (``--requests`` connections, one line each, to one group) — the ratio should be about 1.
+   (``--requests`` connections, one line each, to one group) — the ratio should be about 1. And the same
+   ``--groups`` with ``--workers 2`` (the workers' shared state: a generation read per pick, counters written
+   twice a second), CPU of both workers per connection.
 
 Never part of the tests.
 """
@@ -112,8 +114,11 @@ class Admin:
     def __init__(self, url: str, token: str) -> None:
         self.http = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=10)
 
-    def versions(self) -> dict[str, int]:
-        return {g["connectorID"]: g["version"] for g in self.http.get("/admin/groups").json()["groups"]}
+    def versions(self, gid: str) -> tuple[int, int]:
+        """The server's version ``gid`` is applied at by worker 0, and by every worker (``versionPerWorker``: the
+        lowest) of a ``--workers N`` balancer, where each worker follows on its own."""
+        g = next(g for g in self.http.get("/admin/groups").json()["groups"] if g["connectorID"] == gid)
+        return int(g["version"]), min(g.get("versionPerWorker") or [g["version"]])
 
     def config_events(self, gid: str) -> int:
         evs = self.http.get(f"/groups/{gid}/events", params={"after": 0, "limit": 10000}).json()["events"]
@@ -154,6 +159,7 @@ def fleet_part(args: argparse.Namespace, tmp: Path, procs: list[Proc]) -> None:
            for i, extra in enumerate([[], ["--workers", "2"], []])]
     gid = gids[0]
     times: list[float] = []
+    zeros: list[float] = []
     for n in range(args.saves):
         r = api.get(f"/api/mgmt/connectors/{gid}")
         body = r.json()
@@ -163,17 +169,23 @@ def fleet_part(args: argparse.Namespace, tmp: Path, procs: list[Proc]) -> None:
         assert r.status_code == 200, r.text
         version = api.get(f"/api/admin/pools/{POOL}/groups/{gid}").json()["version"]
         pending = [adm for _, adm in lbs]
+        first: float | None = None  # every balancer's worker 0
         end = time.monotonic() + 10
         while pending and time.monotonic() < end:
-            pending = [adm for adm in pending if adm.versions().get(gid, 0) < version]
+            got = {id(adm): adm.versions(gid) for adm in pending}
+            if first is None and all(got[id(adm)][0] >= version for adm in pending):
+                first = time.perf_counter() - t0
+            pending = [adm for adm in pending if got[id(adm)][1] < version]
             if pending:
                 time.sleep(0.005)
         if pending:
             raise SystemExit(f"save {n} not applied everywhere within 10 s")
         times.append(time.perf_counter() - t0)
-    ms = [t * 1000 for t in times]
-    print(f"save → applied on 3 balancers ({len(ms)} saves): p50 {statistics.median(ms):.1f} ms, "
-          f"p99 {pct(ms, 99):.1f} ms, max {max(ms):.1f} ms  (poll resolution 5 ms per balancer)")
+        zeros.append(first if first is not None else times[-1])
+    for label, vals in (("by every worker", times), ("by each one's worker 0", zeros)):
+        ms = [t * 1000 for t in vals]
+        print(f"save → applied on 3 balancers {label} ({len(ms)} saves): p50 {statistics.median(ms):.1f} ms, "
+              f"p99 {pct(ms, 99):.1f} ms, max {max(ms):.1f} ms  (poll resolution 5 ms per balancer)")
     if args.quiet:
         before = [[adm.config_events(g) for g in gids] for _, adm in lbs]
         time.sleep(args.quiet)  # a watch for events that must not come, over a fixed period
@@ -191,7 +203,8 @@ def fleet_part(args: argparse.Namespace, tmp: Path, procs: list[Proc]) -> None:
         p.stop()
 
 
-def per_request_cpu(args: argparse.Namespace, tmp: Path, procs: list[Proc], n_groups: int, ep: str) -> float:
+def per_request_cpu(args: argparse.Namespace, tmp: Path, procs: list[Proc], n_groups: int, ep: str,
+                    extra: tuple[str, ...] = ()) -> float:
     groups = []
     ports = [free_port() for _ in range(n_groups)]
     for i, port in enumerate(ports):
@@ -201,7 +214,7 @@ def per_request_cpu(args: argparse.Namespace, tmp: Path, procs: list[Proc], n_gr
                        "endpoints": {"a": ep}, "listener": {"port": port, "bind": "127.0.0.1"}})
     path = tmp / f"groups{n_groups}.json"
     path.write_text(json.dumps({"groups": groups}))
-    p, _ = start_balancer(procs, tmp / f"many{n_groups}", ["--config", str(path)])
+    p, _ = start_balancer(procs, tmp / f"many{n_groups}{len(extra)}", ["--config", str(path), *extra])
     target = ("127.0.0.1", ports[0])
     for _ in range(100):  # warm up
         _one(target)
@@ -242,12 +255,16 @@ def main() -> None:
             ep = "127.0.0.1:" + up.wait_for(r"listening 127\.0\.0\.1:(\d+)")[1]
             ones: list[float] = []
             manys: list[float] = []
-            for _ in range(2):  # interleaved, so warm-up and the box's other load fall on both sides
+            twos: list[float] = []
+            for _ in range(2):  # interleaved, so warm-up and the box's other load fall on every side
                 ones.append(per_request_cpu(args, tmp, procs, 1, ep))
                 manys.append(per_request_cpu(args, tmp, procs, args.groups, ep))
+                twos.append(per_request_cpu(args, tmp, procs, args.groups, ep, ("--workers", "2")))
             print("CPU per connection, interleaved runs: 1 group " + " / ".join(f"{x * 1e6:.0f}" for x in ones)
                   + f" µs, {args.groups} groups " + " / ".join(f"{x * 1e6:.0f}" for x in manys)
-                  + f" µs (ratio of the sums {sum(manys) / sum(ones):.2f}; {args.requests} connections each)")
+                  + f" µs (ratio of the sums {sum(manys) / sum(ones):.2f}), {args.groups} groups --workers 2 "
+                  + " / ".join(f"{x * 1e6:.0f}" for x in twos)
+                  + f" µs (ratio {sum(twos) / sum(ones):.2f}); {args.requests} connections each")
         finally:
             for p in reversed(procs):
                 p.stop()

@@ -19,7 +19,9 @@
 * ``shell``    — what one listener's connections share (runtime, limits, pool, idle sweeper), whatever
   the plane.
 * ``server``   — composes a shell with its plane; listener, signals, graceful stop, ``--workers``
-  (SO_REUSEPORT), fd-aware connection cap.
+  (SO_REUSEPORT; ``supervise``, the one worker parent), fd-aware connection cap.
+* ``shared``   — the state the workers of one process share, for every group: health marks, sticky
+  entries, runtime overrides, the counters the snapshot sums (bounded slots, given back).
 * ``cli``      — ``balancedesk balance``.
 
 The arrows: ``cli → fleetserve → follow → groups → server``;

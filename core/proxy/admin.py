@@ -48,6 +48,7 @@ from balancedesk.core.proxy.limits import (
     LINGER_S,
 )
 from balancedesk.core.proxy.runtime import Runtime
+from balancedesk.core.proxy.shared import shared_json, summed_snapshot
 
 REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 405: "Method Not Allowed",
            408: "Request Timeout", 413: "Payload Too Large", 431: "Request Header Fields Too Large",
@@ -137,7 +138,7 @@ def snapshot(rt: Runtime, *, server_version: int | None = None,
     shares = _shares(rt)
     ids = rt.balancer.member_ids()
     total = sum(rt.stats[m].total for m in ids if m in rt.stats)
-    return Snapshot(
+    snap = Snapshot(
         version=rt.version,
         group={"connectorID": cfg.connector_id, "label": cfg.label, "loadBalancing": g.load_balancing,
                "connectionTimeout": g.connection_timeout, "retryDelay": g.retry_delay},
@@ -156,7 +157,12 @@ def snapshot(rt: Runtime, *, server_version: int | None = None,
                 "sampledAway": rt.sampled_away},
         server_version=server_version,
         control_plane=control_plane,
-    ).to_json()
+        shared=shared_json(rt.shared, rt.workers, now=now),
+    )
+    if rt.shared is not None:  # --workers N: the process's counters, summed over every worker's row
+        rt.write_counts()
+        snap = summed_snapshot(rt.shared, snap)
+    return snap.to_json()
 
 
 def overrides_json(rt: Runtime) -> list[dict[str, Any]]:

@@ -47,7 +47,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--admin-token-file", type=Path, metavar="F",
                    help="bearer token for the admin endpoint; created (0600, random token) if missing")
     p.add_argument("--workers", type=int, default=1, metavar="N",
-                   help="processes sharing the port with SO_REUSEPORT; the admin endpoint runs in worker 0 only")
+                   help="processes sharing the port with SO_REUSEPORT and one state (health marks, sticky "
+                        "entries, overrides; the admin endpoint runs in worker 0 and speaks for all)")
     p.add_argument("--max-connections", type=int, default=limits.MAX_CONNECTIONS, metavar="N",
                    help="concurrent client connections per worker (kept below RLIMIT_NOFILE/2); "
                         "excess: tcp closed at once, http 503")

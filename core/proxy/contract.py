@@ -180,6 +180,7 @@ class Snapshot:
     server_version: int | None = None  # a balancer following the management server: the version applied
     control_plane: Mapping[str, Any] | None = None  # following: {"state", "since", "lastError", …}
     sticky: Mapping[str, Any] | None = None  # the sticky affinity table's counts (None: no affinity)
+    shared: Mapping[str, Any] | None = None  # what the workers of the process share (core.proxy.shared.shared_json)
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> Snapshot:
@@ -200,6 +201,7 @@ class Snapshot:
             server_version=None if d.get("serverVersion") is None else int(d["serverVersion"]),
             control_plane=d.get("controlPlane"),
             sticky=d.get("sticky"),
+            shared=d.get("shared"),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -208,7 +210,7 @@ class Snapshot:
             "listen": self.listen, "affinityHeader": self.affinity_header, "listener": dict(self.listener),
             "accessLog": self.access_log, "sticky": self.sticky, "now": self.now, "uptime_s": self.uptime_s,
             "members": [m.to_json() for m in self.members], "overrides": [dict(o) for o in self.overrides],
-            "totals": dict(self.totals),
+            "totals": dict(self.totals), "shared": self.shared,
         }
         if self.server_version is not None or self.control_plane is not None:
             out["serverVersion"] = self.server_version

@@ -4,14 +4,26 @@
 Each worker (one process, one event loop) keeps a :class:`~balancedesk.core.proxy.groups.Groups` and its own
 config source: a :class:`~balancedesk.core.proxy.follow.PoolFollower` of the pool, or a :class:`GroupsFile`
 watched like ``--config`` (mtime/size about every second, and SIGHUP). With ``--workers N`` every worker
-listens on each group's port with ``SO_REUSEPORT`` and follows on its own; worker 0 alone serves the admin
-endpoint and heartbeats (its snapshot and overrides are worker 0's).
+listens on each group's port with ``SO_REUSEPORT`` and follows on its own, under the same supervisor as a
+one-group balancer (``server.supervise``). The parent makes one
+:class:`~balancedesk.core.proxy.shared.SharedState` before it forks, and every group's ``Runtime`` in every
+worker — groups that appear later included — takes its slots there (``shared.py`` has the rules): health
+marks and sticky entries are the process's, and so are the admin actions and the snapshot.
+
+The control plane inside the process: worker 0 alone serves the admin endpoint and heartbeats. An admin
+action (drain/disable/enable, a live weight, a revert) is carried out in worker 0's ``Runtime`` and written
+to the member's shared slot with a generation bump; every other worker adopts it at its next pick (one read
+of the generation per pick) and keeps it across the config updates it applies, as worker 0 does. The
+snapshot (and the heartbeat's overrides) are therefore the process's: its counters are summed over every
+worker's row (the snapshot's ``shared`` says so, with each worker's ``countersAge_s``); events, latency
+percentiles and ``/metrics`` are worker 0's.
 
 The admin endpoint (bearer token as for one group):
 
-* ``GET /admin/groups`` — every group: ``connectorID``, ``version`` (the server's), ``localVersion``,
-  ``listen`` or ``error``, ``mode``; plus ``controlPlane`` (following: ``state`` connected/unreachable,
-  ``since``, ``lastError``, ``cursor``) and ``overrides`` (every group's, as in the heartbeat).
+* ``GET /admin/groups`` — every group: ``connectorID``, ``version`` (the server's, applied by worker 0),
+  ``localVersion``, ``listen`` or ``error``, ``mode``, with ``--workers N`` ``versionPerWorker``; plus
+  ``controlPlane`` (following: ``state`` connected/unreachable, ``since``, ``lastError``, ``cursor``) and
+  ``overrides`` (every group's, as in the heartbeat).
 * ``/groups/{connectorID}/snapshot``, ``…/events``, ``…/metrics``, ``…/members/{memberID}/state|weight``,
   ``DELETE …/overrides/{memberID}`` — one group's routes, as ``/admin/…`` of a one-group balancer.
 * While exactly one group is served, the old ``/admin/snapshot`` … routes (and ``/metrics``) are its.
@@ -28,9 +40,9 @@ import json
 import os
 import signal
 import socket
-import sys
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,7 +52,8 @@ from balancedesk.core.proxy import admin as admin_mod
 from balancedesk.core.proxy.config import POLL_S, log
 from balancedesk.core.proxy.follow import ControlPlane, Heartbeater, Identity, PoolFollower
 from balancedesk.core.proxy.groups import Groups
-from balancedesk.core.proxy.server import Options, _kill, _reap, hostport, ready_line, run_worker_loop
+from balancedesk.core.proxy.server import Options, hostport, ready_line, run_worker_loop, supervise
+from balancedesk.core.proxy.shared import SharedState
 
 
 @dataclass
@@ -137,9 +150,13 @@ class FleetAdmin:
         out: list[dict[str, Any]] = []
         overrides: list[dict[str, Any]] = []
         for gid, g in sorted(self.groups.items.items()):
-            out.append({"connectorID": gid, "version": g.version,
-                        "localVersion": g.rt.version if g.rt is not None else None,
-                        "listen": g.listen, "error": g.error, "mode": g.cfg.listener.mode})
+            item = {"connectorID": gid, "version": g.version,
+                    "localVersion": g.rt.version if g.rt is not None else None,
+                    "listen": g.listen, "error": g.error, "mode": g.cfg.listener.mode}
+            sums = g.rt.shared.totals_sums() if g.rt is not None and g.rt.shared is not None else None
+            if sums is not None:  # --workers N: the server's version each worker applies (each follows alone)
+                item["versionPerWorker"] = sums[2]
+            out.append(item)
             if g.rt is not None:
                 overrides.extend(admin_mod.overrides_json(g.rt))
         return {"instanceID": self.ident.instance_id, "groups": out, "overrides": overrides,
@@ -188,14 +205,15 @@ def new_identity(workers: int, data_plane: str) -> Identity:
                     data_plane=data_plane, workers=workers, started_at=time.time())
 
 
-async def serve_fleet(fo: FleetOptions, ident: Identity, *, admin: bool, ready: Any) -> int:
+async def serve_fleet(fo: FleetOptions, ident: Identity, *, admin: bool, ready: Any,
+                      shared: SharedState | None = None) -> int:
     """Run one worker of a many-group balancer until SIGTERM/SIGINT; then every listener stops gracefully."""
     from balancedesk.core.client import MgmtClient
     from balancedesk.core.proxy.server import use_native
 
     loop = asyncio.get_running_loop()
     opts = fo.base
-    groups = Groups(opts, default_bind=fo.default_bind, reuseport=opts.workers > 1)
+    groups = Groups(opts, default_bind=fo.default_bind, reuseport=opts.workers > 1, shared=shared)
     tasks: list[asyncio.Task[Any]] = []
     control: ControlPlane | None = None
     client: MgmtClient | None = None
@@ -269,7 +287,8 @@ def fleet_ready_line(n: int, fo: FleetOptions, admin_url: str | None) -> str:
 
 
 def run_fleet(fo: FleetOptions) -> int:
-    """Run a many-group balancer (forking ``--workers``); returns the exit code."""
+    """Run a many-group balancer (forking ``--workers`` under :func:`~balancedesk.core.proxy.server.supervise`,
+    with one :class:`~balancedesk.core.proxy.shared.SharedState` for every group); returns the exit code."""
     from balancedesk.core.proxy.server import fd_cap
 
     opts = fo.base
@@ -280,47 +299,16 @@ def run_fleet(fo: FleetOptions) -> int:
             print(fleet_ready_line(n, fo, admin_url), flush=True)
 
         return run_worker_loop(serve_fleet(fo, ident, admin=True, ready=ready))
-    rfd, wfd = os.pipe()
-    pids: list[int] = []
-    for i in range(opts.workers):
-        pid = os.fork()
-        if pid == 0:
-            code = 1
-            try:
-                os.close(rfd)
+    shared = SharedState(workers=opts.workers)  # before the fork: groups that come later find room in it too
 
-                def ready_w(n: int, admin_url: str | None, i: int = i) -> None:
-                    os.write(wfd, (f"{n}|{admin_url or ''}\n" if i == 0 else "\n").encode())
+    def work(i: int, tell: Callable[[str], None]) -> int:
+        def ready_w(n: int, admin_url: str | None) -> None:
+            tell(f"{n}|{admin_url or ''}")
 
-                code = run_worker_loop(serve_fleet(fo, ident, admin=i == 0, ready=ready_w))
-            except BaseException as exc:
-                print(f"balancedesk: worker {i} failed: {exc!r}", file=sys.stderr, flush=True)
-            finally:
-                os._exit(code)
-        pids.append(pid)
-    os.close(wfd)
-    got, first = 0, b""
-    with os.fdopen(rfd, "rb") as reader:
-        while got < opts.workers:
-            chunk = reader.readline()
-            if not chunk:
-                break
-            got += 1
-            if chunk.strip():
-                first = chunk
-    if got < opts.workers:
-        log("a worker failed to start")
-        for pid in pids:
-            _kill(pid, signal.SIGTERM)
-        _reap(pids)
-        return 1
-    n, _, admin_url = first.decode().strip().partition("|")
-    print(fleet_ready_line(int(n or 0), fo, admin_url or None), flush=True)
+        return run_worker_loop(serve_fleet(fo, ident, admin=i == 0, ready=ready_w, shared=shared))
 
-    def forward(signum: int, _frame: Any) -> None:
-        for pid in pids:
-            _kill(pid, signum)
+    def announce(first: str) -> None:
+        n, _, admin_url = first.partition("|")
+        print(fleet_ready_line(int(n or 0), fo, admin_url or None), flush=True)
 
-    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1):
-        signal.signal(sig, forward)
-    return _reap(pids)
+    return supervise(opts.workers, work, shared=shared, announce=announce)

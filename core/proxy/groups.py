@@ -11,10 +11,13 @@ for a pool of the management server, a ``{"groups": […]}`` file for ``--config
   settings changed closes the old listener gracefully and opens a new one (runtime overrides carry over).
 * :meth:`Groups.remove` closes that listener only: no new connections, those in flight get
   ``stop_grace`` seconds to finish (the same graceful stop as the whole process's).
+* With ``--workers N`` every group's ``Runtime`` shares the process's
+  :class:`~balancedesk.core.proxy.shared.SharedState` (health marks, sticky entries, overrides, counters); a
+  group's slots there go back when its last ``Runtime`` closes (``Runtime.close``, after the drain).
 * A listener that cannot open (port taken, address not local) is kept with its ``error``; the other groups
   keep serving, and the next change of that group tries again.
 
-Imports: asyncio, ``core.model``, ``core.proxy.{healthcheck, runtime, server, shell, tcp, http}``.
+Imports: asyncio, ``core.model``, ``core.proxy.{healthcheck, runtime, server, shared, shell, tcp, http}``.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from balancedesk.core.model import BalancerConfig
 from balancedesk.core.proxy.healthcheck import HealthProber
 from balancedesk.core.proxy.runtime import Runtime
 from balancedesk.core.proxy.server import Options, hostport, listen_socket, make_shell
+from balancedesk.core.proxy.shared import SharedState
 from balancedesk.core.proxy.shell import Shell
 
 
@@ -49,8 +53,9 @@ class GroupListener:
     serves (0 for a file); ``error``: why it does not listen (then ``rt`` is None)."""
 
     def __init__(self, cfg: BalancerConfig, version: int, opts: Options, *, default_bind: str,
-                 reuseport: bool) -> None:
+                 reuseport: bool, shared: SharedState | None = None) -> None:
         self.cfg = cfg
+        self.shared = shared
         self.version = version
         self.opts = opts
         self.default_bind = default_bind
@@ -77,7 +82,7 @@ class GroupListener:
             self.error = f"cannot listen on {hostport((host, port))}: {exc.strerror or exc}"
             return
         opts = dataclasses.replace(self.opts, mode=mode, affinity_header=affinity)
-        rt = Runtime(self.cfg, mode=mode, affinity_header=affinity)
+        rt = Runtime(self.cfg, mode=mode, affinity_header=affinity, shared=self.shared)
         shell = make_shell(rt, opts)
         proto: type[TcpClient] | type[HttpClient] = TcpClient if mode == "tcp" else HttpClient
 
@@ -117,8 +122,10 @@ class GroupListener:
 class Groups:
     """Every group this worker serves, by connectorID. ``on_change`` is called after any of them changed."""
 
-    def __init__(self, opts: Options, *, default_bind: str, reuseport: bool) -> None:
+    def __init__(self, opts: Options, *, default_bind: str, reuseport: bool,
+                 shared: SharedState | None = None) -> None:
         self.opts = opts
+        self.shared = shared  # --workers N: the process's shared state, for every group's Runtime
         self.default_bind = default_bind
         self.reuseport = reuseport
         self.items: dict[str, GroupListener] = {}
@@ -134,19 +141,27 @@ class Groups:
         cur = self.items.get(gid)
         if cur is not None and cur.cfg == cfg and (cur.rt is not None or cur.error is not None):
             cur.version = version  # same served config (a resync, a second delivery): nothing to do
+            if cur.rt is not None:
+                cur.rt.server_version = version
+                cur.rt.write_counts()  # --workers N: the version this worker applies, for the snapshot at once
             return False
         if cur is not None and cur.rt is not None and \
                 socket_key(cur.cfg, self.default_bind) == socket_key(cfg, self.default_bind):
+            cur.rt.server_version = version
             cur.rt.apply(cfg)
+            cur.rt.write_counts()
             cur.cfg, cur.version = cfg, version
             self._changed()
             return True
         overrides = dict(cur.rt.overrides) if cur is not None and cur.rt is not None else {}
         if cur is not None:
             self._close(cur)
-        new = GroupListener(cfg, version, self.opts, default_bind=self.default_bind, reuseport=self.reuseport)
+        new = GroupListener(cfg, version, self.opts, default_bind=self.default_bind, reuseport=self.reuseport,
+                            shared=self.shared)
         await new.open()
         if new.rt is not None:
+            new.rt.server_version = version
+            new.rt.write_counts()
             for mid, (state, weight) in overrides.items():
                 if mid in new.rt.endpoints:
                     if weight is not None:

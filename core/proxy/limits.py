@@ -113,8 +113,13 @@ STICKY_IDLE_S: Final = 900.0
 STICKY_SWEEP_SLOTS: Final = 4096
 """Shared sticky slots a worker's sweep looks at per tick (a bounded amount of work on the data plane's loop)."""
 SHARED_MEMBER_SLOTS: Final = 4096
-"""(group, member) pairs whose health marks the workers of one balancer process share; a pair past it keeps
-its marks to the worker that made them (counted as ``unshared`` in the snapshot's ``shared``)."""
+"""Slots of the state the workers of one balancer process share (``shared.py``): one per (group, member) pair
+and one per group (its totals), for every group the process serves, made before the fork and given back when a
+group or member goes. A pair past it keeps its health marks and overrides to the worker that has them
+(counted as ``unsharedMembers`` in the snapshot's ``shared``). E.g. 100 groups of up to 39 members."""
+SHARED_COUNTS_PERIOD_S: Final = 0.5
+"""How often each worker of ``--workers N`` writes its counters to the shared state (the snapshot sums them:
+another worker's part is at most this old)."""
 STICKY_SWEEP_PERIOD_S: Final = 1.0
 """How often a worker sweeps idle sticky entries (its own table whole; the shared one ``STICKY_SWEEP_SLOTS`` at
 a time)."""

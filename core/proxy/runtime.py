@@ -4,8 +4,9 @@ config (active health checks' decisions, the access log). The L4/L7 shells and t
 
 Sticky affinity (``core/balance/sticky.py``) keeps a displaced key where it went: in this process's table, or
 — with ``--workers N`` — in the table every worker shares (``shared.py``), which also carries every
-worker's health marks. The shells pick through :meth:`Runtime.first_pick` and :meth:`Runtime.begin`, which
-first adopt what other workers marked (one read of shared memory when nothing changed).
+worker's health marks, the runtime overrides set through the admin endpoint and each worker's counters. The
+shells pick through :meth:`Runtime.first_pick` and :meth:`Runtime.begin`, which first adopt what other
+workers marked or the admin endpoint overrode (one read of shared memory when nothing changed).
 
 Hot-path rules: counters are plain attributes on ``__slots__`` objects; an event is one tuple appended to
 a bounded deque; JSON is built only when the admin endpoint is read.
@@ -36,6 +37,7 @@ from balancedesk.core.proxy.shared import GEN_WORD, SharedGroup, SharedState
 RESERVOIR = 512  # latency samples kept per member (a ring; p50/p99 computed when read)
 EVENT_RING = 8192  # events kept for the admin stream
 ROUTE_EVENTS_PER_TICK = 200  # route events recorded per 100 ms; the rest are counted in sampled_away
+COUNTS_IDLE_TICKS = 20  # --workers N: an idle group writes its counters anyway every this many ticks (10 s)
 
 # event tuple layouts (first two fields are seq and t, then kind):
 #   ("route", client, attempts, member_id|None, outcome, key)   attempts: tuple[(mid, outcome, ms), ...]
@@ -121,6 +123,7 @@ class Runtime:
         self.access_log: AccessLogger | None = None  # listener.accessLog; the data planes add to it when set
         self.cfg = cfg
         self.version = 1
+        self.server_version = 0  # following the management server: its version of ``cfg`` (set by Groups)
         self.endpoints: dict[str, tuple[str, int]] = {}
         self.stats: dict[str, MemberStats] = {}
         self._set_endpoints(cfg)
@@ -147,8 +150,11 @@ class Runtime:
         # runtime overrides set through the admin endpoint: memberID -> (admin state or None, weight or None);
         # they outlive config updates (re-applied after each) until reverted (DELETE …/overrides/{memberID})
         self.overrides: dict[str, tuple[AdminState | None, int | None]] = {}
+        self._ticks = 0
+        self._written = (-1, False)  # (accepted, anything open) at the last counters write
         if self.shared is not None:  # the snapshot shows what every worker marked, even before the next pick
             self.refreshers.append(lambda: self.adopt_shared(self.loop.time()))
+            CountsTicker.of(self.shared.state, self.loop).rts.add(self)
         self._apply_checks(cfg)
         self._apply_access_log(cfg)
         self.record_config(None)
@@ -195,6 +201,7 @@ class Runtime:
         self.set_admin(member_id, state)
         _, weight = self.overrides.get(member_id, (None, None))
         self._set_override(member_id, None if state is AdminState.ENABLED else state, weight)
+        self._publish_override(member_id)
 
     def override_weight(self, member_id: str, weight: int) -> None:
         """A live weight: kept across config updates until reverted (the config's own weight is no override)."""
@@ -202,12 +209,14 @@ class Runtime:
         state, _ = self.overrides.get(member_id, (None, None))
         configured = next((m.weight for m in self.cfg.connector_group.members if m.member_id == member_id), None)
         self._set_override(member_id, state, None if weight == configured else weight)  # the config's: none
+        self._publish_override(member_id)
 
     def revert(self, member_id: str) -> bool:
         """Drop ``member_id``'s override: its weight is the config's again and it is enabled. False if none."""
         got = self.overrides.pop(member_id, None)
         if got is None:
             return False
+        self._publish_override(member_id)
         state, weight = got
         member = next((m for m in self.cfg.connector_group.members if m.member_id == member_id), None)
         if member is not None:
@@ -216,6 +225,49 @@ class Runtime:
             if state is not None:
                 self.set_admin(member_id, AdminState.ENABLED)
         return True
+
+    def _publish_override(self, member_id: str) -> None:
+        """With ``--workers N``: the member's override (or none) written where every worker adopts it."""
+        if self.shared is not None:
+            state, weight = self.overrides.get(member_id, (None, None))
+            self.shared.publish_override(member_id, state.value if state is not None else None, weight)
+
+    def _adopt_overrides(self) -> None:
+        """Take the overrides the admin endpoint (another worker's) set or reverted: as this worker's own."""
+        assert self.shared is not None
+        configured = {m.member_id: m.weight for m in self.cfg.connector_group.members}
+        for mid, state_name, weight in self.shared.overrides():
+            if mid not in configured:
+                continue
+            want = (AdminState(state_name) if state_name is not None else None, weight)
+            have = self.overrides.get(mid, (None, None))
+            if want == have:
+                continue
+            if want[1] != have[1]:
+                self.balancer.set_weight(mid, want[1] if want[1] is not None else configured[mid])
+            if want[0] != have[0]:
+                self.set_admin(mid, want[0] or AdminState.ENABLED)
+            self._set_override(mid, *want)
+
+    def write_counts(self) -> None:
+        """With ``--workers N``: this worker's counters written to its row of the shared state."""
+        shared = self.shared
+        if shared is None:
+            return
+        members = {mid: (st.active, st.total, st.failures, st.bytes_in, st.bytes_out)
+                   for mid, st in self.stats.items() if mid in self.endpoints}
+        totals = (self.accepted, self.active, self.refused, self.failed, self.server_version)
+        shared.write_counts(members, totals, now=self.loop.time())
+
+    def counts_tick(self) -> None:
+        """:class:`CountsTicker`'s call, every ``SHARED_COUNTS_PERIOD_S``."""
+        self._ticks += 1
+        if self.accepted == self._written[0] and not self._written[1] and self._ticks % COUNTS_IDLE_TICKS:
+            return  # idle since the last write (nothing accepted, nothing was open): nothing to fold or write
+        for refresh in self.refreshers:
+            refresh()
+        self.write_counts()
+        self._written = (self.accepted, self.active > 0)
 
     def _set_override(self, member_id: str, state: AdminState | None, weight: int | None) -> None:
         if state is None and weight is None:
@@ -298,6 +350,7 @@ class Runtime:
         if shared is None:
             return
         self._shared_gen = shared.state.generation()
+        self._adopt_overrides()
         changed = False
         for mid, until in shared.marks():
             if self.balancer.adopt_mark(mid, until, now=now):
@@ -430,6 +483,9 @@ class Runtime:
         )
 
     def close(self) -> None:
+        if self.shared is not None:
+            CountsTicker.of(self.shared.state, self.loop).rts.discard(self)
+            self.shared.unbind()  # a group deleted or reopened: its slots go back when no runtime holds them
         if self._sticky_sweep is not None:
             self._sticky_sweep.cancel()
             self._sticky_sweep = None
@@ -439,3 +495,27 @@ class Runtime:
         if self.access_log is not None:
             self.access_log.close()
             self.access_log = None
+
+
+class CountsTicker:
+    """One timer per worker (not one per group) that has every ``Runtime`` of a shared state write its
+    counters every ``SHARED_COUNTS_PERIOD_S`` (a worker of 100 groups wakes twice a second, not 200 times)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.rts: set[Runtime] = set()
+        self._timer = loop.call_later(limits.SHARED_COUNTS_PERIOD_S, self._tick)
+
+    @staticmethod
+    def of(state: SharedState, loop: asyncio.AbstractEventLoop) -> CountsTicker:
+        """The worker's ticker on ``loop`` (made at its first use; kept on the worker's copy of ``state``)."""
+        got = state.ticker
+        if not isinstance(got, CountsTicker) or got.loop is not loop:
+            got = CountsTicker(loop)
+            state.ticker = got
+        return got
+
+    def _tick(self) -> None:
+        self._timer = self.loop.call_later(limits.SHARED_COUNTS_PERIOD_S, self._tick)
+        for rt in list(self.rts):
+            rt.counts_tick()

@@ -4,10 +4,12 @@ One worker = one process = one event loop (uvloop when installed) with its own :
 With ``--workers N`` the parent reserves the port, forks N workers that each listen on it with
 ``SO_REUSEPORT`` (the kernel spreads connections), prints the readiness line once all are listening, and
 forwards SIGTERM/SIGINT/SIGHUP/SIGUSR1 to them (SIGUSR1: access logs reopened, for log rotation).
-Only worker 0 serves the admin endpoint, so its snapshot, events and admin actions concern worker 0 (its
-counters are its own); the health marks and sticky affinity entries are one state for all workers: the
-parent makes a :class:`~balancedesk.core.proxy.shared.SharedState` before it forks, and each worker's
-``Runtime`` reads and writes it.
+The parent is :func:`supervise` (the many-group balancer of ``fleetserve.py`` uses it too). Only worker 0
+serves the admin endpoint, but what it says and does is the process's: the health marks, sticky affinity
+entries and runtime overrides are one state for all workers, and the snapshot's counters are summed over
+every worker's (events, latency percentiles and ``/metrics`` stay worker 0's). The parent makes a
+:class:`~balancedesk.core.proxy.shared.SharedState` before it forks, and each worker's ``Runtime`` reads
+and writes it (the rules are in ``shared.py``).
 """
 
 from __future__ import annotations
@@ -258,50 +260,71 @@ def _run_workers(opts: Options, cfg: BalancerConfig) -> int:
     host, port = opts.listen
     reserve = listen_socket(host, port, reuseport=True, listen=False)  # fixes the port (0 → a real one)
     port = reserve.getsockname()[1]
-    rfd, wfd = os.pipe()
     shared = SharedState(workers=opts.workers)  # before the fork: every worker maps the same pages
+
+    def work(i: int, tell: Callable[[str], None]) -> int:
+        reserve.close()
+        sock = listen_socket(host, port, reuseport=True)
+
+        def ready(listen: str, admin_url: str | None) -> None:
+            tell(f"{listen}|{admin_url or ''}")
+
+        return run_worker(opts, cfg, sock=sock, admin=i == 0, ready=ready, shared=shared)
+
+    def announce(first: str) -> None:
+        listen, _, admin_url = first.partition("|")
+        print(ready_line(listen, admin_url or None), flush=True)
+
+    return supervise(opts.workers, work, shared=shared, announce=announce, started=reserve.close)
+
+
+def supervise(n: int, work: Callable[[int, Callable[[str], None]], int], *, shared: SharedState,
+              announce: Callable[[str], None], started: Callable[[], None] = lambda: None) -> int:
+    """The ``--workers N`` parent, for one group and for many: fork ``n`` workers, wait until each says it
+    is ready, announce, forward signals, reap; returns the exit code.
+
+    Worker ``i`` runs ``work(i, tell)`` in the child (``shared.worker`` set to ``i``) and calls ``tell(line)``
+    once it listens (``line``: one line of text; worker 0's is handed to ``announce`` in the parent). A worker
+    that fails to start (it exits before ``tell``) stops them all: SIGTERM to every worker, reaped, exit 1.
+    ``started`` runs in the parent once every worker answered or one failed. Then SIGTERM, SIGINT, SIGHUP and
+    SIGUSR1 are forwarded to every worker, and the worst worker exit code is the parent's."""
+    rfd, wfd = os.pipe()
     pids: list[int] = []
-    for i in range(opts.workers):
+    for i in range(n):
         pid = os.fork()
         if pid == 0:  # worker i
             code = 1
             try:
                 os.close(rfd)
-                reserve.close()
-                sock = listen_socket(host, port, reuseport=True)
+                shared.worker = i
 
-                def ready(listen: str, admin_url: str | None, i: int = i) -> None:
-                    msg = f"{listen}|{admin_url or ''}\n" if i == 0 else "\n"
-                    os.write(wfd, msg.encode())
+                def tell(line: str, i: int = i) -> None:
+                    os.write(wfd, (line.replace("\n", " ") + "\n" if i == 0 else "\n").encode())
 
-                code = run_worker(opts, cfg, sock=sock, admin=i == 0, ready=ready, shared=shared)
+                code = work(i, tell)
             except BaseException as exc:
                 print(f"balancedesk: worker {i} failed: {exc!r}", file=sys.stderr, flush=True)
             finally:
                 os._exit(code)
         pids.append(pid)
     os.close(wfd)
-    got = 0
-    line = ""
-    buf = b""
+    got, first = 0, b""
     with os.fdopen(rfd, "rb") as reader:
-        while got < opts.workers:
+        while got < n:
             chunk = reader.readline()
             if not chunk:
                 break
             got += 1
             if chunk.strip():
-                buf = chunk
-    reserve.close()
-    if got < opts.workers:
+                first = chunk
+    started()
+    if got < n:
         log("a worker failed to start")
         for pid in pids:
             _kill(pid, signal.SIGTERM)
         _reap(pids)
         return 1
-    listen, _, admin_url = buf.decode().strip().partition("|")
-    line = ready_line(listen, admin_url or None)
-    print(line, flush=True)
+    announce(first.decode().strip())
 
     def forward(signum: int, _frame: Any) -> None:
         for pid in pids:

@@ -50,12 +50,15 @@ class Mgmt:
         return str(r.json()["connectorID"])
 
     def create_group(self, label: str, members: list[str], *, pool: str, port: int, mode: str = "tcp",
-                     bind: str | None = None) -> str:
+                     bind: str | None = None, affinity: str | None = None, retry_delay: int = 2) -> str:
+        listener: dict[str, Any] = {"port": port, "mode": mode, "pool": pool, **({"bind": bind} if bind else {})}
+        if affinity is not None:
+            listener["affinityHeader"] = affinity
         body = {"owner": "admin", "label": label,
-                "connectorGroup": {"connectionTimeout": 2, "retryDelay": 2, "loadBalancing": "Round Robin",
+                "connectorGroup": {"connectionTimeout": 2, "retryDelay": retry_delay, "loadBalancing": "Round Robin",
                                    "members": [{"memberID": m, "sequence": i + 1, "weight": 1}
                                                for i, m in enumerate(members)]},
-                "listener": {"port": port, "mode": mode, "pool": pool, **({"bind": bind} if bind else {})}}
+                "listener": listener}
         r = self.http.post("/api/mgmt/connectors", json=body)
         assert r.status_code in (200, 201), r.text
         return str(r.json()["connectorID"])
@@ -123,6 +126,19 @@ class FleetBalancer:
     def snapshot(self, gid: str) -> dict[str, Any]:
         out: dict[str, Any] = self.json("GET", f"/groups/{gid}/snapshot")
         return out
+
+    def all_workers_applied(self, gid: str, version: int) -> bool:
+        """Whether every worker (``--workers N``: each follows on its own) applies ``version`` of ``gid``."""
+        g = self.groups().get(gid)
+        if g is None:
+            return False
+        per = g.get("versionPerWorker") or [g["version"]]
+        return all(v >= version for v in per)
+
+    def counted(self, gid: str, accepted: int) -> dict[str, Any] | None:
+        """The snapshot once the process's summed counters reach ``accepted`` (others' rows lag a little)."""
+        snap = self.snapshot(gid)
+        return snap if snap["totals"]["accepted"] >= accepted else None
 
     def config_events(self, gid: str, after: int = 0) -> list[dict[str, Any]]:
         page = self.json("GET", f"/groups/{gid}/events", params={"after": after, "limit": 10000})

@@ -3,7 +3,10 @@ its pool with a balancer token alone, three groups each (L4 and L7 side by side)
 
 Everything is a real process: ``balancedesk serve``, ``balancedesk balance --api``, ``tcp_name`` and
 ``http_backend`` members. Waits are conditions with deadlines. The quiet check watches a bounded 6 s (the 30 s
-one is ``bench/bench_fleet.py --quiet 30``).
+one is ``bench/bench_fleet.py --quiet 30``). The ``--workers 2`` balancer (``balancers[1]``) shows one state
+per process: a member one worker found dead is dead for both, a drain and a live weight sent once to its admin
+endpoint are obeyed by both workers through ten config updates, and a sticky key stays where it moved
+whichever worker takes its requests (its snapshot's counters are summed over the workers).
 """
 
 from __future__ import annotations
@@ -17,10 +20,12 @@ from typing import Any
 
 import httpx
 import pytest
+from balancedesk.core.balance import rendezvous_rank
 from fleetkit import FleetBalancer, Mgmt, free_port, start_fleet_balancer, wait_applied
 from lbkit import Held, Spawn, StartUpstream, ask, wait_until
 
 QUIET_S = 6.0
+FRESH = 24  # requests of one key on fresh connections (spread over the workers by SO_REUSEPORT)
 
 
 def _addr(b: FleetBalancer, gid: str) -> tuple[str, int]:
@@ -51,7 +56,7 @@ def fleet(spawn: Spawn, upstream: StartUpstream, tmp_path: Path) -> Iterator[dic
                                       bind=f"127.0.0.{i + 1}", args=args)
                  for i, args in enumerate([(), ("--workers", "2"), ()])]
     yield {"mgmt": mgmt, "pool": pool, "ids": ids, "gids": gids, "balancers": balancers,
-           "token_file": token_file, "upstream": upstream}
+           "token_file": token_file, "upstream": upstream, "ups": {"a": a, "b": b, "h1": h1}}
     for lb in balancers:  # SIGTERM: the --workers parent forwards it to its workers (SIGKILL would orphan them)
         lb.child.kill(signal.SIGTERM)
 
@@ -212,3 +217,125 @@ def test_a_live_weight_and_a_drain_survive_ten_updates_and_revert(fleet: dict[st
     assert lb.snapshot(g)["overrides"] == [{"connectorID": g, "memberID": a1, "weight": 4}]
     lb.json("POST", f"/groups/{g}/members/{a1}/weight", json={"weight": 1})  # the config's weight: no override
     assert lb.snapshot(g)["overrides"] == []
+
+
+# one state per balancer process: the --workers 2 balancer ------------------------------------------------
+N_CONNS = 200
+
+
+def _asks(addr: tuple[str, int], n: int) -> list[str | None]:
+    """``n`` L4 connections one after another (each a new one: SO_REUSEPORT spreads them over the workers)."""
+    async def go() -> list[str | None]:
+        return [await ask(addr) for _ in range(n)]
+    return asyncio.run(go())
+
+
+def _members(snap: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {m["memberID"]: m for m in snap["members"]}
+
+
+def _both_took_some(lb: FleetBalancer, gid: str, at_least: int) -> list[int]:
+    per: list[int] = wait_until(lambda: (p := lb.snapshot(gid)["shared"]["acceptedPerWorker"]) and
+                                sum(p) >= at_least and p, what="both workers' counters in the snapshot")
+    assert len(per) == 2 and all(n > 0 for n in per), f"both workers took connections: {per}"
+    return per
+
+
+def test_a_member_killed_is_dead_for_both_workers(fleet: dict[str, Any]) -> None:
+    mgmt: Mgmt = fleet["mgmt"]
+    pool, gids, ids = fleet["pool"], fleet["gids"], fleet["ids"]
+    lb: FleetBalancer = fleet["balancers"][1]
+    g, a1 = gids[0], ids["a1"]
+
+    def long_retry(body: dict[str, Any]) -> None:  # the mark outlasts the test's connections on a slow box
+        body["connectorGroup"]["retryDelay"] = 60
+
+    mgmt.edit(g, long_retry)
+    version = mgmt.version(pool, g)
+    wait_until(lambda: lb.all_workers_applied(g, version), what="retryDelay 60 applied by both workers")
+    snap = lb.snapshot(g)
+    assert snap["shared"]["workers"] == 2 and snap["shared"]["healthMarks"] and snap["shared"]["overrides"]
+    base = snap["totals"]["accepted"]
+    fleet["ups"]["a"].child.kill()
+    answers = _asks(_addr(lb, g), 40)
+    assert answers == ["b"] * 40, answers
+    _both_took_some(lb, g, base + 40)
+    a = _members(lb.snapshot(g))[a1]
+    assert a["health"] == "disabled", a
+    assert a["failuresAllWorkers"] == 1, f"one worker tried a1 once; no worker tried it again while disabled: {a}"
+
+
+def test_a_drain_and_a_weight_sent_once_reach_both_workers_and_survive_ten_updates(fleet: dict[str, Any]) -> None:
+    mgmt: Mgmt = fleet["mgmt"]
+    pool, gids, ids = fleet["pool"], fleet["gids"], fleet["ids"]
+    lb: FleetBalancer = fleet["balancers"][1]
+    g, a1, b1 = gids[0], ids["a1"], ids["b1"]
+    addr = _addr(lb, g)
+    lb.json("POST", f"/groups/{g}/members/{a1}/weight", json={"weight": 3})
+    lb.json("POST", f"/groups/{g}/members/{b1}/state", json={"state": "drain"})
+    for n in range(10):
+        mgmt.edit(g, _relabel(n))
+        version = mgmt.version(pool, g)
+        wait_until(lambda v=version: lb.all_workers_applied(g, v), what=f"update {n + 1} applied by both workers")
+    snap = lb.snapshot(g)
+    assert snap["group"]["label"] == "relabelled 9"
+    assert sorted(snap["overrides"], key=lambda o: o["memberID"]) == sorted(
+        [{"connectorID": g, "memberID": a1, "weight": 3}, {"connectorID": g, "memberID": b1, "state": "drain"}],
+        key=lambda o: o["memberID"])
+    base = snap["totals"]["accepted"]
+    assert _asks(addr, N_CONNS) == ["a"] * N_CONNS, "no connection to the drained member, on either worker"
+    _both_took_some(lb, g, base + N_CONNS)
+    # the drain reverted (once, to worker 0's endpoint): the live weight 3:1 rules on both workers
+    lb.json("DELETE", f"/groups/{g}/overrides/{b1}")
+    before = _members(wait_until(lambda: lb.counted(g, base + N_CONNS), what="the counters summed"))
+    answers = _asks(addr, N_CONNS)
+    after = _members(wait_until(lambda: lb.counted(g, base + 2 * N_CONNS), what="the counters summed"))
+    got = {m: after[m]["total"] - before[m]["total"] for m in (a1, b1)}
+    assert answers.count("a") == got[a1] and answers.count("b") == got[b1], (answers, got)
+    # 3:1 on each worker (smooth WRR: within a few of its exact share); a worker still at 1:1 would give ~125
+    assert 140 <= got[a1] <= 160 and got[a1] + got[b1] == N_CONNS, got
+    lb.json("DELETE", f"/groups/{g}/overrides/{a1}")
+    assert lb.snapshot(g)["overrides"] == []
+
+
+def test_a_key_that_moved_during_an_outage_stays_in_pool_mode_on_two_workers(fleet: dict[str, Any]) -> None:
+    mgmt: Mgmt = fleet["mgmt"]
+    pool = fleet["pool"]
+    upstream: StartUpstream = fleet["upstream"]
+    lb: FleetBalancer = fleet["balancers"][1]
+    ups = [upstream("http_backend", f"be{i}") for i in (1, 2, 3)]
+    mids = {u.name: mgmt.register(f"sticky-{u.name}", u.endpoint) for u in ups}
+    header = "sender-transfer-id"
+    gid = mgmt.create_group("g-sticky", list(mids.values()), pool=pool, port=free_port(), mode="http",
+                            affinity=header, retry_delay=2)
+    version = mgmt.version(pool, gid)
+    wait_until(lambda: lb.all_workers_applied(gid, version), what="the sticky group on both workers")
+    host, port = _addr(lb, gid)
+    ranked = [(mid, 1) for mid in mids.values()]
+    name = {mid: n for n, mid in mids.items()}
+
+    def keys_on(member: str, n: int, prefix: str) -> list[str]:
+        return [k for k in (f"{prefix}-{i}" for i in range(10_000))
+                if name[rendezvous_rank(k, ranked)[0]] == member][:n]
+
+    def which(key: str) -> str:
+        r = httpx.get(f"http://{host}:{port}/which", headers={header: key, "Connection": "close"}, timeout=10)
+        assert r.status_code == 200, r.text
+        return str(r.headers["x-upstream"])
+
+    key = keys_on("be3", 1, "k")[0]
+    fresh_key = keys_on("be3", 1, "fresh")[0]  # never asked before C is back
+    assert {which(key) for _ in range(FRESH)} == {"be3"}
+    c = ups[2]
+    c.child.kill()
+    moved = {which(key) for _ in range(FRESH)}
+    second = name[rendezvous_rank(key, ranked)[1]]
+    assert moved == {second}, f"the key moved to its next member on both workers: {moved}"
+    upstream("http_backend", c.name, port=c.port)
+    wait_until(lambda: _members(lb.snapshot(gid))[mids["be3"]]["health"] == "up",
+               what="be3 up again after its retryDelay", timeout=15)
+    assert which(fresh_key) == "be3", "C takes new keys again"
+    assert {which(key) for _ in range(FRESH)} == moved, "the moved key stays where it went, on both workers"
+    snap = lb.snapshot(gid)
+    assert snap["sticky"]["entries"] >= 1 and snap["sticky"]["shared"] is True
+    _both_took_some(lb, gid, 3 * FRESH + 1)
