@@ -68,12 +68,13 @@ def server_args(folder: Path, database: str | None) -> list[str]:
 def start_server(
     spawn: Callable[..., Any], tmp_path: Path, databases: Callable[[Path], str | None]
 ) -> Iterator[StartServer]:
-    """``start_server(*extra_args, data=None)`` → a running server (admin / ADMIN_PASSWORD)."""
+    """``start_server(*extra_args, data=None, database=None)`` → a running server (admin / ADMIN_PASSWORD);
+    ``database``: a PostgreSQL URL another server already uses (several servers, one database)."""
     servers: list[Server] = []
 
-    def _start(*extra: str, data: Path | None = None) -> Server:
+    def _start(*extra: str, data: Path | None = None, database: str | None = None) -> Server:
         folder = data or tmp_path / "data"
-        database = databases(folder)
+        database = database or databases(folder)
         child = spawn(
             [*SERVE, "--port", "0", *server_args(folder, database), *extra],
             env={"BALANCEDESK_ADMIN_PASSWORD": ADMIN_PASSWORD},
