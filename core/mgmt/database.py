@@ -69,6 +69,7 @@ class Database:
     shared = False  # several servers may use this database at once
     errors: tuple[type[BaseException], ...] = ()  # the engine's exception classes
     integrity_errors: tuple[type[BaseException], ...] = ()  # a UNIQUE/PRIMARY KEY/FOREIGN KEY refused a write
+    unavailable_errors: tuple[type[BaseException], ...] = ()  # the database is away or busy: a 503, not a bug
     name = ""  # for messages: the file, or the URL without its password
 
     @property
@@ -117,6 +118,7 @@ class SqliteDatabase(Database):
     engine = "sqlite"
     errors = (sqlite3.Error,)
     integrity_errors = (sqlite3.IntegrityError,)
+    unavailable_errors = (sqlite3.OperationalError,)  # "database is locked" past busy_timeout, disk I/O
 
     def __init__(self, path: Path) -> None:
         self.name = str(path)
@@ -174,13 +176,26 @@ class PostgresDatabase(Database):
         self.name = redacted(url)
         self.errors = (psycopg.Error,)
         self.integrity_errors = (psycopg.errors.IntegrityError,)
+        self.unavailable_errors = (psycopg.OperationalError,)
         self._listener: threading.Thread | None = None
         self._closed = False
+        self._sql: dict[str, str] = {}
+        self.conn = self._connect()
+
+    def _connect(self) -> Any:
+        import psycopg
+
         try:
-            self.conn = psycopg.connect(url, autocommit=True, connect_timeout=10)
+            return psycopg.connect(self.url, autocommit=True, connect_timeout=10)
         except psycopg.Error as exc:
             raise DatabaseError(f"cannot connect to the database {self.name}: {exc}".strip()) from exc
-        self._sql: dict[str, str] = {}
+
+    def _usable(self) -> None:
+        """Outside a transaction, a connection the server broke (restart, failover, idle kill) is replaced:
+        the request that notices runs on the new one. Inside a transaction the error is the request's."""
+        if self.conn.broken or self.conn.closed:
+            self.conn.close()
+            self.conn = self._connect()
 
     def _text(self, sql: str) -> str:
         text = self._sql.get(sql)
@@ -192,9 +207,22 @@ class PostgresDatabase(Database):
     def in_transaction(self) -> bool:
         from psycopg.pq import TransactionStatus
 
-        return bool(self.conn.info.transaction_status != TransactionStatus.IDLE)
+        return self.conn.info.transaction_status in (TransactionStatus.INTRANS, TransactionStatus.INERROR,
+                                                     TransactionStatus.ACTIVE)
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Rows:
+        import psycopg
+
+        if not self.in_transaction:
+            self._usable()
+            try:
+                cur = self.conn.cursor()
+                cur.execute(self._text(sql), tuple(params), prepare=None)
+                return cur
+            except psycopg.OperationalError:
+                if not self.conn.broken:
+                    raise
+                self._usable()  # it broke while idle (the server closed it): once more, on a new connection
         cur = self.conn.cursor()
         cur.execute(self._text(sql), tuple(params), prepare=None)
         return cur
@@ -205,6 +233,7 @@ class PostgresDatabase(Database):
             self.conn.cursor().executemany(self._text(sql), rows)
 
     def begin_write(self) -> None:
+        self._usable()
         self.conn.execute("BEGIN")
         self.conn.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
 

@@ -246,3 +246,20 @@ def _wait(probe: Callable[[], bool], what: str, timeout: float = 30) -> None:
         if time.monotonic() > deadline:
             raise AssertionError(f"not within {timeout}s: {what}")
         time.sleep(0.05)  # polling interval of a condition wait
+
+
+def test_a_server_reconnects_after_its_database_connections_are_cut(
+    start_server: StartServer, tmp_path: Path
+) -> None:
+    a, b = two_servers(start_server, tmp_path)
+    assert a.database is not None
+    assert a.admin.get("/api/mgmt/whoami").status_code == 200
+    name = a.database.rsplit("/", 1)[1]
+    admin_url = a.database.rsplit("/", 1)[0] + "/postgres"
+    with psycopg.connect(admin_url, autocommit=True) as conn:  # what a database restart or failover does
+        cut = conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s "
+                           "AND pid <> pg_backend_pid()", (name,)).fetchall()
+    assert len(cut) >= 2  # each server's connection (LISTEN ones start with the first long poll)
+    assert a.admin.get("/api/mgmt/whoami").status_code == 200
+    cid = a.register("after-the-cut", "admin", port=9600)
+    assert b.admin.get(f"/api/mgmt/connectors/{cid}").status_code == 200
