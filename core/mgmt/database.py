@@ -30,7 +30,10 @@ import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    import psycopg
 
 WRITE_LOCK = 0x6264_6573_6B00  # "bdesk": the advisory lock every PostgreSQL write transaction holds
 CHANNEL = "balancedesk_changes"  # NOTIFY channel: a fleet change was committed
@@ -182,7 +185,7 @@ class PostgresDatabase(Database):
         self._sql: dict[str, str] = {}
         self.conn = self._connect()
 
-    def _connect(self) -> Any:
+    def _connect(self) -> psycopg.Connection[Any]:
         import psycopg
 
         try:
