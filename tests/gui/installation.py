@@ -84,6 +84,7 @@ def start_installation(spawn: Callable[..., Any], folder: Path, cluster: Cluster
     config.write_text(json.dumps(front_config(urls)))
     token_file = folder / "front-admin.token"
     front = spawn([*BALANCE, "--config", str(config), "--listen", "127.0.0.1:0", "--mode", "http",
+                   "--data-plane", "asyncio",  # it replays a PUT whose server died mid-request (README)
                    "--admin", "127.0.0.1:0", "--admin-token-file", str(token_file)])
     m = front.wait_for(r"balancedesk: balancing (127\.0\.0\.1:\d+) admin (http://\S+)", timeout=30)
     deadline = time.monotonic() + 10
