@@ -7,8 +7,8 @@ Setups, measured side by side in one run (rounds interleaved across them): ``sql
 embedded store; ``postgresql`` — one server on PostgreSQL (a cluster the bench makes with ``initdb`` in a
 temporary directory, PostgreSQL's durable defaults: fsync on, synchronous_commit on; started as in
 tests/mgmt/pg_cluster.py, which it reuses); ``lb`` — two servers on one PostgreSQL database behind a
-Balance Desk L7 balancer (``balance --config … --mode http --data-plane asyncio``, as the README says), requests sent to the balancer, the servers'
-and the balancer's CPU counted together. Each setup has its own data.
+Balance Desk L7 balancer (``balance --config … --mode http --data-plane asyncio``, as the README says),
+requests sent to the balancer, the servers' and the balancer's CPU counted together. Each setup has its own data.
 
 Measures, over HTTP on 127.0.0.1 with keep-alive: GET the list with details (all 1,100 as the admin), GET
 one group, PUT a group (full replace with If-Match: a durable, committed write). Latency is measured one
