@@ -40,6 +40,7 @@ Administrator (``/api/admin``)
     ``add_user(name, password, *, role="User") -> User``   roles: ``ADMINISTRATOR``, ``USER``
     ``list_users() -> list[User]``
     ``disable_user(name) -> User`` / ``enable_user(name) -> User``
+    ``update_user(name, *, password=None, role=None, active=None) -> User``   PUT; only the fields given change
 
 The control plane (see :mod:`balancedesk.core.fleetclient` for the values and how a balancer follows a pool)
     ``pool_groups(pool, *, if_none_match=None) -> PoolGroups | None``          token or Administrator
@@ -420,7 +421,9 @@ class MgmtClient(FleetCalls):
     async def register_connector(
         self, *, label: str, owner: str, endpoint: str | None, connector_id: str | None = None
     ) -> RegisteredConnector:
-        body: dict[str, Any] = {"label": label, "owner": owner, "endpoint": endpoint}
+        body: dict[str, Any] = {"label": label, "owner": owner}
+        if endpoint is not None:  # left out, not null: a connector may have no endpoint
+            body["endpoint"] = endpoint
         if connector_id is not None:
             body["connectorID"] = connector_id
         return _registered(self._json(await self._request("POST", "/api/admin/connectors", json=body)))
@@ -455,3 +458,17 @@ class MgmtClient(FleetCalls):
         return _user(
             self._json(await self._request("PUT", f"/api/admin/users/{name}", json={"active": True}))
         )
+
+    async def update_user(
+        self, name: str, *, password: str | None = None, role: str | None = None, active: bool | None = None
+    ) -> User:
+        """Change a user's password, role or active state (only those given); 409 for the last active
+        Administrator's demotion or disabling."""
+        body: dict[str, Any] = {}
+        if password is not None:
+            body["password"] = password
+        if role is not None:
+            body["role"] = role
+        if active is not None:
+            body["active"] = active
+        return _user(self._json(await self._request("PUT", f"/api/admin/users/{name}", json=body)))

@@ -350,6 +350,24 @@ def parse_endpoint(value: str) -> tuple[str, int]:
     return (match["v6"] or match["host"], port)
 
 
+def plain_connector_problems(*, label: object, endpoint: object = None, has_endpoint: bool = True) -> list[Problem]:
+    """A plain connector's label (1-LABEL_MAX characters) and endpoint (host:port, see :func:`parse_endpoint`),
+    worded as ``POST /api/admin/connectors`` answers; ``has_endpoint`` False: the endpoint is left out (allowed).
+    The server registers with these, and the GUI checks its form with them before sending anything."""
+    problems: list[Problem] = []
+    if not isinstance(label, str) or not 1 <= len(label) <= LABEL_MAX:
+        problems.append(Problem("label", f"is required: a name of 1-{LABEL_MAX} characters"))
+    if has_endpoint:
+        if not isinstance(endpoint, str):
+            problems.append(Problem("endpoint", "must be host:port (leave it out rather than null)"))
+        else:
+            try:
+                parse_endpoint(endpoint)
+            except ValueError as exc:
+                problems.append(Problem("endpoint", str(exc)))
+    return problems
+
+
 def _loc_to_field(loc: tuple[int | str, ...], body: Any) -> tuple[str, str | None]:
     parts: list[str] = []
     member_id: str | None = None

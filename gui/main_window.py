@@ -30,6 +30,7 @@ from balancedesk.gui.catalog import Catalog
 from balancedesk.gui.connection import BENCH_ENV, ConnectionMixin, explain, is_expected
 from balancedesk.gui.editing import EditingMixin
 from balancedesk.gui.local_server import LocalServer
+from balancedesk.gui.manage import install_menu as install_manage_menu
 from balancedesk.gui.profiles import Profile, ProfileStore, data_dir
 from balancedesk.gui.prompts import Prompter, Unsaved
 from balancedesk.gui.settings import app_settings
@@ -170,6 +171,7 @@ class MainWindow(ConnectionMixin, EditingMixin, QMainWindow):
         group_menu.addAction(self.attach_action)
         fleet_menu = menu.addMenu("F&leet")
         fleet_menu.addAction(self.balancers_action)
+        self.manage_actions = install_manage_menu(self, menu)  # issue 13: connectors, users and roles
 
         # browser
         self.browser_model = BrowserModel(self)

@@ -27,7 +27,6 @@ from balancedesk.core.mgmt.auth import PASSWORD_MIN, hash_password
 from balancedesk.core.mgmt.errors import ApiFailure, not_found, rule_failure
 from balancedesk.core.mgmt.store import ROLES, Store, Stored, UserRow
 from balancedesk.core.model import (
-    LABEL_MAX,
     Connector,
     ConnectorGroup,
     Member,
@@ -36,8 +35,8 @@ from balancedesk.core.model import (
     check_group_rules,
     id_problem,
     parse_connector,
-    parse_endpoint,
     parse_members,
+    plain_connector_problems,
     user_name_problem,
 )
 
@@ -499,20 +498,11 @@ class Service:
         allowed = {"label", "owner", "endpoint", "connectorID"}
         problems += [Problem(k, "is not a known field") for k in raw if k not in allowed]
         label, owner, endpoint, cid = raw.get("label"), raw.get("owner"), raw.get("endpoint"), raw.get("connectorID")
-        if not isinstance(label, str) or not 1 <= len(label) <= LABEL_MAX:
-            problems.append(Problem("label", f"is required: a name of 1-{LABEL_MAX} characters"))
+        problems += plain_connector_problems(label=label, endpoint=endpoint, has_endpoint="endpoint" in raw)
         if not isinstance(owner, str) or not owner:
             problems.append(Problem("owner", "is required: the user the connector is registered to"))
         elif self.store.user(owner) is None:
             problems.append(Problem("owner", f"there is no user named {owner!r}"))
-        if "endpoint" in raw:
-            if not isinstance(endpoint, str):
-                problems.append(Problem("endpoint", "must be host:port (leave it out rather than null)"))
-            else:
-                try:
-                    parse_endpoint(endpoint)
-                except ValueError as exc:
-                    problems.append(Problem("endpoint", str(exc)))
         if "connectorID" in raw and (problem := id_problem(cid)):
             problems.append(Problem("connectorID", problem))
         if problems:
@@ -618,7 +608,11 @@ class Service:
             raise rule_failure(problems)
         demoted = user.is_admin and user.active and (active is False or (role is not None and role != user.role))
         if demoted and not any(u.is_admin and u.active and u.name != name for u in self.store.users()):
-            raise ApiFailure(409, f"{name} is the last active Administrator; make another one first.")
+            problem = (Problem("active", "must stay true for the last active Administrator; make another one first")
+                       if active is False else
+                       Problem("role", "must stay Administrator for the last active Administrator; make another one "
+                                       "first"))
+            raise ApiFailure(409, f"{name} is the last active Administrator; make another one first.", [problem])
         if isinstance(password, str) and pw_hash is None:
             pw_hash = hash_password(password)
         with self.store.write():

@@ -100,6 +100,11 @@ def test_disabled_user_cannot_log_in_and_last_admin_cannot_be_disabled(server: S
     _unauthorized(bob.get("/api/mgmt/whoami"))
     r = server.admin.put("/api/admin/users/admin", json={"active": False})
     assert r.status_code == 409 and "last active Administrator" in error_of(r)["message"]["value"]
+    assert [p["field"] for p in error_of(r)["problems"]] == ["active"]  # shown next to the control
+    r = server.admin.put("/api/admin/users/admin", json={"role": "User"})  # demoting is refused the same way
+    assert r.status_code == 409 and [p["field"] for p in error_of(r)["problems"]] == ["role"]
+    assert server.admin.get("/api/admin/users/admin").json() == {"name": "admin", "role": "Administrator",
+                                                                 "active": True}
     assert server.admin.get("/api/mgmt/whoami").status_code == 200
 
 
