@@ -29,9 +29,12 @@ class SharedRegistry(Registry):
         super().__init__(interval_s=interval_s, cap=cap)
         self.store = store
 
-    def _load(self) -> None:
+    def _load(self, instance_id: str | None = None) -> None:
+        """Every entry into ``_entries`` — or only ``instance_id``'s (a heartbeat of a known balancer, or of a
+        new one while the table is below the cap, needs no other)."""
+        where, params = ("", ()) if instance_id is None else (" WHERE instance_id=?", (instance_id,))
         rows = self.store.db.execute(
-            "SELECT instance_id, pool, token_id, heartbeat, last_seen, first_seen FROM balancers"
+            f"SELECT instance_id, pool, token_id, heartbeat, last_seen, first_seen FROM balancers{where}", params
         ).fetchall()
         self._entries = {
             str(r[0]): Entry(Heartbeat.model_validate(json.loads(r[3])), str(r[1]), str(r[2]), float(r[4]),
@@ -41,7 +44,11 @@ class SharedRegistry(Registry):
 
     def heartbeat(self, hb: Heartbeat, *, pool: str, token_id: str, now: float, wall: float) -> Entry:
         with self.store.write(bump=False):  # not a config change: the servers' read caches stay
-            self._load()
+            self._load(hb.instance_id)
+            if not self._entries:
+                count = int(self.store.db.execute("SELECT COUNT(*) FROM balancers").fetchone()[0])
+                if count >= self.cap:
+                    self._load()  # full: the cap's rule (forget the longest-lost) needs every entry
             before = set(self._entries)
             entry = super().heartbeat(hb, pool=pool, token_id=token_id, now=now, wall=wall)
             for gone in before - set(self._entries):

@@ -39,6 +39,7 @@ class Installation:
     database: str
     killed: threading.Event = field(default_factory=threading.Event)
     _stop: threading.Event = field(default_factory=threading.Event)
+    _watcher: threading.Thread | None = None
 
     def forwarded(self) -> int:
         """Requests the front balancer has sent to the servers so far."""
@@ -58,10 +59,14 @@ class Installation:
                     return
                 self._stop.wait(0.02)  # polling interval of the watcher
 
-        threading.Thread(target=watch, name="installation-kill", daemon=True).start()
+        self._watcher = threading.Thread(target=watch, name="installation-kill", daemon=True)
+        self._watcher.start()
 
     def close(self) -> None:
+        """Stop the watcher (before the processes are stopped: it reads the front balancer)."""
         self._stop.set()
+        if self._watcher is not None:
+            self._watcher.join(30)
 
 
 def front_config(urls: list[str]) -> dict[str, Any]:
