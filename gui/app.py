@@ -81,7 +81,7 @@ def run(argv: list[str]) -> int:
         profile, password = local_profile(), None
 
     # Every way out only asks (quit_event); main() then shuts down on the running loop (gui/quitting.py).
-    from balancedesk.gui.quitting import QuitSignals
+    from balancedesk.gui.quitting import QuitSignals, finish_tasks
 
     quit_event = asyncio.Event()
     app.setQuitOnLastWindowClosed(False)
@@ -104,6 +104,7 @@ def run(argv: list[str]) -> int:
             del task
         await quit_event.wait()
         await window.shutdown()
+        await finish_tasks()
 
     try:
         with loop:

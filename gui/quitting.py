@@ -12,6 +12,7 @@ by a ``QSocketNotifier``: a signal writes a byte, Qt wakes and calls into Python
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import signal
 import socket
@@ -22,6 +23,7 @@ from typing import Any
 from PySide6.QtCore import QObject, QSocketNotifier
 
 QUIT_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+FINISH_TASKS_S = 5.0  # how long the quit waits for cancelled tasks to finish
 
 
 class QuitSignals(QObject):
@@ -57,3 +59,17 @@ class QuitSignals(QObject):
         signal.set_wakeup_fd(self._old_fd)
         self._r.close()
         self._w.close()
+
+
+async def finish_tasks() -> None:
+    """Cancel every task still on the loop but the caller, and wait until each has finished — what
+    ``asyncio.run`` does before it closes a loop. A task cancelled and left (an httpx call inside an anyio
+    cancel scope, say) would otherwise still have callbacks queued when the loop stops, and they run with no
+    loop: ``RuntimeError: no running event loop`` from anyio's ``_deliver_cancellation``."""
+    me = asyncio.current_task()
+    others = [t for t in asyncio.all_tasks() if t is not me and not t.done()]
+    for t in others:
+        t.cancel()
+    if others:  # bounded: a task that swallows its cancellation must not hold the quit forever
+        await asyncio.wait(others, timeout=FINISH_TASKS_S)
+    await asyncio.get_running_loop().shutdown_asyncgens()

@@ -5,8 +5,12 @@ serve`` on 127.0.0.1:0 (heartbeat interval 1 s), makes two pools of groups and a
 heartbeats four balancer instances with those tokens from a thread (as ``balancedesk balance --api …
 --pool …`` does): one applied an older version of a group than the one saved (drift), one has overrides
 set live, one stopped heartbeating (lost). Then it opens the Balancers window, chooses the drifting
-instance, and saves the window grab to docs/screenshots/balancers-{theme}.png. Everything it starts it
-stops (by PID).
+instance, and saves the window grab to docs/screenshots/balancers-{theme}.png.
+
+Then the aggregated live view (docs/screenshots/fleet-live-{theme}.png), from real processes: another
+fresh server, three demo members (TCP echo), one group, two ``balancedesk balance --api … --pool …``
+processes (on 127.0.0.2 and 127.0.0.3), traffic through both (``balancedesk demo-traffic``), and one member
+killed mid-traffic (down, retry countdown). Everything it starts it stops (by PID).
 """
 
 from __future__ import annotations
@@ -133,9 +137,10 @@ def _heartbeat(url: str, bodies: dict[str, dict[str, Any]], tokens: dict[str, st
         deadline = time.monotonic() + 120  # bounded
         while not stop.is_set() and time.monotonic() < deadline:
             for inst, body in bodies.items():
-                if inst not in quiet:
-                    http.post("/api/admin/balancers/heartbeat", json=body,
-                              headers={"Authorization": f"Bearer {tokens[inst]}"})
+                if inst not in quiet and not stop.is_set():
+                    with contextlib.suppress(httpx.HTTPError):  # the server is being stopped
+                        http.post("/api/admin/balancers/heartbeat", json=body,
+                                  headers={"Authorization": f"Bearer {tokens[inst]}"})
             stop.wait(INTERVAL_S / 2)
 
 
@@ -150,6 +155,124 @@ async def _until(win: Any, ready: Callable[[], bool], timeout_s: float = 30.0) -
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(got.wait(), max(0.1, deadline - time.monotonic()))
         win.refreshed.disconnect(got.set)
+
+
+def _child(cmd: list[str], pattern: str, procs: list[subprocess.Popen[str]], env: dict[str, str] | None = None,
+           ) -> re.Match[str]:
+    """Start ``cmd`` (a balancedesk command), wait for its ready line, keep reading its output."""
+    proc = subprocess.Popen([sys.executable, "-m", "balancedesk.gui.launcher", *cmd], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, env={**os.environ, **(env or {})})
+    procs.append(proc)
+    assert proc.stdout is not None
+    deadline = time.monotonic() + 30
+    for line in proc.stdout:
+        if m := re.search(pattern, line):
+            threading.Thread(target=lambda: [None for _ in proc.stdout or ()], daemon=True).start()
+            return m
+        if time.monotonic() > deadline:
+            break
+    raise SystemExit(f"{cmd[0]} did not start")
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def shoot_live(theme: str) -> None:
+    """The aggregated live view of one group on two real balancers, mid-traffic, one member down."""
+    import httpx
+    import qasync
+    from balancedesk.core.client import MgmtClient
+    from balancedesk.gui.live.fleetlive import FleetLiveWindow
+    from PySide6.QtWidgets import QApplication
+
+    tmp = Path(tempfile.mkdtemp(prefix="bd-fleet-live-shots-"))
+    procs: list[subprocess.Popen[str]] = []
+    try:
+        url = _child(["serve", "--port", "0", "--data", str(tmp / "data"), "--heartbeat-interval", "1"],
+                     r"balancedesk: serving (https?://\S+)", procs, {"BALANCEDESK_ADMIN_PASSWORD": PASSWORD}).group(1)
+        admin = httpx.Client(base_url=url, auth=("admin", PASSWORD), timeout=30)
+        ids, members = [], {}
+        for name in ("orthanc-a", "orthanc-b", "orthanc-c"):
+            m = _child(["demo-member", "--listen", "127.0.0.1:0", "--mode", "tcp", "--name", name],
+                       r"balancedesk: demo member \S+ on (\S+)", procs)
+            members[name] = procs[-1]
+            r = admin.post("/api/admin/connectors", json={"label": name, "owner": "admin", "endpoint": m.group(1)})
+            r.raise_for_status()
+            ids.append(r.json()["connectorID"])
+        port = _free_port()
+        r = admin.post("/api/mgmt/connectors", json={
+            "label": "Orthanc push", "owner": "admin", "listener": {"port": port, "pool": "radiology", "mode": "tcp"},
+            "connectorGroup": {"loadBalancing": "Round Robin", "connectionTimeout": 2, "retryDelay": 60,
+                               "members": [{"memberID": m, "sequence": i + 1, "weight": 1}
+                                           for i, m in enumerate(ids)]}})
+        r.raise_for_status()
+        gid = r.json()["connectorID"]
+        token = tmp / "balancer.token"
+        token.write_text(admin.post("/api/admin/tokens", json={"pool": "radiology"}).json()["token"] + "\n")
+        for i, bind in enumerate(("127.0.0.2", "127.0.0.3")):
+            _child(["balance", "--api", url, "--token-file", str(token), "--pool", "radiology", "--bind", bind,
+                    "--admin", "127.0.0.1:0", "--admin-token-file", str(tmp / f"admin-{i}.token")],
+                   r"balancedesk: balancing", procs)
+        for bind, rate in (("127.0.0.2", 40), ("127.0.0.3", 25)):
+            traffic = subprocess.Popen(
+                [sys.executable, "-m", "balancedesk.gui.launcher", "demo-traffic", "--target", f"{bind}:{port}",
+                 "--mode", "tcp", "--rate", str(rate), "--concurrency", "4", "--duration", "90"],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            procs.append(traffic)
+        group = admin.get(f"/api/mgmt/connectors/{gid}").json()
+        endpoints = admin.get(f"/api/admin/pools/radiology/groups/{gid}").json()["config"]["endpoints"]
+        admin.close()
+
+        app = QApplication.instance() or QApplication([sys.argv[0]])
+        assert isinstance(app, QApplication)
+        app.setQuitOnLastWindowClosed(False)  # the Balancers window of the first scene has closed
+        loop = qasync.QEventLoop(app)
+        asyncio.set_event_loop(loop)
+
+        async def scene() -> MgmtClient:
+            from balancedesk.core.model import Connector
+
+            client = MgmtClient(url, "admin", PASSWORD)
+            win = FleetLiveWindow(group=Connector.model_validate(group), endpoints=endpoints, mgmt=client,
+                                  pool="radiology")
+            win.resize(1280, 800)
+            win.move(0, 0)
+            win.show()
+            deadline = time.monotonic() + 60
+            while win.agg.answering < 2 or win.agg.snapshot is None:
+                if time.monotonic() > deadline:
+                    raise SystemExit("the aggregated view did not see both balancers in time")
+                await asyncio.sleep(0.2)
+            await asyncio.sleep(3)  # traffic shows in the chart
+            members["orthanc-c"].kill()  # a member dies mid-traffic: down on both balancers
+            members["orthanc-c"].wait(timeout=10)
+            while not (win.agg.snapshot and any(m.state == "down" for m in win.agg.snapshot.members)):
+                if time.monotonic() > deadline:
+                    raise SystemExit("no member went down in time")
+                await asyncio.sleep(0.2)
+            await asyncio.sleep(4)
+            win.grab().save(str(OUT / f"fleet-live-{theme}.png"))
+            win.shutdown()
+            win.close()
+            await asyncio.sleep(0.3)
+            return client
+
+        with loop:
+            client = loop.run_until_complete(scene())
+            with contextlib.suppress(RuntimeError):
+                loop.run_until_complete(client.aclose())
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(timeout=10)
+        shutil.rmtree(tmp, ignore_errors=True)
+    print(f"wrote {OUT}/fleet-live-{theme}.png")
 
 
 def shoot(theme: str) -> int:
@@ -206,6 +329,7 @@ def shoot(theme: str) -> int:
         server.wait(timeout=10)
         shutil.rmtree(tmp, ignore_errors=True)
     print(f"wrote {OUT}/balancers-{theme}.png and balancers-tokens-{theme}.png")
+    shoot_live(theme)
     return 0
 
 

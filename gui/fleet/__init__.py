@@ -10,7 +10,9 @@ Map (imports ``balancedesk.core`` and Qt; nothing in core imports this):
   loop every ``REFRESH_S``, only while the window is shown.
 * ``tokens``  — the token panel: create (shown once, with a copy button and the command to run), revoke.
 * ``window``  — :class:`~balancedesk.gui.fleet.window.BalancersWindow`, the composition; "Open live view"
-  reaches a balancer's admin endpoint through ``GET /api/admin/balancers/{id}/admin`` (no token pasted).
+  opens the group's live view aggregated over every balancer of the pool that serves it
+  (:mod:`balancedesk.gui.live.fleetlive`), each admin endpoint reached through
+  ``GET /api/admin/balancers/{id}/admin`` (no token pasted).
 
 The contract it reads is docs/ARCHITECTURE.md, "The control plane"; the wire types are
 :mod:`balancedesk.core.fleet` and :mod:`balancedesk.core.fleetclient`.

@@ -3,9 +3,10 @@ overrides, and the balancer tokens — opened from the main window's Fleet menu.
 
 Only for Administrators (the fleet routes are theirs): anyone else sees a sentence saying so, and nothing is
 read. The fleet is read by a :class:`~balancedesk.gui.fleet.poller.FleetPoller` while the window is shown
-(stopped when hidden or minimised). "Open live view" asks the server for the instance's admin URL and token
-(``GET /api/admin/balancers/{id}/admin``) and opens the live view attached to it: the token goes from the
-server to the live view's client and is never shown.
+(stopped when hidden or minimised). "Open live view" opens the chosen group's live view aggregated over
+every balancer of the instance's pool that serves it (``gui/live/fleetlive.py``); each instance's admin URL
+and token come from the server (``GET /api/admin/balancers/{id}/admin``) straight into that view's clients
+and are never shown.
 """
 
 from __future__ import annotations
@@ -128,8 +129,8 @@ class BalancersWindow(QMainWindow):
         right.addWidget(self.overrides, 1)
         buttons = QHBoxLayout()
         self.open_live = QPushButton("Open live view")
-        self.open_live.setToolTip("watch the chosen group on this balancer (its admin endpoint, reached "
-                                  "through the management server: no token to paste)")
+        self.open_live.setToolTip("watch the chosen group on every balancer of this pool that serves it "
+                                  "(admin endpoints reached through the management server: no token to paste)")
         self.open_live.setEnabled(False)
         self.open_live.clicked.connect(self.on_open_live_clicked)
         buttons.addStretch(1)
@@ -232,10 +233,11 @@ class BalancersWindow(QMainWindow):
         self._spawn(self.open_live_view())
 
     async def open_live_view(self, connector_id: str | None = None) -> QWidget | None:
-        """Open the live view on the chosen instance, for ``connector_id`` (else the chosen group, else its
-        first served group). The admin URL and token come from the server; None (and a sentence) if not."""
+        """Open the live view of ``connector_id`` (else the chosen group, else the chosen instance's first
+        served group) aggregated over every balancer of the instance's pool that serves it. Each balancer's
+        admin URL and token come from the server; None (and a sentence) if there is nothing to watch."""
         from balancedesk.core.client import ApiError, ApiUnavailable
-        from balancedesk.gui.live import AdminClient, open_live_view
+        from balancedesk.gui.live.fleetlive import open_fleet_live_view
 
         cid = self.chosen()
         row = next((r for r in self.rows if r.instance_id == cid), None)
@@ -252,26 +254,23 @@ class BalancersWindow(QMainWindow):
                 self.say(f"{row.instance_id} serves no group yet: nothing to watch.", error=True)
                 return None
             connector_id = group_row.connector_id
-        try:
-            admin = await self.client.balancer_admin(row.instance_id)
-            group, _etag = await self.client.get_connector(connector_id)
-            answer = await self.client.pool_group(row.info.pool, connector_id)
-        except (ApiError, ApiUnavailable) as exc:
-            self.say(f"Cannot open the live view of {row.instance_id}: {self._explain(exc)}", error=True)
-            return None
-        if not admin.admin_url or not admin.admin_token:
+        if not row.info.has_admin_token:
             self.say(f"{row.instance_id} did not send its admin endpoint in its heartbeat (started without "
                      "--admin?): there is nothing to watch.", error=True)
             return None
-        endpoints = dict(answer[0].config.endpoints) if answer is not None else {}
         try:
-            client = AdminClient(admin.admin_url, admin.admin_token)
-        except (ValueError, OSError) as exc:
-            self.say(f"Cannot reach {row.instance_id}'s admin endpoint {admin.admin_url}: {exc}", error=True)
+            group, _etag = await self.client.get_connector(connector_id)
+            answer = await self.client.pool_group(row.info.pool, connector_id)
+        except (ApiError, ApiUnavailable) as exc:
+            self.say(f"Cannot open the live view of {connector_id}: {self._explain(exc)}", error=True)
             return None
-        win = open_live_view(parent=self, group=group, endpoints=endpoints, client=client,
-                             mgmt=self.client, pool=row.info.pool, instance=row.instance_id)
-        self.say(f"Live view of {connector_id} on {row.instance_id} opened.")
+        endpoints = dict(answer[0].config.endpoints) if answer is not None else {}
+        win = open_fleet_live_view(parent=self, group=group, endpoints=endpoints, mgmt=self.client,
+                                   pool=row.info.pool)
+        serving = sum(1 for r in self.rows if r.info.pool == row.info.pool
+                      and any(g.connector_id == connector_id and g.applied is not None for g in r.groups))
+        self.say(f"Live view of {group.label or connector_id} on the {serving} balancer"
+                 f"{'' if serving == 1 else 's'} of pool {row.info.pool} that serve it opened.")
         self.live_opened.emit(win)
         return win
 

@@ -13,6 +13,10 @@ Map (imports ``balancedesk.core`` and Qt; nothing in core imports this):
 * ``demos``     — demo members (``balancedesk demo-member``) and the traffic generator (``demo-traffic``).
 * ``panels``    — run / demo / traffic controls and the attach dialog.
 * ``window``    — :class:`LiveWindow`, the composition.
+* ``aggregate`` — pure: one group's snapshots from several instances → one merged view + per-instance rows.
+* ``fleetwatch``— :class:`GroupFleetWatcher`: a watcher per instance of a pool serving the group.
+* ``breakdown`` — the per-instance breakdown table model.
+* ``fleetlive`` — :class:`FleetLiveWindow`, the live view aggregated over every instance (``open_fleet_live_view``).
 
 Entry point for the main window: :func:`open_live_view`. Standalone: ``python -m balancedesk.gui.live
 --config FILE`` or ``--attach URL --token-file F``.
@@ -42,7 +46,8 @@ def open_live_view(
     at once (a balancer already running); anything else (e.g. the management client) is ignored — the
     window then offers "Run locally" and "Attach…". ``mgmt``: the management client the saved group is
     re-read from (drift and Apply use the server's group, never a frozen copy); ``pool``: the pool the
-    balancer follows (the group and its endpoints are then read as that pool serves them); ``instance``:
+    balancer follows (the group and its endpoints are then read as that pool serves them; without ``client``,
+    the window offers "Watch all N balancers of pool P" when the pool's balancers serve the group); ``instance``:
     the balancer's instance ID, for the title. The window is a top-level window (``Qt.Window``)
     even with a parent, and stops every child process it started when it closes.
     """
@@ -55,5 +60,9 @@ def open_live_view(
     win.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose, parent is not None)
     if isinstance(client, AdminClient):
         win.attach_client(client)
+    elif win.mgmt is not None and pool:  # a group of a pool: offer the view of all its balancers
+        from balancedesk.gui.live.fleetlive import offer_fleet_view
+
+        offer_fleet_view(win, win.mgmt, pool)
     win.show()
     return win

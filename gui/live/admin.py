@@ -132,10 +132,13 @@ class AdminClient:
     """Async client for one balancer's admin endpoint: ``AdminClient("http://h:p", token)``.
 
     An ``https://`` URL (an admin endpoint behind a TLS proxy) is verified against the system's CAs, or
-    against the CA bundle file ``verify`` names (as ``MgmtClient``'s ``verify``)."""
+    against the CA bundle file ``verify`` names (as ``MgmtClient``'s ``verify``). ``group``: one group of a
+    balancer that serves several (``balance --api``): every ``/admin/…`` call goes to ``/groups/{group}/…``."""
 
-    def __init__(self, base_url: str, token: str, *, timeout: float = 3.0, verify: str | None = None) -> None:
+    def __init__(self, base_url: str, token: str, *, timeout: float = 3.0, verify: str | None = None,
+                 group: str | None = None) -> None:
         self.base_url = base_url.rstrip("/")
+        self.group = group
         url = admin_url(self.base_url)
         assert url.hostname is not None
         self._host = url.hostname
@@ -193,6 +196,8 @@ class AdminClient:
 
     async def _call(self, method: str, path: str, *, params: Mapping[str, Any] | None = None,
                     json: Any = None) -> Any:
+        if self.group is not None and path.startswith("/admin/"):
+            path = f"/groups/{self.group}/" + path.removeprefix("/admin/")
         target = self._prefix + path + (f"?{urlencode(params)}" if params else "")
         body = b"" if json is None else orjson.dumps(json)
         head = f"{method} {target} HTTP/1.1\r\n{self._head}"

@@ -1,7 +1,9 @@
-"""From the Balancers view to a real balancer process: "Open live view" reaches its admin endpoint through
-``GET /api/admin/balancers/{id}/admin`` (no token pasted or shown); the live view's saved group comes from
-the server (a save made through the API shows as drift, Apply pushes the server's group and the drift
-clears); Apply refuses a balancer that runs another group and leaves it running its own."""
+"""The one-balancer live view against a real ``balancedesk balance --config`` process, with the group saved on a
+real management server: the saved group comes from the server (a save made through the API shows as drift,
+Apply pushes the server's group and the drift clears; "Save to the server" and "Revert"); Apply refuses a
+balancer that runs another group and leaves it running its own. And the Balancers view says why it cannot
+open a live view of an instance that sent no admin endpoint. (The aggregated view over real ``balance
+--api`` processes: test_fleet_procs.py.)"""
 
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ from typing import Any
 import pytest
 from balancedesk.core.client import MgmtClient
 from balancedesk.gui.fleet.window import BalancersWindow
-from balancedesk.gui.live import LiveWindow, open_live_view
+from balancedesk.gui.live import AdminClient, LiveWindow, open_live_view
 from pytestqt.qtbot import QtBot
 
 from tests.gui.fleet_support import Fleet, Heartbeats, new_pool
@@ -48,93 +50,78 @@ def live_windows() -> Iterator[list[LiveWindow]]:
         w.shutdown()
 
 
-def test_open_live_view_from_the_fleet_drift_from_the_server_and_apply_checks_the_group(
-    qtbot: QtBot, qloop: asyncio.AbstractEventLoop, fleet: Fleet, beats: Heartbeats,
-    admin_client: MgmtClient, balancer: Callable[[dict[str, Any]], str], arun: Callable[..., Any],
-    live_windows: list[LiveWindow],
+def test_live_view_drift_from_the_server_apply_save_and_revert(
+    qtbot: QtBot, qloop: asyncio.AbstractEventLoop, fleet: Fleet, admin_client: MgmtClient,
+    balancer: Callable[[dict[str, Any]], str], arun: Callable[..., Any], live_windows: list[LiveWindow],
 ) -> None:
     pool = new_pool()
     a = fleet.make_group(pool, port=7201, label="orthanc")
     b = fleet.make_group(pool, port=7202, label="dicom")
     url = balancer(fleet.pool_config(pool, b))  # a real balancer running group b as the server saved it
     versions = fleet.versions(pool)
-    beats.add("bal-real", fleet.make_token(pool), {b: versions[b]}, adminURL=url, adminToken=ADMIN_TOKEN)
+    group_b, _ = arun(admin_client.get_connector(b))
+    live = open_live_view(parent=None, group=group_b, endpoints=fleet.pool_config(pool, b)["endpoints"],
+                          client=AdminClient(url, ADMIN_TOKEN), mgmt=admin_client, pool=pool)
+    assert isinstance(live, LiveWindow)
+    qtbot.addWidget(live)
+    live_windows.append(live)
+    qtbot.waitUntil(lambda: live.last is not None, timeout=LONG)
+    assert live.client is not None and live.client.base_url == url
+    assert live.last.group["connectorID"] == b
+    qtbot.waitUntil(lambda: live.saved_version == versions[b], timeout=LONG)
+    assert not live.drift_banner.isVisible()
 
-    fleet_win = BalancersWindow(client=admin_client, is_admin=True, user="admin")
-    qtbot.addWidget(fleet_win)
-    fleet_win.show()
-    try:
-        qtbot.waitUntil(lambda: len(fleet_win.rows) == 1, timeout=LONG)
-        fleet_win.select_instance("bal-real")
-        qtbot.waitUntil(fleet_win.open_live.isEnabled, timeout=LONG)
-        with qtbot.waitSignal(fleet_win.live_opened, timeout=LONG) as opened:
-            fleet_win.open_live.click()
-        live = opened.args[0]
-        assert isinstance(live, LiveWindow)
-        live_windows.append(live)
-        assert live.windowTitle() == "Live — dicom on bal-real"
-        qtbot.waitUntil(lambda: live.last is not None, timeout=LONG)
-        assert live.client is not None and live.client.base_url == url
-        # no token is shown anywhere in either window
-        for w in (fleet_win, live):
-            assert all(ADMIN_TOKEN not in lbl.text() for lbl in w.findChildren(type(live.status)))
-        assert live.last.group["connectorID"] == b
-        qtbot.waitUntil(lambda: live.saved_version == versions[b], timeout=LONG)
-        assert not live.drift_banner.isVisible()
+    # a save through the API (not in this window): the live view re-reads the group and shows the drift
+    fleet.set_weight(b, 1, 4)
+    qtbot.waitUntil(live.drift_banner.isVisible, timeout=LONG)
+    second = live.group.connector_group.members[1].member_id
+    assert f"{second}: weight running 1, saved 4" in live.drift_label.text()
+    assert live.saved_version == fleet.versions(pool)[b]
+    assert arun(live.apply_saved_config()) is True
+    qtbot.waitUntil(lambda: live.last is not None and (m := live.last.member(second)) is not None
+                    and m.weight == 4, timeout=LONG)
+    qtbot.waitUntil(lambda: not live.drift_banner.isVisible(), timeout=LONG)
 
-        # a save through the API (not in this window): the live view re-reads the group and shows the drift
-        fleet.set_weight(b, 1, 4)
-        qtbot.waitUntil(live.drift_banner.isVisible, timeout=LONG)
-        second = live.group.connector_group.members[1].member_id
-        assert f"{second}: weight running 1, saved 4" in live.drift_label.text()
-        assert live.saved_version == fleet.versions(pool)[b]
-        assert arun(live.apply_saved_config()) is True
-        qtbot.waitUntil(lambda: live.last is not None and (m := live.last.member(second)) is not None
-                        and m.weight == 4, timeout=LONG)
-        qtbot.waitUntil(lambda: not live.drift_banner.isVisible(), timeout=LONG)
+    # overrides set live: a weight and a drain. "Save to the server" saves the weight (the server's group
+    # changes, the drift clears) and explains the drain; "Revert" sets the drained member back
+    first = live.group.connector_group.members[0].member_id
+    arun(live.client.set_weight(second, 7))
+    arun(live.client.set_state(first, "drain"))
+    qtbot.waitUntil(lambda: live.last is not None and live.last.member(second).weight == 7
+                    and live.last.member(first).admin == "drain", timeout=LONG)
+    qtbot.waitUntil(lambda: f"{second}: weight running 7, saved 4" in live.drift_label.text(), timeout=LONG)
+    assert arun(live.save_to_server([])) is True
+    assert f"saved to the server: {second} weight 7" in live.status.text()
+    assert f"{first} is drain: drain and disabled are runtime-only states" in live.status.text()
+    saved = fleet.admin.get(f"/api/mgmt/connectors/{b}").json()["connectorGroup"]["members"]
+    assert [m["weight"] for m in saved] == [1, 7]
+    qtbot.waitUntil(lambda: not live.drift_banner.isVisible(), timeout=LONG)
+    assert arun(live.save_to_server([first])) is False  # a drain alone: nothing to save, said why
+    assert "runtime-only" in live.status.text()
+    arun(live.client.set_weight(second, 9))
+    qtbot.waitUntil(lambda: live.last is not None and live.last.member(second).weight == 9, timeout=LONG)
+    assert arun(live.revert([])) is True
+    qtbot.waitUntil(lambda: live.last is not None and live.last.member(first).admin == "enabled"
+                    and live.last.member(second).weight == 7, timeout=LONG)
+    assert arun(live.revert([])) is False and "nothing to revert" in live.status.text()
 
-        # overrides set live: a weight and a drain. "Save to the server" saves the weight (the server's group
-        # changes, the drift clears) and explains the drain; "Revert" sets the drained member back
-        first = live.group.connector_group.members[0].member_id
-        arun(live.client.set_weight(second, 7))
-        arun(live.client.set_state(first, "drain"))
-        qtbot.waitUntil(lambda: live.last is not None and live.last.member(second).weight == 7
-                        and live.last.member(first).admin == "drain", timeout=LONG)
-        qtbot.waitUntil(lambda: f"{second}: weight running 7, saved 4" in live.drift_label.text(), timeout=LONG)
-        assert arun(live.save_to_server([])) is True
-        assert f"saved to the server: {second} weight 7" in live.status.text()
-        assert f"{first} is drain: drain and disabled are runtime-only states" in live.status.text()
-        saved = fleet.admin.get(f"/api/mgmt/connectors/{b}").json()["connectorGroup"]["members"]
-        assert [m["weight"] for m in saved] == [1, 7]
-        qtbot.waitUntil(lambda: not live.drift_banner.isVisible(), timeout=LONG)
-        assert arun(live.save_to_server([first])) is False  # a drain alone: nothing to save, said why
-        assert "runtime-only" in live.status.text()
-        arun(live.client.set_weight(second, 9))
-        qtbot.waitUntil(lambda: live.last is not None and live.last.member(second).weight == 9, timeout=LONG)
-        assert arun(live.revert([])) is True
-        qtbot.waitUntil(lambda: live.last is not None and live.last.member(first).admin == "enabled"
-                        and live.last.member(second).weight == 7, timeout=LONG)
-        assert arun(live.revert([])) is False and "nothing to revert" in live.status.text()
-
-        # a live view of group a attached to the balancer that runs b: drift says so, Apply refuses
-        group_a, _ = arun(admin_client.get_connector(a))
-        other = open_live_view(parent=None, group=group_a, endpoints={}, mgmt=admin_client, pool=pool)
-        assert isinstance(other, LiveWindow)
-        qtbot.addWidget(other)
-        live_windows.append(other)
-        other.attach(url, ADMIN_TOKEN)
-        qtbot.waitUntil(other.drift_banner.isVisible, timeout=LONG)
-        assert f"the balancer runs another group ('{b}', not '{a}')" in other.drift_label.text()
-        with qtbot.waitSignal(other.actionFailed, timeout=LONG) as refused:
-            other.apply_config.click()
-        assert refused.args[0] == (f"apply refused: this balancer runs group '{b}', not '{a}'; "
-                                   "open the live view of that group to change it")
-        assert other.status.text() == refused.args[0]
-        # the balancer still runs b, at the version Apply gave it
-        snap = arun(live.client.snapshot())
-        assert snap.group["connectorID"] == b and snap.member(second).weight == 7
-    finally:
-        arun(fleet_win.aclose())
+    # a live view of group a attached to the balancer that runs b: drift says so, Apply refuses
+    group_a, _ = arun(admin_client.get_connector(a))
+    other = open_live_view(parent=None, group=group_a, endpoints={}, mgmt=admin_client, pool=pool)
+    assert isinstance(other, LiveWindow)
+    qtbot.addWidget(other)
+    live_windows.append(other)
+    other.attach(url, ADMIN_TOKEN)
+    qtbot.waitUntil(other.drift_banner.isVisible, timeout=LONG)
+    assert f"the balancer runs another group ('{b}', not '{a}')" in other.drift_label.text()
+    with qtbot.waitSignal(other.actionFailed, timeout=LONG) as refused:
+        other.apply_config.click()
+    assert refused.args[0] == (f"apply refused: this balancer runs group '{b}', not '{a}'; "
+                               "open the live view of that group to change it")
+    assert other.status.text() == refused.args[0]
+    # the balancer still runs b, at the version Apply gave it
+    snap = arun(live.client.snapshot())
+    assert snap.group["connectorID"] == b and snap.member(second).weight == 7
 
 
 def test_open_live_view_says_why_without_an_admin_endpoint(
