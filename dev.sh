@@ -16,7 +16,7 @@ VENV=.venv
 STAMP=$VENV/.installed-from
 
 APT_GUI=(libxcb-icccm4 libxcb-keysyms1 libxcb-cursor0 libxkbcommon-x11-0 libegl1 libgl1 libfontconfig1 libdbus-1-3)
-APT_TEST=(xvfb xauth xdotool nginx libnginx-mod-stream haproxy)
+APT_TEST=(xvfb xauth xdotool nginx libnginx-mod-stream haproxy postgresql)  # postgresql: tests/mgmt run on both engines
 
 need_apt() {
   local missing=()

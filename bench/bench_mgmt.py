@@ -1,6 +1,14 @@
-"""Benchmark the management API: 1,000 connectors and 100 groups on a real ``balancedesk serve`` process.
+"""Benchmark the management API: 1,000 connectors and 100 groups on real ``balancedesk serve`` processes.
 
     .venv/bin/python bench/bench_mgmt.py [--connectors 1000] [--groups 100] [--requests 300] [--rounds 5]
+                                         [--setups sqlite,postgresql,lb]
+
+Setups, measured side by side in one run (rounds interleaved across them): ``sqlite`` — one server on its
+embedded store; ``postgresql`` — one server on PostgreSQL (a cluster the bench makes with ``initdb`` in a
+temporary directory, PostgreSQL's durable defaults: fsync on, synchronous_commit on; started as in
+tests/mgmt/pg_cluster.py, which it reuses); ``lb`` — two servers on one PostgreSQL database behind a
+Balance Desk L7 balancer (``balance --config … --mode http --data-plane asyncio``, as the README says),
+requests sent to the balancer, the servers' and the balancer's CPU counted together. Each setup has its own data.
 
 Measures, over HTTP on 127.0.0.1 with keep-alive: GET the list with details (all 1,100 as the admin), GET
 one group, PUT a group (full replace with If-Match: a durable, committed write). Latency is measured one
@@ -47,18 +55,40 @@ TARGETS_MS = {"list": 50.0, "put": 20.0}  # p99, from issue 2
 Op = Callable[["Conn", int], float | None]  # returns the ms to count, if not the whole call
 
 
-def start_server(data: str) -> tuple[subprocess.Popen[str], str]:
+BALANCEDESK = [sys.executable, "-m", "balancedesk.gui.launcher"]
+
+
+def _started(cmd: list[str], ready: str) -> tuple[subprocess.Popen[str], str]:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "balancedesk.gui.launcher", "serve", "--port", "0", "--data", data],
-        stdout=subprocess.PIPE,
-        text=True,
+        cmd, stdout=subprocess.PIPE, text=True,
         env={**os.environ, "BALANCEDESK_ADMIN_PASSWORD": PASSWORD, "PYTHONUNBUFFERED": "1"},
     )
     assert proc.stdout is not None
     for line in proc.stdout:
-        if m := re.search(r"balancedesk: serving (\S+)", line):
+        if m := re.search(ready, line):
+            threading.Thread(target=proc.stdout.read, daemon=True).start()  # keep its pipe drained
             return proc, m.group(1)
-    raise SystemExit(f"server exited ({proc.wait()}) before serving")
+    raise SystemExit(f"{cmd[3]} exited ({proc.wait()}) before it was ready")
+
+
+def start_server(data: str, database: str | None = None) -> tuple[subprocess.Popen[str], str]:
+    cmd = [*BALANCEDESK, "serve", "--port", "0", "--data", data, *(["--database", database] if database else [])]
+    return _started(cmd, r"balancedesk: serving (\S+)")
+
+
+def start_front(folder: Path, urls: list[str]) -> tuple[subprocess.Popen[str], str]:
+    """A Balance Desk L7 balancer in front of the management servers at ``urls`` (README: a load-balancer
+    installation)."""
+    members = [{"memberID": f"mgmt-{i + 1}", "sequence": i + 1, "weight": 1} for i in range(len(urls))]
+    config = {"connectorID": "management", "owner": "admin", "label": "management servers", "authUser": [],
+              "connectorGroup": {"connectionTimeout": 2, "retryDelay": 10, "loadBalancing": "Round Robin",
+                                 "members": members},
+              "endpoints": {m["memberID"]: u.removeprefix("http://") for m, u in zip(members, urls, strict=True)}}
+    path = folder / "mgmt.json"
+    path.write_text(json.dumps(config))
+    proc, listen = _started([*BALANCEDESK, "balance", "--config", str(path), "--listen", "127.0.0.1:0", "--mode",
+                             "http", "--data-plane", "asyncio"], r"balancedesk: balancing (127\.0\.0\.1:\d+)")
+    return proc, f"http://{listen}"
 
 
 def cpu_ms(pid: int) -> float:
@@ -167,17 +197,17 @@ class Rounds:
         return statistics.median(values)
 
 
-def measure_round(result: Rounds, op: Op, conns: list[Conn], pid: int, *, start: int) -> None:
+def measure_round(result: Rounds, op: Op, conns: list[Conn], pids: list[int], *, start: int) -> None:
     n, conn = result.n, conns[0]
     for i in range(min(10, n)):  # warm-up (also refills any cache a previous round's writes dropped)
         op(conn, start + i)
     latencies = []
-    server0, client0 = cpu_ms(pid), own_cpu_ms()
+    server0, client0 = sum(map(cpu_ms, pids)), own_cpu_ms()
     for i in range(n):
         t0 = time.perf_counter()
         timed = op(conn, start + i)
         latencies.append((time.perf_counter() - t0) * 1000 if timed is None else timed)
-    result.server_cpu.append((cpu_ms(pid) - server0) / n)
+    result.server_cpu.append((sum(map(cpu_ms, pids)) - server0) / n)
     result.client_cpu.append((own_cpu_ms() - client0) / n)
     result.p50.append(statistics.median(latencies))
     result.p99.append(pct(latencies, 99))
@@ -215,96 +245,149 @@ async def prepare(url: str, args: argparse.Namespace) -> list[str]:
     return group_ids
 
 
-def run(args: argparse.Namespace) -> tuple[list[Rounds], list[float]]:
+@dataclass
+class Setup:
+    """One installation under test: where to send requests, whose CPU to count, what to stop."""
+
+    name: str
+    url: str
+    pids: list[int]
+    procs: list[subprocess.Popen[str]]
+    conns: list[Conn] = field(default_factory=list)
+    ops: list[tuple[Rounds, Op]] = field(default_factory=list)
+
+
+def start_setups(names: list[str], folder: Path, cluster: Any) -> list[Setup]:
+    setups = []
+    for name in names:
+        data = folder / name
+        data.mkdir()
+        if name == "sqlite":
+            proc, url = start_server(str(data))
+            setups.append(Setup(name, url, [proc.pid], [proc]))
+        elif name == "postgresql":
+            proc, url = start_server(str(data), cluster.new_database())
+            setups.append(Setup(name, url, [proc.pid], [proc]))
+        elif name == "lb":
+            database = cluster.new_database()
+            servers = [start_server(str(data / f"s{i}"), database) for i in range(2)]
+            front, url = start_front(data, [u for _, u in servers])
+            procs = [p for p, _ in servers] + [front]
+            setups.append(Setup("2 servers + balancer", url, [p.pid for p in procs], procs))
+        else:
+            raise SystemExit(f"unknown setup {name!r}: sqlite, postgresql or lb")
+    return setups
+
+
+def make_ops(setup: Setup, args: argparse.Namespace) -> None:
+    """Populate the setup's store and build its operations (each with its own ETags and bodies)."""
+    url = setup.url
+    group_ids = asyncio.run(prepare(url, args))
+    auth = base64.b64encode(f"admin:{PASSWORD}".encode()).decode()
+    setup.conns = conns = [Conn(url, auth) for _ in range(CONCURRENCY)]
+    status, _, raw = conns[0].request("GET", "/api/mgmt/connectors?details=true")
+    listed = json.loads(raw)["connectors"]
+    assert status == 200 and len(listed) == args.connectors + args.groups, len(listed)
+    etags: dict[str, str] = {}
+    bodies: dict[str, dict[str, Any]] = {}
+    for gid in group_ids:
+        status, headers, raw = conns[0].request("GET", f"/api/mgmt/connectors/{gid}")
+        etags[gid], bodies[gid] = headers["etag"], json.loads(raw)
+
+    def list_details(c: Conn, i: int) -> None:
+        status, _, raw = c.request("GET", "/api/mgmt/connectors?details=true")
+        assert status == 200 and raw.startswith(b'{"connectors":['), status
+
+    def get_one(c: Conn, i: int) -> None:
+        status, _, _ = c.request("GET", f"/api/mgmt/connectors/{group_ids[i % len(group_ids)]}")
+        assert status == 200, status
+
+    def put_group(c: Conn, i: int) -> None:
+        gid = group_ids[i % len(group_ids)]
+        body = json.dumps({**bodies[gid], "label": f"group-{i}"}).encode()
+        status, headers, raw = c.request("PUT", f"/api/mgmt/connectors/{gid}", body, If_Match=etags[gid])
+        assert status == 200, raw
+        etags[gid] = headers["etag"]
+
+    def list_after_put(c: Conn, i: int) -> float:
+        """The list's cost when a write has just changed it (the first reader after a write)."""
+        put_group(c, i)
+        t0 = time.perf_counter()
+        list_details(c, i)
+        return (time.perf_counter() - t0) * 1000
+
+    setup.ops = [
+        (Rounds("list", f"GET list details ({len(listed)})", max(50, args.requests // 3)), list_details),
+        (Rounds("one", "GET one group", args.requests), get_one),
+        (Rounds("put", "PUT a group (If-Match)", args.requests), put_group),
+        (Rounds("list-cold", "GET list, just after a PUT", max(50, args.requests // 3), throughput=False),
+         list_after_put),
+    ]
+
+
+def run(args: argparse.Namespace) -> tuple[list[Setup], list[float]]:
     loads: list[float] = []
-    with tempfile.TemporaryDirectory(prefix="bench-mgmt-") as data:
-        proc, url = start_server(data)
-        auth = base64.b64encode(f"admin:{PASSWORD}".encode()).decode()
-        conns: list[Conn] = []
+    names = [n.strip() for n in args.setups.split(",") if n.strip()]
+    cluster = None
+    setups: list[Setup] = []
+    with tempfile.TemporaryDirectory(prefix="bench-mgmt-") as tmp:
         try:
-            group_ids = asyncio.run(prepare(url, args))
-            conns = [Conn(url, auth) for _ in range(CONCURRENCY)]
-            status, _, raw = conns[0].request("GET", "/api/mgmt/connectors?details=true")
-            listed = json.loads(raw)["connectors"]
-            assert status == 200 and len(listed) == args.connectors + args.groups, len(listed)
-            etags: dict[str, str] = {}
-            bodies: dict[str, dict[str, Any]] = {}
-            for gid in group_ids:
-                status, headers, raw = conns[0].request("GET", f"/api/mgmt/connectors/{gid}")
-                etags[gid], bodies[gid] = headers["etag"], json.loads(raw)
+            if any(n != "sqlite" for n in names):
+                sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "mgmt"))
+                from pg_cluster import start_cluster
 
-            def list_details(c: Conn, i: int) -> None:
-                status, _, raw = c.request("GET", "/api/mgmt/connectors?details=true")
-                assert status == 200 and raw.startswith(b'{"connectors":['), status
-
-            def get_one(c: Conn, i: int) -> None:
-                status, _, _ = c.request("GET", f"/api/mgmt/connectors/{group_ids[i % len(group_ids)]}")
-                assert status == 200, status
-
-            def put_group(c: Conn, i: int) -> None:
-                gid = group_ids[i % len(group_ids)]
-                body = json.dumps({**bodies[gid], "label": f"group-{i}"}).encode()
-                status, headers, raw = c.request("PUT", f"/api/mgmt/connectors/{gid}", body, If_Match=etags[gid])
-                assert status == 200, raw
-                etags[gid] = headers["etag"]
-
-            def list_after_put(c: Conn, i: int) -> float:
-                """The list's cost when a write has just changed it (the first reader after a write)."""
-                put_group(c, i)
-                t0 = time.perf_counter()
-                list_details(c, i)
-                return (time.perf_counter() - t0) * 1000
-
-            ops: list[tuple[Rounds, Op]] = [
-                (Rounds("list", f"GET list details ({len(listed)})", max(50, args.requests // 3)), list_details),
-                (Rounds("one", "GET one group", args.requests), get_one),
-                (Rounds("put", "PUT a group (If-Match)", args.requests), put_group),
-                (
-                    Rounds("list-cold", "GET list, just after a PUT", max(50, args.requests // 3), throughput=False),
-                    list_after_put,
-                ),
-            ]
+                cluster = start_cluster(durable=True)
+            setups = start_setups(names, Path(tmp), cluster)
+            for setup in setups:
+                make_ops(setup, args)
             for round_ in range(args.rounds):
                 loads.append(os.getloadavg()[0])
-                for result, op in ops:
-                    measure_round(result, op, conns, proc.pid, start=round_ * 100 * args.requests)
-                print(
-                    f"round {round_ + 1}/{args.rounds}: load {loads[-1]:.1f}; p99 ms "
-                    + ", ".join(f"{r.key} {r.p99[-1]:.1f}" for r, _ in ops),
-                    flush=True,
-                )
+                for setup in setups:
+                    for result, op in setup.ops:
+                        measure_round(result, op, setup.conns, setup.pids, start=round_ * 100 * args.requests)
+                    print(f"round {round_ + 1}/{args.rounds} {setup.name}: load {loads[-1]:.1f}; p99 ms "
+                          + ", ".join(f"{r.key} {r.p99[-1]:.1f}" for r, _ in setup.ops), flush=True)
             loads.append(os.getloadavg()[0])
         finally:
-            for c in conns:
-                c.close()
-            proc.terminate()
-            proc.wait(10)
-    return [r for r, _ in ops], loads
+            for setup in setups:
+                for c in setup.conns:
+                    c.close()
+                for proc in setup.procs:
+                    proc.terminate()
+                    proc.wait(10)
+            if cluster is not None:
+                cluster.stop()
+    return setups, loads
 
 
-def report(results: list[Rounds], loads: list[float], rounds: int) -> None:
+def report(setups: list[Setup], loads: list[float], rounds: int) -> None:
     print(
         f"\nmedian of {rounds} rounds; load average (1 min) {min(loads):.1f}-{max(loads):.1f} "
-        f"on {os.cpu_count()} CPUs; req/s with {CONCURRENCY} clients; CPU ms per request (sequential phase)"
+        f"on {os.cpu_count()} CPUs; req/s with {CONCURRENCY} clients; CPU ms per request (sequential phase; "
+        "server CPU: every server process, and the balancer, of the setup)"
     )
-    print(
-        f"{'operation':<28} {'n':>5} {'p50 ms':>7} {'p99 ms':>7} {'p99 min-max':>13} {'req/s':>7} "
-        f"{'server CPU':>10} {'bench CPU':>9}"
-    )
-    for r in results:
-        spread = f"{min(r.p99):.1f}-{max(r.p99):.1f}"
-        rps = f"{r.median(r.rps):.0f}" if r.rps else "-"
+    base = setups[0]
+    for setup in setups:
+        print(f"\n== {setup.name}" + ("" if setup is base else f"  (p50 ratio: against {base.name})"))
         print(
-            f"{r.name:<28} {r.n:>5} {r.median(r.p50):>7.2f} {r.median(r.p99):>7.2f} {spread:>13} "
-            f"{rps:>7} {r.median(r.server_cpu):>10.2f} {r.median(r.client_cpu):>9.2f}"
+            f"{'operation':<28} {'n':>5} {'p50 ms':>7} {'p99 ms':>7} {'p99 min-max':>13} {'req/s':>7} "
+            f"{'server CPU':>10} {'bench CPU':>9} {'p50 ratio':>9}"
         )
-    by_key = {r.key: r for r in results}
-    verdicts = []
-    for key, label in (("put", "PUT"), ("list", "list-with-details")):
-        got = by_key[key].median(by_key[key].p99)
-        verdict = "met" if got <= TARGETS_MS[key] else "MISSED"
-        verdicts.append(f"{label} p99 {got:.1f} <= {TARGETS_MS[key]:.0f} ms: {verdict}")
-    print("\ntargets (median p99 over rounds): " + "; ".join(verdicts))
+        for (r, _), (b, _) in zip(setup.ops, base.ops, strict=True):
+            spread = f"{min(r.p99):.1f}-{max(r.p99):.1f}"
+            rps = f"{r.median(r.rps):.0f}" if r.rps else "-"
+            ratio = r.median(r.p50) / b.median(b.p50)
+            print(
+                f"{r.name:<28} {r.n:>5} {r.median(r.p50):>7.2f} {r.median(r.p99):>7.2f} {spread:>13} "
+                f"{rps:>7} {r.median(r.server_cpu):>10.2f} {r.median(r.client_cpu):>9.2f} {ratio:>8.2f}x"
+            )
+        by_key = {r.key: r for r, _ in setup.ops}
+        verdicts = []
+        for key, label in (("put", "PUT"), ("list", "list-with-details")):
+            got = by_key[key].median(by_key[key].p99)
+            verdict = "met" if got <= TARGETS_MS[key] else "MISSED"
+            verdicts.append(f"{label} p99 {got:.1f} <= {TARGETS_MS[key]:.0f} ms: {verdict}")
+        print("targets (median p99 over rounds): " + "; ".join(verdicts))
     if max(loads) > (os.cpu_count() or 1):
         print(f"note: the load average exceeded {os.cpu_count()} CPUs during the run; tails include waiting for a core")
 
@@ -315,9 +398,11 @@ def main() -> None:
     parser.add_argument("--groups", type=int, default=100)
     parser.add_argument("--requests", type=int, default=300, help="sequential requests per operation per round")
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--setups", default="sqlite,postgresql,lb",
+                        help="comma-separated: sqlite, postgresql, lb (two servers on PostgreSQL behind a balancer)")
     args = parser.parse_args()
-    results, loads = run(args)
-    report(results, loads, args.rounds)
+    setups, loads = run(args)
+    report(setups, loads, args.rounds)
 
 
 if __name__ == "__main__":

@@ -108,6 +108,10 @@ def create_app(store: Store, *, heartbeat_interval: float = HEARTBEAT_INTERVAL_S
 
     @app.exception_handler(Exception)
     async def _on_bug(request: Request, exc: Exception) -> Response:
+        if isinstance(exc, store.db.unavailable_errors):  # the database is away: the client may retry
+            log.warning("database unavailable on %s %s: %s", request.method, request.url.path, exc)
+            return _failure_response(ApiFailure(503, "The database is unavailable; try again shortly.",
+                                                headers={"Retry-After": "1"}))
         log.exception("internal error on %s %s", request.method, request.url.path)
         return _json_response(envelope(CODES[500], "Internal server error; see the server log."), status=500)
 

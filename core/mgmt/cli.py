@@ -1,7 +1,8 @@
 """``balancedesk serve``, ``balancedesk users …``, ``balancedesk connectors …`` and ``balancedesk tokens …``.
 
 ``users``, ``connectors`` and ``tokens`` work on the data store directly (``--data DIR``, default: the user's data
-directory), not through the API: they are how an operator bootstraps or repairs a server that is not running
+directory, or ``--database URL`` / ``BALANCEDESK_DATABASE`` for a PostgreSQL installation), not
+through the API: they are how an operator bootstraps or repairs a server that is not running
 or whose admin password is lost, and SQLite's WAL lets them run beside a live server safely. They go through
 the same :class:`~balancedesk.core.mgmt.service.Service` rules as the API. Errors: one line on stderr, exit 1.
 """
@@ -17,12 +18,19 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+DATABASE_HELP = "a postgresql:// URL: work on that database (default: $BALANCEDESK_DATABASE, else --data's SQLite)"
+
 
 def register(subparsers: Any) -> None:
     serve = subparsers.add_parser("serve", help="run the management API server")
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8090, help="port (0 picks a free one; default 8090)")
     serve.add_argument("--data", type=Path, help="data directory (default: the user's data directory)")
+    serve.add_argument("--database", metavar="URL",
+                       help="postgresql://user@host/db to keep the data in PostgreSQL, shared by every server "
+                            "given the same URL (default: $BALANCEDESK_DATABASE, else SQLite in --data)")
+    serve.add_argument("--migrate-from", metavar="sqlite:PATH",
+                       help="copy this embedded store into the empty --database, check the copy, and exit")
     serve.add_argument("--demo", action="store_true", help="also register demo connectors and a demo group")
     serve.add_argument("--cert", type=Path, help="TLS certificate (PEM)")
     serve.add_argument("--key", type=Path, help="TLS private key (PEM)")
@@ -39,13 +47,16 @@ def register(subparsers: Any) -> None:
     add.add_argument("--role", choices=("User", "Administrator"), default="User")
     add.add_argument("--password-env", metavar="VAR", help="read the password from this environment variable")
     add.add_argument("--data", type=Path)
+    add.add_argument("--database", metavar="URL", help=DATABASE_HELP)
     add.set_defaults(func=_guarded(_users_add))
     lst = users_sub.add_parser("list", help="list users")
     lst.add_argument("--data", type=Path)
+    lst.add_argument("--database", metavar="URL", help=DATABASE_HELP)
     lst.set_defaults(func=_guarded(_users_list))
     disable = users_sub.add_parser("disable", help="disable a user (they can no longer log in)")
     disable.add_argument("name")
     disable.add_argument("--data", type=Path)
+    disable.add_argument("--database", metavar="URL", help=DATABASE_HELP)
     disable.set_defaults(func=_guarded(_users_disable))
 
     conns = subparsers.add_parser("connectors", help="register connectors (works on the data store directly)")
@@ -53,6 +64,7 @@ def register(subparsers: Any) -> None:
     clist = conns_sub.add_parser("list", help="list registered connectors and groups")
     clist.add_argument("--json", action="store_true", help="print JSON")
     clist.add_argument("--data", type=Path)
+    clist.add_argument("--database", metavar="URL", help=DATABASE_HELP)
     clist.set_defaults(func=_guarded(_connectors_list))
     creg = conns_sub.add_parser("register", help="register a connector")
     creg.add_argument("--label", required=True)
@@ -60,10 +72,12 @@ def register(subparsers: Any) -> None:
     creg.add_argument("--endpoint", help="host:port where a balancer reaches this connector")
     creg.add_argument("--id", dest="connector_id", help="connector ID (default: a new UUID)")
     creg.add_argument("--data", type=Path)
+    creg.add_argument("--database", metavar="URL", help=DATABASE_HELP)
     creg.set_defaults(func=_guarded(_connectors_register))
     cun = conns_sub.add_parser("unregister", help="unregister a connector (or delete a group)")
     cun.add_argument("connector_id")
     cun.add_argument("--data", type=Path)
+    cun.add_argument("--database", metavar="URL", help=DATABASE_HELP)
     cun.set_defaults(func=_guarded(_connectors_unregister))
 
     toks = subparsers.add_parser("tokens", help="balancer tokens (works on the data store directly)")
@@ -72,14 +86,17 @@ def register(subparsers: Any) -> None:
     tadd.add_argument("--pool", required=True, help="the pool whose groups the token may read")
     tadd.add_argument("--label", default="", help="a note: which host or balancer holds it")
     tadd.add_argument("--data", type=Path)
+    tadd.add_argument("--database", metavar="URL", help=DATABASE_HELP)
     tadd.set_defaults(func=_guarded(_tokens_add))
     tlist = toks_sub.add_parser("list", help="list tokens (never their secrets)")
     tlist.add_argument("--json", action="store_true", help="print JSON")
     tlist.add_argument("--data", type=Path)
+    tlist.add_argument("--database", metavar="URL", help=DATABASE_HELP)
     tlist.set_defaults(func=_guarded(_tokens_list))
     trev = toks_sub.add_parser("revoke", help="revoke a token (it stops working at once)")
     trev.add_argument("token_id")
     trev.add_argument("--data", type=Path)
+    trev.add_argument("--database", metavar="URL", help=DATABASE_HELP)
     trev.set_defaults(func=_guarded(_tokens_revoke))
 
 
@@ -111,6 +128,10 @@ def _guarded(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Na
 def _serve(args: argparse.Namespace) -> int:
     from balancedesk.core.mgmt.server import serve
 
+    if args.migrate_from is not None:
+        from balancedesk.core.mgmt.migrate import migrate_command
+
+        return migrate_command(args.migrate_from, args.database)
     return int(
         serve(
             host=args.host,
@@ -120,6 +141,7 @@ def _serve(args: argparse.Namespace) -> int:
             cert=args.cert,
             key=args.key,
             insecure=args.insecure,
+            database=args.database,
             **({} if args.heartbeat_interval is None else {"heartbeat_interval": args.heartbeat_interval}),
         )
     )
@@ -129,7 +151,7 @@ def _service(args: argparse.Namespace) -> Any:
     from balancedesk.core.mgmt.server import open_store
     from balancedesk.core.mgmt.service import Service
 
-    return Service(open_store(args.data))
+    return Service(open_store(args.data, args.database))
 
 
 def _admin() -> Any:

@@ -28,6 +28,7 @@ from balancedesk.core.mgmt.errors import ApiFailure, rule_failure
 from balancedesk.core.mgmt.login import Authenticator, unauthorized
 from balancedesk.core.mgmt.registry import Registry, RegistryFull
 from balancedesk.core.mgmt.service import Caller, Service
+from balancedesk.core.mgmt.shared_registry import SharedRegistry
 from balancedesk.core.mgmt.store import Store
 from balancedesk.core.mgmt.throttle import LoginThrottle, Refused, source_key
 from balancedesk.core.model import Problem, RuleError
@@ -129,7 +130,10 @@ def register(
     store = service.store
     wakeup = fleet.Wakeup()
     service.on_change.append(wakeup.wake)
-    registry = Registry(interval_s=heartbeat_interval)
+    # one registry per server, or — several servers on one database — the shared one (its clock: wall time)
+    registry = SharedRegistry(store, interval_s=heartbeat_interval) if store.shared else Registry(
+        interval_s=heartbeat_interval)
+    clock = time.time if store.shared else time.monotonic
     app.state.registry = registry
     waiting = [0]
 
@@ -173,6 +177,13 @@ def register(
             raise ApiFailure(503, f"{MAX_FEED_WAITERS} followers are waiting already; retry.",
                              headers={"Retry-After": "1"})
         waiting[0] += 1
+        if store.shared:  # commits of the other servers wake our followers too (LISTEN/NOTIFY)
+            loop = asyncio.get_running_loop()
+
+            def wake_here() -> None:
+                loop.call_soon_threadsafe(wakeup.wake)
+
+            store.listen(wake_here)
         try:
             while True:
                 event = wakeup.waiter()  # before reading: a commit in between still wakes us
@@ -205,13 +216,13 @@ def register(
             raise rule_failure(exc.problems, "The heartbeat breaks") from exc
         assert caller.pool is not None and caller.token_id is not None
         try:
-            entry = registry.heartbeat(hb, pool=caller.pool, token_id=caller.token_id, now=time.monotonic(),
+            entry = registry.heartbeat(hb, pool=caller.pool, token_id=caller.token_id, now=clock(),
                                        wall=time.time())
         except PermissionError as exc:
             raise ApiFailure(409, str(exc), [Problem("instanceID", "is used by another token")]) from exc
         except RegistryFull as exc:
             raise ApiFailure(503, str(exc), headers={"Retry-After": str(math.ceil(registry.interval_s))}) from exc
-        return json({"pool": entry.pool, "state": registry.state(entry, time.monotonic()),
+        return json({"pool": entry.pool, "state": registry.state(entry, clock()),
                      "heartbeatInterval": registry.interval_s, "lostAfter": registry.lost_after_s})
 
     @app.get("/api/admin/balancers", tags=["fleet"], responses=schemas.errors(400, 401, 403))
@@ -220,7 +231,7 @@ def register(
         if pool is not None:
             _pool_reader(Caller("", True), pool)
         return json({"heartbeatInterval": registry.interval_s, "lostAfter": registry.lost_after_s,
-                     "balancers": registry.listing(time.monotonic(), pool=pool)})
+                     "balancers": registry.listing(clock(), pool=pool)})
 
     @app.get("/api/admin/balancers/{instance_id}/admin", tags=["fleet"], responses=schemas.errors(401, 403, 404))
     async def balancer_admin(request: Request, instance_id: str) -> Response:

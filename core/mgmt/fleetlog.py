@@ -1,4 +1,4 @@
-"""The change log a pool's balancers follow, kept in SQLite beside the groups (so cursors survive restarts).
+"""The change log a pool's balancers follow, kept in the store beside the groups (so cursors survive restarts).
 
 The rules (docs/ARCHITECTURE.md, "The control plane", states them for clients):
 
@@ -15,8 +15,11 @@ The rules (docs/ARCHITECTURE.md, "The control plane", states them for clients):
   below ``floor`` (or above ``seq``: a store restored from an older copy), or a ``storeID`` other than this
   store's, cannot be followed: the answer says ``resync`` and the follower re-reads its pool.
 
-Every function here runs on the caller's :class:`~balancedesk.core.mgmt.store.Store` connection; the
-``record`` functions only inside a write transaction.
+* On a shared database (several servers on one PostgreSQL) the log table is the truth every server reads;
+  a ``record`` also NOTIFYs, so the other servers wake their long-polling followers at COMMIT.
+
+Every function here runs on the caller's :class:`~balancedesk.core.mgmt.store.Store` connection (either
+engine); the ``record`` functions only inside a write transaction.
 """
 
 from __future__ import annotations
@@ -74,6 +77,7 @@ def record(store: Store, group_id: str, *, old_pool: str | None, new_pool: str |
         store.db.execute(upsert, (new_pool, group_id, seq, 0))
     store.db.execute("UPDATE fleet_meta SET value=? WHERE key='seq'", (str(seq),))
     _prune(store)
+    store.db.notify()
     return True
 
 
@@ -149,9 +153,11 @@ def labels_of(store: Store, ids: list[str]) -> dict[str, str]:
 def listeners_on(store: Store, pool: str, port: int, exclude: str | None = None) -> list[tuple[str, str, str, str]]:
     """(id, owner, label, listener JSON) of the groups (but ``exclude``) whose listener is on ``port`` in
     ``pool``: the candidates for a socket clash."""
-    rows = store.db.execute(
-        "SELECT id, owner, label, listener FROM connectors WHERE listener IS NOT NULL AND id IS NOT ? "
-        "AND json_extract(listener, '$.pool') = ? AND json_extract(listener, '$.port') = ?",
-        (exclude, pool, port),
+    db = store.db
+    rows = db.execute(
+        "SELECT id, owner, label, listener FROM connectors WHERE listener IS NOT NULL "
+        "AND (CAST(? AS TEXT) IS NULL OR id <> ?) "
+        f"AND {db.json_text('listener', 'pool')} = ? AND {db.json_text('listener', 'port')} = ?",
+        (exclude, exclude, pool, str(port)),
     ).fetchall()
     return [(str(r[0]), str(r[1]), str(r[2]), str(r[3])) for r in rows]

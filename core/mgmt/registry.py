@@ -5,6 +5,7 @@ more than :data:`~balancedesk.core.fleet.LOST_AFTER_MISSED` intervals passed sin
 Bounded: at most ``cap`` instances; a heartbeat from a new instance when full forgets the instance lost the
 longest, and is refused (:class:`RegistryFull`) if none is lost. Nothing here is stored on disk — after a
 server restart the list fills again within one interval — so a balancer's admin token never reaches disk.
+(Several servers on one PostgreSQL database share theirs in the database instead: :mod:`.shared_registry`.)
 """
 
 from __future__ import annotations

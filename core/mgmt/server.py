@@ -1,5 +1,10 @@
 """``balancedesk serve``: open the store, make the first admin, optionally load demo data, and serve.
 
+The store is SQLite in the data directory unless a database URL is given (``--database``, or the
+:data:`DATABASE_ENV` environment variable): ``postgresql://…`` puts it on PostgreSQL, where several servers
+share it as one (see README, "A load-balancer installation"). The data directory still holds the generated
+admin password.
+
 The listening socket is bound (and listening) before the ``balancedesk: serving URL`` line is printed,
 so whoever waits for that line can connect at once. A non-loopback bind needs TLS or ``--insecure``.
 """
@@ -20,6 +25,7 @@ from balancedesk.core.mgmt.store import Store
 from balancedesk.core.model import ROUND_ROBIN, Connector, ConnectorGroup, Member
 
 ADMIN_PASSWORD_ENV = "BALANCEDESK_ADMIN_PASSWORD"
+DATABASE_ENV = "BALANCEDESK_DATABASE"
 ADMIN_PASSWORD_FILE = "admin-password.txt"
 DB_FILE = "balancedesk.sqlite3"
 DEMO_CONNECTORS = 4  # demo-1 … demo-4 on 127.0.0.1, each on a port free when the demo data is made
@@ -36,13 +42,26 @@ def default_data_dir() -> Path:
     return Path(platformdirs.user_data_dir("balancedesk", appauthor=False))
 
 
-def open_store(data: Path | None) -> Store:
+def data_folder(data: Path | None) -> Path:
     folder = data or default_data_dir()
     try:
         folder.mkdir(parents=True, exist_ok=True, mode=0o700)
     except OSError as exc:
         raise ServeError(f"cannot create the data directory {folder}: {exc.strerror}") from exc
-    return Store(folder / DB_FILE)
+    return folder
+
+
+def database_url(database: str | None) -> str | None:
+    """The database to use: ``database`` if given, else :data:`DATABASE_ENV`, else None (SQLite in the data
+    directory)."""
+    return database or os.environ.get(DATABASE_ENV) or None
+
+
+def open_store(data: Path | None, database: str | None = None) -> Store:
+    url = database_url(database)
+    if url is not None:
+        return Store(url)
+    return Store(data_folder(data) / DB_FILE)
 
 
 def is_loopback(host: str) -> bool:
@@ -54,18 +73,22 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def bootstrap_admin(store: Store, out: TextIO) -> None:
-    """First start with no users: create ``admin`` (password from the environment, or generated)."""
+def bootstrap_admin(store: Store, out: TextIO, folder: Path) -> None:
+    """First start with no users: create ``admin`` (password from the environment, or generated and saved in
+    ``folder``). Several servers starting at once on one database make one admin (checked in the write)."""
     if store.count_users():
         return
     password = os.environ.get(ADMIN_PASSWORD_ENV)
     generated = not password
     if not password:
         password = generate_password()
+    pw_hash = hash_password(password)
     with store.write():
-        store.insert_user("admin", hash_password(password), "Administrator")
+        if store.count_users():
+            return
+        store.insert_user("admin", pw_hash, "Administrator")
     if generated:
-        path = store.path.parent / ADMIN_PASSWORD_FILE
+        path = folder / ADMIN_PASSWORD_FILE
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:
             f.write(password + "\n")
@@ -137,6 +160,7 @@ def serve(
     cert: Path | None,
     key: Path | None,
     insecure: bool,
+    database: str | None = None,
     heartbeat_interval: float = HEARTBEAT_INTERVAL_S,
 ) -> int:
     import uvicorn
@@ -158,8 +182,9 @@ def serve(
             ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(cert, key)
         except (OSError, ssl.SSLError) as exc:
             raise ServeError(f"cannot use --cert {cert} --key {key}: {exc}") from exc
-    store = open_store(data)
-    bootstrap_admin(store, sys.stdout)
+    folder = data_folder(data)
+    store = open_store(folder, database)
+    bootstrap_admin(store, sys.stdout, folder)
     if demo:
         load_demo(store)
     app = create_app(store, heartbeat_interval=heartbeat_interval)

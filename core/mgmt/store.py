@@ -1,19 +1,32 @@
-"""SQLite storage for users and connectors: WAL, one transaction per write, versioned schema.
+"""Storage for users, connectors, the fleet's change log and balancer tokens: one implementation, two engines.
 
-Durability: ``journal_mode=WAL`` with ``synchronous=FULL`` fsyncs the WAL at every commit, and the server
-commits before it answers, so a write that was acknowledged survives ``kill -9`` or a power cut, and
-SQLite's journal keeps the file consistent whatever moment the process dies. The schema version is
-``PRAGMA user_version``; :data:`MIGRATIONS` are applied in order, each in its own transaction.
+The engines (:mod:`.database`): **SQLite** — the embedded default, one file beside the server — and
+**PostgreSQL**, which several ``serve`` processes share as one server (``serve --database postgresql://…``).
+Every query below is written once; the :class:`~.database.Database` under :attr:`Store.db` runs it on either.
 
-Why FULL and not NORMAL: that one fdatasync per commit is most of a PUT's time on the server (about 1-4 ms
-at the median on the 2-core development VM's disk, 8-16 ms at p99, against well under 1 ms of Python), and
-``synchronous=NORMAL`` in WAL mode would drop it while still surviving ``kill -9`` (the OS keeps the
+Durability: SQLite runs ``journal_mode=WAL`` with ``synchronous=FULL``, which fsyncs the WAL at every commit,
+and the server commits before it answers, so a write that was acknowledged survives ``kill -9`` or a power
+cut, and SQLite's journal keeps the file consistent whatever moment the process dies. PostgreSQL flushes its
+WAL at COMMIT (``synchronous_commit=on``, its default) with the same promise.
+
+Why FULL and not NORMAL on SQLite: that one fdatasync per commit is most of a PUT's time on the server (about
+1-4 ms at the median on the 2-core development VM's disk, 8-16 ms at p99, against well under 1 ms of Python),
+and ``synchronous=NORMAL`` in WAL mode would drop it while still surviving ``kill -9`` (the OS keeps the
 written WAL). But NORMAL can lose the last acknowledged writes on a power cut or a kernel crash, and this
 module promises they survive. Config edits are rare and small, so the promise is kept and the cost paid.
 
-Files: the database is created mode 0600 before SQLite opens it, so its ``-wal`` and ``-shm`` files (which
-SQLite creates with the database's mode) are 0600 too; a store left by an earlier version with wider modes
-is narrowed to 0600 when it is opened. The directory around it is the caller's (``serve`` makes it 0700).
+Schema: :data:`MIGRATIONS`, applied in order at open, each in its own write transaction (so two servers
+starting on one empty PostgreSQL database migrate it once). The version is SQLite's ``PRAGMA user_version``
+(as every earlier release kept it) or PostgreSQL's ``schema_version`` row. A database newer than this program
+is refused (:class:`StoreError`) before anything is changed.
+
+Seeing other servers' writes: on a shared database (PostgreSQL) every write transaction raises the one row of
+``store_generation``; :meth:`Store.stamp` reads it, so a server's read cache is dropped by a commit of any
+server at once. On SQLite the stamp is our commit count and ``PRAGMA data_version`` (a CLI process's commit).
+
+Files (SQLite): the database is created mode 0600 before SQLite opens it, so its ``-wal`` and ``-shm`` files
+(which SQLite creates with the database's mode) are 0600 too; a store left by an earlier version with wider
+modes is narrowed to 0600 when it is opened. The directory around it is the caller's (``serve`` makes it 0700).
 
 One :class:`Store` owns one connection and is used from one thread (the server's event loop), so a write
 transaction (``with store.write():``) never interleaves with another request.
@@ -24,15 +37,15 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import sqlite3
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from balancedesk.core.mgmt.database import Database, DatabaseError, connect, is_postgres, sqlite_path
 from balancedesk.core.model import Connector, ConnectorGroup, KnownConnector, ListenerSettings, Member
 
 MIGRATIONS: tuple[str, ...] = (
@@ -43,7 +56,7 @@ MIGRATIONS: tuple[str, ...] = (
         pw_hash TEXT NOT NULL,
         role TEXT NOT NULL CHECK (role IN ('Administrator', 'User')),
         active INTEGER NOT NULL DEFAULT 1,
-        created REAL NOT NULL
+        created {real} NOT NULL
     );
     CREATE TABLE connectors (
         id TEXT PRIMARY KEY,
@@ -55,8 +68,8 @@ MIGRATIONS: tuple[str, ...] = (
         retry_delay INTEGER,
         load_balancing TEXT,
         rev INTEGER NOT NULL DEFAULT 1,
-        created REAL NOT NULL,
-        modified REAL NOT NULL
+        created {real} NOT NULL,
+        modified {real} NOT NULL
     );
     CREATE INDEX connectors_owner ON connectors (owner);
     CREATE TABLE members (
@@ -70,23 +83,23 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE TABLE auth_users (
         connector_id TEXT NOT NULL REFERENCES connectors (id) ON DELETE CASCADE,
-        user TEXT NOT NULL,
+        "user" TEXT NOT NULL,
         pos INTEGER NOT NULL,
-        PRIMARY KEY (connector_id, user)
+        PRIMARY KEY (connector_id, "user")
     );
-    CREATE INDEX auth_users_user ON auth_users (user);
+    CREATE INDEX auth_users_user ON auth_users ("user");
     """,
     # 2: the fleet — a group's listener, the per-pool change log (see feedlog.py), balancer tokens
     """
     ALTER TABLE connectors ADD COLUMN listener TEXT;
     CREATE TABLE fleet_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-    INSERT INTO fleet_meta (key, value) VALUES ('store_id', lower(hex(randomblob(16))));
+    INSERT INTO fleet_meta (key, value) VALUES ('store_id', {random_id});
     INSERT INTO fleet_meta (key, value) VALUES ('seq', '0');
     INSERT INTO fleet_meta (key, value) VALUES ('floor', '0');
     CREATE TABLE pool_changes (
         pool TEXT NOT NULL,
         group_id TEXT NOT NULL,
-        seq INTEGER NOT NULL UNIQUE,
+        seq {bigint} NOT NULL UNIQUE,
         gone INTEGER NOT NULL,
         PRIMARY KEY (pool, group_id)
     );
@@ -96,8 +109,21 @@ MIGRATIONS: tuple[str, ...] = (
         secret_hash TEXT NOT NULL,
         pool TEXT NOT NULL,
         label TEXT NOT NULL,
-        created REAL NOT NULL,
-        revoked REAL
+        created {real} NOT NULL,
+        revoked {real}
+    );
+    """,
+    # 3: several servers on one database — the write generation (see Store.stamp), the shared balancer registry
+    """
+    CREATE TABLE store_generation (n {bigint} NOT NULL);
+    INSERT INTO store_generation (n) VALUES (0);
+    CREATE TABLE balancers (
+        instance_id TEXT PRIMARY KEY,
+        pool TEXT NOT NULL,
+        token_id TEXT NOT NULL,
+        heartbeat TEXT NOT NULL,
+        last_seen {real} NOT NULL,
+        first_seen {real} NOT NULL
     );
     """,
 )
@@ -177,63 +203,91 @@ def _private(path: Path) -> None:
             continue  # someone else's file, opened read-only: not ours to change
 
 
-class Store:
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.generation = 0  # bumped at every commit through this Store
+def open_database(target: Path | str) -> Database:
+    """``target``: a SQLite file path, ``sqlite:PATH``, or a ``postgresql://`` URL."""
+    text = str(target)
+    if not is_postgres(text):
+        path = sqlite_path(text)
         try:
             _private(path)
-            self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10.0)
-        except (sqlite3.Error, OSError) as exc:
+        except OSError as exc:
             raise StoreError(f"cannot open the data store {path}: {exc}") from exc
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=FULL")
-        self.db.execute("PRAGMA foreign_keys=ON")
-        self.db.execute("PRAGMA busy_timeout=10000")
-        self._migrate()
+    try:
+        return connect(text)
+    except DatabaseError as exc:
+        raise StoreError(str(exc)) from exc
+
+
+class Store:
+    def __init__(self, target: Path | str) -> None:
+        self.db = open_database(target)
+        self.path: Path | None = None if self.db.shared else sqlite_path(str(target))
+        self.generation = 0  # bumped at every commit through this Store
+        try:
+            self._migrate()
+        except BaseException:
+            self.db.close()
+            raise
 
     def close(self) -> None:
         self.db.close()
 
     @property
+    def shared(self) -> bool:
+        """Several servers may use this store at once (PostgreSQL)."""
+        return self.db.shared
+
+    def listen(self, wake: Callable[[], None]) -> None:
+        """Have ``wake`` called (from another thread) after any server's commit of a fleet change."""
+        self.db.listen(wake)
+
+    @property
     def schema_version(self) -> int:
-        return int(self.db.execute("PRAGMA user_version").fetchone()[0])
+        return self.db.schema_version()
 
     def _migrate(self) -> None:
-        version = self.schema_version
-        if version > len(MIGRATIONS):
-            raise StoreError(
-                f"the data store {self.path} has schema version {version}, newer than this Balance Desk "
-                f"understands ({len(MIGRATIONS)}); use a newer balancedesk"
-            )
-        for number in range(version + 1, len(MIGRATIONS) + 1):
-            with self.write():
-                for statement in MIGRATIONS[number - 1].split(";"):
+        newest = len(MIGRATIONS)
+        while True:
+            with self.write(bump=False):
+                version = self.schema_version
+                if version > newest:
+                    raise StoreError(
+                        f"the data store {self.db.name} has schema version {version}, newer than this Balance Desk "
+                        f"understands ({newest}); use a newer balancedesk. Nothing was changed."
+                    )
+                if version == newest:
+                    return
+                for statement in self.db.ddl(MIGRATIONS[version]).split(";"):
                     if statement.strip():
                         self.db.execute(statement)
-                self.db.execute(f"PRAGMA user_version={number}")
+                self.db.set_schema_version(version + 1)
 
     @contextmanager
-    def write(self) -> Iterator[sqlite3.Connection]:
+    def write(self, *, bump: bool = True) -> Iterator[Database]:
         """One write transaction: committed (durably) on success, rolled back on any exception.
 
         Re-entrant: inside an open transaction it joins it, so a whole request (its checks — If-Match,
         group membership, ownership — and its writes) can be one transaction that another process's
-        write cannot slip into."""
+        write cannot slip into (see :mod:`.database`: one writer at a time on either engine)."""
         if self.db.in_transaction:
             yield self.db
             return
-        self.db.execute("BEGIN IMMEDIATE")
+        self.db.begin_write()
         try:
             yield self.db
+            if bump and self.db.shared:
+                self.db.execute("UPDATE store_generation SET n = n + 1")
         except BaseException:
-            self.db.execute("ROLLBACK")
+            self.db.rollback()
             raise
-        self.db.execute("COMMIT")
+        self.db.commit()
         self.generation += 1
 
     def stamp(self) -> tuple[int, int]:
-        """Changes whenever the data may have changed: our commits, or another process's (data_version)."""
+        """Changes whenever the data may have changed: a commit of any server on a shared database; on
+        SQLite our commits, or another process's (``data_version``)."""
+        if self.db.shared:
+            return 0, int(self.db.execute("SELECT n FROM store_generation").fetchone()[0])
         return self.generation, int(self.db.execute("PRAGMA data_version").fetchone()[0])
 
     # -- users --------------------------------------------------------------------------------------
@@ -286,7 +340,7 @@ class Store:
             return None
         auth = tuple(
             r[0]
-            for r in self.db.execute("SELECT user FROM auth_users WHERE connector_id=? ORDER BY pos", (connector_id,))
+            for r in self.db.execute('SELECT "user" FROM auth_users WHERE connector_id=? ORDER BY pos', (connector_id,))
         )
         group: ConnectorGroup | None = None
         group_id: str | None = None
@@ -341,7 +395,7 @@ class Store:
             return "", ()
         if shared_with is None:
             return " WHERE owner=?", (owner,)
-        return " WHERE owner=? OR id IN (SELECT connector_id FROM auth_users WHERE user=?)", (owner, shared_with)
+        return ' WHERE owner=? OR id IN (SELECT connector_id FROM auth_users WHERE "user"=?)', (owner, shared_with)
 
     def list_details(self, *, owner: str | None, shared_with: str | None) -> list[dict[str, Any]]:
         """Full JSON of the listed connectors, built straight from rows (fast for thousands): the same
@@ -360,7 +414,7 @@ class Store:
             if wanted is None or gid in wanted:
                 members.setdefault(gid, []).append({"memberID": mid, "sequence": seq, "weight": weight})
         auth: dict[str, list[str]] = {}
-        for cid, user in self.db.execute("SELECT connector_id, user FROM auth_users ORDER BY connector_id, pos"):
+        for cid, user in self.db.execute('SELECT connector_id, "user" FROM auth_users ORDER BY connector_id, pos'):
             if wanted is None or cid in wanted:
                 auth.setdefault(cid, []).append(user)
         out: list[dict[str, Any]] = []
@@ -437,7 +491,7 @@ class Store:
                 [(cid, m.member_id, m.sequence, m.weight, i) for i, m in enumerate(group.members)],
             )
         self.db.executemany(
-            "INSERT INTO auth_users (connector_id, user, pos) VALUES (?, ?, ?)",
+            'INSERT INTO auth_users (connector_id, "user", pos) VALUES (?, ?, ?)',
             [(cid, u, i) for i, u in enumerate(connector.auth_user)],
         )
 

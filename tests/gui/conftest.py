@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -72,9 +73,29 @@ class Server:
     child: object  # tests.conftest.Child
 
 
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[Any]:
+    """A PostgreSQL cluster for the session (tests/gui/installation.py), stopped by its PID at the end."""
+    from tests.mgmt.pg_cluster import start_cluster
+
+    cluster = start_cluster()
+    yield cluster
+    cluster.stop()
+
+
 @pytest.fixture
-def mgmt_server(spawn: Callable[..., object], tmp_path: Path) -> Server:
-    """A real embedded management server with the demo data set, admin/ADMIN_PASSWORD."""
+def mgmt_server(spawn: Callable[..., object], tmp_path: Path, request: pytest.FixtureRequest) -> Server:
+    """A real embedded management server with the demo data set, admin/ADMIN_PASSWORD. With
+    BALANCEDESK_TEST_INSTALLATION=1: two servers on PostgreSQL behind a balancer, one killed mid-test."""
+    if os.environ.get("BALANCEDESK_TEST_INSTALLATION") == "1":
+        from tests.gui.installation import start_installation
+
+        inst = start_installation(spawn, tmp_path / "installation", request.getfixturevalue("pg_cluster"),
+                                  ADMIN_PASSWORD)
+        inst.kill_after(int(os.environ.get("BALANCEDESK_TEST_KILL_AFTER", "5")))
+        request.addfinalizer(inst.close)
+        return Server(url=inst.url, data=tmp_path / "installation" / "mgmt2", user="admin",
+                      password=ADMIN_PASSWORD, child=inst.servers[1])
     data = tmp_path / "mgmt"
     child = spawn(
         [sys.executable, "-m", "balancedesk.gui.launcher", "serve", "--port", "0", "--data", str(data), "--demo"],

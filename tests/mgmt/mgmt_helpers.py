@@ -20,7 +20,13 @@ class Server:
     url: str
     data: Path
     child: Any  # tests/conftest.py's Child
+    database: str | None = None  # the PostgreSQL URL, or None: SQLite in ``data``
     clients: list[httpx.Client] = field(default_factory=list)
+
+    @property
+    def store_args(self) -> list[str]:
+        """The CLI's arguments that reach this server's store (``--data``, and ``--database`` on PostgreSQL)."""
+        return ["--data", str(self.data), *([] if self.database is None else ["--database", self.database])]
 
     def as_user(self, name: str, password: str = PASSWORD) -> httpx.Client:
         client = httpx.Client(base_url=self.url, auth=(name, password), timeout=15.0)
@@ -62,3 +68,20 @@ def error_of(response: httpx.Response) -> dict[str, Any]:
     assert err["message"]["lang"] == "en-US" and err["message"]["value"], body
     assert isinstance(err["problems"], list), body
     return dict(err)
+
+
+def dump_store(server: Server) -> str:
+    """Every row of the server's store as text (SQLite's dump, or each PostgreSQL table's rows)."""
+    if server.database is None:
+        import sqlite3
+
+        db = sqlite3.connect(server.data / "balancedesk.sqlite3")
+        try:
+            return "\n".join(db.iterdump())
+        finally:
+            db.close()
+    import psycopg
+
+    with psycopg.connect(server.database) as conn:
+        tables = [r[0] for r in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")]
+        return "\n".join(f"{t}: {row}" for t in tables for row in conn.execute(f"SELECT * FROM {t}"))

@@ -83,8 +83,8 @@ def test_users_and_connectors_commands(tmp_path: Path) -> None:
 def test_cli_writes_beside_a_running_server_are_seen_at_once(start_server: Any) -> None:
     server = start_server()
     before = server.admin.get("/api/mgmt/connectors", params={"details": "true"}).json()["connectors"]
-    r = _run("connectors", "register", "--label", "live", "--owner", "admin", "--endpoint", "127.0.0.1:9", "--data",
-             str(server.data))  # fmt: skip
+    r = _run("connectors", "register", "--label", "live", "--owner", "admin", "--endpoint", "127.0.0.1:9",
+             *server.store_args)  # fmt: skip
     assert r.returncode == 0, r.stderr
     after = server.admin.get("/api/mgmt/connectors", params={"details": "true"}).json()["connectors"]
     assert [c["connectorID"] for c in after] == [c["connectorID"] for c in before] + [r.stdout.strip()]
@@ -105,7 +105,7 @@ def test_cli_unregister_beside_a_running_server_is_seen_by_reads_it_already_answ
             c["connectorID"] for c in server.admin.get("/api/mgmt/connectors?details=true").json()["connectors"]
         ]
         assert gid in server.admin.get("/api/mgmt/connectors").json()["connectorIDs"]
-    r = _run("connectors", "unregister", gid, "--data", str(server.data))
+    r = _run("connectors", "unregister", gid, *server.store_args)
     assert r.returncode == 0, r.stderr
     assert server.admin.get(url).status_code == 404
     stale = server.admin.put(url, json={**group.json(), "label": "g2"}, headers={"If-Match": group.headers["ETag"]})

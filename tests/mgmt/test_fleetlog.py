@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from pathlib import Path
 
 import pytest
 from balancedesk.core.mgmt import fleet, fleetlog
 from balancedesk.core.mgmt.store import MIGRATIONS, Store
+from released_schemas import make_released_store
 
 
 @pytest.fixture
@@ -67,11 +67,7 @@ def test_pruned_tombstones_raise_the_floor_and_old_cursors_resync(store: Store,
 
 def test_a_store_of_schema_1_is_migrated_and_its_groups_keep_their_etags(tmp_path: Path) -> None:
     path = tmp_path / "old.sqlite3"
-    db = sqlite3.connect(path, isolation_level=None)
-    for statement in MIGRATIONS[0].split(";"):
-        if statement.strip():
-            db.execute(statement)
-    db.execute("PRAGMA user_version=1")
+    db = make_released_store(path, 1)
     now = time.time()
     db.execute("INSERT INTO connectors (id, owner, label, endpoint, is_group, rev, created, modified) "
                "VALUES ('m', 'u', 'm', '127.0.0.1:1', 0, 1, ?, ?)", (now, now))
@@ -81,7 +77,7 @@ def test_a_store_of_schema_1_is_migrated_and_its_groups_keep_their_etags(tmp_pat
     db.close()
     store = Store(path)
     try:
-        assert store.schema_version == len(MIGRATIONS) == 2
+        assert store.schema_version == len(MIGRATIONS) == 3
         got = store.get("g")
         assert got is not None and got.connector.listener is None and "listener" not in got.document
         assert got.etag.startswith('"3-') and fleetlog.current_seq(store) == 0

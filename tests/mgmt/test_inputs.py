@@ -7,6 +7,7 @@ import stat
 from typing import Any
 
 import httpx
+import pytest
 from mgmt_helpers import ADMIN_PASSWORD, Server, error_of
 
 USERS = "/api/admin/users"
@@ -130,6 +131,7 @@ def test_null_is_not_a_value(shared_server: Server) -> None:
         assert r.status_code == 400 and _fields(r) == {key}, (key, r.text)
 
 
+@pytest.mark.sqlite_only
 def test_data_files_are_private(server: Server) -> None:
     assert server.admin.get("/api/mgmt/whoami").status_code == 200  # the store has been written
     assert stat.S_IMODE(server.data.stat().st_mode) == 0o700
@@ -138,6 +140,7 @@ def test_data_files_are_private(server: Server) -> None:
     assert all(mode == 0o600 for mode in files.values()), files
 
 
+@pytest.mark.sqlite_only
 def test_a_store_left_world_readable_is_narrowed(start_server: Any, tmp_path: Any) -> None:
     first = start_server()
     assert first.admin.get("/api/mgmt/whoami").status_code == 200

@@ -4,14 +4,12 @@ balancer reads its own pool and heartbeats — and gets 403 for everything else.
 from __future__ import annotations
 
 import os
-import sqlite3
 import subprocess
 import sys
 import uuid
-from pathlib import Path
 
 from fleet_helpers import StartServer, as_token, group_body, heartbeat_body, make_group, make_token, new_pool, owner
-from mgmt_helpers import Server, error_of
+from mgmt_helpers import Server, dump_store, error_of
 
 BALANCEDESK = [sys.executable, "-m", "balancedesk.gui.launcher"]
 
@@ -28,11 +26,7 @@ def test_a_token_is_shown_once_and_stored_hashed(shared_server: Server) -> None:
     assert listed == [{k: v for k, v in made.items() if k != "token"}]
     assert token not in server.admin.get("/api/admin/tokens").text
     secret = token.rsplit("_", 1)[1]
-    db = sqlite3.connect(server.data / "balancedesk.sqlite3")
-    try:
-        dump = "\n".join(db.iterdump())
-    finally:
-        db.close()
+    dump = dump_store(server)
     assert secret not in dump and made["tokenID"] in dump
     for body, field in (({}, "pool"), ({"pool": "a b"}, "pool"), ({"pool": "p", "label": 3}, "label"),
                         ({"pool": "p", "x": 1}, "x")):
@@ -120,23 +114,23 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
 
 def test_tokens_from_the_command_line_work_against_a_running_server(shared_server: Server) -> None:
     server = shared_server
-    data: Path = server.data
+    data = server.store_args
     pool = new_pool()
-    made = _cli("tokens", "add", "--pool", pool, "--label", "from cli", "--data", str(data))
+    made = _cli("tokens", "add", "--pool", pool, "--label", "from cli", *data)
     assert made.returncode == 0, made.stderr
     token = made.stdout.strip()
     assert token.startswith("bdt_") and "shown this once" in made.stderr
     balancer = as_token(server, token)
     assert balancer.get(f"/api/admin/pools/{pool}/groups").status_code == 200
-    listed = _cli("tokens", "list", "--data", str(data))
+    listed = _cli("tokens", "list", *data)
     assert listed.returncode == 0 and pool in listed.stdout and token.rsplit("_", 1)[1] not in listed.stdout
     token_id = token.split("_")[1]
     assert f"{token_id}\t{pool}\tactive\tfrom cli" in listed.stdout
-    revoked = _cli("tokens", "revoke", token_id, "--data", str(data))
+    revoked = _cli("tokens", "revoke", token_id, *data)
     assert revoked.returncode == 0, revoked.stderr
     assert balancer.get(f"/api/admin/pools/{pool}/groups").status_code == 401
-    assert f"{token_id}\t{pool}\trevoked" in _cli("tokens", "list", "--data", str(data)).stdout
-    bad = _cli("tokens", "revoke", "ffffffffffff", "--data", str(data))
+    assert f"{token_id}\t{pool}\trevoked" in _cli("tokens", "list", *data).stdout
+    bad = _cli("tokens", "revoke", "ffffffffffff", *data)
     assert bad.returncode == 1 and "no balancer token" in bad.stderr
-    bad = _cli("tokens", "add", "--pool", "no spaces", "--data", str(data))
+    bad = _cli("tokens", "add", "--pool", "no spaces", *data)
     assert bad.returncode == 1 and "pool" in bad.stderr
