@@ -806,7 +806,7 @@ class LiveWindow(QMainWindow):
         """A demo member of ours listens elsewhere than the member's endpoint: the config uses where it is, and a
         balancer we run gets it at once."""
         self.endpoints[member_id] = endpoint
-        if self.balancer is not None and self.client is not None and self.group is not None:
+        if self.balancer is not None and isinstance(self.client, AdminClient) and self.group is not None:
             client, config = self.client, balancer_config(self.group, self.endpoints, self.labels)
             self._spawn(client.put_config(config))
 
