@@ -123,7 +123,10 @@ class DemoPanel(QGroupBox):
                  "ok": "demo running", "slow": "demo running, slow", "refuse": "demo refusing connects"}
         name = self.names.name(member_id)
         label.setText(f"{name}: {words.get(slot.status, slot.status)} · {slot.endpoint}")
-        label.setToolTip(self.names.tooltip(member_id, slot.endpoint))
+        elsewhere = slot.status in ("busy", "other")  # Start then listens on a free port (demos.py's rules)
+        tip = self.names.tooltip(member_id, slot.endpoint)
+        label.setToolTip(tip + ("\nsomething listens there: Start runs the demo on a free port, and this window's "
+                                "balancer uses it" if elsewhere else ""))
         chip = self._chips[member_id]
         chip.setPixmap(self.names.chip(member_id, dpr=self.devicePixelRatioF()))
         chip.setToolTip(label.toolTip())
@@ -131,9 +134,6 @@ class DemoPanel(QGroupBox):
             b.setToolTip(f"{action} the demo member for {name} ({member_id}) at {slot.endpoint}")
         ours = slot.ours
         buttons["start"].setEnabled(not ours and slot.status not in ("starting", "unknown"))
-        elsewhere = slot.status in ("busy", "other")  # Start then listens on a free port (demos.py's rules)
-        label.setToolTip("something listens there: Start runs the demo on a free port, and this window's "
-                         "balancer uses it" if elsewhere else "")
         for action in ("stop", "slow", "refuse", "ok"):
             buttons[action].setEnabled(ours and slot.control is not None)
 

@@ -32,6 +32,7 @@ from balancedesk.gui.fleet.window import BalancersWindow
 from balancedesk.gui.live import AdminClient, LiveWindow, open_live_view
 from balancedesk.gui.live.aggregate import ANSWERS, LOST, UNREACHABLE
 from balancedesk.gui.live.fleetlive import FLEET_BUTTON, FleetLiveWindow, offer_fleet_view
+from balancedesk.gui.live.models import COL_TOTAL, COL_WEIGHT
 from pytestqt.qtbot import QtBot
 
 from tests.conftest import Child, start_child
@@ -267,7 +268,8 @@ def test_aggregated_view_sums_tags_and_acts_on_all_or_one(
         qtbot.waitUntil(lambda: summed() == sum(now), timeout=LONG)
         by_id = {r.instance_id: r for r in live.agg.instances}
         assert [by_id[i].total for i in ids] == now
-        qtbot.waitUntil(lambda: sum(int(live.members.index(r, 5).data()) for r in range(live.members.rowCount()))
+        qtbot.waitUntil(lambda: sum(int(live.members.index(r, COL_TOTAL).data())
+                                    for r in range(live.members.rowCount()))
                         == sum(now), timeout=LONG)  # the table shows the sum (it refreshes twice a second)
         assert live.breakdown.rowCount() == 3
         qtmodeltester.check(live.breakdown)
@@ -313,7 +315,7 @@ def test_aggregated_view_sums_tags_and_acts_on_all_or_one(
         assert procs.saved_weights(procs.group)[1] == saved_b  # nothing saved
         # the same live weight everywhere (the table's pending weight, applied on all), saved once
         row_b = live.members.member_ids().index(b)
-        assert live.members.setData(live.members.index(row_b, 3), 5)
+        assert live.members.setData(live.members.index(row_b, COL_WEIGHT), 5)
         with qtbot.waitSignal(live.acted, timeout=LONG) as acted:
             arun(live.apply_weights_live())
         assert acted.args[0].startswith(f"weights {b} 5 on ") and all(n in acted.args[0] for n in names)

@@ -45,7 +45,8 @@ def test_snapshot_shape(balancer: StartBalancer, members: Members) -> None:
     assert snap["uptime_s"] >= 0 and isinstance(snap["now"], float)
     keys = {"memberID", "endpoint", "sequence", "weight", "admin", "health", "disabledUntil", "retryIn_s",
             "active", "total", "failures", "bytesIn", "bytesOut", "latencyP50_ms", "latencyP99_ms",
-            "configuredShare", "actualShare", "check", "failuresAllWorkers", "label", "statusClasses", "downTotal_s"}
+            "configuredShare", "actualShare", "check", "failuresAllWorkers", "label", "statusClasses",
+            "downTotal_s", "queued"}
     for m in snap["members"]:
         assert set(m) == keys
         assert m["check"] is None  # no health checks configured
