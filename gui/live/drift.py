@@ -7,7 +7,7 @@ this one, and nothing may push this group's config to it (:func:`apply_refusal`)
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from balancedesk.core.model import Connector
@@ -43,8 +43,10 @@ def apply_refusal(group: Connector, snap: Snapshot) -> str | None:
     return None
 
 
-def differences(group: Connector, endpoints: Mapping[str, str], snap: Snapshot) -> list[str]:
-    """Human sentences, one per difference between the saved ``group`` and the running ``snap``."""
+def differences(group: Connector, endpoints: Mapping[str, str], snap: Snapshot,
+                name: Callable[[str], str] = str) -> list[str]:
+    """Human sentences, one per difference between the saved ``group`` and the running ``snap``; members are
+    called by ``name`` (the window's :class:`~balancedesk.gui.live.names.MemberNames`: the editor's labels)."""
     cg = group.connector_group
     if cg is None:
         return ["the saved connector is not a group"]
@@ -65,16 +67,16 @@ def differences(group: Connector, endpoints: Mapping[str, str], snap: Snapshot) 
     saved = {m.member_id: m for m in cg.members}
     live = {m.member_id: m for m in snap.members}
     for mid in sorted(saved.keys() - live.keys()):
-        out.append(f"{mid}: saved but not in the running balancer")
+        out.append(f"{name(mid)}: saved but not in the running balancer")
     for mid in sorted(live.keys() - saved.keys()):
-        out.append(f"{mid}: running but not in the saved group")
+        out.append(f"{name(mid)}: running but not in the saved group")
     for mid in sorted(saved.keys() & live.keys()):
         s, r = saved[mid], live[mid]
         if s.weight != r.weight:
-            out.append(f"{mid}: weight running {r.weight}, saved {s.weight}")
+            out.append(f"{name(mid)}: weight running {r.weight}, saved {s.weight}")
         if s.sequence != r.sequence:
-            out.append(f"{mid}: sequence running {r.sequence}, saved {s.sequence}")
+            out.append(f"{name(mid)}: sequence running {r.sequence}, saved {s.sequence}")
         ep = endpoints.get(mid)
         if ep and r.endpoint and ep != r.endpoint:
-            out.append(f"{mid}: endpoint running {r.endpoint}, saved {ep}")
+            out.append(f"{name(mid)}: endpoint running {r.endpoint}, saved {ep}")
     return out

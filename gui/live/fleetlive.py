@@ -242,7 +242,7 @@ class FleetLiveWindow(LiveWindow):
             w = self.fleet.watched.get(r.instance_id)
             if w is None or w.last is None or not w.reachable:
                 continue
-            diffs = differences(self.group, self.endpoints, w.last)
+            diffs = differences(self.group, self.endpoints, w.last, self.names.name)
             if r.behind:
                 diffs.insert(0, f"applied v{r.applied}, saved v{r.saved}")
             lines += [f"{r.name}: {d}" for d in diffs]
@@ -320,7 +320,7 @@ class FleetLiveWindow(LiveWindow):
             await asyncio.gather(*(client.set_state(m, state) for m in member_ids))
 
         failed = await self._each(one)
-        text = f"{', '.join(member_ids)} → {state}{self._where(failed)}"
+        text = f"{', '.join(self.names.name(m) for m in member_ids)} → {state}{self._where(failed)}"
         if failed:
             self._say(text)
         else:
@@ -335,7 +335,7 @@ class FleetLiveWindow(LiveWindow):
             await asyncio.gather(*(client.set_weight(m, w) for m, w in pending.items()))
 
         failed = await self._each(one)
-        text = "weights " + ", ".join(f"{m} {w}" for m, w in pending.items()) + self._where(failed)
+        text = "weights " + ", ".join(f"{self.names.name(m)} {w}" for m, w in pending.items()) + self._where(failed)
         if failed:
             self._say(text)
         else:
@@ -390,13 +390,14 @@ class FleetLiveWindow(LiveWindow):
                     live.setdefault(o.member_id, {})[self._name(i)] = o.weight
         mixed = {m: ws for m, ws in live.items() if len(set(ws.values())) > 1}
         if mixed:
-            said = "; ".join(f"{m}: " + ", ".join(f"{w} on {n}" for n, w in sorted(ws.items()))
+            said = "; ".join(f"{self.names.name(m)}: " + ", ".join(f"{w} on {n}" for n, w in sorted(ws.items()))
                              for m, ws in mixed.items())
             self._say(f"save to the server refused: the instances run different live weights ({said}); "
                       "choose one instance in “Act on” to save its weights")
             return False
         weights = {m: next(iter(ws.values())) for m, ws in live.items()}
-        runtime = runtime_only_text({o.member_id: o for o in found_all if o.state is not None}.values())
+        runtime = runtime_only_text({o.member_id: o for o in found_all if o.state is not None}.values(),
+                                    self.names.name)
         if not weights:
             self._say(runtime or "nothing to save: the chosen members run the saved config")
             return False
@@ -430,7 +431,7 @@ class FleetLiveWindow(LiveWindow):
             cleared.append(self._name(i))
 
         failed = await self._each(settle)
-        saved = ", ".join(f"{m} weight {w}" for m, w in weights.items())
+        saved = ", ".join(f"{self.names.name(m)} weight {w}" for m, w in weights.items())
         text = f"saved to the server: {saved} (version {version})"
         if cleared:
             text += f"; applied on {', '.join(sorted(cleared))}"

@@ -12,7 +12,7 @@ the saved one. Two ways to end one:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from balancedesk.core.model import Connector
@@ -54,9 +54,10 @@ def with_weights(group: Connector, weights: Mapping[str, int]) -> Connector:
     return group.model_copy(update={"connector_group": cg.model_copy(update={"members": members})})
 
 
-def runtime_only_text(found: Iterable[MemberOverride]) -> str:
-    """The sentence for drain/disabled overrides "Save to the server" cannot save ("" when none)."""
-    states = [f"{o.member_id} is {o.state}" for o in found if o.state is not None]
+def runtime_only_text(found: Iterable[MemberOverride], name: Callable[[str], str] = str) -> str:
+    """The sentence for drain/disabled overrides "Save to the server" cannot save ("" when none); members
+    called by ``name``."""
+    states = [f"{name(o.member_id)} is {o.state}" for o in found if o.state is not None]
     if not states:
         return ""
     return ("; ".join(states) + ": drain and disabled are runtime-only states (a saved group has no such "

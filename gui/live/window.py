@@ -671,7 +671,7 @@ class LiveWindow(QMainWindow):
     def _show_drift(self, snap: Snapshot) -> None:
         if self.group is None:
             return
-        diffs = differences(self.group, self.endpoints, snap)
+        diffs = differences(self.group, self.endpoints, snap, self.names.name)
         if diffs != self.drift:
             self.drift = diffs
             more = f" (+{len(diffs) - 3} more)" if len(diffs) > 3 else ""
@@ -725,7 +725,8 @@ class LiveWindow(QMainWindow):
             return
         client = self.client
         results = await asyncio.gather(*(client.set_state(m, state) for m in member_ids), return_exceptions=True)
-        bad = [f"{m}: {r}" for m, r in zip(member_ids, results, strict=True) if isinstance(r, Exception)]
+        bad = [f"{self.names.name(m)}: {r}" for m, r in zip(member_ids, results, strict=True)
+               if isinstance(r, Exception)]
         if bad:
             self._say(f"{state} failed for " + "; ".join(bad))
         else:
@@ -741,7 +742,7 @@ class LiveWindow(QMainWindow):
         pending = self.members.pending_weights()
         results = await asyncio.gather(*(client.set_weight(m, w) for m, w in pending.items()),
                                        return_exceptions=True)
-        bad = [f"{m}: {r}" for m, r in zip(pending, results, strict=True) if isinstance(r, Exception)]
+        bad = [f"{self.names.name(m)}: {r}" for m, r in zip(pending, results, strict=True) if isinstance(r, Exception)]
         if bad:
             self._say("weight failed for " + "; ".join(bad))
         self.apply_weights.setEnabled(bool(bad))
@@ -762,7 +763,7 @@ class LiveWindow(QMainWindow):
             return False
         found = self._overrides(member_ids)
         weights = {o.member_id: o.weight for o in found if o.weight is not None}
-        runtime = runtime_only_text(found)
+        runtime = runtime_only_text(found, self.names.name)
         if not weights:
             self._say(runtime or "nothing to save: the chosen members run the saved config")
             return False
@@ -775,7 +776,7 @@ class LiveWindow(QMainWindow):
         except Exception as exc:
             self._say(f"save to the server failed: {explain(exc)}")
             return False
-        saved = ", ".join(f"{m} weight {w}" for m, w in weights.items())
+        saved = ", ".join(f"{self.names.name(m)} weight {w}" for m, w in weights.items())
         self.status.setText(f"saved to the server: {saved}" + (f". {runtime}" if runtime else ""))
         if self.last is not None:
             self._show_drift(self.last)
@@ -799,7 +800,8 @@ class LiveWindow(QMainWindow):
         if bad:
             self._say("revert failed: " + "; ".join(bad))
             return False
-        self.status.setText("reverted to the saved config: " + ", ".join(o.member_id for o in found))
+        self.status.setText("reverted to the saved config: "
+                            + ", ".join(self.names.name(o.member_id) for o in found))
         return True
 
     def on_demos_moved(self, member_id: str, endpoint: str) -> None:

@@ -75,7 +75,7 @@ def test_live_view_drift_from_the_server_apply_save_and_revert(
     fleet.set_weight(b, 1, 4)
     qtbot.waitUntil(live.drift_banner.isVisible, timeout=LONG)
     second = live.group.connector_group.members[1].member_id
-    assert f"{second}: weight running 1, saved 4" in live.drift_label.text()
+    assert f"{live.names.name(second)}: weight running 1, saved 4" in live.drift_label.text()
     assert live.saved_version == fleet.versions(pool)[b]
     assert arun(live.apply_saved_config()) is True
     qtbot.waitUntil(lambda: live.last is not None and (m := live.last.member(second)) is not None
@@ -89,10 +89,11 @@ def test_live_view_drift_from_the_server_apply_save_and_revert(
     arun(live.client.set_state(first, "drain"))
     qtbot.waitUntil(lambda: live.last is not None and live.last.member(second).weight == 7
                     and live.last.member(first).admin == "drain", timeout=LONG)
-    qtbot.waitUntil(lambda: f"{second}: weight running 7, saved 4" in live.drift_label.text(), timeout=LONG)
+    drift = f"{live.names.name(second)}: weight running 7, saved 4"
+    qtbot.waitUntil(lambda: drift in live.drift_label.text(), timeout=LONG)
     assert arun(live.save_to_server([])) is True
-    assert f"saved to the server: {second} weight 7" in live.status.text()
-    assert f"{first} is drain: drain and disabled are runtime-only states" in live.status.text()
+    assert f"saved to the server: {live.names.name(second)} weight 7" in live.status.text()
+    assert f"{live.names.name(first)} is drain: drain and disabled are runtime-only states" in live.status.text()
     saved = fleet.admin.get(f"/api/mgmt/connectors/{b}").json()["connectorGroup"]["members"]
     assert [m["weight"] for m in saved] == [1, 7]
     qtbot.waitUntil(lambda: not live.drift_banner.isVisible(), timeout=LONG)

@@ -279,7 +279,7 @@ def test_aggregated_view_sums_tags_and_acts_on_all_or_one(
         with qtbot.waitSignal(live.acted, timeout=LONG) as acted:
             arun(live.set_state([a], "drain"))
         names = [by_id[i].name for i in ids]
-        assert acted.args[0].startswith(f"{a} → drain on ") and all(n in acted.args[0] for n in names)
+        assert acted.args[0].startswith(f"{live.names.name(a)} → drain on ") and all(n in acted.args[0] for n in names)
         qtbot.waitUntil(lambda: all(_live(live, i).last.member(a).admin == "drain" for i in ids), timeout=LONG)
         texts = lambda: [e.text for e in live.timeline.entries()]  # noqa: E731
         qtbot.waitUntil(lambda: all(f"{n} · {a} set to drain by an admin" in texts() for n in names), timeout=LONG)
@@ -288,7 +288,7 @@ def test_aggregated_view_sums_tags_and_acts_on_all_or_one(
         live.choose_instance(ids[1])
         with qtbot.waitSignal(live.acted, timeout=LONG) as acted:
             arun(live.set_state([a], "enabled"))
-        assert acted.args[0] == f"{a} → enabled on {names[1]}"
+        assert acted.args[0] == f"{live.names.name(a)} → enabled on {names[1]}"
         qtbot.waitUntil(lambda: _live(live, ids[1]).last.member(a).admin == "enabled", timeout=LONG)
         assert [_live(live, i).last.member(a).admin for i in (ids[0], ids[2])] == ["drain", "drain"]
         # the breakdown says which instance differs from the others
@@ -311,20 +311,22 @@ def test_aggregated_view_sums_tags_and_acts_on_all_or_one(
         qtbot.waitUntil(lambda: _live(live, ids[1]).last.member(b).weight == 7
                         and _live(live, ids[0]).last.member(b).weight == 6, timeout=LONG)
         assert arun(live.save_to_server([])) is False
-        assert f"{b}: 6 on {names[0]}, 7 on {names[1]}" in live.status.text()
+        assert f"{live.names.name(b)}: 6 on {names[0]}, 7 on {names[1]}" in live.status.text()
         assert procs.saved_weights(procs.group)[1] == saved_b  # nothing saved
         # the same live weight everywhere (the table's pending weight, applied on all), saved once
         row_b = live.members.member_ids().index(b)
         assert live.members.setData(live.members.index(row_b, COL_WEIGHT), 5)
         with qtbot.waitSignal(live.acted, timeout=LONG) as acted:
             arun(live.apply_weights_live())
-        assert acted.args[0].startswith(f"weights {b} 5 on ") and all(n in acted.args[0] for n in names)
+        assert acted.args[0].startswith(f"weights {live.names.name(b)} 5 on ")
+        assert all(n in acted.args[0] for n in names)
         qtbot.waitUntil(lambda: all(_live(live, i).last.member(b).weight == 5 for i in ids), timeout=LONG)
-        qtbot.waitUntil(lambda: f"{names[0]}: {b}: weight running 5, saved {saved_b}" in live.drift_label.text(),
+        drift = f"{names[0]}: {live.names.name(b)}: weight running 5, saved {saved_b}"
+        qtbot.waitUntil(lambda: drift in live.drift_label.text(),
                         timeout=LONG)
         with qtbot.waitSignal(live.acted, timeout=LONG) as acted:
             assert arun(live.save_to_server([]), timeout_ms=LONG) is True
-        assert acted.args[0].startswith(f"saved to the server: {b} weight 5 (version ")
+        assert acted.args[0].startswith(f"saved to the server: {live.names.name(b)} weight 5 (version ")
         assert all(n in acted.args[0] for n in names)
         assert procs.saved_weights(procs.group)[1] == 5
         # applied everywhere and the overrides gone: the instances run the saved config again
@@ -340,7 +342,7 @@ def test_aggregated_view_sums_tags_and_acts_on_all_or_one(
         with qtbot.waitSignal(live.actionFailed, timeout=LONG) as failed:
             arun(live.set_state([a], "drain"))
         done, _, why = failed.args[0].partition("; ")
-        assert done.startswith(f"{a} → drain on ") and names[2] not in done
+        assert done.startswith(f"{live.names.name(a)} → drain on ") and names[2] not in done
         assert all(n in done for n in names[:2]) and why.startswith(f"{names[2]} failed: ")
         qtbot.waitUntil(lambda: {r.instance_id: r.reach for r in live.agg.instances}[ids[2]] == UNREACHABLE,
                         timeout=LONG)
