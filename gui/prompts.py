@@ -1,7 +1,8 @@
 """Every question the app asks the user, as awaitable dialogs (``open()`` + a future, never ``exec()``,
 so the qasync loop keeps running and no coroutine nests an event loop).
 
-:class:`Prompter` is the one place the main window asks; tests give it answers by replacing it.
+:class:`Prompter` is the one place the main window asks; tests give it answers by replacing it. Another window
+asking a :class:`QMessageBox` of its own awaits it with :func:`ask_message_box` (the Manage window's delete).
 """
 
 from __future__ import annotations
@@ -245,17 +246,6 @@ class Prompter:
 async def ask_message_box(box: QMessageBox) -> int:
     """Open ``box`` (``open()``, never ``exec()``) and wait for its answer: the standard button clicked (its
     int value), else the dialog's result code (a button added with a role). The box is deleted after."""
-    fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-
-    def done(result: int) -> None:
-        if not fut.done():
-            fut.set_result(result)
-
-    box.finished.connect(done)
-    box.open()
-    try:
-        result = await fut
-        std = box.standardButton(box.clickedButton()) if box.clickedButton() is not None else None
-        return int(std.value) if std is not None and std != QMessageBox.StandardButton.NoButton else result
-    finally:
-        box.deleteLater()
+    result = await _ask(box)  # its deleteLater() waits for the event loop: the clicked button is still there
+    std = box.standardButton(box.clickedButton()) if box.clickedButton() is not None else None
+    return int(std.value) if std is not None and std != QMessageBox.StandardButton.NoButton else result

@@ -19,14 +19,12 @@ from balancedesk.gui.manage.fields import FieldErrors
 from balancedesk.gui.manage.forms import ConnectorRow, connector_form_problems, connector_rows
 from balancedesk.gui.manage.models import CONNECTOR_COL_GROUP, CONNECTOR_COL_ID, connectors_model
 from balancedesk.gui.manage.view import ManageView
-from balancedesk.gui.tables import list_table_view
 from PySide6.QtCore import QItemSelection, Qt, Signal
 from PySide6.QtWidgets import (
     QComboBox,
     QFormLayout,
     QGroupBox,
     QHBoxLayout,
-    QHeaderView,
     QLabel,
     QLineEdit,
     QPushButton,
@@ -42,7 +40,7 @@ if TYPE_CHECKING:
 Confirm = Callable[[str, str], Awaitable[bool]]
 
 
-class ConnectorsView(ManageView):
+class ConnectorsView(ManageView[ConnectorRow]):
     """List, register, edit and delete plain connectors on one server.
 
     Signals:
@@ -78,13 +76,8 @@ class ConnectorsView(ManageView):
         top.addWidget(self.summary, 1)
         top.addWidget(self.reload_button)
         lay.addLayout(top)
-        self.model = connectors_model(self)
-        self.table = list_table_view()
-        self.table.setModel(self.model)
-        self.table.setAccessibleName("Connectors")
+        self._list(connectors_model(self), name="Connectors", stretch=CONNECTOR_COL_GROUP)  # the Group column
         self.table.setColumnHidden(CONNECTOR_COL_ID, True)  # the ID is on hover and in the form
-        self.on_model_modelReset()
-        self.model.modelReset.connect(self.on_model_modelReset)
         self.table.selectionModel().selectionChanged.connect(self.on_table_selectionChanged)
 
         self.form_box = QGroupBox()
@@ -149,10 +142,6 @@ class ConnectorsView(ManageView):
             self.role_note.setText("Registering and deleting connectors needs the Administrator role; you can "
                                    "change the label and endpoint of your own connectors.")
 
-    def on_model_modelReset(self) -> None:
-        """The Group column takes the free width (again after a reset: it gives every column the default mode)."""
-        self.table.horizontalHeader().setSectionResizeMode(CONNECTOR_COL_GROUP, QHeaderView.ResizeMode.Stretch)
-
     # messages ------------------------------------------------------------------------------------
     def refuse(self, text: str, *, reload: bool = False) -> None:
         """A refusal above the form (:meth:`.view.ManageView.refuse`), with "Reload it" when ``reload``."""
@@ -202,10 +191,6 @@ class ConnectorsView(ManageView):
             self.select(chosen.connector_id)
         self.refreshed.emit(n)
         return True
-
-    def chosen(self) -> ConnectorRow | None:
-        picked = self.table.selectionModel().selectedRows()
-        return self.model.row_at(picked[0].row()) if picked else None
 
     def select(self, connector_id: str) -> None:
         row = next((i for i, r in enumerate(self.model.rows) if r.connector_id == connector_id), -1)
@@ -289,9 +274,7 @@ class ConnectorsView(ManageView):
         problems = connector_form_problems(label=label, endpoint=endpoint,
                                            registered_endpoint=current[0].endpoint if current else None)
         self.clear_refusal()
-        self.errors.show(problems)
-        if problems:  # shown under their fields; nothing is sent
-            self.failed.emit("; ".join(p.message for p in problems))
+        if self.form_refused(problems, self.errors):
             return None
         try:
             if current is None:

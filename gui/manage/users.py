@@ -12,19 +12,18 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from balancedesk.core.client import User
 from balancedesk.gui.manage.fields import FieldErrors
 from balancedesk.gui.manage.forms import PASSWORD_MIN, ROLES, generate_password, user_form_problems
 from balancedesk.gui.manage.models import USER_COL_STATE, users_model
 from balancedesk.gui.manage.shown import PasswordShownDialog
 from balancedesk.gui.manage.view import ManageView
-from balancedesk.gui.tables import list_table_view
 from PySide6.QtCore import QItemSelection, Qt, Signal
 from PySide6.QtWidgets import (
     QComboBox,
     QFormLayout,
     QGroupBox,
     QHBoxLayout,
-    QHeaderView,
     QLabel,
     QLineEdit,
     QPushButton,
@@ -35,10 +34,10 @@ from PySide6.QtWidgets import (
 )
 
 if TYPE_CHECKING:
-    from balancedesk.core.client import MgmtClient, User
+    from balancedesk.core.client import MgmtClient
 
 
-class UsersView(ManageView):
+class UsersView(ManageView[User]):
     """Users and roles of one server.
 
     Signals:
@@ -81,12 +80,7 @@ class UsersView(ManageView):
         top.addWidget(self.summary, 1)
         top.addWidget(self.reload_button)
         lay.addLayout(top)
-        self.model = users_model(self)
-        self.table = list_table_view()
-        self.table.setModel(self.model)
-        self.table.setAccessibleName("Users")
-        self.on_model_modelReset()
-        self.model.modelReset.connect(self.on_model_modelReset)
+        self._list(users_model(self), name="Users", stretch=USER_COL_STATE)  # the State column
         self.table.selectionModel().selectionChanged.connect(self.on_table_selectionChanged)
 
         side = QWidget()
@@ -171,10 +165,6 @@ class UsersView(ManageView):
             lay.addWidget(label)
         return self.selected_box
 
-    def on_model_modelReset(self) -> None:
-        """The State column takes the free width (again after a reset: it gives every column the default mode)."""
-        self.table.horizontalHeader().setSectionResizeMode(USER_COL_STATE, QHeaderView.ResizeMode.Stretch)
-
     # messages ------------------------------------------------------------------------------------
     def _failure(self, exc: BaseException, errors: FieldErrors) -> None:
         """A refused or failed call (:meth:`.view.ManageView.show_failure`); a 403 shows the not-allowed sentence."""
@@ -213,10 +203,6 @@ class UsersView(ManageView):
         self.refreshed.emit(n)
         return True
 
-    def chosen(self) -> User | None:
-        picked = self.table.selectionModel().selectedRows()
-        return self.model.row_at(picked[0].row()) if picked else None
-
     def select(self, name: str) -> None:
         row = next((i for i, u in enumerate(self.model.rows) if u.name == name), -1)
         if row >= 0:
@@ -248,9 +234,7 @@ class UsersView(ManageView):
         password = typed or generate_password()
         self._clear()
         problems = user_form_problems(name=name, password=password, role=role)
-        self.add_errors.show(problems)
-        if problems:  # shown under their fields; nothing is sent
-            self.failed.emit("; ".join(p.message for p in problems))
+        if self.form_refused(problems, self.add_errors):
             return None
         try:
             made = await self.client.add_user(name, password, role=role)

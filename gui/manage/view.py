@@ -1,11 +1,16 @@
-"""What the Manage views share (:class:`ManageView`): the calls a view starts, its status line, and how a
-refusal is shown. The Connectors and the Users view are both one.
+"""What the Manage views share (:class:`ManageView`): the calls a view starts, its list, its status line, and
+how a refusal is shown. The Connectors and the Users view are both one.
 
 Rules:
 
+* the list is a :func:`~balancedesk.gui.tables.list_table_view` of a
+  :class:`~balancedesk.gui.fleet.models.ListTableModel`; one row at a time is chosen (:meth:`~ManageView.chosen`)
+  and one column takes the free width, set again after each reset (a reset gives every column the default mode);
 * every call a view starts goes through :meth:`ManageView.spawn`: :meth:`~ManageView.shutdown` cancels what
   is still running (the window closed) and :meth:`~ManageView.aclose` also waits until it has ended;
 * what was done is said in the status line (``message``, :meth:`~ManageView.say`);
+* the form's own checks come first: their problems are shown under their fields, ``failed`` is emitted and
+  nothing is sent (:meth:`~ManageView.form_refused`);
 * a refusal — the server's, or the view's own ("a member of a group is not deleted") — is shown above the form
   as "Refused — …" (``refusal``, ``QLabel#refusal``), clears the status line and is emitted as ``failed``;
 * a refusal of the API whose ``problems`` all name fields of the form is shown under those fields instead
@@ -16,18 +21,24 @@ Rules:
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine
-from typing import TYPE_CHECKING, Any
+from collections.abc import Coroutine, Sequence
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+from balancedesk.gui.tables import list_table_view
 from PySide6.QtCore import Signal
-from PySide6.QtWidgets import QLabel, QWidget
+from PySide6.QtWidgets import QHeaderView, QLabel, QWidget
 
 if TYPE_CHECKING:
+    from balancedesk.core.model import Problem
+    from balancedesk.gui.fleet.models import ListTableModel
     from balancedesk.gui.manage.fields import FieldErrors
 
+R = TypeVar("R")
 
-class ManageView(QWidget):
-    """A view of the Manage window: its running calls, its status line and its refusal line (each view places
+
+class ManageView(QWidget, Generic[R]):
+    """A view of the Manage window listing rows of type ``R``: its running calls, its list (``model`` in
+    ``table``, made by :meth:`_list`), its status line and its refusal line (each view places ``table``,
     ``message`` and ``refusal`` in its own layout).
 
     Signals:
@@ -48,6 +59,25 @@ class ManageView(QWidget):
         if refusal_name:
             self.refusal.setAccessibleName(refusal_name)
         self.refusal.hide()
+
+    # the list ----------------------------------------------------------------------------------
+    def _list(self, model: ListTableModel[R], *, name: str, stretch: int) -> None:
+        """Show ``model`` in ``table`` (accessible name ``name``); column ``stretch`` takes the free width."""
+        self.model = model
+        self._stretch = stretch
+        self.table = list_table_view()
+        self.table.setModel(model)
+        self.table.setAccessibleName(name)
+        self.on_model_modelReset()
+        model.modelReset.connect(self.on_model_modelReset)
+
+    def on_model_modelReset(self) -> None:
+        self.table.horizontalHeader().setSectionResizeMode(self._stretch, QHeaderView.ResizeMode.Stretch)
+
+    def chosen(self) -> R | None:
+        """The row chosen in the list, or None."""
+        picked = self.table.selectionModel().selectedRows()
+        return self.model.row_at(picked[0].row()) if picked else None
 
     # the calls it starts -------------------------------------------------------------------------
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
@@ -79,6 +109,14 @@ class ManageView(QWidget):
         self.refusal.show()
         self.message.clear()
         self.failed.emit(text)
+
+    def form_refused(self, problems: Sequence[Problem], errors: FieldErrors) -> bool:
+        """Show the form's own ``problems`` under their fields in ``errors``; True (and ``failed`` emitted with
+        them all) when there is one: then nothing may be sent."""
+        errors.show(problems)
+        if problems:
+            self.failed.emit("; ".join(p.message for p in problems))
+        return bool(problems)
 
     def clear_refusal(self) -> None:
         self.refusal.clear()
