@@ -1,14 +1,15 @@
 """Balancer tokens in the GUI: the panel (create, list, revoke) and the dialog that shows a new token once.
 
 Same rules as the API (``POST/GET/DELETE /api/admin/tokens``): a token is shown this once — the server keeps
-only its hash — so the dialog offers a copy button and the exact command a balancer host runs with it. The
-server's refusals (a bad pool name, too many tokens) are shown as the server words them, next to the form.
+only its hash — so the dialog (a :class:`~balancedesk.gui.shown_once.ShownOnceDialog`) offers a copy button and
+the exact command a balancer host runs with it. The server's refusals (a bad pool name, too many tokens) are
+shown as the server words them, next to the form.
 """
 
 from __future__ import annotations
 
 from balancedesk.gui.fleet.models import tokens_model
-from balancedesk.gui.shown_once import ShownOnceDialog
+from balancedesk.gui.shown_once import Copyable, ShownOnceDialog
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -38,11 +39,12 @@ class TokenShownDialog(ShownOnceDialog):
             title="New balancer token", min_width=720, parent=parent,
             note=f"<b>This is the only time the token for pool “{pool}” is shown.</b> Save it in a file "
                  "readable only by the balancer's user (mode 0600) on the balancer host, then run the "
-                 "command below there. Revoke it here when the host is retired.")
-        self.token_edit, self.copy_token = self.add_copyable(token, name="New token", button="Copy token",
-                                                             label="Token")
-        self.command_edit, self.copy_command = self.add_copyable(
-            balance_command(api_url, pool), name="Command to run", button="Copy command", label="Command")
+                 "command below there. Revoke it here when the host is retired.",
+            values=[Copyable(token, name="New token", button="Copy token", label="Token"),
+                    Copyable(balance_command(api_url, pool), name="Command to run", button="Copy command",
+                             label="Command")])
+        self.token_edit, self.command_edit = self.edits
+        self.copy_token, self.copy_command = self.copy_buttons
 
 
 class TokenPanel(QWidget):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from balancedesk.gui.shown_once import ShownOnceDialog
+from balancedesk.gui.shown_once import Copyable, ShownOnceDialog
 from PySide6.QtWidgets import QWidget
 
 
@@ -14,6 +14,6 @@ class PasswordShownDialog(ShownOnceDialog):
             title=f"Password of {name}", min_width=520, parent=parent,
             note=f"<b>{name} {what}. This is the only time its password is shown.</b> Give it to {name} "
                  "over a safe channel; the server keeps only a hash of it, so a lost password is reset, "
-                 "not recovered.")
-        self.password_edit, self.copy_button = self.add_copyable(password, name="New password", button="Copy",
-                                                                 copied="Copied")
+                 "not recovered.",
+            values=[Copyable(password, name="New password", button="Copy", copied="Copied")])
+        self.password_edit, self.copy_button = self.edits[0], self.copy_buttons[0]
