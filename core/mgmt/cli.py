@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from balancedesk.core.mgmt.serve_config import (
+    BY_KEY,
     CONFIG_ENV,
     DATABASE_ENV,
     SETTINGS,
@@ -118,9 +119,11 @@ def _typed(s: Setting) -> Callable[[str], Any]:
 
 
 def _store_options(parser: argparse.ArgumentParser) -> None:
-    """``--data``, ``--database`` and ``--config`` (whose data and database are used) of a store command."""
-    parser.add_argument("--data", type=Path, help="data directory (default: --config's, else the user's)")
-    parser.add_argument("--database", metavar="URL", help=DATABASE_HELP)
+    """``--data``, ``--database`` (serve's settings, with their rules) and ``--config`` (whose data and database
+    are used) of a store command."""
+    parser.add_argument("--data", type=_typed(BY_KEY["data"]), metavar="DIR",
+                        help="data directory (default: --config's, else the user's data directory)")
+    parser.add_argument("--database", type=_typed(BY_KEY["database"]), metavar="URL", help=DATABASE_HELP)
     parser.add_argument("--config", type=Path, metavar="FILE", help=CONFIG_HELP)
 
 

@@ -52,9 +52,10 @@ HEARTBEAT_MIN_S = 0.05
 HEARTBEAT_MAX_S = 3600.0
 SHOWN_MAX = 60  # characters of a wrong value quoted in a message
 
-Kind = Literal["text", "integer", "seconds", "path", "switch"]
+Kind = Literal["text", "database", "integer", "seconds", "path", "switch"]
 KIND_WORDS: dict[str, str] = {  # what a value of the kind is, for messages
     "text": "a string",
+    "database": "a database URL (a string)",
     "integer": "an integer",
     "seconds": "a number of seconds",
     "path": "a path (a string)",
@@ -91,7 +92,7 @@ class ServeSettings:
     data: Path | None = field(default=None, metadata=spec(
         "path", "data directory (default: the user's data directory)", metavar="DIR"))
     database: str | None = field(default=None, metadata=spec(
-        "text", "postgresql://user@host/db to keep the data in PostgreSQL, shared by every server given the same "
+        "database", "postgresql://user@host/db to keep the data in PostgreSQL, shared by every server given the same "
         f"URL (default: ${DATABASE_ENV}, else SQLite in --data)", metavar="URL", env=DATABASE_ENV))
     demo: bool = field(default=False, metadata=spec("switch", "also register demo connectors and a demo group"))
     cert: Path | None = field(default=None, metadata=spec("path", "TLS certificate (PEM)", metavar="FILE"))
@@ -162,7 +163,7 @@ class Setting:
             return float(value)
         if kind == "path":
             return folder / Path(value).expanduser()
-        if self.spec.env == DATABASE_ENV and not is_postgres(value):
+        if kind == "database" and not is_postgres(value):
             return SQLITE_SCHEME + str(folder / sqlite_path(value).expanduser())
         return value
 

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from balancedesk.core.cli import build_parser
 from balancedesk.core.mgmt.serve_config import (
     CONFIG_ENV,
@@ -162,7 +161,7 @@ def test_an_unreadable_file_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "serve.toml"
     path.write_text("port = 0\n")
     path.chmod(0)
-    with pytest.raises(ConfigError, match="cannot read the config file .*Permission denied"):
+    with pytest.raises(ConfigError, match=r"cannot read the config file .*Permission denied"):
         read_config(path)
 
 
