@@ -84,6 +84,13 @@ case "$cmd" in
       echo "dev.sh: xvfb-run not found; the tests that need a real X server were not run" >&2
       exit 1
     fi
+    if [ $# -eq 0 ]; then
+      # the GUI's tests that use the management server, against a load-balancer installation: two servers
+      # on one PostgreSQL behind a Balance Desk balancer, the first killed in the middle (tests/gui/installation.py)
+      echo "== pytest (GUI against a load-balancer installation, one management server killed mid-test)"
+      BALANCEDESK_TEST_INSTALLATION=1 QT_QPA_PLATFORM=offscreen "$VENV/bin/python" -m pytest -q \
+        -m "installation and not xcb" tests/gui
+    fi
     echo "== pytest (offscreen)"
     QT_QPA_PLATFORM=offscreen "$VENV/bin/python" -m pytest -q -m "not xcb" "$@"
     ;;

@@ -82,6 +82,10 @@ class LocalServer(QObject):
             env = QProcessEnvironment.systemEnvironment()
         env.insert("PYTHONUNBUFFERED", "1")
         env.insert(EXIT_WITH_PARENT_ENV, "1")  # a GUI that dies takes its server with it
+        from balancedesk.core.mgmt.serve_config import CONFIG_ENV, DATABASE_ENV
+
+        for name in (CONFIG_ENV, DATABASE_ENV):  # "This computer" keeps its own store, whatever serve is set to here
+            env.remove(name)
         self.process.setProcessEnvironment(env)
         self.process.start(argv[0], argv[1:])
 

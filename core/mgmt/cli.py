@@ -1,13 +1,13 @@
 """``balancedesk serve``, ``balancedesk users …``, ``balancedesk connectors …`` and ``balancedesk tokens …``.
 
 ``serve``'s settings are defined in :mod:`~balancedesk.core.mgmt.serve_config` (flags made from its table); any of
-them may come from a TOML file (``--config FILE`` / ``BALANCEDESK_CONFIG``): a flag wins over the environment
+them may come from a TOML file (``--config FILE`` / ``BALANCEDESK_SERVE_CONFIG``): a flag wins over the environment
 (``BALANCEDESK_DATABASE``), which wins over the file. A file that cannot be used: every problem on stderr, exit 2,
 nothing started.
 
 ``users``, ``connectors`` and ``tokens`` work on the data store directly (``--data DIR``, default: the user's data
 directory, or ``--database URL`` / ``BALANCEDESK_DATABASE`` for a PostgreSQL installation, or the data and
-database of ``--config FILE`` / ``BALANCEDESK_CONFIG``, with the same precedence), not through the API: they are
+database of ``--config FILE`` / ``BALANCEDESK_SERVE_CONFIG``, with the same precedence), not through the API: they are
 how an operator bootstraps or repairs a server that is not running or whose admin password is lost, and
 SQLite's WAL lets them run beside a live server safely. They go through the same
 :class:`~balancedesk.core.mgmt.service.Service` rules as the API. Errors: one line on stderr, exit 1.

@@ -45,7 +45,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from balancedesk.core.mgmt.database import SQLITE_SCHEME, is_postgres, redacted, sqlite_path
 
-CONFIG_ENV = "BALANCEDESK_CONFIG"  # the config file when no --config is given
+CONFIG_ENV = "BALANCEDESK_SERVE_CONFIG"  # the config file when no --config is given
 DATABASE_ENV = "BALANCEDESK_DATABASE"  # the database URL when no --database is given (over the file's)
 PORT_MAX = 65535
 HEARTBEAT_MIN_S = 0.05

@@ -62,6 +62,29 @@ def qloop(qapp: QApplication) -> Iterator[asyncio.AbstractEventLoop]:
     asyncio.events._set_running_loop(None)
     loop.close()
     asyncio.set_event_loop(None)
+    _release_timers(loop)
+
+
+def _release_timers(loop: Any) -> None:
+    """Kill a closed qasync loop's Qt timers and delete its timer object here, in the GUI thread.
+
+    ``QEventLoop.close()`` only marks its timer object stopped; its timers (every pending ``call_later``: a
+    backoff, a timeout) stay registered with Qt until they fire. If the loop is then freed by a garbage
+    collection that happens to run in another thread (a child's output pump, the installation's watcher),
+    the QObject's destructor runs there, and Qt cannot unregister timers from another thread: the next test's
+    event processing fires a timer at freed memory — the segfault in ``QTimerInfoList::activateTimers`` seen
+    in long GUI runs. Deleting it now, and collecting what the test left, keeps every Qt object's end here."""
+    import gc
+
+    import shiboken6
+
+    timer = loop._timer
+    if shiboken6.isValid(timer):
+        for timer_id in list(timer._SimpleTimer__callbacks):
+            timer.killTimer(timer_id)
+        timer._SimpleTimer__callbacks.clear()
+        shiboken6.delete(timer)
+    gc.collect()
 
 
 @dataclass
@@ -93,6 +116,17 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.installation)
 
 
+KILLS: list[tuple[str, bool]] = []  # installation mode: (test, whether its first server was killed mid-test)
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if KILLS:
+        missed = [test for test, killed in KILLS if not killed]
+        terminalreporter.write_line(
+            f"installation: the first management server was killed mid-test in {len(KILLS) - len(missed)} of "
+            f"{len(KILLS)} tests" + (f" (too few requests in: {', '.join(missed)})" if missed else ""))
+
+
 def pytest_runtest_setup(item: pytest.Item) -> None:
     if INSTALLATION and item.get_closest_marker("single_server"):
         pytest.skip("kills the one management server; in an installation the other one answers "
@@ -109,7 +143,12 @@ def mgmt_server(spawn: Callable[..., object], tmp_path: Path, request: pytest.Fi
         inst = start_installation(spawn, tmp_path / "installation", request.getfixturevalue("pg_cluster"),
                                   ADMIN_PASSWORD)
         inst.kill_after(int(os.environ.get("BALANCEDESK_TEST_KILL_AFTER", "5")))
-        request.addfinalizer(inst.close)
+
+        def close() -> None:
+            inst.close()
+            KILLS.append((request.node.nodeid, inst.killed.is_set()))
+
+        request.addfinalizer(close)
         return Server(url=inst.url, data=tmp_path / "installation" / "mgmt2", user="admin",
                       password=ADMIN_PASSWORD, child=inst.servers[1])
     data = tmp_path / "mgmt"

@@ -243,9 +243,16 @@ def test_close_with_unsaved_changes_asks(window: MainWindow, mgmt_server: Any, q
     qtbot.waitUntil(lambda: not window.isVisible(), timeout=5000)
 
 
+@pytest.mark.parametrize("shell", ["plain", "set for an installation"])
 def test_local_profile_starts_the_embedded_server(window: MainWindow, qtbot: Any, arun: Run,
-                                                   monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+                                                   monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                                   shell: str) -> None:
     monkeypatch.delenv("BALANCEDESK_ADMIN_PASSWORD", raising=False)
+    if shell != "plain":  # "This computer" keeps its own store: an installation's settings are not its own
+        from balancedesk.core.mgmt.serve_config import CONFIG_ENV, DATABASE_ENV
+
+        monkeypatch.setenv(DATABASE_ENV, "postgresql://nobody@127.0.0.1:1/none")
+        monkeypatch.setenv(CONFIG_ENV, str(tmp_path / "no-such-serve.toml"))
     arun(window.connect_profile(local_profile()), timeout_ms=40000)
     pw_file = tmp_path / "local" / "admin-password.txt"
     assert pw_file.exists() and (pw_file.stat().st_mode & 0o777) == 0o600

@@ -20,7 +20,7 @@ ADMIN_ENV = {"BALANCEDESK_ADMIN_PASSWORD": ADMIN_PASSWORD}
 
 
 def _run(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    base = {k: v for k, v in os.environ.items() if k not in ("BALANCEDESK_CONFIG", "BALANCEDESK_DATABASE")}
+    base = {k: v for k, v in os.environ.items() if k not in ("BALANCEDESK_SERVE_CONFIG", "BALANCEDESK_DATABASE")}
     return subprocess.run([*BALANCEDESK, *args], capture_output=True, text=True, timeout=60, cwd=cwd,
                           env={**base, **(env or {})})
 
@@ -64,7 +64,7 @@ def test_serve_uses_the_files_data_and_settings_and_a_flag_wins(spawn: Any, tmp_
         listed = _run("connectors", "list", "--config", str(config), cwd=tmp_path)
         assert listed.returncode == 0, listed.stderr
         assert "\tdemo-1\t" in listed.stdout and "Demo Round Robin" in listed.stdout
-        listed = _run("connectors", "list", env={"BALANCEDESK_CONFIG": str(config)})
+        listed = _run("connectors", "list", env={"BALANCEDESK_SERVE_CONFIG": str(config)})
         assert "\tdemo-1\t" in listed.stdout, listed.stderr
 
         other = tmp_path / "other"
@@ -133,9 +133,9 @@ def test_a_bad_config_file_stops_serve_before_anything_is_made(tmp_path: Path) -
     assert r.stderr == f"balancedesk: {config}: not valid TOML: Invalid value (at line 2, column 8)\n"
 
     missing = tmp_path / "missing.toml"
-    r = _run("serve", "--port", "0", "--data", str(tmp_path / "d"), env={"BALANCEDESK_CONFIG": str(missing)})
+    r = _run("serve", "--port", "0", "--data", str(tmp_path / "d"), env={"BALANCEDESK_SERVE_CONFIG": str(missing)})
     assert r.returncode == 2 and not (tmp_path / "d").exists()
-    assert r.stderr == (f"balancedesk: {missing}: cannot read the config file (given by $BALANCEDESK_CONFIG): "
+    assert r.stderr == (f"balancedesk: {missing}: cannot read the config file (given by $BALANCEDESK_SERVE_CONFIG): "
                         "No such file or directory\n")
 
 

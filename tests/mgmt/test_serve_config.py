@@ -135,7 +135,7 @@ def test_precedence_flag_then_environment_then_file_then_default() -> None:
 def test_the_config_file_comes_from_the_flag_else_the_environment() -> None:
     assert config_path(None, {}) is None
     assert config_path(None, {CONFIG_ENV: ""}) is None
-    assert config_path(None, {CONFIG_ENV: "/etc/bd.toml"}) == (Path("/etc/bd.toml"), "$BALANCEDESK_CONFIG")
+    assert config_path(None, {CONFIG_ENV: "/etc/bd.toml"}) == (Path("/etc/bd.toml"), "$BALANCEDESK_SERVE_CONFIG")
     assert config_path(Path("mine.toml"), {CONFIG_ENV: "/etc/bd.toml"}) == (Path("mine.toml"), "--config")
 
 
@@ -147,9 +147,9 @@ def test_read_config_relative_to_the_files_folder_and_refusals(tmp_path: Path) -
     with pytest.raises(ConfigError, match=r"missing\.toml: cannot read the config file \(given by --config\): "
                                           "No such file or directory"):
         read_config(tmp_path / "missing.toml")
-    with pytest.raises(ConfigError, match=r": cannot read the config file \(given by \$BALANCEDESK_CONFIG\): "
+    with pytest.raises(ConfigError, match=r": cannot read the config file \(given by \$BALANCEDESK_SERVE_CONFIG\): "
                                           "Is a directory"):
-        read_config(tmp_path, "$BALANCEDESK_CONFIG")
+        read_config(tmp_path, "$BALANCEDESK_SERVE_CONFIG")
     latin = tmp_path / "latin.toml"
     latin.write_bytes(b'host = "caf\xe9"\n')
     with pytest.raises(ConfigError, match=r"latin\.toml: not valid TOML: not UTF-8 text \(byte 11\)"):
