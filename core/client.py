@@ -279,6 +279,7 @@ class MgmtClient(FleetCalls):
         if_match: str | None = None,
         headers: Mapping[str, str] | None = None,
         read_timeout: float | None = None,
+        auth: httpx.Auth | None = None,
     ) -> httpx.Response:
         """One call, sent again (at most ``retries`` more times) when it may not have been carried out: the
         connection could not be made or broke before an answer, or a gateway answered 502/503/504. A write
@@ -296,6 +297,7 @@ class MgmtClient(FleetCalls):
                 response = await self._http.request(
                     method, path, json=json, params=params, headers=sent,
                     timeout=httpx.USE_CLIENT_DEFAULT if read_timeout is None else read_timeout,
+                    auth=httpx.USE_CLIENT_DEFAULT if auth is None else auth,
                 )
             except httpx.TimeoutException as exc:
                 raise ApiUnavailable(
@@ -513,4 +515,16 @@ class MgmtClient(FleetCalls):
             body["role"] = role
         if active is not None:
             body["active"] = active
-        return _user(self._json(await self._request("PUT", f"/api/admin/users/{name}", json=body)))
+        try:
+            return _user(self._json(await self._request("PUT", f"/api/admin/users/{name}", json=body)))
+        except ApiError as exc:
+            if exc.status != 401 or password is None or name != self.user:
+                raise
+            # Our own password: an attempt that changed it may have lost its answer, and the request sent again
+            # (by this client, or by a balancer in front) then carried the old one. Ask with the new password.
+            try:
+                confirmed = await self._request("GET", f"/api/admin/users/{name}",
+                                                auth=httpx.BasicAuth(name, password))
+            except ApiError:
+                raise exc from None  # not changed: the session's own password was refused
+            return _user(self._json(confirmed))

@@ -259,3 +259,21 @@ def test_the_client_resends_a_write_whose_answer_was_lost_and_it_is_applied_once
     assert relay.lost_answers and relay.lost_answers[0].startswith(b"HTTP/1.1 201")  # the first try was applied
     assert _group_count(server.admin, "idem-client") == 1  # … and the second did not apply it again
     assert server.admin.get(f"/api/mgmt/connectors/{created.connector_id}").headers["etag"] == etag
+
+
+def test_a_password_change_whose_answer_was_lost_is_confirmed_with_the_new_password(
+    server: Server, relay: LosingRelay
+) -> None:
+    """The resent request carries the old password, which the first attempt changed: a 401 the client
+    settles by asking with the new one."""
+    new_password = "a-new-admin-password-1"
+
+    async def change() -> Any:
+        async with MgmtClient(f"http://127.0.0.1:{relay.port}", "admin", ADMIN_PASSWORD) as client:
+            return await client.update_user("admin", password=new_password)
+
+    user = asyncio.run(change())
+    assert user.name == "admin" and user.role == "Administrator" and user.active
+    assert relay.connections == 2 and relay.lost_answers[0].startswith(b"HTTP/1.1 200")
+    assert httpx.get(f"{server.url}/api/mgmt/whoami", auth=("admin", new_password)).status_code == 200
+    assert httpx.get(f"{server.url}/api/mgmt/whoami", auth=("admin", ADMIN_PASSWORD)).status_code == 401
