@@ -1,4 +1,5 @@
 """Storage for users, connectors, the fleet's change log and balancer tokens: one implementation, two engines.
+(On a shared database also the logins the servers' throttles share: ``login_events``, see shared_throttle.py.)
 
 The engines (:mod:`.database`): **SQLite** — the embedded default, one file beside the server — and
 **PostgreSQL**, which several ``serve`` processes share as one server (``serve --database postgresql://…``).

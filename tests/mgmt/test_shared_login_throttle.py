@@ -103,3 +103,30 @@ def test_a_single_sqlite_server_writes_no_login_rows(server: Server) -> None:
         assert db.execute("SELECT COUNT(*) FROM login_events").fetchone()[0] == 0
     finally:
         db.close()
+
+
+@on_postgresql
+def test_while_the_database_is_away_a_login_gets_503_and_is_not_a_guess(
+    start_server: StartServer, tmp_path: Path
+) -> None:
+    a, b = two_servers(start_server, tmp_path)
+    assert a.database is not None
+    source = "127.0.0.60"
+    n = one_servers_budget(["admin"], source)
+    guesser = client(a, source, "admin", "wrong")
+    assert [guesser.get(WHOAMI).status_code for _ in range(n - 1)] == [401] * (n - 1)
+    name = a.database.rsplit("/", 1)[1]
+    with psycopg.connect(a.database.rsplit("/", 1)[0] + "/postgres", autocommit=True) as conn:
+        conn.execute(f"ALTER DATABASE {name} ALLOW_CONNECTIONS false")
+        conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,))
+        try:
+            away = guesser.get(WHOAMI)
+        finally:
+            conn.execute(f"ALTER DATABASE {name} ALLOW_CONNECTIONS true")
+    assert away.status_code == 503, away.text
+    error_of(away)
+    # back: the 503 verified and counted nothing; the last free guess is used up on a (and told to b), then
+    # both servers hold the pair
+    # (a new connection: the server closes the one that carried the 503)
+    assert client(a, source, "admin", "wrong").get(WHOAMI).status_code == 401
+    assert [client(s, source, "admin", "wrong").get(WHOAMI).status_code for s in (b, a)] == [429, 429]
