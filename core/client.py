@@ -3,7 +3,8 @@
 Used by the GUI (on the qasync loop) and by the balancer to pull a group's configuration. Every method is a
 coroutine; nothing here blocks. Names below are a contract with the GUI: keep them stable.
 
-``MgmtClient(base_url, user, password, *, verify=True, timeout=10.0, on_behalf_of=None, token=None)`` — HTTP Basic
+``MgmtClient(base_url, user, password, *, verify=True, timeout=10.0, on_behalf_of=None, token=None, retries=2)`` —
+HTTP Basic
 auth, or with ``token="bdt_…"`` (and no user) a balancer token as a bearer credential;
 ``verify`` is ``True``/``False`` or a path to a CA bundle (for ``balancedesk serve --cert``); ``on_behalf_of``
 (an Administrator only): every ``/api/mgmt`` call carries HDP's ``?user=NAME`` and acts as that user, with that
@@ -57,19 +58,26 @@ Failures
     :class:`balancedesk.core.model.Problem` (field, message, member_id) to show next to the field.
     ``status == 412`` means someone else changed the resource since you read it (reload, then retry).
     ``ApiUnavailable(message)`` when the server cannot be reached, the connection breaks or times out.
+    Before either, a call that may not have been carried out is sent again, up to ``retries`` more times: the
+    connection failed or broke, or a gateway answered 502/503/504 (a management server behind a balancer
+    died). Every POST, PUT and DELETE carries an ``Idempotency-Key`` that stays the same on each attempt, so
+    the server applies the write once (:mod:`balancedesk.core.mgmt.idempotency`).
     Both derive from ``ClientError``; ``str(exc)`` is a readable sentence.
 """
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 import types
+import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, overload
 
 import httpx
 from balancedesk.core.fleetclient import FleetCalls
+from balancedesk.core.mgmt import idempotency
 from balancedesk.core.model import Connector, Member, Problem, RuleError, parse_connector, parse_members
 
 ADMINISTRATOR = "Administrator"
@@ -192,6 +200,17 @@ def _error_from(response: httpx.Response) -> ApiError:
     return ApiError(response.status_code, code, message, problems)
 
 
+def _pause(attempt: int, retry_after: str | None) -> float:
+    """Seconds to wait before attempt ``attempt + 2``: the fixed pause, or the server's ``Retry-After`` (in
+    seconds) if it asks for longer, at most ``RETRY_AFTER_MAX_S``."""
+    pause = idempotency.RETRY_PAUSES_S[min(attempt, len(idempotency.RETRY_PAUSES_S) - 1)]
+    try:
+        asked = float(retry_after) if retry_after is not None else 0.0
+    except ValueError:
+        asked = 0.0
+    return max(pause, min(asked, idempotency.RETRY_AFTER_MAX_S))
+
+
 def _connector(body: Any) -> Connector:
     try:
         return parse_connector(body)
@@ -214,6 +233,7 @@ class MgmtClient(FleetCalls):
         timeout: float = 10.0,
         on_behalf_of: str | None = None,
         token: str | None = None,
+        retries: int = idempotency.RETRY_ATTEMPTS - 1,
     ) -> None:
         if (token is None) == (not user):
             raise ValueError("MgmtClient needs a user and password, or a token (not both)")
@@ -221,6 +241,7 @@ class MgmtClient(FleetCalls):
         self.user = user
         self.on_behalf_of = on_behalf_of
         self.timeout = timeout
+        self.retries = retries
         auth: httpx.Auth = httpx.BasicAuth(user, password) if token is None else _Bearer(token)
         # a CA bundle path becomes a context: httpx deprecates verify=<str>
         tls: bool | ssl.SSLContext = ssl.create_default_context(cafile=verify) if isinstance(verify, str) else verify
@@ -259,25 +280,41 @@ class MgmtClient(FleetCalls):
         headers: Mapping[str, str] | None = None,
         read_timeout: float | None = None,
     ) -> httpx.Response:
+        """One call, sent again (at most ``retries`` more times) when it may not have been carried out: the
+        connection could not be made or broke before an answer, or a gateway answered 502/503/504. A write
+        carries an ``Idempotency-Key`` (the same on every attempt), so the server applies it once whichever
+        attempt reached it (:mod:`balancedesk.core.mgmt.idempotency`). A timeout is not retried: the caller's
+        time is spent."""
         sent = {**(headers or {}), **({"If-Match": if_match} if if_match is not None else {})}
+        if method in idempotency.UNSAFE_METHODS:
+            sent.setdefault(idempotency.HEADER, uuid.uuid4().hex)
         if self.on_behalf_of is not None and path.startswith("/api/mgmt/"):
             params = {**(params or {}), "user": self.on_behalf_of}
-        try:
-            response = await self._http.request(
-                method, path, json=json, params=params, headers=sent,
-                timeout=httpx.USE_CLIENT_DEFAULT if read_timeout is None else read_timeout,
-            )
-        except httpx.TimeoutException as exc:
-            raise ApiUnavailable(
-                f"The server at {self.base_url} did not answer in time ({method} {path})."
-            ) from exc
-        except httpx.TransportError as exc:
-            raise ApiUnavailable(
-                f"Cannot reach the server at {self.base_url}: {exc or type(exc).__name__}."
-            ) from exc
-        if response.status_code >= 400:
-            raise _error_from(response)
-        return response
+        for attempt in range(self.retries + 1):
+            last = attempt == self.retries
+            try:
+                response = await self._http.request(
+                    method, path, json=json, params=params, headers=sent,
+                    timeout=httpx.USE_CLIENT_DEFAULT if read_timeout is None else read_timeout,
+                )
+            except httpx.TimeoutException as exc:
+                raise ApiUnavailable(
+                    f"The server at {self.base_url} did not answer in time ({method} {path})."
+                ) from exc
+            except httpx.TransportError as exc:
+                if last:
+                    raise ApiUnavailable(
+                        f"Cannot reach the server at {self.base_url}: {exc or type(exc).__name__}."
+                    ) from exc
+                await asyncio.sleep(_pause(attempt, None))  # backoff before the next attempt, not a wait
+                continue
+            if response.status_code in idempotency.RETRY_STATUSES and not last:
+                await asyncio.sleep(_pause(attempt, response.headers.get("Retry-After")))  # backoff
+                continue
+            if response.status_code >= 400:
+                raise _error_from(response)
+            return response
+        raise AssertionError("unreachable: the last attempt returns or raises")
 
     def _json(self, response: httpx.Response) -> Any:
         try:

@@ -1,7 +1,8 @@
 """Every question the app asks the user, as awaitable dialogs (``open()`` + a future, never ``exec()``,
 so the qasync loop keeps running and no coroutine nests an event loop).
 
-:class:`Prompter` is the one place the main window asks; tests give it answers by replacing it.
+:class:`Prompter` is the one place the main window asks; tests give it answers by replacing it. Another window
+asking a :class:`QMessageBox` of its own awaits it with :func:`ask_message_box` (the Manage window's delete).
 """
 
 from __future__ import annotations
@@ -170,7 +171,7 @@ class Prompter:
         reload_b = box.addButton("Reload theirs", QMessageBox.ButtonRole.DestructiveRole)
         over_b = box.addButton("Overwrite with mine", QMessageBox.ButtonRole.AcceptRole)
         box.addButton(QMessageBox.StandardButton.Cancel)
-        await _ask_box(box)
+        await ask_message_box(box)
         clicked = box.clickedButton()
         if clicked is reload_b:
             return Conflict.RELOAD
@@ -185,7 +186,7 @@ class Prompter:
         box.setStandardButtons(
             QMessageBox.StandardButton.Save | QMessageBox.StandardButton.Discard | QMessageBox.StandardButton.Cancel
         )
-        result = await _ask_box(box)
+        result = await ask_message_box(box)
         if result == QMessageBox.StandardButton.Save:
             return Unsaved.SAVE
         if result == QMessageBox.StandardButton.Discard:
@@ -203,7 +204,7 @@ class Prompter:
         )
         box.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         box.setStandardButtons(QMessageBox.StandardButton.Ok)
-        await _ask_box(box)
+        await ask_message_box(box)
 
     async def confirm_delete(self, label: str) -> bool:
         box = QMessageBox(QMessageBox.Icon.Warning, "Delete group",
@@ -211,7 +212,7 @@ class Prompter:
         box.setInformativeText("Data sources that use this group will stop connecting. This cannot be undone.")
         box.setStandardButtons(QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.Cancel)
         box.setDefaultButton(QMessageBox.StandardButton.Cancel)
-        return await _ask_box(box) == QMessageBox.StandardButton.Yes
+        return await ask_message_box(box) == QMessageBox.StandardButton.Yes
 
     async def pick_connector(self, candidates: list[Candidate]) -> str | None:
         dialog = PickConnectorDialog(candidates, self.parent)
@@ -235,25 +236,16 @@ class Prompter:
         )
         box.setStandardButtons(QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No)
         box.setDefaultButton(QMessageBox.StandardButton.No)
-        return await _ask_box(box) == QMessageBox.StandardButton.Yes
+        return await ask_message_box(box) == QMessageBox.StandardButton.Yes
 
     async def inform(self, title: str, text: str) -> None:
         box = QMessageBox(QMessageBox.Icon.Information, title, text, parent=self.parent)
-        await _ask_box(box)
+        await ask_message_box(box)
 
 
-async def _ask_box(box: QMessageBox) -> int:
-    fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-
-    def done(result: int) -> None:
-        if not fut.done():
-            fut.set_result(result)
-
-    box.finished.connect(done)
-    box.open()
-    try:
-        result = await fut
-        std = box.standardButton(box.clickedButton()) if box.clickedButton() is not None else None
-        return int(std.value) if std is not None and std != QMessageBox.StandardButton.NoButton else result
-    finally:
-        box.deleteLater()
+async def ask_message_box(box: QMessageBox) -> int:
+    """Open ``box`` (``open()``, never ``exec()``) and wait for its answer: the standard button clicked (its
+    int value), else the dialog's result code (a button added with a role). The box is deleted after."""
+    result = await _ask(box)  # its deleteLater() waits for the event loop: the clicked button is still there
+    std = box.standardButton(box.clickedButton()) if box.clickedButton() is not None else None
+    return int(std.value) if std is not None and std != QMessageBox.StandardButton.NoButton else result

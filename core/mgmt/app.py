@@ -9,17 +9,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections.abc import Callable
 from typing import Any
 
 from balancedesk.core.fleet import HEARTBEAT_INTERVAL_S
-from balancedesk.core.mgmt import fleet_routes, schemas
+from balancedesk.core.mgmt import fleet_routes, idempotency, schemas
 from balancedesk.core.mgmt.auth import PASSWORD_MIN, hash_password
 from balancedesk.core.mgmt.conditional import not_modified
 from balancedesk.core.mgmt.errors import CODES, ApiFailure, envelope
 from balancedesk.core.mgmt.inputs import check_url
 from balancedesk.core.mgmt.inputs import json_body as _body
 from balancedesk.core.mgmt.login import Authenticator
-from balancedesk.core.mgmt.service import Service, json_bytes
+from balancedesk.core.mgmt.service import Caller, Service, json_bytes
 from balancedesk.core.mgmt.store import Store, Stored
 from balancedesk.core.model import Problem
 from fastapi import Depends, FastAPI, Query, Request
@@ -118,6 +120,23 @@ def create_app(store: Store, *, heartbeat_interval: float = HEARTBEAT_INTERVAL_S
     def if_match(request: Request) -> str | None:
         return request.headers.get("if-match")
 
+    def once(request: Request, caller: Caller, body: Any, run: Callable[[], Response]) -> Response:
+        """A write, applied once per ``Idempotency-Key`` (:mod:`.idempotency`); as before without one.
+        Called after the body was read: nothing here awaits, so the write transaction never interleaves."""
+        key = idempotency.key_of(request.headers)
+        if key is None:
+            return run()
+
+        def answer() -> idempotency.Answer:
+            response = run()
+            return idempotency.Answer(response.status_code, bytes(response.body), response.headers.get("etag"))
+
+        fingerprint = idempotency.fingerprint(request.method, request.url.path, request.url.query,
+                                              if_match(request), body)
+        got, replayed = service.once(caller, key, fingerprint, answer, time.time())
+        extra = {idempotency.REPLAYED_HEADER: "true"} if replayed else {}
+        return _bytes_response(got.body, status=got.status, etag=got.etag, **extra)
+
     cid_path = "/{connector_id}"
 
     # -- /api/mgmt ----------------------------------------------------------------------------------
@@ -143,8 +162,8 @@ def create_app(store: Store, *, heartbeat_interval: float = HEARTBEAT_INTERVAL_S
     )
     async def create_group(request: Request) -> Response:
         caller = await auth(request)
-        stored = service.create_group(caller, await _body(request))
-        return _connector(stored, 201)
+        body = await _body(request)
+        return once(request, caller, body, lambda: _connector(service.create_group(caller, body), 201))
 
     @app.get(f"{MGMT}/connectors{cid_path}", tags=["mgmt"], responses=schemas.errors(401, 403, 404))
     async def get_connector(request: Request, connector_id: str) -> Response:
@@ -161,13 +180,18 @@ def create_app(store: Store, *, heartbeat_interval: float = HEARTBEAT_INTERVAL_S
     async def put_connector(request: Request, connector_id: str) -> Response:
         caller = await auth(request)
         body = await _body(request)
-        return _connector(service.put_connector(caller, connector_id, body, if_match(request)))
+        return once(request, caller, body,
+                    lambda: _connector(service.put_connector(caller, connector_id, body, if_match(request))))
 
     @app.delete(f"{MGMT}/connectors{cid_path}", tags=["mgmt"], responses=schemas.errors(400, 401, 403, 404, 412))
     async def delete_connector(request: Request, connector_id: str) -> Response:
         caller = await auth(request)
-        service.delete_connector(caller, connector_id, if_match(request))
-        return _json_response({"success": True})
+
+        def run() -> Response:
+            service.delete_connector(caller, connector_id, if_match(request))
+            return _json_response({"success": True})
+
+        return once(request, caller, None, run)
 
     @app.get(f"{MGMT}/connectors{cid_path}/members", tags=["mgmt"], responses=schemas.errors(400, 401, 403, 404))
     async def get_members(request: Request, connector_id: str) -> Response:
@@ -184,7 +208,8 @@ def create_app(store: Store, *, heartbeat_interval: float = HEARTBEAT_INTERVAL_S
     async def add_members(request: Request, connector_id: str) -> Response:
         caller = await auth(request)
         body = await _body(request)
-        return _members(service.add_members(caller, connector_id, body, if_match(request)))
+        return once(request, caller, body,
+                    lambda: _members(service.add_members(caller, connector_id, body, if_match(request))))
 
     @app.put(
         f"{MGMT}/connectors{cid_path}/members",
@@ -195,7 +220,8 @@ def create_app(store: Store, *, heartbeat_interval: float = HEARTBEAT_INTERVAL_S
     async def put_members(request: Request, connector_id: str) -> Response:
         caller = await auth(request)
         body = await _body(request)
-        return _members(service.put_members(caller, connector_id, body, if_match(request)))
+        return once(request, caller, body,
+                    lambda: _members(service.put_members(caller, connector_id, body, if_match(request))))
 
     @app.delete(
         f"{MGMT}/connectors{cid_path}/members",
@@ -207,7 +233,8 @@ def create_app(store: Store, *, heartbeat_interval: float = HEARTBEAT_INTERVAL_S
     async def remove_members(request: Request, connector_id: str) -> Response:
         caller = await auth(request)
         body = await _body(request)
-        return _members(service.remove_members(caller, connector_id, body, if_match(request)))
+        return once(request, caller, body,
+                    lambda: _members(service.remove_members(caller, connector_id, body, if_match(request))))
 
     @app.get(f"{MGMT}/connectors{cid_path}/authuser", tags=["mgmt"], responses=schemas.errors(401, 403, 404))
     async def get_auth_users(request: Request, connector_id: str) -> Response:
@@ -220,8 +247,12 @@ def create_app(store: Store, *, heartbeat_interval: float = HEARTBEAT_INTERVAL_S
     async def _auth_users(request: Request, connector_id: str, how: str) -> Response:
         caller = await auth(request)
         body = await _body(request)
-        stored = service.change_auth_users(caller, connector_id, body, if_match(request), how=how)
-        return _json_response({"success": True}, etag=stored.etag)
+
+        def run() -> Response:
+            stored = service.change_auth_users(caller, connector_id, body, if_match(request), how=how)
+            return _json_response({"success": True}, etag=stored.etag)
+
+        return once(request, caller, body, run)
 
     auth_doc: dict[str, Any] = {
         "tags": ["mgmt"],
@@ -260,7 +291,9 @@ def create_app(store: Store, *, heartbeat_interval: float = HEARTBEAT_INTERVAL_S
     )
     async def admin_register(request: Request) -> Response:
         caller = await auth(request)
-        return _json_response(service.register_connector(caller, await _body(request)), status=201)
+        body = await _body(request)
+        return once(request, caller, body,
+                    lambda: _json_response(service.register_connector(caller, body), status=201))
 
     @app.get(f"{ADMIN}/connectors{cid_path}", tags=["admin"], responses=schemas.errors(401, 403, 404))
     async def admin_get(request: Request, connector_id: str) -> Response:
@@ -270,8 +303,12 @@ def create_app(store: Store, *, heartbeat_interval: float = HEARTBEAT_INTERVAL_S
     @app.delete(f"{ADMIN}/connectors{cid_path}", tags=["admin"], responses=schemas.errors(401, 403, 404, 409))
     async def admin_unregister(request: Request, connector_id: str) -> Response:
         caller = await auth(request)
-        service.unregister(caller, connector_id)
-        return _json_response({"success": True})
+
+        def run() -> Response:
+            service.unregister(caller, connector_id)
+            return _json_response({"success": True})
+
+        return once(request, caller, None, run)
 
     @app.get(f"{ADMIN}/users", tags=["admin"], responses=schemas.errors(401, 403))
     async def users_list(request: Request) -> Response:
@@ -289,7 +326,8 @@ def create_app(store: Store, *, heartbeat_interval: float = HEARTBEAT_INTERVAL_S
         caller = await auth(request)
         body = await _body(request)
         pw_hash = await _hash_of(body)
-        return _json_response(service.add_user(caller, body, pw_hash=pw_hash), status=201)
+        return once(request, caller, body,
+                    lambda: _json_response(service.add_user(caller, body, pw_hash=pw_hash), status=201))
 
     @app.get(f"{ADMIN}/users/{{name}}", tags=["admin"], responses=schemas.errors(401, 403, 404))
     async def users_get(request: Request, name: str) -> Response:
@@ -306,7 +344,8 @@ def create_app(store: Store, *, heartbeat_interval: float = HEARTBEAT_INTERVAL_S
         caller = await auth(request)
         body = await _body(request)
         pw_hash = await _hash_of(body)
-        return _json_response(service.update_user(caller, name, body, pw_hash=pw_hash))
+        return once(request, caller, body,
+                    lambda: _json_response(service.update_user(caller, name, body, pw_hash=pw_hash)))
 
     fleet_routes.register(
         app,
@@ -315,6 +354,7 @@ def create_app(store: Store, *, heartbeat_interval: float = HEARTBEAT_INTERVAL_S
         token_auth=tokens,
         body=_body,
         json=_json_response,
+        once=once,
         heartbeat_interval=heartbeat_interval,
     )
 

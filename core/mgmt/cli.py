@@ -1,10 +1,16 @@
 """``balancedesk serve``, ``balancedesk users …``, ``balancedesk connectors …`` and ``balancedesk tokens …``.
 
+``serve``'s settings are defined in :mod:`~balancedesk.core.mgmt.serve_config` (flags made from its table); any of
+them may come from a TOML file (``--config FILE`` / ``BALANCEDESK_CONFIG``): a flag wins over the environment
+(``BALANCEDESK_DATABASE``), which wins over the file. A file that cannot be used: every problem on stderr, exit 2,
+nothing started.
+
 ``users``, ``connectors`` and ``tokens`` work on the data store directly (``--data DIR``, default: the user's data
-directory, or ``--database URL`` / ``BALANCEDESK_DATABASE`` for a PostgreSQL installation), not
-through the API: they are how an operator bootstraps or repairs a server that is not running
-or whose admin password is lost, and SQLite's WAL lets them run beside a live server safely. They go through
-the same :class:`~balancedesk.core.mgmt.service.Service` rules as the API. Errors: one line on stderr, exit 1.
+directory, or ``--database URL`` / ``BALANCEDESK_DATABASE`` for a PostgreSQL installation, or the data and
+database of ``--config FILE`` / ``BALANCEDESK_CONFIG``, with the same precedence), not through the API: they are
+how an operator bootstraps or repairs a server that is not running or whose admin password is lost, and
+SQLite's WAL lets them run beside a live server safely. They go through the same
+:class:`~balancedesk.core.mgmt.service.Service` rules as the API. Errors: one line on stderr, exit 1.
 """
 
 from __future__ import annotations
@@ -18,26 +24,35 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-DATABASE_HELP = "a postgresql:// URL: work on that database (default: $BALANCEDESK_DATABASE, else --data's SQLite)"
+from balancedesk.core.mgmt.serve_config import (
+    BY_KEY,
+    CONFIG_ENV,
+    DATABASE_ENV,
+    SETTINGS,
+    ConfigError,
+    ServeSettings,
+    Setting,
+    load,
+)
+
+DATABASE_HELP = (f"a postgresql:// URL: work on that database (default: ${DATABASE_ENV}, else --config's, else "
+                 "--data's SQLite)")
+CONFIG_HELP = ("a TOML file of serve's settings (keys as the flags, without --); a flag wins over the environment, "
+               f"which wins over the file (default: ${CONFIG_ENV})")
+CONFIG_EXIT = 2  # a config file that cannot be used is refused like a bad flag
 
 
 def register(subparsers: Any) -> None:
     serve = subparsers.add_parser("serve", help="run the management API server")
-    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    serve.add_argument("--port", type=int, default=8090, help="port (0 picks a free one; default 8090)")
-    serve.add_argument("--data", type=Path, help="data directory (default: the user's data directory)")
-    serve.add_argument("--database", metavar="URL",
-                       help="postgresql://user@host/db to keep the data in PostgreSQL, shared by every server "
-                            "given the same URL (default: $BALANCEDESK_DATABASE, else SQLite in --data)")
+    serve.add_argument("--config", type=Path, metavar="FILE", help=CONFIG_HELP)
+    for s in SETTINGS:  # every flag's default is None (not given), so a config file can fill it in
+        if s.spec.kind == "switch":
+            serve.add_argument(s.flag, action=argparse.BooleanOptionalAction, default=None, help=s.spec.help)
+        else:
+            shown = "" if s.default is None else f" (default {s.default})"
+            serve.add_argument(s.flag, type=_typed(s), metavar=s.spec.metavar, help=s.spec.help + shown)
     serve.add_argument("--migrate-from", metavar="sqlite:PATH",
                        help="copy this embedded store into the empty --database, check the copy, and exit")
-    serve.add_argument("--demo", action="store_true", help="also register demo connectors and a demo group")
-    serve.add_argument("--cert", type=Path, help="TLS certificate (PEM)")
-    serve.add_argument("--key", type=Path, help="TLS private key (PEM)")
-    serve.add_argument("--insecure", action="store_true", help="allow plain HTTP on a non-loopback address")
-    serve.add_argument("--heartbeat-interval", type=_interval, default=None, metavar="S",
-                       help="seconds between balancer heartbeats, told to every balancer; one that misses three "
-                            "is shown as lost (default 5)")
     serve.set_defaults(func=_guarded(_serve))
 
     users = subparsers.add_parser("users", help="manage users (works on the data store directly)")
@@ -46,38 +61,32 @@ def register(subparsers: Any) -> None:
     add.add_argument("name")
     add.add_argument("--role", choices=("User", "Administrator"), default="User")
     add.add_argument("--password-env", metavar="VAR", help="read the password from this environment variable")
-    add.add_argument("--data", type=Path)
-    add.add_argument("--database", metavar="URL", help=DATABASE_HELP)
+    _store_options(add)
     add.set_defaults(func=_guarded(_users_add))
     lst = users_sub.add_parser("list", help="list users")
-    lst.add_argument("--data", type=Path)
-    lst.add_argument("--database", metavar="URL", help=DATABASE_HELP)
+    _store_options(lst)
     lst.set_defaults(func=_guarded(_users_list))
     disable = users_sub.add_parser("disable", help="disable a user (they can no longer log in)")
     disable.add_argument("name")
-    disable.add_argument("--data", type=Path)
-    disable.add_argument("--database", metavar="URL", help=DATABASE_HELP)
+    _store_options(disable)
     disable.set_defaults(func=_guarded(_users_disable))
 
     conns = subparsers.add_parser("connectors", help="register connectors (works on the data store directly)")
     conns_sub = conns.add_subparsers(dest="connectors_command", metavar="ACTION", required=True)
     clist = conns_sub.add_parser("list", help="list registered connectors and groups")
     clist.add_argument("--json", action="store_true", help="print JSON")
-    clist.add_argument("--data", type=Path)
-    clist.add_argument("--database", metavar="URL", help=DATABASE_HELP)
+    _store_options(clist)
     clist.set_defaults(func=_guarded(_connectors_list))
     creg = conns_sub.add_parser("register", help="register a connector")
     creg.add_argument("--label", required=True)
     creg.add_argument("--owner", required=True)
     creg.add_argument("--endpoint", help="host:port where a balancer reaches this connector")
     creg.add_argument("--id", dest="connector_id", help="connector ID (default: a new UUID)")
-    creg.add_argument("--data", type=Path)
-    creg.add_argument("--database", metavar="URL", help=DATABASE_HELP)
+    _store_options(creg)
     creg.set_defaults(func=_guarded(_connectors_register))
     cun = conns_sub.add_parser("unregister", help="unregister a connector (or delete a group)")
     cun.add_argument("connector_id")
-    cun.add_argument("--data", type=Path)
-    cun.add_argument("--database", metavar="URL", help=DATABASE_HELP)
+    _store_options(cun)
     cun.set_defaults(func=_guarded(_connectors_unregister))
 
     toks = subparsers.add_parser("tokens", help="balancer tokens (works on the data store directly)")
@@ -85,29 +94,47 @@ def register(subparsers: Any) -> None:
     tadd = toks_sub.add_parser("add", help="make a token for the balancers of a pool; printed once")
     tadd.add_argument("--pool", required=True, help="the pool whose groups the token may read")
     tadd.add_argument("--label", default="", help="a note: which host or balancer holds it")
-    tadd.add_argument("--data", type=Path)
-    tadd.add_argument("--database", metavar="URL", help=DATABASE_HELP)
+    _store_options(tadd)
     tadd.set_defaults(func=_guarded(_tokens_add))
     tlist = toks_sub.add_parser("list", help="list tokens (never their secrets)")
     tlist.add_argument("--json", action="store_true", help="print JSON")
-    tlist.add_argument("--data", type=Path)
-    tlist.add_argument("--database", metavar="URL", help=DATABASE_HELP)
+    _store_options(tlist)
     tlist.set_defaults(func=_guarded(_tokens_list))
     trev = toks_sub.add_parser("revoke", help="revoke a token (it stops working at once)")
     trev.add_argument("token_id")
-    trev.add_argument("--data", type=Path)
-    trev.add_argument("--database", metavar="URL", help=DATABASE_HELP)
+    _store_options(trev)
     trev.set_defaults(func=_guarded(_tokens_revoke))
 
 
-def _interval(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if not 0.05 <= value <= 3600:
-        raise argparse.ArgumentTypeError("must be 0.05-3600 seconds")
-    return value
+def _typed(s: Setting) -> Callable[[str], Any]:
+    """argparse's ``type`` for a setting: its own parse and check, the message naming what is wrong."""
+
+    def parse(text: str) -> Any:
+        try:
+            return s.from_text(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    return parse
+
+
+def _store_options(parser: argparse.ArgumentParser) -> None:
+    """``--data``, ``--database`` (serve's settings, with their rules) and ``--config`` (whose data and database
+    are used) of a store command."""
+    parser.add_argument("--data", type=_typed(BY_KEY["data"]), metavar="DIR",
+                        help="data directory (default: --config's, else the user's data directory)")
+    parser.add_argument("--database", type=_typed(BY_KEY["database"]), metavar="URL", help=DATABASE_HELP)
+    parser.add_argument("--config", type=Path, metavar="FILE", help=CONFIG_HELP)
+
+
+def _settings(args: argparse.Namespace) -> ServeSettings:
+    """The command's settings: its flags over the environment over its config file (the file's warnings printed
+    on stderr); :class:`ConfigError` if the file cannot be used."""
+    flags = {s.dest: getattr(args, s.dest, None) for s in SETTINGS}
+    settings, warnings = load(args.config, flags)
+    for warning in warnings:
+        print(f"balancedesk: warning: {warning}", file=sys.stderr)
+    return settings
 
 
 def _guarded(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
@@ -117,7 +144,12 @@ def _guarded(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Na
         from balancedesk.core.mgmt.store import StoreError
 
         try:
+            args.settings = _settings(args)  # a bad config file stops the command here, before anything starts
             return func(args)
+        except ConfigError as exc:
+            for problem in exc.problems:
+                print(f"balancedesk: {problem}", file=sys.stderr)
+            return CONFIG_EXIT
         except (ApiFailure, ServeError, StoreError) as exc:
             print(f"balancedesk: {exc}", file=sys.stderr)
             return 1
@@ -126,23 +158,25 @@ def _guarded(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Na
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from balancedesk.core.mgmt.server import serve
-
+    settings: ServeSettings = args.settings
     if args.migrate_from is not None:
         from balancedesk.core.mgmt.migrate import migrate_command
 
-        return migrate_command(args.migrate_from, args.database)
+        return migrate_command(args.migrate_from, settings.database)
+    from balancedesk.core.mgmt.server import serve
+
+    heartbeat = settings.heartbeat_interval
     return int(
         serve(
-            host=args.host,
-            port=args.port,
-            data=args.data,
-            demo=args.demo,
-            cert=args.cert,
-            key=args.key,
-            insecure=args.insecure,
-            database=args.database,
-            **({} if args.heartbeat_interval is None else {"heartbeat_interval": args.heartbeat_interval}),
+            host=settings.host,
+            port=settings.port,
+            data=settings.data,
+            demo=settings.demo,
+            cert=settings.cert,
+            key=settings.key,
+            insecure=settings.insecure,
+            database=settings.database,
+            **({} if heartbeat is None else {"heartbeat_interval": heartbeat}),
         )
     )
 
@@ -151,7 +185,8 @@ def _service(args: argparse.Namespace) -> Any:
     from balancedesk.core.mgmt.server import open_store
     from balancedesk.core.mgmt.service import Service
 
-    return Service(open_store(args.data, args.database))
+    settings: ServeSettings = args.settings
+    return Service(open_store(settings.data, settings.database))
 
 
 def _admin() -> Any:

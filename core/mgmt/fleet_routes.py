@@ -42,6 +42,7 @@ TOKEN_ONLY = (
 )
 
 Json = Callable[..., Response]
+Once = Callable[[Request, Caller, Any, Callable[[], Response]], Response]  # app.py: a write applied once per key
 Authenticate = Callable[[Request], Awaitable[Caller]]
 
 
@@ -123,6 +124,7 @@ def register(
     token_auth: TokenAuth,
     body: Callable[[Request], Awaitable[Any]],
     json: Json,
+    once: Once,
     heartbeat_interval: float,
 ) -> None:
     """Add the control plane's routes to ``app`` (``users`` is the Basic authenticator of the other routes;
@@ -270,4 +272,4 @@ def register(
     @app.delete("/api/admin/tokens/{token_id}", tags=["fleet"], responses=schemas.errors(401, 403, 404))
     async def tokens_revoke(request: Request, token_id: str) -> Response:
         caller = await administrator(request)
-        return json(service.revoke_token(caller, token_id))
+        return once(request, caller, None, lambda: json(service.revoke_token(caller, token_id)))

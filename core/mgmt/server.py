@@ -21,11 +21,11 @@ from typing import TextIO
 
 from balancedesk.core.fleet import HEARTBEAT_INTERVAL_S
 from balancedesk.core.mgmt.auth import generate_password, hash_password
+from balancedesk.core.mgmt.serve_config import DATABASE_ENV
 from balancedesk.core.mgmt.store import Store
 from balancedesk.core.model import ROUND_ROBIN, Connector, ConnectorGroup, Member
 
 ADMIN_PASSWORD_ENV = "BALANCEDESK_ADMIN_PASSWORD"
-DATABASE_ENV = "BALANCEDESK_DATABASE"
 ADMIN_PASSWORD_FILE = "admin-password.txt"
 DB_FILE = "balancedesk.sqlite3"
 DEMO_CONNECTORS = 4  # demo-1 … demo-4 on 127.0.0.1, each on a port free when the demo data is made

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
 import orjson
-from balancedesk.core.mgmt import fleet, tokens
+from balancedesk.core.mgmt import fleet, idempotency, tokens
 from balancedesk.core.mgmt.auth import PASSWORD_MIN, hash_password
 from balancedesk.core.mgmt.errors import ApiFailure, not_found, rule_failure
 from balancedesk.core.mgmt.store import ROLES, Store, Stored, UserRow
@@ -86,13 +86,14 @@ def _atomic(method: _F) -> _F:
 
     @functools.wraps(method)
     def wrapper(self: Service, *args: Any, **kwargs: Any) -> Any:
-        outer = not self.store.db.in_transaction
+        if self.store.db.in_transaction:  # joined to an outer request (Service.once): the outer one wakes
+            return method(self, *args, **kwargs)
         try:
             with self.store.write():
                 result = method(self, *args, **kwargs)
         finally:
             recorded, self._recorded = self._recorded, False
-        if outer and recorded:
+        if recorded:
             for wake in self.on_change:
                 wake()
         return result
@@ -131,6 +132,32 @@ class Service:
         if len(self._connectors) >= CACHED_CONNECTORS:
             self._connectors.clear()
         self._connectors[stored.connector.connector_id or ""] = stored
+
+    # -- idempotency keys ---------------------------------------------------------------------------
+
+    def once(
+        self, caller: Caller, key: str, fingerprint: str, run: Callable[[], idempotency.Answer], now: float
+    ) -> tuple[idempotency.Answer, bool]:
+        """Run a write that carries an idempotency key at most once (the rules: :mod:`.idempotency`):
+        ``(its answer, replayed)``. ``run`` does the write and returns its answer; a refusal it raises rolls
+        everything back and stores nothing. ``now``: wall-clock seconds."""
+        who = idempotency.principal(caller.name, caller.token_id)
+        found = self.store.remembered(who, key)
+        if found is not None and not idempotency.expired(found, now):
+            return idempotency.check_replay(found, fingerprint), True
+        return self._run_once(who, key, fingerprint, run, now)
+
+    @_atomic
+    def _run_once(
+        self, who: str, key: str, fingerprint: str, run: Callable[[], idempotency.Answer], now: float
+    ) -> tuple[idempotency.Answer, bool]:
+        found = self.store.remembered(who, key)  # again, under the write lock: a concurrent first try committed
+        if found is not None and not idempotency.expired(found, now):
+            return idempotency.check_replay(found, fingerprint), True
+        answer = run()
+        if idempotency.storable(answer):
+            self.store.remember(who, key, fingerprint, answer, now)
+        return answer, False
 
     # -- access -------------------------------------------------------------------------------------
 

@@ -46,6 +46,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from balancedesk.core.mgmt import idempotency
 from balancedesk.core.mgmt.database import Database, DatabaseError, connect, is_postgres, sqlite_path
 from balancedesk.core.model import Connector, ConnectorGroup, KnownConnector, ListenerSettings, Member
 
@@ -127,7 +128,21 @@ MIGRATIONS: tuple[str, ...] = (
         first_seen {real} NOT NULL
     );
     """,
-    # 4: the failed-login throttle of several servers on one database (see shared_throttle.py): the logins the
+    # 4: idempotency keys — a write's answer kept with its key, so a retried write is applied once (idempotency.py)
+    """
+    CREATE TABLE idempotency (
+        principal TEXT NOT NULL,
+        key TEXT NOT NULL,
+        fingerprint TEXT NOT NULL,
+        status INTEGER NOT NULL,
+        body TEXT NOT NULL,
+        etag TEXT,
+        created {real} NOT NULL,
+        PRIMARY KEY (principal, key)
+    );
+    CREATE INDEX idempotency_created ON idempotency (created);
+    """,
+    # 5: the failed-login throttle of several servers on one database (see shared_throttle.py): the logins the
     #    other servers must count, numbered by login_seq (raised under the write lock: ids in commit order)
     """
     CREATE TABLE login_seq (n {bigint} NOT NULL);
@@ -516,6 +531,27 @@ class Store:
         self.db.execute("DELETE FROM auth_users WHERE connector_id=?", (connector_id,))
         self.db.execute("DELETE FROM connectors WHERE id=?", (connector_id,))
 
+    # -- idempotency keys (idempotency.py) ----------------------------------------------------------
+
+    def remembered(self, principal: str, key: str) -> idempotency.Remembered | None:
+        row = self.db.execute(
+            "SELECT fingerprint, status, body, etag, created FROM idempotency WHERE principal=? AND key=?",
+            (principal, key),
+        ).fetchone()
+        if row is None:
+            return None
+        answer = idempotency.Answer(int(row[1]), str(row[2]).encode(), row[3])
+        return idempotency.Remembered(str(row[0]), answer, float(row[4]))
+
+    def remember(self, principal: str, key: str, fingerprint: str, answer: idempotency.Answer, now: float) -> None:
+        """Keep a write's answer under its key, and forget keys past their time. In the write's transaction."""
+        self.db.execute("DELETE FROM idempotency WHERE created <= ?", (now - idempotency.KEEP_S,))
+        self.db.execute("DELETE FROM idempotency WHERE principal=? AND key=?", (principal, key))  # an expired one
+        self.db.execute(
+            "INSERT INTO idempotency (principal, key, fingerprint, status, body, etag, created) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (principal, key, fingerprint, answer.status, answer.body.decode(), answer.etag, now),
+        )
     # -- logins other servers must count (the shared throttle, see shared_throttle.py) ----------------
 
     def record_login(

@@ -1,20 +1,18 @@
 """Balancer tokens in the GUI: the panel (create, list, revoke) and the dialog that shows a new token once.
 
 Same rules as the API (``POST/GET/DELETE /api/admin/tokens``): a token is shown this once — the server keeps
-only its hash — so the dialog offers a copy button and the exact command a balancer host runs with it. The
-server's refusals (a bad pool name, too many tokens) are shown as the server words them, next to the form.
+only its hash — so the dialog (a :class:`~balancedesk.gui.shown_once.ShownOnceDialog`) offers a copy button and
+the exact command a balancer host runs with it. The server's refusals (a bad pool name, too many tokens) are
+shown as the server words them, next to the form.
 """
 
 from __future__ import annotations
 
 from balancedesk.gui.fleet.models import tokens_model
+from balancedesk.gui.shown_once import Copyable, ShownOnceDialog
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import (
     QAbstractItemView,
-    QDialog,
-    QDialogButtonBox,
-    QFormLayout,
     QHBoxLayout,
     QHeaderView,
     QLabel,
@@ -33,40 +31,20 @@ def balance_command(api_url: str, pool: str, token_file: str = TOKEN_FILE_HINT) 
     return f"balancedesk balance --api {api_url} --token-file {token_file} --pool {pool}"
 
 
-class TokenShownDialog(QDialog):
+class TokenShownDialog(ShownOnceDialog):
     """Shows a new token once, with copy buttons for it and for the command. No signals of its own."""
 
     def __init__(self, *, token: str, pool: str, api_url: str, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.setWindowTitle("New balancer token")
-        self.setMinimumWidth(720)
-        lay = QVBoxLayout(self)
-        note = QLabel(f"<b>This is the only time the token for pool “{pool}” is shown.</b> Save it in a file "
-                      "readable only by the balancer's user (mode 0600) on the balancer host, then run the "
-                      "command below there. Revoke it here when the host is retired.")
-        note.setWordWrap(True)
-        lay.addWidget(note)
-        form = QFormLayout()
-        self.token_edit = QLineEdit(token)
-        self.token_edit.setReadOnly(True)
-        self.token_edit.setAccessibleName("New token")
-        self.command_edit = QLineEdit(balance_command(api_url, pool))
-        self.command_edit.setReadOnly(True)
-        self.command_edit.setAccessibleName("Command to run")
-        self.copy_token = QPushButton("Copy token")
-        self.copy_command = QPushButton("Copy command")
-        self.copy_token.clicked.connect(lambda: QGuiApplication.clipboard().setText(self.token_edit.text()))
-        self.copy_command.clicked.connect(lambda: QGuiApplication.clipboard().setText(self.command_edit.text()))
-        for label, edit, button in (("Token", self.token_edit, self.copy_token),
-                                    ("Command", self.command_edit, self.copy_command)):
-            row = QHBoxLayout()
-            row.addWidget(edit, 1)
-            row.addWidget(button)
-            form.addRow(label, row)
-        lay.addLayout(form)
-        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
-        buttons.rejected.connect(self.reject)
-        lay.addWidget(buttons)
+        super().__init__(
+            title="New balancer token", min_width=720, parent=parent,
+            note=f"<b>This is the only time the token for pool “{pool}” is shown.</b> Save it in a file "
+                 "readable only by the balancer's user (mode 0600) on the balancer host, then run the "
+                 "command below there. Revoke it here when the host is retired.",
+            values=[Copyable(token, name="New token", button="Copy token", label="Token"),
+                    Copyable(balance_command(api_url, pool), name="Command to run", button="Copy command",
+                             label="Command")])
+        self.token_edit, self.command_edit = self.edits
+        self.copy_token, self.copy_command = self.copy_buttons
 
 
 class TokenPanel(QWidget):

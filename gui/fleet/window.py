@@ -20,10 +20,10 @@ from balancedesk.gui.fleet.poller import FleetPoller
 from balancedesk.gui.fleet.rows import InstanceRow
 from balancedesk.gui.fleet.tokens import TokenPanel, TokenShownDialog
 from balancedesk.gui.haproxy_fleet import choose_instances_file, is_haproxy_row
+from balancedesk.gui.tables import list_table_view
 from PySide6.QtCore import QEvent, QItemSelection, Qt, Signal
 from PySide6.QtGui import QCloseEvent, QHideEvent, QShowEvent
 from PySide6.QtWidgets import (
-    QAbstractItemView,
     QHBoxLayout,
     QHeaderView,
     QLabel,
@@ -32,7 +32,6 @@ from PySide6.QtWidgets import (
     QPushButton,
     QSplitter,
     QStackedWidget,
-    QTableView,
     QTabWidget,
     QVBoxLayout,
     QWidget,
@@ -40,19 +39,6 @@ from PySide6.QtWidgets import (
 
 if TYPE_CHECKING:
     from balancedesk.core.client import MgmtClient
-
-
-def _table() -> QTableView:
-    t = QTableView()
-    t.setWordWrap(False)
-    t.verticalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Fixed)
-    t.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-    t.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
-    t.verticalHeader().hide()
-    t.setAlternatingRowColors(True)
-    t.horizontalHeader().setStretchLastSection(True)
-    t.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-    return t
 
 
 class BalancersWindow(QMainWindow):
@@ -105,7 +91,7 @@ class BalancersWindow(QMainWindow):
         self.summary.setAccessibleName("Fleet summary")
         lay.addWidget(self.summary)
         self.instances = instances_model(self)
-        self.table = _table()
+        self.table = list_table_view()
         self.table.setModel(self.instances)
         self.table.horizontalHeader().setSectionResizeMode(INSTANCE_COL_DRIFT, QHeaderView.ResizeMode.Interactive)
         self.table.selectionModel().selectionChanged.connect(self.on_table_selectionChanged)
@@ -119,7 +105,7 @@ class BalancersWindow(QMainWindow):
         self.detail_title = QLabel("Choose an instance to see its groups and overrides.")
         left.addWidget(self.detail_title)
         self.groups = groups_model(self)
-        self.groups_table = _table()
+        self.groups_table = list_table_view()
         self.groups_table.setModel(self.groups)
         left.addWidget(self.groups_table, 1)
         dlay.addLayout(left, 3)

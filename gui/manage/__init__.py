@@ -9,10 +9,13 @@ Qt only — so the main window can offer its menu without loading the client sta
 * ``models``     — Qt item models over plain lists: connectors (with the group each belongs to), users.
 * ``fields``     — :class:`~balancedesk.gui.manage.fields.FieldErrors`: a message under each form field, for
   the form's own checks and the API's field-level refusals alike.
+* ``view``       — :class:`~balancedesk.gui.manage.view.ManageView`, what both views share: the calls they start,
+  the list and its chosen row, the status line, the form's own checks and how a refusal is shown.
 * ``connectors`` — :class:`~balancedesk.gui.manage.connectors.ConnectorsView`: list, register, edit (ETag /
   If-Match: a concurrent change says so and offers Reload), delete (confirmed).
 * ``users``      — :class:`~balancedesk.gui.manage.users.UsersView`: list, add, disable/enable, reset a password,
-  change a role; a password made here is shown once (:class:`~balancedesk.gui.manage.users.PasswordShownDialog`).
+  change a role; a password made here is shown once (``shown``:
+  :class:`~balancedesk.gui.manage.shown.PasswordShownDialog`, a :class:`~balancedesk.gui.shown_once.ShownOnceDialog`).
 * ``window``     — :class:`~balancedesk.gui.manage.window.ManageWindow`, the two views as tabs, one per server;
   :func:`install_menu` adds the main window's Manage menu.
 """

@@ -12,21 +12,19 @@ too): it is removed from its group in the editor first.
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from balancedesk.gui.fleet.window import _table
 from balancedesk.gui.manage.fields import FieldErrors
 from balancedesk.gui.manage.forms import ConnectorRow, connector_form_problems, connector_rows
 from balancedesk.gui.manage.models import CONNECTOR_COL_GROUP, CONNECTOR_COL_ID, connectors_model
+from balancedesk.gui.manage.view import ManageView
 from PySide6.QtCore import QItemSelection, Qt, Signal
 from PySide6.QtWidgets import (
     QComboBox,
     QFormLayout,
     QGroupBox,
     QHBoxLayout,
-    QHeaderView,
     QLabel,
     QLineEdit,
     QPushButton,
@@ -42,7 +40,7 @@ if TYPE_CHECKING:
 Confirm = Callable[[str, str], Awaitable[bool]]
 
 
-class ConnectorsView(QWidget):
+class ConnectorsView(ManageView[ConnectorRow]):
     """List, register, edit and delete plain connectors on one server.
 
     Signals:
@@ -50,22 +48,20 @@ class ConnectorsView(QWidget):
         registered(str): a connector was registered (its connectorID).
         saved(str): a connector's changes were saved (its connectorID).
         deleted(str): a connector was deleted (its connectorID).
-        failed(str): something was refused or failed; the sentence shown.
+        failed(str): something was refused or failed; the sentence shown (:class:`.view.ManageView`).
     """
 
     refreshed = Signal(int)
     registered = Signal(str)
     saved = Signal(str)
     deleted = Signal(str)
-    failed = Signal(str)
 
     def __init__(self, *, client: MgmtClient, user: str, is_admin: bool, confirm: Confirm,
                  parent: QWidget | None = None) -> None:
-        super().__init__(parent)
+        super().__init__(message_name="Connectors message", refusal_name="Connector refusal", parent=parent)
         self.client, self.user, self.is_admin, self.confirm = client, user, is_admin, confirm
         self.rows: list[ConnectorRow] = []
         self.editing: tuple[Connector, str] | None = None  # the chosen connector as read, and its ETag
-        self._tasks: set[asyncio.Task[Any]] = set()
         self._build()
         self.start_new()
 
@@ -80,22 +76,12 @@ class ConnectorsView(QWidget):
         top.addWidget(self.summary, 1)
         top.addWidget(self.reload_button)
         lay.addLayout(top)
-        self.model = connectors_model(self)
-        self.table = _table()
-        self.table.setModel(self.model)
-        self.table.setAccessibleName("Connectors")
+        self._list(connectors_model(self), name="Connectors", stretch=CONNECTOR_COL_GROUP)  # the Group column
         self.table.setColumnHidden(CONNECTOR_COL_ID, True)  # the ID is on hover and in the form
-        self.on_model_modelReset()
-        self.model.modelReset.connect(self.on_model_modelReset)
         self.table.selectionModel().selectionChanged.connect(self.on_table_selectionChanged)
 
         self.form_box = QGroupBox()
         form_lay = QVBoxLayout(self.form_box)
-        self.refusal = QLabel()
-        self.refusal.setObjectName("refusal")
-        self.refusal.setWordWrap(True)
-        self.refusal.setAccessibleName("Connector refusal")
-        self.refusal.hide()
         self.reload_connector = QPushButton("Reload it")
         self.reload_connector.setToolTip("read the server's version of this connector (your edits are dropped)")
         self.reload_connector.clicked.connect(self.on_reload_connector_clicked)
@@ -137,9 +123,6 @@ class ConnectorsView(QWidget):
         self.role_note.setObjectName("caption")
         self.role_note.setWordWrap(True)
         form_lay.addWidget(self.role_note)
-        self.message = QLabel()
-        self.message.setWordWrap(True)
-        self.message.setAccessibleName("Connectors message")
         form_lay.addWidget(self.message)
         form_lay.addStretch(1)
         self.new_button.clicked.connect(self.on_new_button_clicked)
@@ -159,50 +142,29 @@ class ConnectorsView(QWidget):
             self.role_note.setText("Registering and deleting connectors needs the Administrator role; you can "
                                    "change the label and endpoint of your own connectors.")
 
-    def on_model_modelReset(self) -> None:
-        """The Group column takes the free width (again after a reset: it gives every column the default mode)."""
-        self.table.horizontalHeader().setSectionResizeMode(CONNECTOR_COL_GROUP, QHeaderView.ResizeMode.Stretch)
-
-    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return task
-
     # messages ------------------------------------------------------------------------------------
-    def say(self, text: str) -> None:
-        self.message.setText(text)
-
     def refuse(self, text: str, *, reload: bool = False) -> None:
-        self.refusal.setText(f"Refused — {text}")
-        self.refusal.show()
+        """A refusal above the form (:meth:`.view.ManageView.refuse`), with "Reload it" when ``reload``."""
         self.reload_connector.setVisible(reload)
-        self.message.clear()
-        self.failed.emit(text)
+        super().refuse(text)
 
-    def _clear_refusal(self) -> None:
-        self.refusal.clear()
-        self.refusal.hide()
+    def clear_refusal(self) -> None:
+        super().clear_refusal()
         self.reload_connector.hide()
 
     def _failure(self, exc: BaseException, what: str) -> None:
         """A refused or failed call: field problems under their fields, the rest above the form."""
         from balancedesk.core.client import ApiError
-        from balancedesk.gui.connection import explain
 
         if isinstance(exc, ApiError) and exc.status == 412:
             self.refuse(f"{what} was changed on the server since you opened it. Reload it to see that version "
                         "(your edits here are dropped), then make them again.", reload=True)
             return
-        rest = self.errors.show(exc.problems) if isinstance(exc, ApiError) else []
-        if not isinstance(exc, ApiError) or rest or not exc.problems:
-            self.refuse(explain(exc))
-        else:
-            self.failed.emit(str(exc))
+        self.show_failure(exc, self.errors)
 
     # the list ------------------------------------------------------------------------------------
     def on_reload_button_clicked(self) -> None:
-        self._spawn(self.refresh())
+        self.spawn(self.refresh())
 
     async def refresh(self) -> bool:
         """Read the connectors (and, for an Administrator, the users who may own one)."""
@@ -230,10 +192,6 @@ class ConnectorsView(QWidget):
         self.refreshed.emit(n)
         return True
 
-    def chosen(self) -> ConnectorRow | None:
-        picked = self.table.selectionModel().selectedRows()
-        return self.model.row_at(picked[0].row()) if picked else None
-
     def select(self, connector_id: str) -> None:
         row = next((i for i, r in enumerate(self.model.rows) if r.connector_id == connector_id), -1)
         if row >= 0 and self.table.currentIndex().row() != row:
@@ -244,7 +202,7 @@ class ConnectorsView(QWidget):
         if row is None:
             self.start_new()
         elif self.editing is None or self.editing[0].connector_id != row.connector_id:
-            self._spawn(self.open(row.connector_id))
+            self.spawn(self.open(row.connector_id))
 
     # the form ------------------------------------------------------------------------------------
     def on_new_button_clicked(self) -> None:
@@ -283,7 +241,7 @@ class ConnectorsView(QWidget):
 
     def _fill(self, label: str, endpoint: str, owner: str) -> None:
         self.errors.clear()
-        self._clear_refusal()
+        self.clear_refusal()
         self.label_edit.setText(label)
         self.endpoint_edit.setText(endpoint)
         if self.owner_combo.findText(owner) < 0:
@@ -300,10 +258,10 @@ class ConnectorsView(QWidget):
 
     def on_reload_connector_clicked(self) -> None:
         if self.editing is not None:
-            self._spawn(self.open(self.editing[0].connector_id or ""))
+            self.spawn(self.open(self.editing[0].connector_id or ""))
 
     def on_submit_button_clicked(self) -> None:
-        self._spawn(self.submit())
+        self.spawn(self.submit())
 
     async def submit(self) -> str | None:
         """Register the form's connector, or save the chosen one's changes; its connectorID, or None when
@@ -315,10 +273,8 @@ class ConnectorsView(QWidget):
         current = self.editing
         problems = connector_form_problems(label=label, endpoint=endpoint,
                                            registered_endpoint=current[0].endpoint if current else None)
-        self._clear_refusal()
-        self.errors.show(problems)
-        if problems:  # shown under their fields; nothing is sent
-            self.failed.emit("; ".join(p.message for p in problems))
+        self.clear_refusal()
+        if self.form_refused(problems, self.errors):
             return None
         try:
             if current is None:
@@ -344,7 +300,7 @@ class ConnectorsView(QWidget):
         return cid
 
     def on_delete_button_clicked(self) -> None:
-        self._spawn(self.delete())
+        self.spawn(self.delete())
 
     async def delete(self) -> bool:
         """Delete the chosen connector after asking (``DELETE /api/admin/connectors/{id}``)."""
@@ -370,10 +326,3 @@ class ConnectorsView(QWidget):
         self.say(f"Deleted “{row.label}”.")
         self.deleted.emit(row.connector_id)
         return True
-
-    async def aclose(self) -> None:
-        pending = list(self._tasks)
-        for task in pending:
-            task.cancel()
-        if pending:
-            await asyncio.gather(*pending, return_exceptions=True)

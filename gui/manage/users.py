@@ -10,22 +10,20 @@ the API's after (the last active Administrator cannot be disabled or lose the ro
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
-from balancedesk.gui.fleet.window import _table
+from balancedesk.core.client import User
 from balancedesk.gui.manage.fields import FieldErrors
 from balancedesk.gui.manage.forms import PASSWORD_MIN, ROLES, generate_password, user_form_problems
 from balancedesk.gui.manage.models import USER_COL_STATE, users_model
 from balancedesk.gui.manage.shown import PasswordShownDialog
+from balancedesk.gui.manage.view import ManageView
 from PySide6.QtCore import QItemSelection, Qt, Signal
 from PySide6.QtWidgets import (
     QComboBox,
     QFormLayout,
     QGroupBox,
     QHBoxLayout,
-    QHeaderView,
     QLabel,
     QLineEdit,
     QPushButton,
@@ -36,30 +34,28 @@ from PySide6.QtWidgets import (
 )
 
 if TYPE_CHECKING:
-    from balancedesk.core.client import MgmtClient, User
+    from balancedesk.core.client import MgmtClient
 
 
-class UsersView(QWidget):
+class UsersView(ManageView[User]):
     """Users and roles of one server.
 
     Signals:
         refreshed(int): the list shows a fresh read (the number of users).
         added(str): a user was added (the name).
         changed(str): a user's role, state or password was changed (the name).
-        failed(str): something was refused or failed; the sentence shown.
+        failed(str): something was refused or failed; the sentence shown (:class:`.view.ManageView`).
     """
 
     refreshed = Signal(int)
     added = Signal(str)
     changed = Signal(str)
-    failed = Signal(str)
 
     def __init__(self, *, client: MgmtClient, user: str, is_admin: bool, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
+        super().__init__(message_name="Users message", parent=parent)
         self.client, self.user, self.is_admin = client, user, is_admin
         self.users: list[User] = []
         self.password_dialog: PasswordShownDialog | None = None
-        self._tasks: set[asyncio.Task[Any]] = set()
         self._build()
 
     # construction --------------------------------------------------------------------------------
@@ -80,16 +76,11 @@ class UsersView(QWidget):
         top = QHBoxLayout()
         self.summary = QLabel("Reading the users…")
         self.reload_button = QPushButton("Reload")
-        self.reload_button.clicked.connect(lambda: self._spawn(self.refresh()))
+        self.reload_button.clicked.connect(lambda: self.spawn(self.refresh()))
         top.addWidget(self.summary, 1)
         top.addWidget(self.reload_button)
         lay.addLayout(top)
-        self.model = users_model(self)
-        self.table = _table()
-        self.table.setModel(self.model)
-        self.table.setAccessibleName("Users")
-        self.on_model_modelReset()
-        self.model.modelReset.connect(self.on_model_modelReset)
+        self._list(users_model(self), name="Users", stretch=USER_COL_STATE)  # the State column
         self.table.selectionModel().selectionChanged.connect(self.on_table_selectionChanged)
 
         side = QWidget()
@@ -97,9 +88,6 @@ class UsersView(QWidget):
         slay.setContentsMargins(0, 0, 0, 0)
         slay.addWidget(self._add_box())
         slay.addWidget(self._selected_box())
-        self.message = QLabel()
-        self.message.setWordWrap(True)
-        self.message.setAccessibleName("Users message")
         slay.addWidget(self.message)
         roles = QLabel("An Administrator manages every owner's connectors and groups, the users and the fleet; "
                        "a User manages the connectors and groups it owns. A disabled user cannot log in; what it "
@@ -141,26 +129,22 @@ class UsersView(QWidget):
             form.addRow(title, edit)
             form.addRow("", self.add_errors[name])
         self.add_button = QPushButton("Add user")
-        self.add_button.clicked.connect(lambda: self._spawn(self.add()))
-        self.name_edit.returnPressed.connect(lambda: self._spawn(self.add()))
-        self.password_edit.returnPressed.connect(lambda: self._spawn(self.add()))
+        self.add_button.clicked.connect(lambda: self.spawn(self.add()))
+        self.name_edit.returnPressed.connect(lambda: self.spawn(self.add()))
+        self.password_edit.returnPressed.connect(lambda: self.spawn(self.add()))
         form.addRow("", self.add_button)
         return box
 
     def _selected_box(self) -> QGroupBox:
         self.selected_box = QGroupBox()
         lay = QVBoxLayout(self.selected_box)
-        self.refusal = QLabel()
-        self.refusal.setObjectName("refusal")
-        self.refusal.setWordWrap(True)
-        self.refusal.hide()
         lay.addWidget(self.refusal)
         row = QHBoxLayout()
         self.active_button = QPushButton("Disable")
-        self.active_button.clicked.connect(lambda: self._spawn(self.toggle_active()))
+        self.active_button.clicked.connect(lambda: self.spawn(self.toggle_active()))
         self.reset_button = QPushButton("Reset password…")
         self.reset_button.setToolTip("a new password is generated and shown once; the old one stops working")
-        self.reset_button.clicked.connect(lambda: self._spawn(self.reset_password()))
+        self.reset_button.clicked.connect(lambda: self.spawn(self.reset_password()))
         row.addWidget(self.active_button)
         row.addWidget(self.reset_button)
         row.addStretch(1)
@@ -171,7 +155,7 @@ class UsersView(QWidget):
         self.change_role_combo.setAccessibleName("Role")
         self.change_role_button = QPushButton("Change role")
         self.change_role_button.clicked.connect(
-            lambda: self._spawn(self.change_role(self.change_role_combo.currentText())))
+            lambda: self.spawn(self.change_role(self.change_role_combo.currentText())))
         role_row.addWidget(QLabel("Role:"))
         role_row.addWidget(self.change_role_combo, 1)
         role_row.addWidget(self.change_role_button)
@@ -181,38 +165,19 @@ class UsersView(QWidget):
             lay.addWidget(label)
         return self.selected_box
 
-    def on_model_modelReset(self) -> None:
-        """The State column takes the free width (again after a reset: it gives every column the default mode)."""
-        self.table.horizontalHeader().setSectionResizeMode(USER_COL_STATE, QHeaderView.ResizeMode.Stretch)
-
-    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return task
-
     # messages ------------------------------------------------------------------------------------
-    def say(self, text: str) -> None:
-        self.message.setText(text)
-
     def _failure(self, exc: BaseException, errors: FieldErrors) -> None:
+        """A refused or failed call (:meth:`.view.ManageView.show_failure`); a 403 shows the not-allowed sentence."""
         from balancedesk.core.client import ApiError
-        from balancedesk.gui.connection import explain
 
         if isinstance(exc, ApiError) and exc.status == 403:
             self.stack.setCurrentWidget(self.not_admin)
-        rest = errors.show(exc.problems) if isinstance(exc, ApiError) else []
-        if not isinstance(exc, ApiError) or rest or not exc.problems:
-            self.refusal.setText(f"Refused — {explain(exc)}")
-            self.refusal.show()
-        self.message.clear()
-        self.failed.emit(explain(exc))
+        self.show_failure(exc, errors)
 
     def _clear(self) -> None:
         self.add_errors.clear()
         self.user_errors.clear()
-        self.refusal.clear()
-        self.refusal.hide()
+        self.clear_refusal()
 
     # the list ------------------------------------------------------------------------------------
     async def refresh(self) -> bool:
@@ -237,10 +202,6 @@ class UsersView(QWidget):
         self._show_selected()
         self.refreshed.emit(n)
         return True
-
-    def chosen(self) -> User | None:
-        picked = self.table.selectionModel().selectedRows()
-        return self.model.row_at(picked[0].row()) if picked else None
 
     def select(self, name: str) -> None:
         row = next((i for i, u in enumerate(self.model.rows) if u.name == name), -1)
@@ -273,9 +234,7 @@ class UsersView(QWidget):
         password = typed or generate_password()
         self._clear()
         problems = user_form_problems(name=name, password=password, role=role)
-        self.add_errors.show(problems)
-        if problems:  # shown under their fields; nothing is sent
-            self.failed.emit("; ".join(p.message for p in problems))
+        if self.form_refused(problems, self.add_errors):
             return None
         try:
             made = await self.client.add_user(name, password, role=role)
@@ -337,10 +296,3 @@ class UsersView(QWidget):
         self.password_dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         self.password_dialog.destroyed.connect(lambda _o=None: setattr(self, "password_dialog", None))
         self.password_dialog.open()
-
-    async def aclose(self) -> None:
-        pending = list(self._tasks)
-        for task in pending:
-            task.cancel()
-        if pending:
-            await asyncio.gather(*pending, return_exceptions=True)

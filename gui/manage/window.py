@@ -88,12 +88,12 @@ class ManageWindow(QMainWindow):
 
     def _spawn_view(self, view: QWidget | None) -> None:
         if view is self.users:
-            self.users._spawn(self.users.refresh())
+            self.users.spawn(self.users.refresh())
         else:
-            self.connectors._spawn(self.connectors.refresh())
+            self.connectors.spawn(self.connectors.refresh())
 
     async def confirm_delete(self, label: str, endpoint: str) -> bool:
-        from balancedesk.gui.prompts import _ask_box
+        from balancedesk.gui.prompts import ask_message_box
 
         box = QMessageBox(QMessageBox.Icon.Warning, "Delete connector",
                           f"Delete the connector “{label}” ({endpoint})?", parent=self)
@@ -101,7 +101,7 @@ class ManageWindow(QMainWindow):
                                "registering it again gives it a new connectorID.")
         box.setStandardButtons(QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.Cancel)
         box.setDefaultButton(QMessageBox.StandardButton.Cancel)
-        return await _ask_box(box) == QMessageBox.StandardButton.Yes
+        return await ask_message_box(box) == QMessageBox.StandardButton.Yes
 
     def closeEvent(self, event: QCloseEvent) -> None:
         self.shutdown()
@@ -109,9 +109,8 @@ class ManageWindow(QMainWindow):
 
     def shutdown(self) -> None:
         """Cancel what the views started. Safe to call twice."""
-        for view in (self.connectors, self.users):
-            for task in list(view._tasks):
-                task.cancel()
+        self.connectors.shutdown()
+        self.users.shutdown()
 
     async def aclose(self) -> None:
         """:meth:`shutdown`, and wait until the cancelled calls have ended."""

@@ -83,11 +83,27 @@ def pg_cluster() -> Iterator[Any]:
     cluster.stop()
 
 
+INSTALLATION = os.environ.get("BALANCEDESK_TEST_INSTALLATION") == "1"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test that uses ``mgmt_server`` is marked ``installation`` (``-m installation`` selects them)."""
+    for item in items:
+        if "mgmt_server" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.installation)
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    if INSTALLATION and item.get_closest_marker("single_server"):
+        pytest.skip("kills the one management server; in an installation the other one answers "
+                    "(tests/gui/test_installation.py kills a server mid-save)")
+
+
 @pytest.fixture
 def mgmt_server(spawn: Callable[..., object], tmp_path: Path, request: pytest.FixtureRequest) -> Server:
     """A real embedded management server with the demo data set, admin/ADMIN_PASSWORD. With
     BALANCEDESK_TEST_INSTALLATION=1: two servers on PostgreSQL behind a balancer, one killed mid-test."""
-    if os.environ.get("BALANCEDESK_TEST_INSTALLATION") == "1":
+    if INSTALLATION:
         from tests.gui.installation import start_installation
 
         inst = start_installation(spawn, tmp_path / "installation", request.getfixturevalue("pg_cluster"),

@@ -41,11 +41,15 @@ class Installation:
     _stop: threading.Event = field(default_factory=threading.Event)
     _watcher: threading.Thread | None = None
 
-    def forwarded(self) -> int:
-        """Requests the front balancer has sent to the servers so far."""
+    def members(self) -> dict[str, dict[str, Any]]:
+        """The front balancer's snapshot of each server (``mgmt-1``, ``mgmt-2``)."""
         snap = httpx.get(f"{self.front_admin}/admin/snapshot", timeout=10,
                          headers={"Authorization": f"Bearer {self.front_token}"}).json()
-        return sum(int(m["total"]) for m in snap["members"])
+        return {str(m["memberID"]): m for m in snap["members"]}
+
+    def forwarded(self) -> int:
+        """Requests the front balancer has sent to the servers so far."""
+        return sum(int(m["total"]) for m in self.members().values())
 
     def kill_after(self, n: int) -> None:
         """Kill the first server once ``n`` more requests went through the front (watcher thread)."""
@@ -69,15 +73,20 @@ class Installation:
             self._watcher.join(30)
 
 
-def front_config(urls: list[str]) -> dict[str, Any]:
+def front_config(urls: list[str], *, failover: bool = False) -> dict[str, Any]:
+    """The front balancer's group: round robin over the servers, or (``failover``) the first server while it
+    answers, the second after."""
     members = [{"memberID": f"mgmt-{i + 1}", "sequence": i + 1, "weight": 1} for i in range(len(urls))]
+    group: dict[str, Any] = {"connectionTimeout": 2, "retryDelay": 10, "members": members}
+    if not failover:
+        group["loadBalancing"] = "Round Robin"
     return {"connectorID": "management", "owner": "admin", "label": "management servers", "authUser": [],
-            "connectorGroup": {"connectionTimeout": 2, "retryDelay": 10, "loadBalancing": "Round Robin",
-                               "members": members},
+            "connectorGroup": group,
             "endpoints": {m["memberID"]: u.removeprefix("http://") for m, u in zip(members, urls, strict=True)}}
 
 
-def start_installation(spawn: Callable[..., Any], folder: Path, cluster: Cluster, password: str) -> Installation:
+def start_installation(spawn: Callable[..., Any], folder: Path, cluster: Cluster, password: str, *,
+                       failover: bool = False) -> Installation:
     database = cluster.new_database()
     servers, urls = [], []
     for i in range(2):
@@ -86,7 +95,7 @@ def start_installation(spawn: Callable[..., Any], folder: Path, cluster: Cluster
         urls.append(child.wait_for(r"balancedesk: serving (https?://\S+)", timeout=30).group(1))
         servers.append(child)
     config = folder / "mgmt.json"
-    config.write_text(json.dumps(front_config(urls)))
+    config.write_text(json.dumps(front_config(urls, failover=failover)))
     token_file = folder / "front-admin.token"
     front = spawn([*BALANCE, "--config", str(config), "--listen", "127.0.0.1:0", "--mode", "http",
                    "--data-plane", "asyncio",  # it replays a PUT whose server died mid-request (README)

@@ -210,6 +210,7 @@ def test_412_conflict_reload_or_overwrite(window: MainWindow, mgmt_server: Any, 
         assert connector.label == "Renamed by someone" and members[0][2] == 3
 
 
+@pytest.mark.single_server
 def test_server_killed_mid_save_loses_nothing(window: MainWindow, mgmt_server: Any, qtbot: Any,
                                               arun: Run) -> None:
     connect(window, mgmt_server, arun)

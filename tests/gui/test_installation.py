@@ -1,9 +1,13 @@
 """The main window against a load-balancer installation: two management servers on one PostgreSQL behind a
-Balance Desk balancer (tests/gui/installation.py). The window only knows the balancer's URL; one server is
-killed between two saves, and the window goes on: it saves, reloads, and a stale copy still meets a 412."""
+Balance Desk balancer (tests/gui/installation.py). The window only knows the balancer's URL. One server is
+killed between two saves, and the window goes on: it saves and reloads. And one is killed while the window's
+POST is at it: the balancer answers 502, the app sends the POST again with its Idempotency-Key, and the group
+is created once."""
 
 from __future__ import annotations
 
+import os
+import signal
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -62,5 +66,41 @@ def test_the_window_works_on_when_a_management_server_dies(
             window.spawn(window.connect_profile(Profile(name="lb", url=installation.url, user="admin"),
                                                 password=ADMIN_PASSWORD), "Connecting…")
         assert any(g.connector_id == gid for g in window.catalog.groups)
+    finally:
+        arun(survivor.aclose())
+
+
+@pytest.fixture
+def failover_installation(spawn: Callable[..., Any], tmp_path: Path, pg_cluster: Any) -> Iterator[Installation]:
+    inst = start_installation(spawn, tmp_path / "installation", pg_cluster, ADMIN_PASSWORD, failover=True)
+    yield inst
+    inst.close()
+
+
+def test_a_group_created_while_its_server_dies_is_created_once(
+    window: MainWindow, failover_installation: Installation, qtbot: Any, arun: Run
+) -> None:
+    inst = failover_installation
+    arun(window.connect_profile(Profile(name="lb", url=inst.url, user="admin"), password=ADMIN_PASSWORD))
+    survivor = MgmtClient(inst.server_urls[1], "admin", ADMIN_PASSWORD)
+    try:
+        arun(window.new_group())
+        doc = window.doc
+        assert doc is not None
+        demo4 = next(c for c in window.catalog.plain if c.label == "demo-4")
+        assert demo4.connector_id is not None and doc.members_model.add_member(demo4.connector_id)
+        doc.set_field("label", "Made while a server died")
+
+        first = inst.servers[0]
+        os.kill(first.pid, signal.SIGSTOP)  # it takes the connection (the kernel does) and never answers
+        with qtbot.waitSignal(window.saved, timeout=30000):
+            window.spawn(window.save(), "Saving…")
+            # the POST is at the first server (the front sends there first: failover order) …
+            qtbot.waitUntil(lambda: inst.members()["mgmt-1"]["active"] >= 1, timeout=10000)
+            first.kill()  # … when it dies: the front answers 502, the app resends with the same key
+        groups = [c for c in arun(survivor.list_connectors()) if c.label == "Made while a server died"]
+        assert len(groups) == 1 and doc.group_id == groups[0].connector_id
+        assert not window.isWindowModified()
+        assert inst.members()["mgmt-2"]["total"] >= 1  # the second server answered it
     finally:
         arun(survivor.aclose())
