@@ -5,6 +5,7 @@
   reads answered from a cache (listings as JSON bytes) that any commit, by any process, drops.
 * ``auth``    — argon2id password hashes and a verified-credentials cache.
 * ``throttle``— the failed-login throttle, a sans-io policy (``now`` is an argument): per pair, source, user.
+* ``shared_throttle`` — that policy shared by the servers on one database (``login_events``, replayed).
 * ``login``   — HTTP Basic logins: throttle (429), one argon2 run off the loop whether the user exists or not.
 * ``limits``  — the bounds on what a client may send (head size and time, body size, linger), in one place.
 * ``protocol``— uvicorn's httptools protocol with those bounds (431, 408, 413 before the app; lingering close).

@@ -179,7 +179,7 @@ class PostgresDatabase(Database):
         self.name = redacted(url)
         self.errors = (psycopg.Error,)
         self.integrity_errors = (psycopg.errors.IntegrityError,)
-        self.unavailable_errors = (psycopg.OperationalError,)
+        self.unavailable_errors = (psycopg.OperationalError, DatabaseError)  # DatabaseError: a reconnect failed
         self._listener: threading.Thread | None = None
         self._closed = False
         self._sql: dict[str, str] = {}

@@ -14,6 +14,9 @@ The rules, in the order they are applied:
   and timing does not tell which names exist. A disabled user's right password still fails.
 
 Every refusal is 401 with the same message whatever the reason, so the answer does not tell either.
+
+On a shared database (several servers as one) the throttle is a
+:class:`~balancedesk.core.mgmt.shared_throttle.SharedThrottle`: every server counts the failures of all.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from collections.abc import Callable
 from balancedesk.core.mgmt.auth import CredentialCache, hash_password, verify_password
 from balancedesk.core.mgmt.errors import ApiFailure
 from balancedesk.core.mgmt.service import Caller
+from balancedesk.core.mgmt.shared_throttle import SharedThrottle
 from balancedesk.core.mgmt.store import Store, UserRow
 from balancedesk.core.mgmt.throttle import Attempt, LoginThrottle, Refused, source_key
 from balancedesk.core.model import Problem
@@ -68,7 +72,8 @@ class Authenticator:
     """Turns a request into the :class:`Caller` it authenticates (or raises 401/429/403/400).
 
     ``verify`` is the argon2 check (the real one unless a test wraps it to count its calls); ``clock`` gives
-    the throttle its ``now``."""
+    the throttle its ``now``. The throttle by default: shared with the other servers on a shared database,
+    else this process's own."""
 
     def __init__(
         self,
@@ -80,7 +85,7 @@ class Authenticator:
     ) -> None:
         self.store = store
         self.verify = verify
-        self.throttle = throttle or LoginThrottle()
+        self.throttle = throttle or (SharedThrottle(store) if store.shared else LoginThrottle())
         self.clock = clock
         self.cache = CredentialCache()
         self.dummy_hash = hash_password(secrets.token_urlsafe(18))

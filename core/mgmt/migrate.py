@@ -25,8 +25,8 @@ from pathlib import Path
 from balancedesk.core.mgmt.database import is_postgres, redacted, sqlite_path
 from balancedesk.core.mgmt.store import Store, StoreError
 
-# in foreign-key order; balancers (who heartbeats now) and idempotency keys (kept a day, for retries in
-# flight) are not data to move
+# in foreign-key order; balancers (who heartbeats now), idempotency keys (kept a day, for retries in flight)
+# and login_events (the shared throttle's last hour of logins, see shared_throttle.py) are not data to move
 TABLES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("users", ("name", "pw_hash", "role", "active", "created")),
     ("connectors", ("id", "owner", "label", "endpoint", "is_group", "connection_timeout", "retry_delay",

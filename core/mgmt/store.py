@@ -1,4 +1,5 @@
 """Storage for users, connectors, the fleet's change log and balancer tokens: one implementation, two engines.
+(On a shared database also the logins the servers' throttles share: ``login_events``, see shared_throttle.py.)
 
 The engines (:mod:`.database`): **SQLite** — the embedded default, one file beside the server — and
 **PostgreSQL**, which several ``serve`` processes share as one server (``serve --database postgresql://…``).
@@ -140,6 +141,21 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (principal, key)
     );
     CREATE INDEX idempotency_created ON idempotency (created);
+    """,
+    # 5: the failed-login throttle of several servers on one database (see shared_throttle.py): the logins the
+    #    other servers must count, numbered by login_seq (raised under the write lock: ids in commit order)
+    """
+    CREATE TABLE login_seq (n {bigint} NOT NULL);
+    INSERT INTO login_seq (n) VALUES (0);
+    CREATE TABLE login_events (
+        id {bigint} PRIMARY KEY,
+        origin TEXT NOT NULL,
+        ok INTEGER NOT NULL,
+        user_key TEXT NOT NULL,
+        source TEXT NOT NULL,
+        at {real} NOT NULL
+    );
+    CREATE INDEX login_events_at ON login_events (at);
     """,
 )
 
@@ -536,3 +552,27 @@ class Store:
             "VALUES (?, ?, ?, ?, ?, ?, ?)",
             (principal, key, fingerprint, answer.status, answer.body.decode(), answer.etag, now),
         )
+    # -- logins other servers must count (the shared throttle, see shared_throttle.py) ----------------
+
+    def record_login(
+        self, origin: str, ok: bool, user: bytes, source: str, at: float, *, forget_before: float, keep: int
+    ) -> int:
+        """Append one login to ``login_events`` in its own write transaction (not a config change: read caches
+        stay), and purge the rows older than ``forget_before`` and all but the newest ``keep``; its id."""
+        with self.write(bump=False):
+            n = int(self.db.execute("UPDATE login_seq SET n = n + 1 RETURNING n").fetchone()[0])
+            self.db.execute(
+                "INSERT INTO login_events (id, origin, ok, user_key, source, at) VALUES (?, ?, ?, ?, ?, ?)",
+                (n, origin, int(ok), user.hex(), source, at),
+            )
+            self.db.execute("DELETE FROM login_events WHERE at < ? OR id <= ?", (forget_before, n - keep))
+        return n
+
+    def logins_after(self, after: int, limit: int) -> list[tuple[int, str, bool, bytes, str, float]]:
+        """At most ``limit`` rows of ``login_events`` with an id above ``after``, oldest first:
+        (id, origin, ok, user key, source, at)."""
+        rows = self.db.execute(
+            "SELECT id, origin, ok, user_key, source, at FROM login_events WHERE id > ? ORDER BY id LIMIT ?",
+            (after, limit),
+        ).fetchall()
+        return [(int(r[0]), str(r[1]), bool(r[2]), bytes.fromhex(r[3]), str(r[4]), float(r[5])) for r in rows]

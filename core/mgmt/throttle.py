@@ -21,12 +21,19 @@ A success clears the pair (not the user or the source: a login to one's own acco
 another). A key with no failure for :data:`FORGET_S` is forgotten. Memory is bounded: each table keeps at most
 ``max_entries`` keys (the least recently used go first, which can only make the throttle more lenient), a
 user is keyed by a 16-byte hash of the name, an IPv6 source by its /64 (:func:`source_key`).
+
+Other servers' logins (several servers on one database, :mod:`.shared_throttle`) are told to the policy with
+:meth:`LoginThrottle.note_failed` and :meth:`~LoginThrottle.note_succeeded`: they count as :meth:`failed` and
+:meth:`succeeded` do, except that they were never pending here, and that they may arrive late and out of
+order — so a failure moves a key's last failure only forward, and a success clears the pair only if the pair
+has not failed since (when in doubt the stricter answer).
 """
 
 from __future__ import annotations
 
 import hashlib
 import ipaddress
+import math
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Generic, TypeVar
@@ -213,5 +220,41 @@ class LoginThrottle:
         self._sources.get(attempt.source, now, self.forget_s)
         self._trusted.pop(pair, None)
         self._trusted[pair] = now
+        while len(self._trusted) > self._max_entries:
+            self._trusted.popitem(last=False)
+
+    def has_failures(self, user: bytes, source: str, now: float) -> bool:
+        """The pair (user key, source) has failures counted (a success would clear them)."""
+        row = self._pairs.get((user, source), now, self.forget_s)
+        return row is not None and row.failures > 0
+
+    def note_failed(self, user: bytes, source: str, at: float, now: float) -> None:
+        """Another server's failed attempt, at ``at`` (on this policy's clock, ``at <= now``): counted on the
+        three keys like :meth:`failed`, no pending taken off; a key's last failure only moves forward. Not on
+        the pair if the pair succeeded at or after ``at`` (that success cleared it). One older than
+        ``forget_s`` is ignored (it would be forgotten at once)."""
+        if now - at >= self.forget_s:
+            return
+        pair_row, user_row, source_row = self._rows_of(user, source)
+        cleared = self._trusted.get((user, source), -math.inf) >= at
+        for row in (user_row, source_row) if cleared else (pair_row, user_row, source_row):
+            row.failures += 1
+            row.last_s = max(row.last_s, at)
+        if cleared:
+            self._pairs.get((user, source), now, self.forget_s)  # dropped if nothing is left in it
+
+    def note_succeeded(self, user: bytes, source: str, at: float, now: float) -> None:
+        """Another server's successful login, at ``at`` (``at <= now``): the pair is trusted from ``at`` (or
+        from its later trust here) and its failures are cleared — unless the pair failed after ``at`` (a
+        failure at the same moment as the success counts as before it)."""
+        pair = (user, source)
+        row = self._pairs.get(pair, now, self.forget_s)
+        if row is not None and row.last_s <= at:
+            row.failures = 0
+            self._pairs.get(pair, now, self.forget_s)  # dropped if nothing is left in it
+        if now - at >= self.trust_s:
+            return
+        since = max(at, self._trusted.pop(pair, at))
+        self._trusted[pair] = since
         while len(self._trusted) > self._max_entries:
             self._trusted.popitem(last=False)
