@@ -151,6 +151,18 @@ class BoundedHttpProtocol(HttpToolsProtocol):
             self._head_timer.cancel()
             self._head_timer = None
         super().on_headers_complete()
+        cycle = self.cycle
+        if cycle is not None:
+            send = cycle.send
+
+            async def send_saying_close(message: Any) -> None:
+                # answered before the body arrived whole (a 401/403 ahead of it): the connection will linger
+                # and close, so the answer says ``Connection: close`` and no client sends a next request on it
+                if message["type"] == "http.response.start" and cycle.more_body:
+                    cycle.keep_alive = False
+                await send(message)
+
+            cycle.send = send_saying_close  # type: ignore[method-assign]
 
     def on_body(self, body: bytes) -> None:
         if self._refused is None and not self._lingering:

@@ -285,3 +285,19 @@ def test_a_head_that_never_completes_is_closed_after_the_head_timeout(server: Se
         assert head.startswith(b"HTTP/1.1 408 "), (name, got[name])
         assert json.loads(body)["error"]["problems"][0]["field"] == "head"
     assert answers and all(s == 200 for _, s in answers)
+
+
+def test_an_answer_sent_before_the_body_arrived_says_connection_close(server: Server) -> None:
+    """A 401 ahead of an unread body: the server will read no more of it and close, so the answer says so —
+    a keep-alive client must not send its next request on that connection."""
+    host, port = server.url.removeprefix("http://").rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=30) as sock:
+        sock.sendall(b"PUT /api/mgmt/connectors/x HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: 1000\r\n\r\n")  # the head alone: the body is never sent
+        got = b""
+        while b"\r\n\r\n" not in got:
+            data = sock.recv(65536)
+            assert data, "closed without an answer"
+            got += data
+    head = got.split(b"\r\n\r\n", 1)[0].lower()
+    assert head.startswith(b"http/1.1 401") and b"\r\nconnection: close" in head, head
