@@ -81,10 +81,13 @@ def run(argv: list[str]) -> int:
     app.setOrganizationName("balancedesk")
     app.setDesktopFileName("balancedesk")
     import qasync
+    from balancedesk.gui.gc_guard import GuiCollector
     from balancedesk.gui.profiles import Profile, local_profile
     from balancedesk.gui.theme import apply_theme
 
     apply_theme(app, args.theme)
+    collector = GuiCollector(app)  # cycles are collected in this thread only (a Qt object's end must be here)
+    collector.start()
     loop = qasync.QEventLoop(app)
     asyncio.set_event_loop(loop)
     window = compose_window(local_data=args.data)
@@ -137,4 +140,5 @@ def run(argv: list[str]) -> int:
         signals.close()
     window.deleteLater()
     join_preload()
+    collector.stop()
     return 0

@@ -48,6 +48,17 @@ def own_data_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.M
     return where
 
 
+@pytest.fixture(scope="session", autouse=True)
+def gui_thread_gc(qapp: QApplication) -> Iterator[None]:
+    """As the app does (gui/gc_guard.py): garbage is collected in the GUI thread only, for the whole run."""
+    from balancedesk.gui.gc_guard import GuiCollector
+
+    collector = GuiCollector()
+    collector.start()
+    yield
+    collector.stop()
+
+
 @pytest.fixture
 def qloop(qapp: QApplication) -> Iterator[asyncio.AbstractEventLoop]:
     loop = qasync.QEventLoop(qapp, already_running=True)
@@ -142,7 +153,7 @@ def mgmt_server(spawn: Callable[..., object], tmp_path: Path, request: pytest.Fi
 
         inst = start_installation(spawn, tmp_path / "installation", request.getfixturevalue("pg_cluster"),
                                   ADMIN_PASSWORD)
-        inst.kill_after(int(os.environ.get("BALANCEDESK_TEST_KILL_AFTER", "5")))
+        inst.kill_after(int(os.environ.get("BALANCEDESK_TEST_KILL_AFTER", "3")))
 
         def close() -> None:
             inst.close()
