@@ -24,11 +24,13 @@ URLs: ``sqlite:PATH`` (or a bare path) and ``postgresql://…`` / ``postgres://�
 
 from __future__ import annotations
 
+import contextlib
 import re
 import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -39,6 +41,44 @@ WRITE_LOCK = 0x6264_6573_6B00  # "bdesk": the advisory lock every PostgreSQL wri
 CHANNEL = "balancedesk_changes"  # NOTIFY channel: a fleet change was committed
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 SQLITE_SCHEME = "sqlite:"
+
+
+@dataclass(frozen=True)
+class SessionLimits:
+    """How long a PostgreSQL session may wait, so one hung server cannot stop the others (and a gone database
+    is noticed). Set on every connection a server opens (libpq ``options`` and keepalives):
+
+    * ``lock_timeout_s`` — a write waits this long for :data:`WRITE_LOCK`; then its request answers 503 with
+      ``Retry-After`` (and the client tries again) instead of waiting behind a stuck holder;
+    * ``idle_in_transaction_s`` — PostgreSQL ends a session that sits inside a transaction doing nothing this
+      long: a server stopped (SIGSTOP, a frozen VM) or cut off mid-write gives the lock back to the others.
+      Our transactions take milliseconds; the stopped server's next request finds its connection gone and
+      reconnects;
+    * ``statement_timeout_s`` — no single statement runs longer;
+    * ``keepalive_idle_s``, ``keepalive_interval_s``, ``keepalive_count`` — TCP keepalives, so a database
+      that vanished from the network is noticed in about idle + interval × count seconds, not the OS's
+      two hours.
+    """
+
+    connect_timeout_s: int = 10
+    lock_timeout_s: float = 5.0
+    idle_in_transaction_s: float = 15.0
+    statement_timeout_s: float = 30.0
+    keepalive_idle_s: int = 10
+    keepalive_interval_s: int = 5
+    keepalive_count: int = 3
+
+    def connect_args(self) -> dict[str, Any]:
+        """Keyword arguments for ``psycopg.connect``."""
+        options = " ".join(
+            f"-c {name}={int(seconds * 1000)}"
+            for name, seconds in (("lock_timeout", self.lock_timeout_s),
+                                  ("idle_in_transaction_session_timeout", self.idle_in_transaction_s),
+                                  ("statement_timeout", self.statement_timeout_s))
+        )
+        return {"connect_timeout": self.connect_timeout_s, "options": options, "keepalives": 1,
+                "keepalives_idle": self.keepalive_idle_s, "keepalives_interval": self.keepalive_interval_s,
+                "keepalives_count": self.keepalive_count}
 
 
 class DatabaseError(Exception):
@@ -172,14 +212,18 @@ class PostgresDatabase(Database):
     engine = "postgresql"
     shared = True
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, limits: SessionLimits | None = None) -> None:
         import psycopg
 
         self.url = url
+        self.limits = limits or SessionLimits()
         self.name = redacted(url)
         self.errors = (psycopg.Error,)
         self.integrity_errors = (psycopg.errors.IntegrityError,)
-        self.unavailable_errors = (psycopg.OperationalError, DatabaseError)  # DatabaseError: a reconnect failed
+        # the database is away, a lock or statement timed out, or the session was ended (SessionLimits); and
+        # DatabaseError: a reconnect failed
+        self.unavailable_errors = (psycopg.OperationalError, psycopg.errors.IdleInTransactionSessionTimeout,
+                                   DatabaseError)
         self._listener: threading.Thread | None = None
         self._closed = False
         self._sql: dict[str, str] = {}
@@ -189,7 +233,7 @@ class PostgresDatabase(Database):
         import psycopg
 
         try:
-            return psycopg.connect(self.url, autocommit=True, connect_timeout=10)
+            return psycopg.connect(self.url, autocommit=True, **self.limits.connect_args())
         except psycopg.Error as exc:
             raise DatabaseError(f"cannot connect to the database {self.name}: {exc}".strip()) from exc
 
@@ -236,9 +280,17 @@ class PostgresDatabase(Database):
             self.conn.cursor().executemany(self._text(sql), rows)
 
     def begin_write(self) -> None:
+        import psycopg
+
         self._usable()
         self.conn.execute("BEGIN")
-        self.conn.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
+        try:
+            self.conn.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
+        except BaseException:
+            # the lock timed out (or the session ended): leave no failed transaction behind for the next request
+            with contextlib.suppress(psycopg.Error):
+                self.conn.execute("ROLLBACK")
+            raise
 
     def schema_version(self) -> int:
         found = self.conn.execute("SELECT to_regclass('schema_version') IS NOT NULL").fetchone()
@@ -279,7 +331,7 @@ class PostgresDatabase(Database):
 
         while not self._closed:
             try:
-                with psycopg.connect(self.url, autocommit=True, connect_timeout=10) as conn:
+                with psycopg.connect(self.url, autocommit=True, **self.limits.connect_args()) as conn:
                     conn.execute(f"LISTEN {CHANNEL}")
                     wake()
                     while not self._closed:
