@@ -49,6 +49,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
+from balancedesk.core.mgmt.installation import front_config
 
 PASSWORD = "bench-admin-password"
 CONCURRENCY = 8
@@ -82,11 +83,7 @@ def start_server(data: str, database: str | None = None) -> tuple[subprocess.Pop
 def start_front(folder: Path, urls: list[str]) -> tuple[subprocess.Popen[str], str]:
     """A Balance Desk L7 balancer in front of the management servers at ``urls`` (README: a load-balancer
     installation)."""
-    members = [{"memberID": f"mgmt-{i + 1}", "sequence": i + 1, "weight": 1} for i in range(len(urls))]
-    config = {"connectorID": "management", "owner": "admin", "label": "management servers", "authUser": [],
-              "connectorGroup": {"connectionTimeout": 2, "retryDelay": 10, "loadBalancing": "Round Robin",
-                                 "members": members},
-              "endpoints": {m["memberID"]: u.removeprefix("http://") for m, u in zip(members, urls, strict=True)}}
+    config = front_config(urls)  # as `balancedesk front-config` prints it
     path = folder / "mgmt.json"
     path.write_text(json.dumps(config))
     proc, listen = _started([*BALANCEDESK, "balance", "--config", str(path), "--listen", "127.0.0.1:0", "--mode",

@@ -18,6 +18,7 @@ from balancedesk.core.command import EXIT_WITH_PARENT_ENV, watch_parent
 # module → owns these subcommands (see each module's ``register``)
 OWNERS = (
     "balancedesk.core.mgmt.cli",  # serve, users, connectors, tokens
+    "balancedesk.core.mgmt.installation",  # front-config
     "balancedesk.core.proxy.cli",  # balance
     "balancedesk.core.demo",  # demo-member
     "balancedesk.core.export",  # export (nginx / haproxy)

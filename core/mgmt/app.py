@@ -20,6 +20,7 @@ from balancedesk.core.mgmt.conditional import not_modified
 from balancedesk.core.mgmt.errors import CODES, ApiFailure, envelope
 from balancedesk.core.mgmt.inputs import check_url
 from balancedesk.core.mgmt.inputs import json_body as _body
+from balancedesk.core.mgmt.installation import HEALTH_PATH
 from balancedesk.core.mgmt.login import Authenticator
 from balancedesk.core.mgmt.service import Caller, Service, json_bytes
 from balancedesk.core.mgmt.store import Store, Stored
@@ -138,6 +139,19 @@ def create_app(store: Store, *, heartbeat_interval: float = HEARTBEAT_INTERVAL_S
         return _bytes_response(got.body, status=got.status, etag=got.etag, **extra)
 
     cid_path = "/{connector_id}"
+
+    @app.get(HEALTH_PATH, tags=["health"], responses=schemas.errors(503))
+    async def healthz() -> Response:
+        """A load balancer's health check (installation.py): 200 while this server reaches its database, 503
+        (with ``Retry-After``) when it cannot. No login, nothing about the data."""
+        try:
+            store.db.execute("SELECT 1").fetchone()
+        except store.db.unavailable_errors as exc:
+            log.warning("health check: the database is unavailable: %s", exc)
+            return _failure_response(ApiFailure(503, "The database is unavailable.", headers={"Retry-After": "1"}))
+        answer = _json_response({"status": "ok"})
+        answer.headers["Cache-Control"] = "no-store"
+        return answer
 
     # -- /api/mgmt ----------------------------------------------------------------------------------
 

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from balancedesk.core.mgmt.installation import front_config
 
 from tests.mgmt.pg_cluster import Cluster
 
@@ -73,18 +74,6 @@ class Installation:
             self._watcher.join(30)
 
 
-def front_config(urls: list[str], *, failover: bool = False) -> dict[str, Any]:
-    """The front balancer's group: round robin over the servers, or (``failover``) the first server while it
-    answers, the second after."""
-    members = [{"memberID": f"mgmt-{i + 1}", "sequence": i + 1, "weight": 1} for i in range(len(urls))]
-    group: dict[str, Any] = {"connectionTimeout": 2, "retryDelay": 10, "members": members}
-    if not failover:
-        group["loadBalancing"] = "Round Robin"
-    return {"connectorID": "management", "owner": "admin", "label": "management servers", "authUser": [],
-            "connectorGroup": group,
-            "endpoints": {m["memberID"]: u.removeprefix("http://") for m, u in zip(members, urls, strict=True)}}
-
-
 def start_installation(spawn: Callable[..., Any], folder: Path, cluster: Cluster, password: str, *,
                        failover: bool = False) -> Installation:
     database = cluster.new_database()
@@ -95,7 +84,7 @@ def start_installation(spawn: Callable[..., Any], folder: Path, cluster: Cluster
         urls.append(child.wait_for(r"balancedesk: serving (https?://\S+)", timeout=30).group(1))
         servers.append(child)
     config = folder / "mgmt.json"
-    config.write_text(json.dumps(front_config(urls, failover=failover)))
+    config.write_text(json.dumps(front_config(urls, failover=failover)))  # as `balancedesk front-config` prints it
     token_file = folder / "front-admin.token"
     front = spawn([*BALANCE, "--config", str(config), "--listen", "127.0.0.1:0", "--mode", "http",
                    "--data-plane", "asyncio",  # it replays a PUT whose server died mid-request (README)

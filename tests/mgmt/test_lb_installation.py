@@ -9,28 +9,23 @@ the admin goes on working, the following balancer applies the next change, and n
 from __future__ import annotations
 
 import json
+import os
+import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
+from balancedesk.core.mgmt.installation import HEALTH_PATH, front_config
 from fleet_helpers import group_body, make_token, new_pool
 from mgmt_helpers import ADMIN_PASSWORD, SERVE, Server
 
 pytestmark = pytest.mark.parametrize("engine", ["postgresql"], indirect=True)
 
 BALANCE = [*SERVE[:-1], "balance"]
-
-
-def mgmt_group(servers: list[Server]) -> dict[str, Any]:
-    """The balancer config of the installation: one group, the management servers as its members."""
-    members = [{"memberID": f"mgmt-{i + 1}", "sequence": i + 1, "weight": 1} for i in range(len(servers))]
-    return {"connectorID": "management", "owner": "admin", "label": "management servers", "authUser": [],
-            "connectorGroup": {"connectionTimeout": 2, "retryDelay": 10, "loadBalancing": "Round Robin",
-                               "members": members},
-            "endpoints": {m["memberID"]: s.url.removeprefix("http://") for m, s in zip(members, servers, strict=True)}}
 
 
 def _wait(probe: Callable[[], Any], what: str, timeout: float = 40) -> Any:
@@ -48,7 +43,7 @@ def test_the_api_behind_a_balancer_survives_a_server_killed(
     a = start_server(data=tmp_path / "a")
     b = start_server(data=tmp_path / "b", database=a.database)
     config = tmp_path / "mgmt.json"
-    config.write_text(json.dumps(mgmt_group([a, b])))
+    config.write_text(json.dumps(front_config([a.url, b.url])))
     front = spawn([*BALANCE, "--config", str(config), "--listen", "127.0.0.1:0", "--mode", "http",
                    "--data-plane", "asyncio"])  # it replays a PUT whose server died mid-request (README)
     url = "http://" + front.wait_for(r"balancedesk: balancing (127\.0\.0\.1:\d+)", timeout=30)[1]
@@ -114,3 +109,58 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def test_a_server_that_hangs_is_left_out_by_the_health_check(
+    start_server: Callable[..., Server], spawn: Callable[..., Any], tmp_path: Path
+) -> None:
+    """A stopped server (SIGSTOP: it takes connections and never answers) fails its health checks and gets no
+    new requests; once it answers again it is back. Nothing is asked of it meanwhile."""
+    a = start_server(data=tmp_path / "a")
+    b = start_server(data=tmp_path / "b", database=a.database)
+    assert httpx.get(f"{a.url}{HEALTH_PATH}").json() == {"status": "ok"}
+    config = tmp_path / "mgmt.json"
+    config.write_text(json.dumps(front_config([a.url, b.url])))
+    token_file = tmp_path / "front-admin.token"
+    front = spawn([*BALANCE, "--config", str(config), "--listen", "127.0.0.1:0", "--mode", "http",
+                   "--data-plane", "asyncio", "--admin", "127.0.0.1:0", "--admin-token-file", str(token_file)])
+    m = front.wait_for(r"balancedesk: balancing (127\.0\.0\.1:\d+) admin (http://\S+)", timeout=30)
+    url, front_admin = f"http://{m[1]}", m[2]
+    _wait(token_file.exists, "the front's admin token file")
+    auth = {"Authorization": f"Bearer {token_file.read_text().strip()}"}
+
+    def state(member: str) -> dict[str, Any]:
+        members = httpx.get(f"{front_admin}/admin/snapshot", headers=auth, timeout=10).json()["members"]
+        return next(m for m in members if m["memberID"] == member)
+
+    def checked(member: str) -> str:
+        return str((state(member).get("check") or {}).get("state"))
+
+    _wait(lambda: checked("mgmt-1") == "up" and (state("mgmt-1")["check"] or {}).get("ok") is True,
+          "a's first good check")
+    os.kill(a.child.pid, signal.SIGSTOP)
+    try:
+        _wait(lambda: checked("mgmt-1") == "down", "the front leaves the stopped server out", timeout=20)
+        with httpx.Client(base_url=url, auth=("admin", ADMIN_PASSWORD), timeout=5) as admin:
+            for _ in range(20):  # every one answered by b, none left waiting on a
+                assert admin.get("/api/mgmt/whoami").status_code == 200
+    finally:
+        os.kill(a.child.pid, signal.SIGCONT)
+    _wait(lambda: checked("mgmt-1") == "up", "a is back after its good checks", timeout=20)
+
+
+def test_the_health_check_says_503_while_the_database_is_away(start_server: Callable[..., Server]) -> None:
+    server = start_server()
+    assert httpx.get(f"{server.url}{HEALTH_PATH}").status_code == 200
+    assert server.database is not None
+    name = server.database.rsplit("/", 1)[1]
+    admin_url = server.database.rsplit("/", 1)[0] + "/postgres"
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f"ALTER DATABASE {name} ALLOW_CONNECTIONS false")
+        conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,))
+        try:
+            r = httpx.get(f"{server.url}{HEALTH_PATH}")
+            assert r.status_code == 503 and r.headers["Retry-After"] == "1", r.text
+        finally:
+            conn.execute(f"ALTER DATABASE {name} ALLOW_CONNECTIONS true")
+    _wait(lambda: httpx.get(f"{server.url}{HEALTH_PATH}").status_code == 200, "healthy again")
