@@ -5,14 +5,14 @@ One command, one run, one table::
     python bench/bench_proxy.py            # ~5 min: wrk -t1 -c50 -d5s, 3 interleaved passes
     python bench/bench_proxy.py --quick    # ~1.5 min: -d2s, 1 pass (a smoke run, not for quoting)
 
-Method (``shared/reference/perf-anchors.md``): two nginx backends (1 worker, ``return 200 "ok"``) on loopback,
-weights 3:1; each LB runs single-process/single-thread (nginx 1 worker, haproxy nbthread 1, balancedesk one
-process). Load is ``wrk -t1 -c50 -d{D}s --latency`` after a 1 s warm-up; the close variant adds
-``Connection: close`` (a new client connection per request). Every pass runs every (config, mode) cell,
-in reverse order on alternate passes; each run is divided by the nginx run of the same layer and mode in
-the same pass (nearest in time). Reported: medians over passes, the [min–max] of the ratios, p50/p99 of
-wrk, and the LB's CPU-µs per request from /proc/PID/stat utime+stime deltas (LB process and children).
-The be1 share (from the backends' stub_status) checks that every LB really applies the 3:1 weights.
+Method (the setup published nginx/HAProxy comparisons use): two nginx backends (1 worker, ``return 200 "ok"``)
+on loopback, weights 3:1; each LB runs single-process/single-thread (nginx 1 worker, haproxy nbthread 1,
+balancedesk one process). Load is ``wrk -t1 -c50 -d{D}s --latency`` after a 1 s warm-up; the close variant
+adds ``Connection: close`` (a new client connection per request). Every pass runs every (config, mode) cell,
+in reverse order on alternate passes; each run is divided by the nginx run of the same layer and mode in the
+same pass (nearest in time). Reported: medians over passes, the [min–max] of the ratios, p50/p99 of wrk, and
+the LB's CPU-µs per request from /proc/PID/stat utime+stime deltas (LB process and children). The be1 share
+(from the backends' stub_status) checks that every LB really applies the 3:1 weights.
 
 Installs nginx, libnginx-mod-stream, haproxy and wrk with apt-get if missing (needs root). Generated
 configs live in a temp dir (kept with --keep). Every process it starts is stopped by its PID.
