@@ -3,9 +3,8 @@
 Used by the GUI (on the qasync loop) and by the balancer to pull a group's configuration. Every method is a
 coroutine; nothing here blocks. Names below are a contract with the GUI: keep them stable.
 
-``MgmtClient(base_url, user, password, *, verify=True, timeout=10.0, on_behalf_of=None, token=None, retries=2)`` —
-HTTP Basic
-auth, or with ``token="bdt_…"`` (and no user) a balancer token as a bearer credential;
+``MgmtClient(base_url, user, password, *, verify=True, timeout=10.0, on_behalf_of=None, token=None, retries=2)``
+— HTTP Basic auth, or with ``token="bdt_…"`` (and no user) a balancer token as a bearer credential;
 ``verify`` is ``True``/``False`` or a path to a CA bundle (for ``balancedesk serve --cert``); ``on_behalf_of``
 (an Administrator only): every ``/api/mgmt`` call carries HDP's ``?user=NAME`` and acts as that user, with that
 user's rights. Use ``async with`` or call ``aclose()``.

@@ -104,13 +104,19 @@ def user_name_problem(value: object) -> str | None:
     return _segment_problem(value, _USER_NAME_RE, USER_NAME_MAX, "letters, digits and _ . @ -")
 
 
-def is_text(value: str) -> bool:
-    """True if UTF-8 can carry ``value`` (it has no lone surrogate)."""
+def text_problem(value: str) -> str | None:
+    """Why ``value`` is not text a store can keep (None if it is): a lone surrogate (UTF-8 cannot carry it), or
+    a NUL (U+0000: valid UTF-8, but no PostgreSQL text column takes it, and no name or label needs it)."""
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
-        return False
-    return True
+        return NOT_TEXT
+    return NUL_TEXT if "\x00" in value else None
+
+
+def is_text(value: str) -> bool:
+    """True if ``value`` is text (:func:`text_problem`)."""
+    return text_problem(value) is None
 
 
 def shown(value: str, limit: int = 80) -> str:
@@ -120,6 +126,7 @@ def shown(value: str, limit: int = 80) -> str:
 
 
 NOT_TEXT = "is not valid UTF-8 text (a lone surrogate, or bytes that are not UTF-8)"
+NUL_TEXT = "must not contain NUL (U+0000)"
 
 
 def text_problems(body: Any, field: str = "body") -> list[Problem]:
@@ -130,15 +137,15 @@ def text_problems(body: Any, field: str = "body") -> list[Problem]:
     while stack:
         where, value = stack.pop()
         if isinstance(value, str):
-            if not is_text(value):
-                problems.append(Problem(where, NOT_TEXT))
+            if problem := text_problem(value):
+                problems.append(Problem(where, problem))
         elif isinstance(value, dict):
             for key, item in value.items():
                 path = key if where == field and field == "body" else f"{where}.{key}"
                 if not is_text(key):
-                    bad = key.encode("utf-8", "backslashreplace").decode("utf-8")
+                    bad = key.encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\x00")
                     bad_path = bad if where == field and field == "body" else f"{where}.{bad}"
-                    problems.append(Problem(bad_path, "this field name is not valid UTF-8 text"))
+                    problems.append(Problem(bad_path, "this field name is not valid UTF-8 text without NUL"))
                     continue
                 stack.append((path, item))
         elif isinstance(value, list):

@@ -394,6 +394,10 @@ def create_app(store: Store, *, heartbeat_interval: float = HEARTBEAT_INTERVAL_S
                 if path.startswith(f"{MGMT}/"):
                     for op in ops.values():
                         op.setdefault("parameters", []).append(on_behalf_of)
+                for method, op in ops.items():
+                    if method.upper() in idempotency.UNSAFE_METHODS and (method.upper(), path) not in \
+                            idempotency.NOT_KEYED:
+                        op.setdefault("parameters", []).append(idempotency.OPENAPI_PARAMETER)
             app.openapi_schema = doc
         return app.openapi_schema
 

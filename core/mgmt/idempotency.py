@@ -25,8 +25,9 @@ because the server it had chosen died mid-request — sends the *same request wi
   committed.
 * A key is kept :data:`KEEP_S` after its first use (:func:`expired`), then forgotten: later writes purge it.
 
-Not covered, on purpose: creating a balancer token (its answer holds the token's secret, which the server
-never stores in clear), heartbeats (an upsert: sending one twice is harmless) and forgetting a balancer.
+Not covered, on purpose (:data:`NOT_KEYED`): creating a balancer token (its answer holds the token's secret,
+which the server never stores in clear), heartbeats (an upsert: sending one twice is harmless) and forgetting
+a balancer.
 
 Everything here is pure (no clock, no I/O); the table is ``idempotency`` (:mod:`.store`, schema 4).
 """
@@ -47,6 +48,22 @@ REPLAYED_HEADER = "Idempotent-Replayed"
 KEY_MAX = 255
 KEEP_S = 24 * 3600.0
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+NOT_KEYED = frozenset({
+    ("POST", "/api/admin/tokens"),  # its answer holds the token's secret, never stored in clear
+    ("POST", "/api/admin/balancers/heartbeat"),  # an upsert: twice is harmless
+    ("DELETE", "/api/admin/balancers/{instance_id}"),
+})
+"""The writes that take no key (method, route path as the OpenAPI document writes it); every other POST, PUT
+and DELETE of the API does."""
+
+OPENAPI_PARAMETER = {
+    "name": HEADER, "in": "header", "required": False,
+    "schema": {"type": "string", "minLength": 1, "maxLength": KEY_MAX, "pattern": "^[!-~]+$"},
+    "description": "Sent again with the same request, the write is applied once: the first answer is returned "
+                   f"({REPLAYED_HEADER}: true), on any server. Another request with the key: 422. Kept "
+                   f"{int(KEEP_S // 3600)} h.",
+}
 
 RETRY_STATUSES = frozenset({502, 503, 504})
 """Answers after which a client may send the same keyed request again: a gateway's "the server I chose failed"

@@ -5,10 +5,11 @@
 * A body is read in pieces and counted: past :data:`~.limits.BODY_MAX_BYTES` it is 413 at once, the rest
   unread (a ``Content-Length`` over the limit never gets this far: :mod:`.protocol` answers it).
 * The body is UTF-8 JSON (400 with code ``222210001`` otherwise) whose every string, object keys included,
-  is text (:func:`~balancedesk.core.model.text_problems`): a lone surrogate such as ``"\\ud800"`` or a byte
-  that is not UTF-8 inside a string is 400 naming the field.
-* Path segments and query values, once percent-decoded, are UTF-8 (400 naming the parameter); Starlette
-  would otherwise replace what is not with U+FFFD and act on a name the client never sent.
+  is text (:func:`~balancedesk.core.model.text_problems`): a lone surrogate such as ``"\\ud800"``, a byte
+  that is not UTF-8 or a NUL (``"\\u0000"``, which no PostgreSQL text column takes) inside a string is 400
+  naming the field.
+* Path segments and query values, once percent-decoded, are UTF-8 without NUL (400 naming the parameter);
+  Starlette would otherwise replace what is not UTF-8 with U+FFFD and act on a name the client never sent.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from urllib.parse import unquote, unquote_to_bytes
 
 from balancedesk.core.mgmt.errors import INVALID_JSON, ApiFailure, rule_failure
 from balancedesk.core.mgmt.limits import BODY_MAX_BYTES
-from balancedesk.core.model import Problem, shown, text_problems
+from balancedesk.core.model import NUL_TEXT, Problem, shown, text_problems
 from fastapi import Request
 from starlette.requests import ClientDisconnect
 
@@ -105,21 +106,26 @@ def _utf8(raw: bytes) -> bool:
 
 
 def url_problems(raw_path: bytes, query: bytes, path_params: dict[str, Any]) -> list[Problem]:
-    """Path segments and query parameters whose percent-decoded bytes are not UTF-8."""
+    """Path segments and query parameters whose percent-decoded bytes are not UTF-8, or hold a NUL."""
     problems: list[Problem] = []
     decoded = {unquote(seg.decode("latin-1")): seg for seg in raw_path.split(b"/")}
     for seg_text, seg in decoded.items():
-        if _utf8(unquote_to_bytes(seg)):
+        raw = unquote_to_bytes(seg)
+        if _utf8(raw) and b"\x00" not in raw:
             continue
         field = next((PATH_FIELDS.get(k, k) for k, v in path_params.items() if v == seg_text), "path")
-        problems.append(Problem(field, f"is not valid UTF-8 once percent-decoded: {shown(seg.decode('latin-1'))}"))
+        why = "is not valid UTF-8 once percent-decoded" if not _utf8(raw) else NUL_TEXT
+        problems.append(Problem(field, f"{why}: {shown(seg.decode('latin-1'))}"))
     for part in query.split(b"&"):
         name, _, value = part.partition(b"=")
         name_b, value_b = (unquote_to_bytes(x.replace(b"+", b" ")) for x in (name, value))
-        if not _utf8(name_b):
-            problems.append(Problem("query", f"a parameter name is not valid UTF-8: {shown(name.decode('latin-1'))}"))
+        if not _utf8(name_b) or b"\x00" in name_b:
+            problems.append(Problem("query", f"a parameter name is not valid UTF-8 text without NUL: "
+                                             f"{shown(name.decode('latin-1'))}"))
         elif not _utf8(value_b):
             problems.append(Problem(name_b.decode("utf-8"), "is not valid UTF-8 once percent-decoded"))
+        elif b"\x00" in value_b:
+            problems.append(Problem(name_b.decode("utf-8"), NUL_TEXT))
     return problems
 
 
@@ -131,4 +137,4 @@ async def check_url(request: Request) -> None:
         dict(request.path_params),
     )
     if problems:
-        raise rule_failure(problems, "The URL is not UTF-8 text: it breaks")
+        raise rule_failure(problems, "The URL is not UTF-8 text without NUL: it breaks")

@@ -48,7 +48,14 @@ from typing import Any
 
 from balancedesk.core.mgmt import idempotency
 from balancedesk.core.mgmt.database import Database, DatabaseError, connect, is_postgres, sqlite_path
-from balancedesk.core.model import Connector, ConnectorGroup, KnownConnector, ListenerSettings, Member
+from balancedesk.core.model import (
+    Connector,
+    ConnectorGroup,
+    KnownConnector,
+    ListenerSettings,
+    Member,
+    user_name_problem,
+)
 
 MIGRATIONS: tuple[str, ...] = (
     # 1: users, connectors (plain and groups), members, authorized users
@@ -324,6 +331,8 @@ class Store:
     # -- users --------------------------------------------------------------------------------------
 
     def user(self, name: str) -> UserRow | None:
+        if user_name_problem(name) is not None:  # no user has such a name (add_user checks): nothing to look up,
+            return None  # and a NUL in it could not even be sent to PostgreSQL (a Basic login's name, ?user=)
         row = self.db.execute("SELECT name, pw_hash, role, active FROM users WHERE name=?", (name,)).fetchone()
         return UserRow(row[0], row[1], row[2], bool(row[3])) if row else None
 
@@ -332,7 +341,7 @@ class Store:
         return [UserRow(r[0], r[1], r[2], bool(r[3])) for r in rows]
 
     def existing_users(self, names: Iterable[str]) -> set[str]:
-        names = list(names)
+        names = [n for n in names if user_name_problem(n) is None]  # the others name nobody (see user())
         if not names:
             return set()
         out: set[str] = set()

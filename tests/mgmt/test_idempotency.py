@@ -277,3 +277,16 @@ def test_a_password_change_whose_answer_was_lost_is_confirmed_with_the_new_passw
     assert relay.connections == 2 and relay.lost_answers[0].startswith(b"HTTP/1.1 200")
     assert httpx.get(f"{server.url}/api/mgmt/whoami", auth=("admin", new_password)).status_code == 200
     assert httpx.get(f"{server.url}/api/mgmt/whoami", auth=("admin", ADMIN_PASSWORD)).status_code == 401
+
+
+def test_the_openapi_document_shows_the_header_on_the_keyed_writes(server: Server) -> None:
+    doc = server.anonymous().get("/openapi.json").json()
+
+    def names(path: str, method: str) -> list[str]:
+        return [p["name"] for p in doc["paths"][path][method].get("parameters", [])]
+
+    assert KEY in names("/api/mgmt/connectors", "post")
+    assert KEY in names("/api/mgmt/connectors/{connector_id}", "put")
+    assert KEY in names("/api/admin/users/{name}", "put")
+    assert KEY not in names("/api/admin/tokens", "post")  # its answer holds a secret: not kept
+    assert KEY not in names("/api/mgmt/connectors/{connector_id}", "get")

@@ -150,3 +150,28 @@ def test_a_store_left_world_readable_is_narrowed(start_server: Any, tmp_path: An
     again = start_server(data=first.data)
     assert httpx.get(f"{again.url}/api/mgmt/whoami", auth=("admin", ADMIN_PASSWORD)).status_code == 200
     assert stat.S_IMODE(db.stat().st_mode) == 0o600
+
+
+@pytest.mark.parametrize(("method", "url", "body", "field"), [
+    ("GET", "/api/mgmt/connectors?user=%00x", None, "user"),
+    ("GET", "/api/admin/connectors?owner=a%00", None, "owner"),
+    ("GET", "/api/mgmt/connectors/a%00b", None, "connectorID"),
+    ("DELETE", "/api/admin/tokens/%00", None, "token_id"),
+    ("POST", "/api/admin/connectors", {"label": "x\u0000", "owner": "admin", "endpoint": "127.0.0.1:1"}, "label"),
+    ("POST", "/api/admin/tokens", {"pool": "p", "label": "\u0000"}, "label"),
+])
+def test_a_nul_anywhere_is_400_naming_where(shared_server: Server, method: str, url: str, body: Any,
+                                             field: str) -> None:
+    """U+0000 is valid UTF-8 but no PostgreSQL text column takes it: refused before anything is looked up."""
+    r = shared_server.admin.request(method, url, json=body)
+    assert r.status_code == 400, (url, r.status_code, r.text)
+    fields = [p["field"] for p in error_of(r)["problems"]]
+    assert any(field in f for f in fields), (url, fields)
+    assert any("NUL" in p["message"] for p in error_of(r)["problems"])
+
+
+def test_a_login_name_with_a_nul_is_a_plain_401(shared_server: Server) -> None:
+    for name in ("ad\u0000min", "\u0000"):
+        r = httpx.get(f"{shared_server.url}/api/mgmt/whoami", auth=(name, ADMIN_PASSWORD), timeout=15)
+        assert r.status_code == 401 and error_of(r)["code"]
+    assert shared_server.admin.get("/api/mgmt/whoami").status_code == 200  # the server goes on
