@@ -24,12 +24,11 @@ URLs: ``sqlite:PATH`` (or a bare path) and ``postgresql://â€¦`` / ``postgres://â
 
 from __future__ import annotations
 
-import contextlib
 import re
 import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -288,7 +287,7 @@ class PostgresDatabase(Database):
             self.conn.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
         except BaseException:
             # the lock timed out (or the session ended): leave no failed transaction behind for the next request
-            with contextlib.suppress(psycopg.Error):
+            with suppress(psycopg.Error):
                 self.conn.execute("ROLLBACK")
             raise
 

@@ -46,8 +46,7 @@ def front_config(endpoints: list[str], *, failover: bool = False) -> dict[str, A
         "listener": {"healthCheck": {"type": "http", "path": HEALTH_PATH, "expectStatus": 200,
                                      "interval": CHECK_INTERVAL_S, "timeout": CHECK_TIMEOUT_S,
                                      "rise": CHECK_RISE, "fall": CHECK_FALL}},
-        "endpoints": {m["memberID"]: e.removeprefix("http://").removeprefix("https://")
-                      for m, e in zip(members, endpoints, strict=True)},
+        "endpoints": {m["memberID"]: _endpoint(e) for m, e in zip(members, endpoints, strict=True)},
     }
 
 
@@ -61,7 +60,14 @@ def register(subparsers: Any) -> None:
 
 
 def _print(args: argparse.Namespace) -> int:
-    problems = [s for s in args.servers if not _endpoint_ok(s)]
+    from balancedesk.core.model import parse_endpoint  # the endpoint rule every member's endpoint follows
+
+    problems = []
+    for server in args.servers:
+        try:
+            parse_endpoint(_endpoint(server))
+        except ValueError:
+            problems.append(server)
     if problems:
         print(f"balancedesk: not HOST:PORT: {', '.join(problems)}", file=sys.stderr)
         return 2
@@ -69,6 +75,6 @@ def _print(args: argparse.Namespace) -> int:
     return 0
 
 
-def _endpoint_ok(text: str) -> bool:
-    host, sep, port = text.removeprefix("http://").rpartition(":")
-    return bool(sep and host and port.isdigit() and 0 < int(port) < 65536)
+def _endpoint(server: str) -> str:
+    """``host:port`` of a server given with or without its scheme."""
+    return server.removeprefix("http://").removeprefix("https://")

@@ -142,18 +142,25 @@ class Service:
         ``(its answer, replayed)``. ``run`` does the write and returns its answer; a refusal it raises rolls
         everything back and stores nothing. ``now``: wall-clock seconds."""
         who = idempotency.principal(caller.name, caller.token_id)
-        found = self.store.remembered(who, key)
-        if found is not None and not idempotency.expired(found, now):
-            return idempotency.check_replay(found, fingerprint), True
+        replay = self._replay(who, key, fingerprint, now)
+        if replay is not None:
+            return replay, True
         return self._run_once(who, key, fingerprint, run, now)
+
+    def _replay(self, who: str, key: str, fingerprint: str, now: float) -> idempotency.Answer | None:
+        """The stored answer for this key, if it is still kept (422 if it was another request's)."""
+        found = self.store.remembered(who, key)
+        if found is None or idempotency.expired(found, now):
+            return None
+        return idempotency.check_replay(found, fingerprint)
 
     @_atomic
     def _run_once(
         self, who: str, key: str, fingerprint: str, run: Callable[[], idempotency.Answer], now: float
     ) -> tuple[idempotency.Answer, bool]:
-        found = self.store.remembered(who, key)  # again, under the write lock: a concurrent first try committed
-        if found is not None and not idempotency.expired(found, now):
-            return idempotency.check_replay(found, fingerprint), True
+        replay = self._replay(who, key, fingerprint, now)  # again, under the write lock: a concurrent first try
+        if replay is not None:  # may have committed since
+            return replay, True
         answer = run()
         if idempotency.storable(answer):
             self.store.remember(who, key, fingerprint, answer, now)
