@@ -3,12 +3,15 @@ server), a count of the requests a GUI client sends, and a Manage window on a re
 
 from __future__ import annotations
 
+import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 from balancedesk.core.client import MgmtClient
+from balancedesk.core.mgmt import idempotency
 from balancedesk.gui.manage.window import ManageWindow
 
 LONG = 20_000
@@ -31,8 +34,25 @@ class Sent:
         return [r for r in self.requests if r[0] != "GET"]
 
 
+class ApiClient(httpx.Client):
+    """A test's own plain client of the API, writing as the app's client does (core/client.py): every write
+    carries an Idempotency-Key and is sent again after a 502/503/504 — in the installation mode the server a
+    POST reached may have just been killed (the front balancer does not resend a POST)."""
+
+    def request(self, method: str, url: Any, **kwargs: Any) -> httpx.Response:  # type: ignore[override]
+        headers = dict(kwargs.pop("headers", None) or {})
+        if method.upper() in idempotency.UNSAFE_METHODS:
+            headers.setdefault(idempotency.HEADER, uuid.uuid4().hex)
+        for attempt in range(idempotency.RETRY_ATTEMPTS):
+            response = super().request(method, url, headers=headers, **kwargs)
+            if response.status_code not in idempotency.RETRY_STATUSES or attempt == idempotency.RETRY_ATTEMPTS - 1:
+                return response
+            time.sleep(idempotency.RETRY_PAUSES_S[min(attempt, len(idempotency.RETRY_PAUSES_S) - 1)])  # backoff
+        raise AssertionError("unreachable: the last attempt returns")
+
+
 def api(url: str, user: str, password: str) -> httpx.Client:
-    return httpx.Client(base_url=url, auth=(user, password), timeout=30.0)
+    return ApiClient(base_url=url, auth=(user, password), timeout=30.0)
 
 
 def manage(qtbot: Any, client: MgmtClient, *, user: str, is_admin: bool, tab: str = "connectors") -> ManageWindow:
